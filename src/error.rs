@@ -1,0 +1,153 @@
+//! The one error type of zkraft. Variants mirror Apache ZooKeeper's `KeeperException`
+//! codes so that a front end speaking ZooKeeper's wire protocol can map them one to one
+//! (see [`Error::code`]).
+
+use std::io;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a zkraft call.
+///
+/// Logical errors (`NoNode`, `BadVersion`, …) are decided by the replicated state machine and
+/// leave the tree unchanged. `Timeout` and `NoQuorum` say that the outcome of a write is
+/// *unknown* to the caller (as ZooKeeper's `ConnectionLoss`): the write may still be applied
+/// later, exactly once, or never.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The znode (or the parent of a znode being created) does not exist.
+    #[error("no node: {0}")]
+    NoNode(String),
+    /// A znode already exists at the path being created.
+    #[error("node exists: {0}")]
+    NodeExists(String),
+    /// The expected version does not match the znode's version.
+    #[error("bad version for {path}: expected {expected}, actual {actual}")]
+    BadVersion {
+        /// Path of the znode.
+        path: String,
+        /// Version the caller expected.
+        expected: i32,
+        /// Version the znode has.
+        actual: i32,
+    },
+    /// The znode has children and cannot be deleted.
+    #[error("node not empty: {0}")]
+    NotEmpty(String),
+    /// Ephemeral znodes cannot have children.
+    #[error("ephemeral node cannot have children: {0}")]
+    NoChildrenForEphemerals(String),
+    /// The path breaks ZooKeeper's path rules.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The rejected path.
+        path: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The data is larger than the node's configured maximum.
+    #[error("data too large: {len} bytes, maximum {max}")]
+    DataTooLarge {
+        /// Size of the data given.
+        len: usize,
+        /// Configured maximum (`Config::max_data_size`).
+        max: usize,
+    },
+    /// An argument is invalid for the operation (for example deleting `/`).
+    #[error("bad arguments: {0}")]
+    BadArguments(String),
+    /// The session has expired.
+    #[error("session expired")]
+    SessionExpired,
+    /// The session was closed by its owner.
+    #[error("session closed")]
+    SessionClosed,
+    /// One operation of a `multi` failed; nothing of the `multi` was applied.
+    #[error("multi failed at operation {index}: {source}")]
+    MultiFailed {
+        /// Index of the first failing operation.
+        index: usize,
+        /// Why it failed.
+        source: Box<Error>,
+    },
+    /// No leader is known or the node cannot reach a quorum; the request was not proposed.
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+    /// The request did not complete within the request timeout. Its outcome is unknown.
+    #[error("request timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The node is shutting down or has shut down.
+    #[error("node is shut down")]
+    Shutdown,
+    /// The storage engine failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// An I/O error outside the storage engine.
+    #[error("i/o error: {0}")]
+    Io(String),
+    /// A replicated command or persisted record could not be decoded.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// raft-rs reported an error.
+    #[error("raft error: {0}")]
+    Raft(String),
+}
+
+impl Error {
+    /// The numeric code ZooKeeper uses for the same condition (`KeeperException.Code`).
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::NoNode(_) => -101,
+            Error::NodeExists(_) => -110,
+            Error::BadVersion { .. } => -103,
+            Error::NotEmpty(_) => -111,
+            Error::NoChildrenForEphemerals(_) => -108,
+            Error::InvalidPath { .. } | Error::DataTooLarge { .. } | Error::BadArguments(_) => -8,
+            Error::SessionExpired => -112,
+            Error::SessionClosed => -112,
+            Error::MultiFailed { source, .. } => source.code(),
+            Error::NoQuorum(_) | Error::Shutdown => -4,
+            Error::Timeout(_) => -7,
+            Error::Storage(_) | Error::Io(_) | Error::Corrupt(_) | Error::Raft(_) => -1,
+            Error::Config(_) => -8,
+        }
+    }
+
+    /// True when the error was decided by the state machine (the request was applied and
+    /// rejected, changing nothing), false when it comes from the node or the network.
+    pub fn is_logical(&self) -> bool {
+        matches!(
+            self,
+            Error::NoNode(_)
+                | Error::NodeExists(_)
+                | Error::BadVersion { .. }
+                | Error::NotEmpty(_)
+                | Error::NoChildrenForEphemerals(_)
+                | Error::InvalidPath { .. }
+                | Error::DataTooLarge { .. }
+                | Error::BadArguments(_)
+                | Error::MultiFailed { .. }
+        )
+    }
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Storage(e.into_string())
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e.to_string())
+    }
+}
+
+impl From<raft::Error> for Error {
+    fn from(e: raft::Error) -> Self {
+        Error::Raft(e.to_string())
+    }
+}

@@ -1,0 +1,44 @@
+//! # zkraft
+//!
+//! An embeddable, replicated ZooKeeper-style znode store: link the crate, start a
+//! [`Node`] in each process of your service, and they form an ensemble through raft
+//! (the `raft` crate, raft-rs) with the raft log and the znode tree persisted in RocksDB.
+//!
+//! ```
+//! use zkraft::{CreateMode, Node};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let node = Node::builder(1).data_dir(dir.path()).start()?;
+//! node.create("/config", b"v1", CreateMode::Persistent)?;
+//! let stat = node.set_data("/config", b"v2", Some(0))?; // compare-and-set on version 0
+//! assert_eq!(stat.version, 1);
+//! assert_eq!(node.get_data("/config")?.0, b"v2");
+//! assert!(matches!(
+//!     node.set_data("/config", b"v3", Some(0)),   // stale version
+//!     Err(zkraft::Error::BadVersion { .. })
+//! ));
+//! node.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See `docs/architecture.md` for how the pieces fit and `docs/consistency.md` for the
+//! guarantees.
+
+#![warn(missing_docs)]
+
+mod codec;
+pub mod command;
+pub mod error;
+mod node;
+pub mod path;
+mod pool;
+pub mod storage;
+pub mod transport;
+pub mod tree;
+
+pub use command::{CreateMode, Op};
+pub use error::{Error, Result};
+pub use node::{Config, Metrics, Node, NodeBuilder, Role};
+pub use pool::Pool;
+pub use transport::{Envelope, Inbox, LocalNetwork, Transport};
+pub use tree::{OpResult, Stat};

@@ -1,0 +1,218 @@
+//! [`NodeBuilder`]: assembles a [`Node`] from its configuration, transport, pool and logger,
+//! recovers its state from the data directory and starts it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::unbounded;
+use parking_lot::{Mutex, RwLock};
+use slog::{o, Logger};
+
+use super::driver::Core;
+use super::{Config, Counters, Msg, Node, Role, Shared};
+use crate::error::Result;
+use crate::pool::{Pool, Task};
+use crate::storage::{open_db, RaftStorage, TreeStore};
+use crate::transport::{Inbox, LocalNetwork, Transport};
+
+/// Builds and starts a [`Node`].
+///
+/// ```no_run
+/// use zkraft::{LocalNetwork, Node, Pool};
+/// let net = LocalNetwork::new();
+/// let pool = Pool::new(4);
+/// let node = Node::builder(1)
+///     .voters([1, 2, 3])
+///     .data_dir("/var/lib/myservice/zkraft-1")
+///     .transport(net.clone())
+///     .pool(pool.clone())
+///     .start()?;
+/// # Ok::<(), zkraft::Error>(())
+/// ```
+pub struct NodeBuilder {
+    config: Config,
+    transport: Option<Arc<dyn Transport>>,
+    pool: Option<Pool>,
+    logger: Option<Logger>,
+}
+
+impl NodeBuilder {
+    /// A builder for node `id`, alone in its ensemble until [`NodeBuilder::voters`] says
+    /// otherwise, with the defaults of [`Config`].
+    pub fn new(id: u64) -> NodeBuilder {
+        NodeBuilder {
+            config: Config {
+                id,
+                voters: vec![id],
+                ..Config::default()
+            },
+            transport: None,
+            pool: None,
+            logger: None,
+        }
+    }
+
+    /// Replaces the whole configuration (its `id` included).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The initial voters of the ensemble (this node included).
+    pub fn voters(mut self, voters: impl IntoIterator<Item = u64>) -> Self {
+        self.config.voters = voters.into_iter().collect();
+        self
+    }
+
+    /// Directory of the node's RocksDB database.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = dir.into();
+        self
+    }
+
+    /// Length of a raft tick (default 100 ms).
+    pub fn tick_interval(mut self, d: Duration) -> Self {
+        self.config.tick_interval = d;
+        self
+    }
+
+    /// Election timeout in ticks (default 10).
+    pub fn election_tick(mut self, ticks: usize) -> Self {
+        self.config.election_tick = ticks;
+        self
+    }
+
+    /// Heartbeat interval in ticks (default 2).
+    pub fn heartbeat_tick(mut self, ticks: usize) -> Self {
+        self.config.heartbeat_tick = ticks;
+        self
+    }
+
+    /// Largest znode data in bytes (default 1 MiB).
+    pub fn max_data_size(mut self, bytes: usize) -> Self {
+        self.config.max_data_size = bytes;
+        self
+    }
+
+    /// Whether raft log writes are fsynced before acknowledging (default true).
+    pub fn durable_writes(mut self, on: bool) -> Self {
+        self.config.durable_writes = on;
+        self
+    }
+
+    /// How long a call waits before [`Error::Timeout`](crate::Error::Timeout) (default 10 s).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.config.request_timeout = d;
+        self
+    }
+
+    /// The transport to the other members. Without one, the node gets a private
+    /// [`LocalNetwork`], which is enough for a single-node ensemble.
+    pub fn transport(mut self, t: impl Transport) -> Self {
+        self.transport = Some(Arc::new(t));
+        self
+    }
+
+    /// The transport, already shared.
+    pub fn transport_arc(mut self, t: Arc<dyn Transport>) -> Self {
+        self.transport = Some(t);
+        self
+    }
+
+    /// The worker pool that drives the node. Without one, the node starts a private pool
+    /// of two workers, joined at shutdown.
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Where the node (and raft-rs) log. Default: discard.
+    pub fn logger(mut self, logger: Logger) -> Self {
+        self.logger = Some(logger);
+        self
+    }
+
+    /// Opens (or creates) the data directory, recovers the raft log and the tree, joins the
+    /// transport and starts ticking.
+    pub fn start(self) -> Result<Node> {
+        let config = self.config;
+        config.validate()?;
+        let logger = self
+            .logger
+            .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
+            .new(o!("node" => config.id));
+        let transport = self
+            .transport
+            .unwrap_or_else(|| Arc::new(LocalNetwork::new()));
+        let pool = self.pool.unwrap_or_else(|| Pool::new(2));
+
+        let db = open_db(&config.data_dir)?;
+        let storage = RaftStorage::open(db.clone(), &config.voters, config.durable_writes)?;
+        let tree_store = TreeStore::new(db);
+        let (tree, applied) = tree_store.load()?;
+        let hs = storage.hard_state();
+        slog::info!(logger, "recovered";
+            "applied" => applied, "commit" => hs.commit, "term" => hs.term,
+            "last_index" => storage.last(), "znodes" => tree.len(),
+            "voters" => ?storage.conf_state().voters);
+        let single = storage.conf_state().voters == [config.id];
+        let mut raw = raft::RawNode::new(&config.raft_config(applied), storage, &logger)?;
+        if single {
+            // Alone in the ensemble: no reason to wait an election timeout.
+            raw.campaign()?;
+        }
+        let core = Core::new(raw, tree_store, applied, &config);
+
+        let (mailbox, inbox) = unbounded::<Msg>();
+        let incarnation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id()).rotate_left(48);
+        let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
+            id: config.id,
+            config: config.clone(),
+            logger,
+            tree: RwLock::new(tree),
+            role: AtomicU8::new(0),
+            leader: AtomicU64::new(0),
+            term: AtomicU64::new(hs.term),
+            applied: AtomicU64::new(applied),
+            mailbox,
+            inbox,
+            scheduled: AtomicBool::new(false),
+            ticks_due: AtomicU32::new(0),
+            core: Mutex::new(Some(core)),
+            pool: pool.reference(),
+            transport: transport.clone(),
+            stopped: AtomicBool::new(false),
+            incarnation,
+            next_request: AtomicU64::new(1),
+            counters: Counters::default(),
+            me: me.clone(),
+        });
+        let weak = Arc::downgrade(&shared);
+        transport.register(
+            config.id,
+            Inbox::new(move |env| {
+                if let Some(s) = weak.upgrade() {
+                    s.post(Msg::Envelope(env));
+                }
+            }),
+        )?;
+        let task: Arc<dyn Task> = shared.clone();
+        let timer = shared
+            .pool
+            .add_timer(Arc::downgrade(&task), config.tick_interval);
+        drop(task);
+        shared.role.store(Role::from_raft(raft::StateRole::Follower), Ordering::Release);
+        shared.wake();
+        Ok(Node {
+            shared,
+            timer,
+            pool: Mutex::new(Some(pool)),
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! [`Config`]: everything that shapes one node, with ZooKeeper-like defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Configuration of one [`Node`](crate::Node). A plain struct with `Default` and
+/// [`Config::validate`], as raft-rs's `Config`; [`NodeBuilder`](crate::NodeBuilder) sets it
+/// field by field.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's raft id (non-zero, unique in the ensemble).
+    pub id: u64,
+    /// The initial voters of the ensemble, this node included. Used only when the data
+    /// directory is new; afterwards the persisted configuration wins.
+    pub voters: Vec<u64>,
+    /// Directory of the node's RocksDB database.
+    pub data_dir: PathBuf,
+    /// Length of one raft tick.
+    pub tick_interval: Duration,
+    /// Ticks without hearing from a leader before a follower campaigns (randomised by
+    /// raft-rs between this and twice this).
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+    /// Largest data a znode may hold, in bytes (ZooKeeper's `jute.maxbuffer`, 1 MiB).
+    pub max_data_size: usize,
+    /// Fsync the raft log before acknowledging (on by default). Turning it off loses
+    /// acknowledged writes if a majority of machines lose power at once.
+    pub durable_writes: bool,
+    /// How long a synchronous call waits before returning [`Error::Timeout`].
+    pub request_timeout: Duration,
+    /// Most raft entries raft-rs hands over for apply in one `Ready` (by size, bytes).
+    pub max_committed_size_per_ready: u64,
+    /// Most bytes of entries in one append message to a follower.
+    pub max_size_per_msg: u64,
+    /// Most append messages in flight to one follower.
+    pub max_inflight_msgs: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: 1,
+            voters: vec![1],
+            data_dir: PathBuf::from("zkraft-data"),
+            tick_interval: Duration::from_millis(100),
+            election_tick: 10,
+            heartbeat_tick: 2,
+            max_data_size: 1024 * 1024,
+            durable_writes: true,
+            request_timeout: Duration::from_secs(10),
+            max_committed_size_per_ready: 16 * 1024 * 1024,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Checks that the configuration can work.
+    pub fn validate(&self) -> Result<()> {
+        let err = |m: &str| Err(Error::Config(m.to_string()));
+        if self.id == 0 {
+            return err("id must be non-zero");
+        }
+        if !self.voters.contains(&self.id) {
+            return err("voters must include this node's id");
+        }
+        if self.voters.contains(&0) {
+            return err("voter ids must be non-zero");
+        }
+        if self.tick_interval.is_zero() {
+            return err("tick_interval must be positive");
+        }
+        if self.heartbeat_tick == 0 || self.election_tick <= self.heartbeat_tick {
+            return err("election_tick must be greater than heartbeat_tick > 0");
+        }
+        if self.request_timeout.is_zero() {
+            return err("request_timeout must be positive");
+        }
+        Ok(())
+    }
+
+    /// The raft-rs configuration derived from this one.
+    pub(crate) fn raft_config(&self, applied: u64) -> raft::Config {
+        raft::Config {
+            id: self.id,
+            election_tick: self.election_tick,
+            heartbeat_tick: self.heartbeat_tick,
+            applied,
+            max_size_per_msg: self.max_size_per_msg,
+            max_inflight_msgs: self.max_inflight_msgs,
+            // A leader that cannot hear a quorum steps down, so a minority side stops
+            // accepting proposals; pre-vote keeps a rejoining node from disrupting the term.
+            check_quorum: true,
+            pre_vote: true,
+            max_committed_size_per_ready: self.max_committed_size_per_ready,
+            ..raft::Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_refused() {
+        Config::default().validate().unwrap();
+        let bad = [
+            Config { id: 0, ..Config::default() },
+            Config { voters: vec![2, 3], ..Config::default() },
+            Config { heartbeat_tick: 10, ..Config::default() },
+            Config { tick_interval: Duration::ZERO, ..Config::default() },
+        ];
+        for c in bad {
+            assert!(matches!(c.validate(), Err(Error::Config(_))), "{c:?}");
+        }
+        Config::default().raft_config(0).validate().unwrap();
+    }
+}

@@ -1,0 +1,529 @@
+//! [`Node`]: one member of a zkraft ensemble, and the synchronous znode API it serves.
+//!
+//! Application threads call the API; writes become [`Command`]s sent to the node's mailbox,
+//! proposed to raft by the driver (see `driver`), and answered when the committed entry has
+//! been applied *on this node*. Reads are served from the node's applied tree.
+
+mod builder;
+mod config;
+mod driver;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use parking_lot::{Mutex, RwLock};
+use slog::Logger;
+
+pub use builder::NodeBuilder;
+pub use config::Config;
+
+use crate::command::{Command, CreateMode, Op};
+use crate::error::{Error, Result};
+use crate::path;
+use crate::pool::{Pool, PoolRef, Task};
+use crate::transport::{Envelope, Transport};
+use crate::tree::{DataTree, OpResult, Stat};
+use driver::Core;
+
+/// The raft role a node currently plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader (or has not heard from one yet).
+    Follower,
+    /// Checking whether it could win an election (raft pre-vote).
+    PreCandidate,
+    /// Campaigning for leadership.
+    Candidate,
+    /// Leads the ensemble: orders every write.
+    Leader,
+}
+
+impl Role {
+    fn from_u8(v: u8) -> Role {
+        match v {
+            1 => Role::PreCandidate,
+            2 => Role::Candidate,
+            3 => Role::Leader,
+            _ => Role::Follower,
+        }
+    }
+    fn from_raft(r: raft::StateRole) -> u8 {
+        match r {
+            raft::StateRole::Follower => 0,
+            raft::StateRole::PreCandidate => 1,
+            raft::StateRole::Candidate => 2,
+            raft::StateRole::Leader => 3,
+        }
+    }
+}
+
+/// Counters describing what a node's driver has done, for benchmarks and operations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Write requests proposed to raft from this node.
+    pub proposals: u64,
+    /// Raft log writes (each one synced when durable writes are on).
+    pub log_writes: u64,
+    /// Entries written to the raft log.
+    pub entries_persisted: u64,
+    /// Committed entries applied to the tree.
+    pub entries_applied: u64,
+    /// Apply batches written to RocksDB.
+    pub apply_batches: u64,
+}
+
+impl Metrics {
+    /// Mean number of log entries per raft log write (fsync).
+    pub fn entries_per_write(&self) -> f64 {
+        if self.log_writes == 0 {
+            0.0
+        } else {
+            self.entries_persisted as f64 / self.log_writes as f64
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    proposals: AtomicU64,
+    log_writes: AtomicU64,
+    entries_persisted: AtomicU64,
+    entries_applied: AtomicU64,
+    apply_batches: AtomicU64,
+}
+
+/// What travels through a node's mailbox to its driver.
+pub(crate) enum Msg {
+    Envelope(Envelope),
+    Propose {
+        request_id: u64,
+        data: Vec<u8>,
+        deadline: Instant,
+        reply: Sender<Result<OpResult>>,
+    },
+    ReadIndex {
+        request_id: u64,
+        deadline: Instant,
+        reply: Sender<Result<u64>>,
+    },
+}
+
+impl Msg {
+    fn fail(self, e: Error) {
+        match self {
+            Msg::Propose { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Msg::ReadIndex { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Msg::Envelope(_) => {}
+        }
+    }
+}
+
+/// State shared between a node's API handle, its driver and its transport inbox.
+pub(crate) struct Shared {
+    id: u64,
+    config: Config,
+    logger: Logger,
+    tree: RwLock<DataTree>,
+    role: AtomicU8,
+    leader: AtomicU64,
+    term: AtomicU64,
+    applied: AtomicU64,
+    mailbox: Sender<Msg>,
+    inbox: Receiver<Msg>,
+    scheduled: AtomicBool,
+    ticks_due: AtomicU32,
+    core: Mutex<Option<Core>>,
+    pool: PoolRef,
+    transport: Arc<dyn Transport>,
+    stopped: AtomicBool,
+    incarnation: u64,
+    next_request: AtomicU64,
+    counters: Counters,
+    me: Weak<Shared>,
+}
+
+impl Shared {
+    /// Puts a message in the mailbox and makes sure a worker will run the node.
+    fn post(&self, msg: Msg) {
+        if self.stopped.load(Ordering::SeqCst) {
+            msg.fail(Error::Shutdown);
+            return;
+        }
+        if let Err(e) = self.mailbox.send(msg) {
+            e.into_inner().fail(Error::Shutdown);
+            return;
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            if let Some(me) = self.me.upgrade() {
+                self.pool.schedule(me);
+            }
+        }
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.stopped.load(Ordering::SeqCst) {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Task for Shared {
+    fn run(&self) {
+        self.scheduled.store(false, Ordering::Release);
+        let mut guard = self.core.lock();
+        let Some(core) = guard.as_mut() else {
+            return;
+        };
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(self)));
+        let failed = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(panic) => Some(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into()),
+            ),
+        };
+        if let Some(reason) = failed {
+            // Storage or raft failed: this replica can no longer be trusted to continue.
+            // Stop it (the ensemble goes on without it) rather than serve from a state
+            // that may not be on disk.
+            slog::crit!(self.logger, "node stopped after a fatal error"; "error" => &reason);
+            self.stopped.store(true, Ordering::SeqCst);
+            if let Some(core) = guard.take() {
+                core.fail_all(Error::Storage(reason));
+            }
+            while let Ok(m) = self.inbox.try_recv() {
+                m.fail(Error::Shutdown);
+            }
+            self.transport.deregister(self.id);
+        }
+    }
+
+    fn on_tick(&self) {
+        self.ticks_due.fetch_add(1, Ordering::AcqRel);
+        self.wake();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One member of a zkraft ensemble: a replica of the znode tree and the synchronous API
+/// over it. Start one with [`Node::builder`]. `Node` is `Send + Sync`: share it between
+/// threads with `Arc` or scoped threads.
+///
+/// ```
+/// use zkraft::{CreateMode, Node};
+/// let dir = tempfile::tempdir().unwrap();
+/// let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+/// node.create("/app", b"v1", CreateMode::Persistent).unwrap();
+/// let (data, stat) = node.get_data("/app").unwrap();
+/// assert_eq!((data.as_slice(), stat.version), (&b"v1"[..], 0));
+/// node.shutdown();
+/// ```
+pub struct Node {
+    shared: Arc<Shared>,
+    timer: u64,
+    pool: Mutex<Option<Pool>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.shared.id)
+            .field("role", &self.role())
+            .field("leader", &self.leader())
+            .field("applied", &self.applied_index())
+            .finish()
+    }
+}
+
+impl Node {
+    /// Starts building node `id`.
+    pub fn builder(id: u64) -> NodeBuilder {
+        NodeBuilder::new(id)
+    }
+
+    /// This node's raft id.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The role this node plays now.
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.shared.role.load(Ordering::Acquire))
+    }
+
+    /// The leader this node knows of, if any.
+    pub fn leader(&self) -> Option<u64> {
+        match self.shared.leader.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    /// The raft term this node is in.
+    pub fn term(&self) -> u64 {
+        self.shared.term.load(Ordering::Acquire)
+    }
+
+    /// Index of the last log entry applied to this node's tree: the zxid of the newest
+    /// change a local read can see.
+    pub fn applied_index(&self) -> u64 {
+        self.shared.applied.load(Ordering::Acquire)
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// What the driver has done so far.
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.shared.counters;
+        Metrics {
+            proposals: c.proposals.load(Ordering::Relaxed),
+            log_writes: c.log_writes.load(Ordering::Relaxed),
+            entries_persisted: c.entries_persisted.load(Ordering::Relaxed),
+            entries_applied: c.entries_applied.load(Ordering::Relaxed),
+            apply_batches: c.apply_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// True once the node has shut down (or stopped after a fatal storage error).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
+    }
+
+    // ----- writes -----
+
+    /// Creates a znode and returns its path (with the sequence suffix for sequential
+    /// modes). Errors: `NodeExists`, `NoNode` (parent missing), `NoChildrenForEphemerals`,
+    /// `InvalidPath`, `DataTooLarge`, and the request errors (`Timeout`, `Shutdown`…).
+    pub fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
+        self.create_with_stat(path, data, mode).map(|(p, _)| p)
+    }
+
+    /// Like [`Node::create`], also returning the new znode's [`Stat`] (ZooKeeper's create2).
+    pub fn create_with_stat(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> Result<(String, Stat)> {
+        match self.write(Op::create(path, data, mode))? {
+            OpResult::Create { path, stat } => Ok((path, stat)),
+            other => unreachable!("create answered with {other:?}"),
+        }
+    }
+
+    /// Deletes a znode; `version` `None` matches any. Errors: `NoNode`, `BadVersion`,
+    /// `NotEmpty`, `BadArguments` (the root and `/zookeeper`), `InvalidPath`.
+    pub fn delete(&self, path: &str, version: Option<i32>) -> Result<()> {
+        self.write(Op::delete(path, version)).map(|_| ())
+    }
+
+    /// Replaces a znode's data and returns its new stat; `version` `None` matches any.
+    /// Errors: `NoNode`, `BadVersion`, `DataTooLarge`, `InvalidPath`.
+    pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
+        match self.write(Op::set_data(path, data, version))? {
+            OpResult::SetData { stat } => Ok(stat),
+            other => unreachable!("set_data answered with {other:?}"),
+        }
+    }
+
+    /// Applies `ops` atomically: all of them or, with [`Error::MultiFailed`] naming the
+    /// first failing operation, none.
+    pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        if ops.iter().any(|op| matches!(op, Op::Multi(_))) {
+            return Err(Error::BadArguments("multi cannot nest".into()));
+        }
+        for (index, op) in ops.iter().enumerate() {
+            self.validate_op(op).map_err(|e| Error::MultiFailed {
+                index,
+                source: Box::new(e),
+            })?;
+        }
+        match self.write(Op::Multi(ops))? {
+            OpResult::Multi(results) => Ok(results),
+            other => unreachable!("multi answered with {other:?}"),
+        }
+    }
+
+    fn validate_op(&self, op: &Op) -> Result<()> {
+        match op {
+            Op::Create { path: p, mode, .. } if mode.is_sequential() => {
+                path::validate_sequential(p)?
+            }
+            Op::Create { path: p, .. }
+            | Op::Delete { path: p, .. }
+            | Op::SetData { path: p, .. }
+            | Op::Check { path: p, .. } => path::validate(p)?,
+            Op::Multi(ops) => {
+                for op in ops {
+                    self.validate_op(op)?;
+                }
+            }
+        }
+        let len = op.data_len();
+        let max = self.shared.config.max_data_size;
+        if len > max {
+            return Err(Error::DataTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Proposes `op` and waits until it is committed and applied on this node.
+    fn write(&self, op: Op) -> Result<OpResult> {
+        self.shared.check_running()?;
+        self.validate_op(&op)?;
+        let s = &self.shared;
+        let request_id = s.next_request.fetch_add(1, Ordering::Relaxed);
+        let data = Command {
+            origin: s.id,
+            incarnation: s.incarnation,
+            request_id,
+            time_ms: now_ms(),
+            op,
+        }
+        .encode();
+        let timeout = s.config.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let (reply, rx) = bounded(1);
+        s.post(Msg::Propose {
+            request_id,
+            data,
+            deadline,
+            reply,
+        });
+        wait(&rx, deadline, timeout)?
+    }
+
+    // ----- reads -----
+
+    /// The stat of the znode at `path`, or `None` if there is none. Served locally.
+    pub fn exists(&self, path: &str) -> Result<Option<Stat>> {
+        self.read(path, |n| n.map(|n| n.stat()))
+    }
+
+    /// The data and stat of the znode at `path`. Served locally: it reflects every write
+    /// this node has applied (including this node's own acknowledged writes).
+    pub fn get_data(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
+        self.read(path, |n| n.map(|n| (n.data.clone(), n.stat())))?
+            .ok_or_else(|| Error::NoNode(path.to_string()))
+    }
+
+    /// The names of the children of `path`, sorted. Served locally.
+    pub fn get_children(&self, path: &str) -> Result<Vec<String>> {
+        self.get_children_with_stat(path).map(|(c, _)| c)
+    }
+
+    /// The children of `path` and the parent's stat (ZooKeeper's getChildren2).
+    pub fn get_children_with_stat(&self, path: &str) -> Result<(Vec<String>, Stat)> {
+        self.read(path, |n| {
+            n.map(|n| (n.children().map(str::to_string).collect(), n.stat()))
+        })?
+        .ok_or_else(|| Error::NoNode(path.to_string()))
+    }
+
+    /// Waits until this node has applied every write committed in the ensemble before the
+    /// call (raft ReadIndex through the leader), so the next local read sees them:
+    /// ZooKeeper's `sync`.
+    pub fn sync(&self, path: &str) -> Result<()> {
+        path::validate(path)?;
+        self.read_index().map(|_| ())
+    }
+
+    /// A linearizable read of `path`'s data: confirms with a quorum that the leader is
+    /// current (ReadIndex), waits for this node to apply up to that point, then reads.
+    pub fn get_data_linearizable(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
+        path::validate(path)?;
+        self.read_index()?;
+        self.get_data(path)
+    }
+
+    /// Runs a ReadIndex round and waits until the read index is applied locally.
+    fn read_index(&self) -> Result<u64> {
+        self.shared.check_running()?;
+        let s = &self.shared;
+        let timeout = s.config.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let (reply, rx) = bounded(1);
+        s.post(Msg::ReadIndex {
+            request_id: s.next_request.fetch_add(1, Ordering::Relaxed),
+            deadline,
+            reply,
+        });
+        wait(&rx, deadline, timeout)?
+    }
+
+    fn read<T>(&self, p: &str, f: impl FnOnce(Option<&crate::tree::Znode>) -> T) -> Result<T> {
+        self.shared.check_running()?;
+        path::validate(p)?;
+        let tree = self.shared.tree.read();
+        Ok(f(tree.get(p)))
+    }
+
+    /// Calls `f` with the node's applied tree (read-locked for the duration of `f`: keep it
+    /// short). For inspection and tests, e.g. comparing replicas.
+    pub fn with_tree<T>(&self, f: impl FnOnce(&DataTree) -> T) -> T {
+        f(&self.shared.tree.read())
+    }
+
+    /// Stops the node: leaves the network, fails waiting requests with
+    /// [`Error::Shutdown`], closes the database and, if no other node uses it, joins the
+    /// worker pool. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        let s = &self.shared;
+        let first = !s.stopped.swap(true, Ordering::SeqCst);
+        if first {
+            s.transport.deregister(s.id);
+            s.pool.remove_timer(self.timer);
+        }
+        // Waits for a worker that is running the node right now.
+        if let Some(core) = s.core.lock().take() {
+            core.fail_all(Error::Shutdown);
+        }
+        while let Ok(m) = s.inbox.try_recv() {
+            m.fail(Error::Shutdown);
+        }
+        if first {
+            slog::info!(s.logger, "node shut down");
+        }
+        drop(self.pool.lock().take());
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn wait<T>(rx: &Receiver<T>, deadline: Instant, timeout: Duration) -> Result<T> {
+    match rx.recv_deadline(deadline) {
+        Ok(v) => Ok(v),
+        Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
+        Err(RecvTimeoutError::Disconnected) => Err(Error::Shutdown),
+    }
+}

@@ -1,0 +1,119 @@
+//! How nodes reach each other. [`Transport`] is the seam: the node hands it [`Envelope`]s
+//! addressed by node id and registers an [`Inbox`] for what arrives. [`LocalNetwork`] is the
+//! in-process implementation with fault injection for tests; a TCP transport fits the same
+//! trait (envelopes have a byte encoding, [`Envelope::encode`]).
+
+mod local;
+
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+
+pub use local::LocalNetwork;
+
+use crate::error::{Error, Result};
+
+/// Everything one node sends another. Raft traffic today; zkraft's own messages (session
+/// heartbeats, forwarded requests) join as further variants so one connection carries all.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Envelope {
+    /// A raft-rs message.
+    Raft(Message),
+}
+
+impl Envelope {
+    /// The node that sent the envelope.
+    pub fn from(&self) -> u64 {
+        match self {
+            Envelope::Raft(m) => m.from,
+        }
+    }
+
+    /// The node the envelope is addressed to.
+    pub fn to(&self) -> u64 {
+        match self {
+            Envelope::Raft(m) => m.to,
+        }
+    }
+
+    /// Bytes for a transport that crosses process boundaries.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Envelope::Raft(m) => {
+                let mut out = vec![1u8];
+                out.extend(m.write_to_bytes().expect("raft messages always encode"));
+                out
+            }
+        }
+    }
+
+    /// Parses bytes written by [`Envelope::encode`].
+    pub fn decode(buf: &[u8]) -> Result<Envelope> {
+        match buf.first() {
+            Some(1) => Message::parse_from_bytes(&buf[1..])
+                .map(Envelope::Raft)
+                .map_err(|e| Error::Corrupt(format!("raft message: {e}"))),
+            Some(t) => Err(Error::Corrupt(format!("unknown envelope kind {t}"))),
+            None => Err(Error::Corrupt("empty envelope".into())),
+        }
+    }
+}
+
+/// Where a transport delivers envelopes addressed to one node. Delivering never blocks.
+#[derive(Clone)]
+pub struct Inbox {
+    deliver: Arc<dyn Fn(Envelope) + Send + Sync>,
+}
+
+impl Inbox {
+    /// Wraps a delivery function (the node's mailbox).
+    pub fn new(deliver: impl Fn(Envelope) + Send + Sync + 'static) -> Inbox {
+        Inbox {
+            deliver: Arc::new(deliver),
+        }
+    }
+
+    /// Hands an envelope to the node.
+    pub fn deliver(&self, envelope: Envelope) {
+        (self.deliver)(envelope)
+    }
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inbox")
+    }
+}
+
+/// Carries envelopes between the members of an ensemble.
+///
+/// Sending is fire-and-forget, like a datagram: raft retries what is lost. Implementations
+/// must not block the caller for long (the caller is a node's driver).
+pub trait Transport: Send + Sync + 'static {
+    /// Starts delivering envelopes addressed to `id` into `inbox`.
+    fn register(&self, id: u64, inbox: Inbox) -> Result<()>;
+    /// Stops delivering to `id` (the node is shutting down).
+    fn deregister(&self, id: u64);
+    /// Sends `envelope` to node `to`.
+    fn send(&self, to: u64, envelope: Envelope);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::MessageType;
+
+    #[test]
+    fn envelopes_round_trip() {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        m.from = 1;
+        m.to = 2;
+        m.term = 7;
+        let env = Envelope::Raft(m);
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        assert!(Envelope::decode(&[]).is_err());
+        assert!(Envelope::decode(&[9, 1]).is_err());
+    }
+}
