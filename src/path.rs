@@ -113,8 +113,20 @@ mod tests {
     #[test]
     fn rejects_what_zookeeper_rejects() {
         for p in [
-            "", "a", "a/b", "/a/", "//", "/a//b", "/.", "/..", "/a/./b", "/a/../b", "/a\0b",
-            "/a\u{1}", "/a\u{7f}", "/\u{fff5}",
+            "",
+            "a",
+            "a/b",
+            "/a/",
+            "//",
+            "/a//b",
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/a\0b",
+            "/a\u{1}",
+            "/a\u{7f}",
+            "/\u{fff5}",
         ] {
             assert!(
                 matches!(validate(p), Err(Error::InvalidPath { .. })),

@@ -8,6 +8,9 @@ use std::time::Duration;
 use common::{image, Cluster};
 use zkraft::{CreateMode, Error, Node, Op, OpResult};
 
+/// A call's result and a predicate its error must satisfy.
+type Expectation<'a> = (&'a str, zkraft::Result<()>, fn(&Error) -> bool);
+
 fn assert_unchanged(c: &Cluster, before: &common::TreeImage, what: &str) {
     for n in c.running() {
         assert_eq!(&image(n), before, "{what} changed node {}", n.id());
@@ -17,18 +20,41 @@ fn assert_unchanged(c: &Cluster, before: &common::TreeImage, what: &str) {
 /// Runs the whole API through `api`, checking replicas of `c`.
 fn exercise(c: &Cluster, api: &Node) {
     // create / exists / get_data / get_children
-    assert_eq!(api.create("/app", b"root", CreateMode::Persistent).unwrap(), "/app");
-    let (p, st) = api.create_with_stat("/app/cfg", b"v0", CreateMode::Persistent).unwrap();
+    assert_eq!(
+        api.create("/app", b"root", CreateMode::Persistent).unwrap(),
+        "/app"
+    );
+    let (p, st) = api
+        .create_with_stat("/app/cfg", b"v0", CreateMode::Persistent)
+        .unwrap();
     assert_eq!(p, "/app/cfg");
-    assert_eq!((st.version, st.data_length, st.czxid, st.mzxid), (0, 2, st.pzxid, st.czxid));
+    assert_eq!(
+        (st.version, st.data_length, st.czxid, st.mzxid),
+        (0, 2, st.pzxid, st.czxid)
+    );
     let (data, stat) = api.get_data("/app/cfg").unwrap();
-    assert_eq!((data.as_slice(), stat), (&b"v0"[..], st), "read-your-writes");
+    assert_eq!(
+        (data.as_slice(), stat),
+        (&b"v0"[..], st),
+        "read-your-writes"
+    );
     assert_eq!(api.exists("/app/cfg").unwrap(), Some(st));
     assert_eq!(api.exists("/app/none").unwrap(), None);
     assert_eq!(api.get_children("/app").unwrap(), ["cfg"]);
     let (kids, parent) = api.get_children_with_stat("/app").unwrap();
-    assert_eq!((kids.len(), parent.num_children, parent.cversion, parent.pzxid), (1, 1, 1, st.czxid));
-    assert!(api.get_children("/").unwrap().contains(&"zookeeper".to_string()));
+    assert_eq!(
+        (
+            kids.len(),
+            parent.num_children,
+            parent.cversion,
+            parent.pzxid
+        ),
+        (1, 1, 1, st.czxid)
+    );
+    assert!(api
+        .get_children("/")
+        .unwrap()
+        .contains(&"zookeeper".to_string()));
 
     // set_data with and without versions
     let s1 = api.set_data("/app/cfg", b"v1", Some(0)).unwrap();
@@ -38,40 +64,136 @@ fn exercise(c: &Cluster, api: &Node) {
     assert_eq!(s2.version, 2);
 
     // sequential
-    let a = api.create("/app/job-", b"", CreateMode::PersistentSequential).unwrap();
-    let b = api.create("/app/job-", b"", CreateMode::PersistentSequential).unwrap();
+    let a = api
+        .create("/app/job-", b"", CreateMode::PersistentSequential)
+        .unwrap();
+    let b = api
+        .create("/app/job-", b"", CreateMode::PersistentSequential)
+        .unwrap();
     assert_eq!(a, "/app/job-0000000001");
     assert_eq!(b, "/app/job-0000000002");
 
     // every error path leaves every replica unchanged
     c.wait_converged(Duration::from_secs(10));
     let before = image(api);
-    let errors: Vec<(&str, zkraft::Result<()>, fn(&Error) -> bool)> = vec![
-        ("create existing", api.create("/app", b"", CreateMode::Persistent).map(drop), |e| matches!(e, Error::NodeExists(p) if p == "/app")),
-        ("create no parent", api.create("/nope/x", b"", CreateMode::Persistent).map(drop), |e| matches!(e, Error::NoNode(p) if p == "/nope")),
-        ("create invalid", api.create("/app/", b"", CreateMode::Persistent).map(drop), |e| matches!(e, Error::InvalidPath { .. })),
-        ("create relative", api.create("app", b"", CreateMode::Persistent).map(drop), |e| matches!(e, Error::InvalidPath { .. })),
-        ("create dot", api.create("/app/./x", b"", CreateMode::Persistent).map(drop), |e| matches!(e, Error::InvalidPath { .. })),
-        ("create too large", api.create("/big", &vec![0u8; 1024 * 1024 + 1], CreateMode::Persistent).map(drop), |e| matches!(e, Error::DataTooLarge { len: 1048577, max: 1048576 })),
-        ("set too large", api.set_data("/app", &vec![0u8; 1024 * 1024 + 1], None).map(drop), |e| matches!(e, Error::DataTooLarge { .. })),
-        ("set bad version", api.set_data("/app/cfg", b"x", Some(0)).map(drop), |e| matches!(e, Error::BadVersion { expected: 0, actual: 2, .. })),
-        ("set missing", api.set_data("/app/none", b"x", None).map(drop), |e| matches!(e, Error::NoNode(_))),
-        ("delete missing", api.delete("/app/none", None), |e| matches!(e, Error::NoNode(_))),
-        ("delete not empty", api.delete("/app", None), |e| matches!(e, Error::NotEmpty(p) if p == "/app")),
-        ("delete bad version", api.delete("/app/cfg", Some(7)), |e| matches!(e, Error::BadVersion { .. })),
-        ("delete root", api.delete("/", None), |e| matches!(e, Error::BadArguments(_))),
-        ("delete invalid", api.delete("/app//cfg", None), |e| matches!(e, Error::InvalidPath { .. })),
-        ("get missing", api.get_data("/app/none").map(drop), |e| matches!(e, Error::NoNode(_))),
-        ("children missing", api.get_children("/app/none").map(drop), |e| matches!(e, Error::NoNode(_))),
-        ("exists invalid", api.exists("bad").map(drop), |e| matches!(e, Error::InvalidPath { .. })),
-        ("multi fails", api.multi(vec![
-            Op::create("/app/m1", b"x".to_vec(), CreateMode::Persistent),
-            Op::set_data("/app/cfg", b"y".to_vec(), Some(2)),
-            Op::check("/app/none", None),
-        ]).map(drop), |e| matches!(e, Error::MultiFailed { index: 2, source } if matches!(**source, Error::NoNode(_)))),
-        ("multi invalid path", api.multi(vec![Op::create("/ok", vec![], CreateMode::Persistent), Op::delete("bad", None)]).map(drop),
-            |e| matches!(e, Error::MultiFailed { index: 1, source } if matches!(**source, Error::InvalidPath { .. }))),
-        ("multi nested", api.multi(vec![Op::Multi(vec![])]).map(drop), |e| matches!(e, Error::BadArguments(_))),
+    let errors: Vec<Expectation> = vec![
+        (
+            "create existing",
+            api.create("/app", b"", CreateMode::Persistent).map(drop),
+            |e| matches!(e, Error::NodeExists(p) if p == "/app"),
+        ),
+        (
+            "create no parent",
+            api.create("/nope/x", b"", CreateMode::Persistent).map(drop),
+            |e| matches!(e, Error::NoNode(p) if p == "/nope"),
+        ),
+        (
+            "create invalid",
+            api.create("/app/", b"", CreateMode::Persistent).map(drop),
+            |e| matches!(e, Error::InvalidPath { .. }),
+        ),
+        (
+            "create relative",
+            api.create("app", b"", CreateMode::Persistent).map(drop),
+            |e| matches!(e, Error::InvalidPath { .. }),
+        ),
+        (
+            "create dot",
+            api.create("/app/./x", b"", CreateMode::Persistent)
+                .map(drop),
+            |e| matches!(e, Error::InvalidPath { .. }),
+        ),
+        (
+            "create too large",
+            api.create("/big", &vec![0u8; 1024 * 1024 + 1], CreateMode::Persistent)
+                .map(drop),
+            |e| {
+                matches!(
+                    e,
+                    Error::DataTooLarge {
+                        len: 1048577,
+                        max: 1048576
+                    }
+                )
+            },
+        ),
+        (
+            "set too large",
+            api.set_data("/app", &vec![0u8; 1024 * 1024 + 1], None)
+                .map(drop),
+            |e| matches!(e, Error::DataTooLarge { .. }),
+        ),
+        (
+            "set bad version",
+            api.set_data("/app/cfg", b"x", Some(0)).map(drop),
+            |e| {
+                matches!(
+                    e,
+                    Error::BadVersion {
+                        expected: 0,
+                        actual: 2,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "set missing",
+            api.set_data("/app/none", b"x", None).map(drop),
+            |e| matches!(e, Error::NoNode(_)),
+        ),
+        ("delete missing", api.delete("/app/none", None), |e| {
+            matches!(e, Error::NoNode(_))
+        }),
+        (
+            "delete not empty",
+            api.delete("/app", None),
+            |e| matches!(e, Error::NotEmpty(p) if p == "/app"),
+        ),
+        ("delete bad version", api.delete("/app/cfg", Some(7)), |e| {
+            matches!(e, Error::BadVersion { .. })
+        }),
+        ("delete root", api.delete("/", None), |e| {
+            matches!(e, Error::BadArguments(_))
+        }),
+        ("delete invalid", api.delete("/app//cfg", None), |e| {
+            matches!(e, Error::InvalidPath { .. })
+        }),
+        ("get missing", api.get_data("/app/none").map(drop), |e| {
+            matches!(e, Error::NoNode(_))
+        }),
+        (
+            "children missing",
+            api.get_children("/app/none").map(drop),
+            |e| matches!(e, Error::NoNode(_)),
+        ),
+        ("exists invalid", api.exists("bad").map(drop), |e| {
+            matches!(e, Error::InvalidPath { .. })
+        }),
+        (
+            "multi fails",
+            api.multi(vec![
+                Op::create("/app/m1", b"x".to_vec(), CreateMode::Persistent),
+                Op::set_data("/app/cfg", b"y".to_vec(), Some(2)),
+                Op::check("/app/none", None),
+            ])
+            .map(drop),
+            |e| matches!(e, Error::MultiFailed { index: 2, source } if matches!(**source, Error::NoNode(_))),
+        ),
+        (
+            "multi invalid path",
+            api.multi(vec![
+                Op::create("/ok", vec![], CreateMode::Persistent),
+                Op::delete("bad", None),
+            ])
+            .map(drop),
+            |e| matches!(e, Error::MultiFailed { index: 1, source } if matches!(**source, Error::InvalidPath { .. })),
+        ),
+        (
+            "multi nested",
+            api.multi(vec![Op::Multi(vec![])]).map(drop),
+            |e| matches!(e, Error::BadArguments(_)),
+        ),
     ];
     for (what, res, ok) in errors {
         let e = res.expect_err(what);
@@ -92,7 +214,9 @@ fn exercise(c: &Cluster, api: &Node) {
             Op::delete(a.clone(), None),
         ])
         .unwrap();
-    assert!(matches!(&rs[..], [OpResult::Check, OpResult::Create { .. }, OpResult::SetData { stat }, OpResult::Delete] if stat.version == 3));
+    assert!(
+        matches!(&rs[..], [OpResult::Check, OpResult::Create { .. }, OpResult::SetData { stat }, OpResult::Delete] if stat.version == 3)
+    );
     api.delete(&b, Some(0)).unwrap();
     api.delete("/app/m", None).unwrap();
     assert_eq!(api.get_children("/app").unwrap(), ["cfg"]);
@@ -129,7 +253,10 @@ fn shut_down_node_refuses_calls() {
     let n = c.leader();
     n.create("/a", b"", CreateMode::Persistent).unwrap();
     n.shutdown();
-    assert_eq!(n.create("/b", b"", CreateMode::Persistent), Err(Error::Shutdown));
+    assert_eq!(
+        n.create("/b", b"", CreateMode::Persistent),
+        Err(Error::Shutdown)
+    );
     assert_eq!(n.get_data("/a"), Err(Error::Shutdown));
     assert!(n.is_stopped());
 }

@@ -12,7 +12,9 @@ use zkraft::{CreateMode, Error, Role};
 fn leader_killed_new_leader_elected_and_writes_go_on() {
     let mut c = Cluster::new(3);
     let old = c.wait_leader();
-    c.node(old).create("/before", b"1", CreateMode::Persistent).unwrap();
+    c.node(old)
+        .create("/before", b"1", CreateMode::Persistent)
+        .unwrap();
     let killed_at = Instant::now();
     c.stop(old);
     let survivors: Vec<u64> = c.ids.iter().copied().filter(|&i| i != old).collect();
@@ -41,12 +43,19 @@ fn leader_killed_new_leader_elected_and_writes_go_on() {
 fn minority_partition_cannot_write_majority_can_and_heal_converges() {
     let c = Cluster::new(5);
     let leader = c.wait_leader();
-    c.leader().create("/p", b"", CreateMode::Persistent).unwrap();
+    c.leader()
+        .create("/p", b"", CreateMode::Persistent)
+        .unwrap();
     c.wait_converged(Duration::from_secs(10));
     // The leader and one follower on the minority side.
     let buddy = c.ids.iter().copied().find(|&i| i != leader).unwrap();
     let minority = [leader, buddy];
-    let majority: Vec<u64> = c.ids.iter().copied().filter(|i| !minority.contains(i)).collect();
+    let majority: Vec<u64> = c
+        .ids
+        .iter()
+        .copied()
+        .filter(|i| !minority.contains(i))
+        .collect();
     c.net.partition(&[&minority, &majority]);
 
     // Neither the old leader nor its follower can complete a write.
@@ -107,14 +116,20 @@ fn writes_survive_message_loss_and_delay() {
         // Through the leader, so a lost forward cannot lose the request itself; raft
         // retransmits lost appends.
         let l = c.wait_leader();
-        match c.node(l).create(&format!("/lossy-{i}"), b"x", CreateMode::Persistent) {
+        match c
+            .node(l)
+            .create(&format!("/lossy-{i}"), b"x", CreateMode::Persistent)
+        {
             Ok(_) => done += 1,
             // Leadership may move under heavy loss; the outcome is then unknown.
             Err(Error::Timeout(_)) | Err(Error::NoQuorum(_)) => {}
             Err(e) => panic!("{e}"),
         }
     }
-    assert!(done >= 30, "only {done} of 40 writes completed (leader was {leader})");
+    assert!(
+        done >= 30,
+        "only {done} of 40 writes completed (leader was {leader})"
+    );
     c.net.heal();
     let img = c.wait_converged(Duration::from_secs(15));
     assert!(img.keys().filter(|k| k.starts_with("/lossy-")).count() >= done);
@@ -135,8 +150,12 @@ fn follower_far_behind_catches_up() {
         for t in 0..8 {
             s.spawn(move || {
                 for i in 0..100 {
-                    l.create(&format!("/bulk/{t}-{i}"), &[t as u8; 100], CreateMode::Persistent)
-                        .unwrap();
+                    l.create(
+                        &format!("/bulk/{t}-{i}"),
+                        &[t as u8; 100],
+                        CreateMode::Persistent,
+                    )
+                    .unwrap();
                 }
             });
         }

@@ -13,7 +13,9 @@ use zkraft::{CreateMode, Error};
 fn acknowledged_writes_survive_full_restart() {
     let mut c = Cluster::new(3);
     c.wait_leader();
-    c.leader().create("/acked", b"", CreateMode::Persistent).unwrap();
+    c.leader()
+        .create("/acked", b"", CreateMode::Persistent)
+        .unwrap();
     let acked = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for &id in &c.ids {
@@ -22,7 +24,11 @@ fn acknowledged_writes_survive_full_restart() {
             s.spawn(move || {
                 for i in 0..60 {
                     let p = node
-                        .create("/acked/n-", format!("{id}:{i}").as_bytes(), CreateMode::PersistentSequential)
+                        .create(
+                            "/acked/n-",
+                            format!("{id}:{i}").as_bytes(),
+                            CreateMode::PersistentSequential,
+                        )
                         .unwrap();
                     acked.lock().unwrap().push((p, format!("{id}:{i}")));
                 }
@@ -43,7 +49,9 @@ fn acknowledged_writes_survive_full_restart() {
     }
     // Straight after reopening, before any election, each node holds what it applied.
     for (i, &id) in c.ids.iter().enumerate() {
-        assert!(c.node(id).applied_index() >= applied[i].min(applied.iter().copied().min().unwrap()));
+        assert!(
+            c.node(id).applied_index() >= applied[i].min(applied.iter().copied().min().unwrap())
+        );
     }
     c.wait_leader();
     let after = c.wait_converged(Duration::from_secs(10));
@@ -52,7 +60,11 @@ fn acknowledged_writes_survive_full_restart() {
     }
     // Identical stats: nothing re-applied, nothing skipped.
     for (path, (data, stat)) in &before {
-        assert_eq!(&after[path], &(data.clone(), *stat), "{path} changed across restart");
+        assert_eq!(
+            &after[path],
+            &(data.clone(), *stat),
+            "{path} changed across restart"
+        );
     }
     // Sequence numbers continue where they were.
     let next = c
@@ -84,10 +96,16 @@ fn single_node_restart_keeps_tree_and_applied_index() {
 #[test]
 fn one_directory_cannot_be_opened_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let a = zkraft::Node::builder(1).data_dir(dir.path()).start().unwrap();
+    let a = zkraft::Node::builder(1)
+        .data_dir(dir.path())
+        .start()
+        .unwrap();
     let b = zkraft::Node::builder(1).data_dir(dir.path()).start();
     assert!(matches!(b, Err(Error::Storage(_))), "{b:?}");
     a.shutdown();
-    let again = zkraft::Node::builder(1).data_dir(dir.path()).start().unwrap();
+    let again = zkraft::Node::builder(1)
+        .data_dir(dir.path())
+        .start()
+        .unwrap();
     again.shutdown();
 }

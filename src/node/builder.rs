@@ -207,7 +207,10 @@ impl NodeBuilder {
             .pool
             .add_timer(Arc::downgrade(&task), config.tick_interval);
         drop(task);
-        shared.role.store(Role::from_raft(raft::StateRole::Follower), Ordering::Release);
+        shared.role.store(
+            Role::from_raft(raft::StateRole::Follower),
+            Ordering::Release,
+        );
         shared.wake();
         Ok(Node {
             shared,

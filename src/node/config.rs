@@ -110,10 +110,22 @@ mod tests {
     fn defaults_are_valid_and_bad_values_are_refused() {
         Config::default().validate().unwrap();
         let bad = [
-            Config { id: 0, ..Config::default() },
-            Config { voters: vec![2, 3], ..Config::default() },
-            Config { heartbeat_tick: 10, ..Config::default() },
-            Config { tick_interval: Duration::ZERO, ..Config::default() },
+            Config {
+                id: 0,
+                ..Config::default()
+            },
+            Config {
+                voters: vec![2, 3],
+                ..Config::default()
+            },
+            Config {
+                heartbeat_tick: 10,
+                ..Config::default()
+            },
+            Config {
+                tick_interval: Duration::ZERO,
+                ..Config::default()
+            },
         ];
         for c in bad {
             assert!(matches!(c.validate(), Err(Error::Config(_))), "{c:?}");

@@ -186,8 +186,7 @@ impl Task for Shared {
         let Some(core) = guard.as_mut() else {
             return;
         };
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(self)));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(self)));
         let failed = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),

@@ -59,9 +59,13 @@ impl RaftStorage {
             Some(b) => ConfState::parse_from_bytes(&b)
                 .map_err(|e| Error::Corrupt(format!("conf state: {e}")))?,
             None => {
-                let mut cs = ConfState::default();
-                cs.voters = voters.to_vec();
-                let bytes = cs.write_to_bytes().map_err(|e| Error::Corrupt(e.to_string()))?;
+                let cs = ConfState {
+                    voters: voters.to_vec(),
+                    ..ConfState::default()
+                };
+                let bytes = cs
+                    .write_to_bytes()
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
                 let mut opts = WriteOptions::default();
                 opts.set_sync(sync);
                 let mut batch = WriteBatch::default();
@@ -133,7 +137,9 @@ impl RaftStorage {
             );
             let log_cf = cf(&self.db, CF_RAFT_LOG);
             for e in entries {
-                let bytes = e.write_to_bytes().map_err(|e| Error::Corrupt(e.to_string()))?;
+                let bytes = e
+                    .write_to_bytes()
+                    .map_err(|e| Error::Corrupt(e.to_string()))?;
                 batch.put_cf(log_cf, index_key(e.index), bytes);
             }
             if last.index < cached.last_index {
@@ -146,7 +152,9 @@ impl RaftStorage {
             cached.last_index = last.index;
         }
         if let Some(hs) = hard_state {
-            let bytes = hs.write_to_bytes().map_err(|e| Error::Corrupt(e.to_string()))?;
+            let bytes = hs
+                .write_to_bytes()
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
             batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_HARD_STATE, bytes);
             cached.hard_state = hs.clone();
         }
@@ -174,7 +182,9 @@ impl RaftStorage {
 
     /// Records a new configuration (after a conf change is applied) into `batch`.
     pub fn conf_state_into(&self, batch: &mut WriteBatch, cs: ConfState) -> Result<()> {
-        let bytes = cs.write_to_bytes().map_err(|e| Error::Corrupt(e.to_string()))?;
+        let bytes = cs
+            .write_to_bytes()
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
         batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_CONF_STATE, bytes);
         self.cached.write().conf_state = cs;
         Ok(())
@@ -294,11 +304,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8; 3].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 3].into(),
+            ..Entry::default()
+        }
     }
 
     #[test]
@@ -311,10 +322,12 @@ mod tests {
             assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 0));
             assert_eq!(s.term(0).unwrap(), 0);
             let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
-            let mut hs = HardState::default();
-            hs.term = 1;
-            hs.vote = 2;
-            hs.commit = 3;
+            let hs = HardState {
+                term: 1,
+                vote: 2,
+                commit: 3,
+                ..HardState::default()
+            };
             s.persist(&ents, Some(&hs)).unwrap();
             assert_eq!(s.last_index().unwrap(), 5);
             assert_eq!(s.term(4).unwrap(), 1);
@@ -323,7 +336,9 @@ mod tests {
             assert_eq!(s.last_index().unwrap(), 4);
             assert_eq!(s.term(4).unwrap(), 2);
             assert!(s.term(5).is_err());
-            let got = s.entries(2, 5, None, GetEntriesContext::empty(false)).unwrap();
+            let got = s
+                .entries(2, 5, None, GetEntriesContext::empty(false))
+                .unwrap();
             assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), [2, 3, 4]);
             let one = s.entries(1, 5, 1, GetEntriesContext::empty(false)).unwrap();
             assert_eq!(one.len(), 1, "max_size returns at least one entry");
@@ -332,7 +347,10 @@ mod tests {
         let s = RaftStorage::open(db, &[9], true).unwrap();
         let st = s.initial_state().unwrap();
         assert_eq!(st.conf_state.voters, vec![1, 2, 3], "conf state survives");
-        assert_eq!((st.hard_state.term, st.hard_state.vote, st.hard_state.commit), (1, 2, 3));
+        assert_eq!(
+            (st.hard_state.term, st.hard_state.vote, st.hard_state.commit),
+            (1, 2, 3)
+        );
         assert_eq!(s.last_index().unwrap(), 4);
         assert_eq!(s.term(4).unwrap(), 2);
     }

@@ -40,7 +40,10 @@ impl TreeStore {
             None => 0,
         };
         let mut tree = DataTree::empty();
-        for item in self.db.iterator_cf(cf(&self.db, CF_TREE), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(cf(&self.db, CF_TREE), IteratorMode::Start)
+        {
             let (k, v) = item?;
             let path = String::from_utf8(k.to_vec())
                 .map_err(|_| Error::Corrupt("znode path is not utf-8".into()))?;
@@ -55,7 +58,13 @@ impl TreeStore {
 
     /// Adds to `batch` the current value of every path in `dirty` (deleting the ones that
     /// no longer exist) and the applied index.
-    pub fn write_into(&self, batch: &mut WriteBatch, tree: &DataTree, dirty: &[String], applied: u64) {
+    pub fn write_into(
+        &self,
+        batch: &mut WriteBatch,
+        tree: &DataTree,
+        dirty: &[String],
+        applied: u64,
+    ) {
         let tree_cf = cf(&self.db, CF_TREE);
         for path in dirty {
             match tree.get(path) {
@@ -135,10 +144,20 @@ mod tests {
             let store = TreeStore::new(super::super::open_db(dir.path()).unwrap());
             let (fresh, applied) = store.load().unwrap();
             assert_eq!((fresh.len(), applied), (3, 0));
-            tree.apply(1, 10, &Op::create("/a", b"x".to_vec(), CreateMode::Persistent)).unwrap();
-            tree.apply(2, 11, &Op::create("/a/", b"y".to_vec(), CreateMode::PersistentSequential))
+            tree.apply(
+                1,
+                10,
+                &Op::create("/a", b"x".to_vec(), CreateMode::Persistent),
+            )
+            .unwrap();
+            tree.apply(
+                2,
+                11,
+                &Op::create("/a/", b"y".to_vec(), CreateMode::PersistentSequential),
+            )
+            .unwrap();
+            tree.apply(3, 12, &Op::create("/b", vec![], CreateMode::Persistent))
                 .unwrap();
-            tree.apply(3, 12, &Op::create("/b", vec![], CreateMode::Persistent)).unwrap();
             tree.apply(4, 13, &Op::delete("/b", None)).unwrap();
             let dirty = tree.take_dirty();
             let mut batch = WriteBatch::default();

@@ -111,7 +111,10 @@ impl Default for LocalNetwork {
 impl std::fmt::Debug for LocalNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalNetwork")
-            .field("nodes", &self.inner.inboxes.read().keys().collect::<Vec<_>>())
+            .field(
+                "nodes",
+                &self.inner.inboxes.read().keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -248,7 +251,9 @@ impl Transport for LocalNetwork {
     fn register(&self, id: u64, inbox: Inbox) -> Result<()> {
         let mut inboxes = self.inner.inboxes.write();
         if inboxes.contains_key(&id) {
-            return Err(Error::Config(format!("node {id} is already on this network")));
+            return Err(Error::Config(format!(
+                "node {id} is already on this network"
+            )));
         }
         inboxes.insert(id, inbox);
         Ok(())
@@ -306,10 +311,11 @@ mod tests {
     use std::sync::mpsc;
 
     fn msg(from: u64, to: u64) -> Envelope {
-        let mut m = Message::default();
-        m.from = from;
-        m.to = to;
-        Envelope::Raft(m)
+        Envelope::Raft(Message {
+            from,
+            to,
+            ..Message::default()
+        })
     }
 
     fn wire(net: &LocalNetwork, ids: &[u64]) -> HashMap<u64, mpsc::Receiver<Envelope>> {
@@ -363,17 +369,21 @@ mod tests {
         net.delay(1, 2, Duration::from_millis(50));
         let start = Instant::now();
         for i in 0..3 {
-            let mut m = Message::default();
-            m.from = 1;
-            m.to = 2;
-            m.index = i;
+            let m = Message {
+                from: 1,
+                to: 2,
+                index: i,
+                ..Message::default()
+            };
             net.send(2, Envelope::Raft(m));
         }
         assert!(rx[&2].try_recv().is_err());
         let got: Vec<u64> = (0..3)
-            .map(|_| match rx[&2].recv_timeout(Duration::from_secs(2)).unwrap() {
-                Envelope::Raft(m) => m.index,
-            })
+            .map(
+                |_| match rx[&2].recv_timeout(Duration::from_secs(2)).unwrap() {
+                    Envelope::Raft(m) => m.index,
+                },
+            )
             .collect();
         assert_eq!(got, [0, 1, 2]);
         assert!(start.elapsed() >= Duration::from_millis(50));

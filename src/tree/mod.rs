@@ -238,7 +238,11 @@ impl DataTree {
         mut undo: Option<&mut Undo>,
     ) -> Result<OpResult> {
         match op {
-            Op::Create { path: p, data, mode } => {
+            Op::Create {
+                path: p,
+                data,
+                mode,
+            } => {
                 if mode.is_sequential() {
                     path::validate_sequential(p)?;
                 } else {

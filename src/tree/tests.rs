@@ -9,8 +9,12 @@ fn tree_with(paths: &[&str]) -> (DataTree, i64) {
     let mut zxid = 0;
     for p in paths {
         zxid += 1;
-        t.apply(zxid, 1000 + zxid, &Op::create(*p, p.as_bytes().to_vec(), Persistent))
-            .unwrap();
+        t.apply(
+            zxid,
+            1000 + zxid,
+            &Op::create(*p, p.as_bytes().to_vec(), Persistent),
+        )
+        .unwrap();
     }
     (t, zxid)
 }
@@ -28,14 +32,21 @@ fn fresh_tree_matches_zookeeper() {
     assert_eq!(root.num_children, 1);
     // ZooKeeper reports cversion -1 for a fresh root: 2 * 0 creations - 1 child.
     assert_eq!(root.cversion, -1);
-    assert_eq!(t.get("/zookeeper").unwrap().children().collect::<Vec<_>>(), ["quota"]);
+    assert_eq!(
+        t.get("/zookeeper").unwrap().children().collect::<Vec<_>>(),
+        ["quota"]
+    );
 }
 
 #[test]
 fn create_sets_stat_and_parent() {
     let (mut t, _) = tree_with(&["/a"]);
-    let r = t.apply(7, 5000, &Op::create("/a/b", b"hi".to_vec(), Persistent)).unwrap();
-    let OpResult::Create { path, stat } = r else { panic!() };
+    let r = t
+        .apply(7, 5000, &Op::create("/a/b", b"hi".to_vec(), Persistent))
+        .unwrap();
+    let OpResult::Create { path, stat } = r else {
+        panic!()
+    };
     assert_eq!(path, "/a/b");
     assert_eq!((stat.czxid, stat.mzxid, stat.pzxid), (7, 7, 7));
     assert_eq!((stat.ctime, stat.mtime), (5000, 5000));
@@ -50,16 +61,32 @@ fn sequential_suffix_is_parent_creation_count() {
     let (mut t, _) = tree_with(&["/q"]);
     let mut names = vec![];
     for z in 10..13 {
-        let r = t.apply(z, 0, &Op::create("/q/n-", vec![], PersistentSequential)).unwrap();
-        let OpResult::Create { path, .. } = r else { panic!() };
+        let r = t
+            .apply(z, 0, &Op::create("/q/n-", vec![], PersistentSequential))
+            .unwrap();
+        let OpResult::Create { path, .. } = r else {
+            panic!()
+        };
         names.push(path);
     }
-    assert_eq!(names, ["/q/n-0000000000", "/q/n-0000000001", "/q/n-0000000002"]);
+    assert_eq!(
+        names,
+        ["/q/n-0000000000", "/q/n-0000000001", "/q/n-0000000002"]
+    );
     // Deleting does not reuse a number; cversion counts creations and deletions.
-    t.apply(13, 0, &Op::delete("/q/n-0000000002", None)).unwrap();
+    t.apply(13, 0, &Op::delete("/q/n-0000000002", None))
+        .unwrap();
     assert_eq!(t.get("/q").unwrap().stat().cversion, 4);
-    let r = t.apply(14, 0, &Op::create("/q/", vec![], PersistentSequential)).unwrap();
-    assert_eq!(r, OpResult::Create { path: "/q/0000000003".into(), stat: t.get("/q/0000000003").unwrap().stat() });
+    let r = t
+        .apply(14, 0, &Op::create("/q/", vec![], PersistentSequential))
+        .unwrap();
+    assert_eq!(
+        r,
+        OpResult::Create {
+            path: "/q/0000000003".into(),
+            stat: t.get("/q/0000000003").unwrap().stat()
+        }
+    );
 }
 
 #[test]
@@ -67,9 +94,18 @@ fn create_errors_change_nothing() {
     let (mut t, _) = tree_with(&["/a"]);
     let before = snapshot(&t);
     let cases = [
-        (Op::create("/a", vec![], Persistent), Error::NodeExists("/a".into())),
-        (Op::create("/x/y", vec![], Persistent), Error::NoNode("/x".into())),
-        (Op::create("/", vec![], Persistent), Error::NodeExists("/".into())),
+        (
+            Op::create("/a", vec![], Persistent),
+            Error::NodeExists("/a".into()),
+        ),
+        (
+            Op::create("/x/y", vec![], Persistent),
+            Error::NoNode("/x".into()),
+        ),
+        (
+            Op::create("/", vec![], Persistent),
+            Error::NodeExists("/".into()),
+        ),
     ];
     for (op, err) in cases {
         assert_eq!(t.apply(50, 0, &op).unwrap_err(), err);
@@ -90,7 +126,8 @@ fn ephemeral_parents_refuse_children() {
     t.nodes.get_mut("/e").unwrap().ephemeral_owner = 0x55;
     let before = snapshot(&t);
     assert_eq!(
-        t.apply(9, 0, &Op::create("/e/c", vec![], Persistent)).unwrap_err(),
+        t.apply(9, 0, &Op::create("/e/c", vec![], Persistent))
+            .unwrap_err(),
         Error::NoChildrenForEphemerals("/e".into())
     );
     assert_eq!(snapshot(&t), before);
@@ -99,17 +136,34 @@ fn ephemeral_parents_refuse_children() {
 #[test]
 fn set_data_versions() {
     let (mut t, _) = tree_with(&["/a"]);
-    let r = t.apply(5, 9000, &Op::set_data("/a", b"v1".to_vec(), Some(0))).unwrap();
-    let OpResult::SetData { stat } = r else { panic!() };
-    assert_eq!((stat.version, stat.mzxid, stat.mtime, stat.czxid), (1, 5, 9000, 1));
+    let r = t
+        .apply(5, 9000, &Op::set_data("/a", b"v1".to_vec(), Some(0)))
+        .unwrap();
+    let OpResult::SetData { stat } = r else {
+        panic!()
+    };
+    assert_eq!(
+        (stat.version, stat.mzxid, stat.mtime, stat.czxid),
+        (1, 5, 9000, 1)
+    );
     let before = snapshot(&t);
     assert_eq!(
-        t.apply(6, 0, &Op::set_data("/a", vec![], Some(0))).unwrap_err(),
-        Error::BadVersion { path: "/a".into(), expected: 0, actual: 1 }
+        t.apply(6, 0, &Op::set_data("/a", vec![], Some(0)))
+            .unwrap_err(),
+        Error::BadVersion {
+            path: "/a".into(),
+            expected: 0,
+            actual: 1
+        }
     );
-    assert_eq!(t.apply(6, 0, &Op::set_data("/nope", vec![], None)).unwrap_err(), Error::NoNode("/nope".into()));
+    assert_eq!(
+        t.apply(6, 0, &Op::set_data("/nope", vec![], None))
+            .unwrap_err(),
+        Error::NoNode("/nope".into())
+    );
     assert_eq!(snapshot(&t), before);
-    t.apply(7, 0, &Op::set_data("/a", b"v2".to_vec(), None)).unwrap();
+    t.apply(7, 0, &Op::set_data("/a", b"v2".to_vec(), None))
+        .unwrap();
     assert_eq!(t.get("/a").unwrap().stat().version, 2);
 }
 
@@ -117,11 +171,26 @@ fn set_data_versions() {
 fn delete_rules() {
     let (mut t, _) = tree_with(&["/a", "/a/b"]);
     let before = snapshot(&t);
-    assert_eq!(t.apply(9, 0, &Op::delete("/a", None)).unwrap_err(), Error::NotEmpty("/a".into()));
-    assert_eq!(t.apply(9, 0, &Op::delete("/zz", None)).unwrap_err(), Error::NoNode("/zz".into()));
-    assert!(matches!(t.apply(9, 0, &Op::delete("/a/b", Some(4))), Err(Error::BadVersion { .. })));
-    assert!(matches!(t.apply(9, 0, &Op::delete("/", None)), Err(Error::BadArguments(_))));
-    assert!(matches!(t.apply(9, 0, &Op::delete("/zookeeper", None)), Err(Error::BadArguments(_))));
+    assert_eq!(
+        t.apply(9, 0, &Op::delete("/a", None)).unwrap_err(),
+        Error::NotEmpty("/a".into())
+    );
+    assert_eq!(
+        t.apply(9, 0, &Op::delete("/zz", None)).unwrap_err(),
+        Error::NoNode("/zz".into())
+    );
+    assert!(matches!(
+        t.apply(9, 0, &Op::delete("/a/b", Some(4))),
+        Err(Error::BadVersion { .. })
+    ));
+    assert!(matches!(
+        t.apply(9, 0, &Op::delete("/", None)),
+        Err(Error::BadArguments(_))
+    ));
+    assert!(matches!(
+        t.apply(9, 0, &Op::delete("/zookeeper", None)),
+        Err(Error::BadArguments(_))
+    ));
     assert_eq!(snapshot(&t), before);
     t.apply(10, 0, &Op::delete("/a/b", Some(0))).unwrap();
     let a = t.get("/a").unwrap().stat();
@@ -146,7 +215,9 @@ fn multi_is_all_or_nothing() {
             ]),
         )
         .unwrap_err();
-    assert!(matches!(err, Error::MultiFailed { index: 4, ref source } if matches!(**source, Error::BadVersion { .. })));
+    assert!(
+        matches!(err, Error::MultiFailed { index: 4, ref source } if matches!(**source, Error::BadVersion { .. }))
+    );
     assert_eq!(snapshot(&t), before);
 
     let r = t
@@ -171,7 +242,8 @@ fn multi_is_all_or_nothing() {
 fn dirty_paths_cover_every_change() {
     let (mut t, _) = tree_with(&[]);
     t.take_dirty();
-    t.apply(1, 0, &Op::create("/a", vec![], Persistent)).unwrap();
+    t.apply(1, 0, &Op::create("/a", vec![], Persistent))
+        .unwrap();
     t.apply(2, 0, &Op::set_data("/a", vec![1], None)).unwrap();
     let mut d = t.take_dirty();
     d.sort();
@@ -183,7 +255,7 @@ fn dirty_paths_cover_every_change() {
 
 #[test]
 fn same_log_same_tree() {
-    let ops = vec![
+    let ops = [
         Op::create("/s", vec![], Persistent),
         Op::create("/s/", vec![1], PersistentSequential),
         Op::create("/s/", vec![2], PersistentSequential),

@@ -113,7 +113,10 @@ impl Cluster {
     /// A running node that is not the leader.
     pub fn follower(&self) -> &Node {
         let l = self.wait_leader();
-        self.nodes.values().find(|n| n.id() != l).expect("a follower")
+        self.nodes
+            .values()
+            .find(|n| n.id() != l)
+            .expect("a follower")
     }
 
     /// Waits until every running node has applied `index`.
