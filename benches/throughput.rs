@@ -1,1 +1,210 @@
-fn main() {}
+//! Write and read throughput of a 3-node in-process ensemble with fsync on.
+//!
+//! ```text
+//! cargo bench --bench throughput            # 5 s per scenario
+//! cargo bench --bench throughput -- --secs 10
+//! ```
+//!
+//! Prints, per scenario: ops/s, p50/p99/max latency, and the mean number of raft entries
+//! per log write (fsync) on the leader and on the followers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use zkraft::{CreateMode, LocalNetwork, Metrics, Node, Pool, Role};
+
+struct Ensemble {
+    nodes: Vec<Node>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Ensemble {
+    fn start(n: u64) -> Ensemble {
+        let net = LocalNetwork::new();
+        let pool = Pool::new(4);
+        let ids: Vec<u64> = (1..=n).collect();
+        // On the working directory's file system (not a tmpfs), so fsync costs what it costs.
+        std::fs::create_dir_all("target/bench-data").unwrap();
+        let dirs: Vec<_> = ids
+            .iter()
+            .map(|_| tempfile::tempdir_in("target/bench-data").unwrap())
+            .collect();
+        let nodes = ids
+            .iter()
+            .zip(&dirs)
+            .map(|(&id, dir)| {
+                Node::builder(id)
+                    .voters(ids.clone())
+                    .data_dir(dir.path())
+                    .tick_interval(Duration::from_millis(50))
+                    .durable_writes(true)
+                    .transport(net.clone())
+                    .pool(pool.clone())
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        let e = Ensemble { nodes, _dirs: dirs };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while e.leader().is_none() {
+            assert!(Instant::now() < deadline, "no leader");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        e
+    }
+
+    fn leader(&self) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.role() == Role::Leader)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn diff(a: Metrics, b: Metrics) -> Metrics {
+    Metrics {
+        proposals: a.proposals - b.proposals,
+        log_syncs: a.log_syncs - b.log_syncs,
+        entries_persisted: a.entries_persisted - b.entries_persisted,
+        entries_applied: a.entries_applied - b.entries_applied,
+        apply_batches: a.apply_batches - b.apply_batches,
+    }
+}
+
+/// Runs `threads` closed-loop clients calling `op(thread, i)` for `secs`.
+fn run(
+    threads: usize,
+    secs: f64,
+    op: impl Fn(usize, usize) + Sync,
+) -> (f64, Duration, Duration, Duration) {
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let mut lat: Vec<Duration> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (stop, op) = (&stop, &op);
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let t0 = Instant::now();
+                        op(t, i);
+                        lat.push(t0.elapsed());
+                        i += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort();
+    (
+        lat.len() as f64 / elapsed,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or_default(),
+    )
+}
+
+fn main() {
+    let mut secs = 5.0;
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--secs") {
+        secs = args[i + 1].parse().expect("--secs N");
+    }
+    let e = Ensemble::start(3);
+    let leader = e.leader().unwrap();
+    let follower = e.nodes.iter().find(|n| n.role() != Role::Leader).unwrap();
+    leader
+        .create("/bench", b"", CreateMode::Persistent)
+        .unwrap();
+    println!(
+        "zkraft write/read benchmark: 3-node in-process ensemble, fsync on, {secs} s per scenario"
+    );
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>9} {:>14} {:>14}",
+        "scenario", "ops/s", "p50", "p99", "max", "entries/fsync", "(followers)"
+    );
+    let value = vec![b'x'; 100];
+    for (scenario, (name, via, writers)) in [
+        ("create, 1 writer, via leader", leader, 1usize),
+        ("create, 64 writers, via leader", leader, 64),
+        ("create, 64 writers, via follower", follower, 64),
+        ("set_data, 64 writers, via leader", leader, 64),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let before: Vec<Metrics> = e.nodes.iter().map(Node::metrics).collect();
+        let setting = name.starts_with("set_data");
+        if setting {
+            for t in 0..writers {
+                let _ = via.create(&format!("/bench/s{t}"), b"", CreateMode::Persistent);
+            }
+        }
+        let (ops, p50, p99, max) = run(writers, secs, |t, i| {
+            if setting {
+                via.set_data(&format!("/bench/s{t}"), &value, None).unwrap();
+            } else {
+                via.create(
+                    &format!("/bench/{scenario}-{t}-{i}"),
+                    &value,
+                    CreateMode::Persistent,
+                )
+                .unwrap();
+            }
+        });
+        let deltas: Vec<(bool, Metrics)> = e
+            .nodes
+            .iter()
+            .zip(before)
+            .map(|(n, b)| (n.role() == Role::Leader, diff(n.metrics(), b)))
+            .collect();
+        let lead = deltas
+            .iter()
+            .find(|(l, _)| *l)
+            .map(|(_, m)| m.entries_per_sync())
+            .unwrap_or(0.0);
+        let fol: Vec<f64> = deltas
+            .iter()
+            .filter(|(l, _)| !*l)
+            .map(|(_, m)| m.entries_per_sync())
+            .collect();
+        println!(
+            "{:<34} {:>10.0} {:>9.2?} {:>9.2?} {:>9.2?} {:>14.1} {:>14.1}",
+            name,
+            ops,
+            p50,
+            p99,
+            max,
+            lead,
+            fol.iter().sum::<f64>() / fol.len().max(1) as f64
+        );
+    }
+    for (name, threads) in [
+        ("get_data, 1 reader, local", 1usize),
+        ("get_data, 4 readers, local", 4),
+    ] {
+        let (ops, p50, p99, max) = run(threads, secs.min(3.0), |t, _| {
+            let _ = follower.get_data(&format!("/bench/s{}", t % 64)).unwrap();
+        });
+        println!(
+            "{:<34} {:>10.0} {:>9.2?} {:>9.2?} {:>9.2?}",
+            name, ops, p50, p99, max
+        );
+    }
+    for n in &e.nodes {
+        n.shutdown();
+    }
+}

@@ -288,7 +288,7 @@ impl Core {
         self.apply(s, rd.take_committed_entries())?;
         let entries = rd.take_entries();
         if self.raw.store().persist(&entries, rd.hs())? {
-            s.counters.log_writes.fetch_add(1, Ordering::Relaxed);
+            s.counters.log_syncs.fetch_add(1, Ordering::Relaxed);
             s.counters
                 .entries_persisted
                 .fetch_add(entries.len() as u64, Ordering::Relaxed);

@@ -64,8 +64,10 @@ impl Role {
 pub struct Metrics {
     /// Write requests proposed to raft from this node.
     pub proposals: u64,
-    /// Raft log writes (each one synced when durable writes are on).
-    pub log_writes: u64,
+    /// Raft log writes that had to reach the disk (new entries, term or vote): one fsync
+    /// each when durable writes are on. Commit-index-only updates are not counted: they
+    /// are written without a sync.
+    pub log_syncs: u64,
     /// Entries written to the raft log.
     pub entries_persisted: u64,
     /// Committed entries applied to the tree.
@@ -75,12 +77,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Mean number of log entries per raft log write (fsync).
-    pub fn entries_per_write(&self) -> f64 {
-        if self.log_writes == 0 {
+    /// Mean number of log entries per fsync of the raft log.
+    pub fn entries_per_sync(&self) -> f64 {
+        if self.log_syncs == 0 {
             0.0
         } else {
-            self.entries_persisted as f64 / self.log_writes as f64
+            self.entries_persisted as f64 / self.log_syncs as f64
         }
     }
 }
@@ -88,7 +90,7 @@ impl Metrics {
 #[derive(Default)]
 struct Counters {
     proposals: AtomicU64,
-    log_writes: AtomicU64,
+    log_syncs: AtomicU64,
     entries_persisted: AtomicU64,
     entries_applied: AtomicU64,
     apply_batches: AtomicU64,
@@ -302,7 +304,7 @@ impl Node {
         let c = &self.shared.counters;
         Metrics {
             proposals: c.proposals.load(Ordering::Relaxed),
-            log_writes: c.log_writes.load(Ordering::Relaxed),
+            log_syncs: c.log_syncs.load(Ordering::Relaxed),
             entries_persisted: c.entries_persisted.load(Ordering::Relaxed),
             entries_applied: c.entries_applied.load(Ordering::Relaxed),
             apply_batches: c.apply_batches.load(Ordering::Relaxed),

@@ -120,7 +120,7 @@ impl RaftStorage {
 
     /// Appends `entries` (replacing any conflicting suffix) and records `hard_state`, in
     /// one write batch, synced when the storage was opened with `sync`.
-    /// Returns whether anything was written.
+    /// Returns whether the write had to be synced (entries, term or vote changed).
     pub fn persist(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<bool> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(false);
@@ -158,11 +158,17 @@ impl RaftStorage {
             batch.put_cf(cf(&self.db, CF_RAFT_STATE), KEY_HARD_STATE, bytes);
             cached.hard_state = hs.clone();
         }
+        // Entries, term and vote must be on disk before raft acts on them; a commit index
+        // alone need not be (raft re-learns it from the leader), so it rides unsynced.
+        let before = self.cached.read().hard_state.clone();
+        let must_sync = !entries.is_empty()
+            || cached.hard_state.term != before.term
+            || cached.hard_state.vote != before.vote;
         let mut opts = WriteOptions::default();
-        opts.set_sync(self.sync);
+        opts.set_sync(self.sync && must_sync);
         self.db.write_opt(batch, &opts)?;
         *self.cached.write() = cached;
-        Ok(true)
+        Ok(must_sync)
     }
 
     /// Adds the hard state with `commit` raised to at least `commit` to `batch` (the apply
