@@ -8,33 +8,76 @@ use crate::error::{Error, Result};
 /// Format version written as the first byte of every encoded command.
 const FORMAT_V1: u8 = 1;
 
-/// How a znode is created.
+/// How a znode is created: ZooKeeper's `CreateMode`, with the same numeric values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CreateMode {
     /// A plain znode that lives until it is deleted.
     Persistent,
+    /// Deleted when the session that created it closes or expires; cannot have children.
+    Ephemeral,
     /// A persistent znode whose name gets a 10-digit, monotonically increasing suffix:
     /// the parent's count of child creations (ZooKeeper's sequential nodes).
     PersistentSequential,
+    /// An ephemeral znode with a sequence suffix (the building block of elections, locks
+    /// and queues).
+    EphemeralSequential,
+    /// A container: the leader deletes it once it has had children and has none left.
+    Container,
+    /// A persistent znode the leader deletes once it has had no children and no change
+    /// for its TTL (pass the TTL with [`Op::create_ttl`] or `create_ttl`).
+    PersistentWithTtl,
+    /// A sequential znode with a TTL.
+    PersistentSequentialWithTtl,
 }
 
 impl CreateMode {
     /// True for the sequential modes.
     pub fn is_sequential(self) -> bool {
-        matches!(self, CreateMode::PersistentSequential)
+        matches!(
+            self,
+            CreateMode::PersistentSequential
+                | CreateMode::EphemeralSequential
+                | CreateMode::PersistentSequentialWithTtl
+        )
     }
-    fn tag(self) -> u8 {
+    /// True for the modes owned by a session.
+    pub fn is_ephemeral(self) -> bool {
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
+    }
+    /// True for the modes that take a TTL.
+    pub fn is_ttl(self) -> bool {
+        matches!(
+            self,
+            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl
+        )
+    }
+    /// ZooKeeper's numeric value of the mode.
+    pub fn to_flag(self) -> u8 {
         match self {
             CreateMode::Persistent => 0,
+            CreateMode::Ephemeral => 1,
             CreateMode::PersistentSequential => 2,
+            CreateMode::EphemeralSequential => 3,
+            CreateMode::Container => 4,
+            CreateMode::PersistentWithTtl => 5,
+            CreateMode::PersistentSequentialWithTtl => 6,
         }
     }
-    fn from_tag(tag: u8) -> Result<Self> {
-        match tag {
-            0 => Ok(CreateMode::Persistent),
-            2 => Ok(CreateMode::PersistentSequential),
-            t => Err(Error::Corrupt(format!("unknown create mode {t}"))),
-        }
+    /// The mode for ZooKeeper's numeric value.
+    pub fn from_flag(flag: u8) -> Result<Self> {
+        Ok(match flag {
+            0 => CreateMode::Persistent,
+            1 => CreateMode::Ephemeral,
+            2 => CreateMode::PersistentSequential,
+            3 => CreateMode::EphemeralSequential,
+            4 => CreateMode::Container,
+            5 => CreateMode::PersistentWithTtl,
+            6 => CreateMode::PersistentSequentialWithTtl,
+            t => return Err(Error::BadArguments(format!("unknown create mode {t}"))),
+        })
     }
 }
 
@@ -49,6 +92,8 @@ pub enum Op {
         data: Vec<u8>,
         /// Create mode.
         mode: CreateMode,
+        /// Time to live in milliseconds for the TTL modes (0 otherwise).
+        ttl_ms: i64,
     },
     /// Delete a znode, optionally only at a given version.
     Delete {
@@ -75,6 +120,28 @@ pub enum Op {
     },
     /// All-or-nothing list of operations, applied in order.
     Multi(Vec<Op>),
+    /// Open a session (its id is the zxid of this entry).
+    CreateSession {
+        /// Session timeout in milliseconds, already clamped by the proposer.
+        timeout_ms: i32,
+        /// Secret that a client must present to re-attach to the session (wire protocol).
+        password: Vec<u8>,
+        /// Node that hosts (heartbeats) the session.
+        host: u64,
+    },
+    /// Close a session and delete its ephemeral znodes, in one entry.
+    CloseSession {
+        /// The session.
+        session: i64,
+        /// True when the leader expires it, false when its owner closes it.
+        expired: bool,
+    },
+    /// Delete an empty container or an expired TTL znode (proposed by the leader's reaper;
+    /// re-checked when applied).
+    Reap {
+        /// The container or TTL znode.
+        path: String,
+    },
 }
 
 impl Op {
@@ -84,6 +151,21 @@ impl Op {
             path: path.into(),
             data: data.into(),
             mode,
+            ttl_ms: 0,
+        }
+    }
+    /// [`Op::Create`] for the TTL modes.
+    pub fn create_ttl(
+        path: impl Into<String>,
+        data: impl Into<Vec<u8>>,
+        mode: CreateMode,
+        ttl: std::time::Duration,
+    ) -> Op {
+        Op::Create {
+            path: path.into(),
+            data: data.into(),
+            mode,
+            ttl_ms: ttl.as_millis().min(i64::MAX as u128) as i64,
         }
     }
     /// Convenience constructor for [`Op::Delete`].
@@ -111,11 +193,17 @@ impl Op {
 
     fn encode_into(&self, w: &mut Writer) {
         match self {
-            Op::Create { path, data, mode } => {
+            Op::Create {
+                path,
+                data,
+                mode,
+                ttl_ms,
+            } => {
                 w.u8(1);
                 w.str(path);
                 w.bytes(data);
-                w.u8(mode.tag());
+                w.u8(mode.to_flag());
+                w.i64(*ttl_ms);
             }
             Op::Delete { path, version } => {
                 w.u8(2);
@@ -144,6 +232,25 @@ impl Op {
                     op.encode_into(w);
                 }
             }
+            Op::CreateSession {
+                timeout_ms,
+                password,
+                host,
+            } => {
+                w.u8(6);
+                w.i32(*timeout_ms);
+                w.bytes(password);
+                w.u64(*host);
+            }
+            Op::CloseSession { session, expired } => {
+                w.u8(7);
+                w.i64(*session);
+                w.u8(u8::from(*expired));
+            }
+            Op::Reap { path } => {
+                w.u8(8);
+                w.str(path);
+            }
         }
     }
 
@@ -153,7 +260,8 @@ impl Op {
             1 => Op::Create {
                 path: r.str()?,
                 data: r.bytes()?,
-                mode: CreateMode::from_tag(r.u8()?)?,
+                mode: CreateMode::from_flag(r.u8()?).map_err(|e| Error::Corrupt(e.to_string()))?,
+                ttl_ms: r.i64()?,
             },
             2 => Op::Delete {
                 path: r.str()?,
@@ -176,6 +284,16 @@ impl Op {
                 }
                 Op::Multi(ops)
             }
+            6 => Op::CreateSession {
+                timeout_ms: r.i32()?,
+                password: r.bytes()?,
+                host: r.u64()?,
+            },
+            7 => Op::CloseSession {
+                session: r.i64()?,
+                expired: r.u8()? != 0,
+            },
+            8 => Op::Reap { path: r.str()? },
             t => return Err(Error::Corrupt(format!("unknown op tag {t}"))),
         })
     }
@@ -202,6 +320,9 @@ pub struct Command {
     pub incarnation: u64,
     /// Request id, unique within (origin, incarnation).
     pub request_id: u64,
+    /// Session the request belongs to (0: none, e.g. the node's own sessionless API and
+    /// the leader's housekeeping).
+    pub session: i64,
     /// Proposer's wall clock in milliseconds since the Unix epoch (ctime/mtime).
     pub time_ms: i64,
     /// The operation.
@@ -216,6 +337,7 @@ impl Command {
         w.u64(self.origin);
         w.u64(self.incarnation);
         w.u64(self.request_id);
+        w.i64(self.session);
         w.i64(self.time_ms);
         self.op.encode_into(&mut w);
         w.finish()
@@ -232,6 +354,7 @@ impl Command {
             origin: r.u64()?,
             incarnation: r.u64()?,
             request_id: r.u64()?,
+            session: r.i64()?,
             time_ms: r.i64()?,
             op: Op::decode_from(&mut r, 0)?,
         };
@@ -250,15 +373,37 @@ mod tests {
             origin: 3,
             incarnation: 99,
             request_id: 42,
+            session: 7,
             time_ms: 1_700_000_000_000,
             op: Op::Multi(vec![
                 Op::create("/a", b"x".to_vec(), CreateMode::PersistentSequential),
+                Op::create_ttl(
+                    "/t",
+                    vec![],
+                    CreateMode::PersistentWithTtl,
+                    std::time::Duration::from_secs(5),
+                ),
                 Op::set_data("/a", vec![], Some(3)),
                 Op::check("/b", None),
                 Op::delete("/c", Some(0)),
             ]),
         };
         assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
+        for op in [
+            Op::CreateSession {
+                timeout_ms: 4000,
+                password: vec![1; 16],
+                host: 2,
+            },
+            Op::CloseSession {
+                session: 9,
+                expired: true,
+            },
+            Op::Reap { path: "/c".into() },
+        ] {
+            let cmd = Command { op, ..cmd.clone() };
+            assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
+        }
     }
 
     #[test]
@@ -267,6 +412,7 @@ mod tests {
             origin: 1,
             incarnation: 1,
             request_id: 1,
+            session: 0,
             time_ms: 0,
             op: Op::create("/a", vec![1, 2, 3], CreateMode::Persistent),
         };
@@ -279,7 +425,7 @@ mod tests {
         assert!(Command::decode(&bad).is_err());
         let mut nested = Writer::default();
         nested.u8(FORMAT_V1);
-        for _ in 0..4 {
+        for _ in 0..5 {
             nested.u64(0);
         }
         nested.u8(5);

@@ -62,6 +62,9 @@ pub enum Error {
     /// The session was closed by its owner.
     #[error("session closed")]
     SessionClosed,
+    /// `remove_watches` found no watch of that kind on the path.
+    #[error("no watcher on {0}")]
+    NoWatcher(String),
     /// One operation of a `multi` failed; nothing of the `multi` was applied.
     #[error("multi failed at operation {index}: {source}")]
     MultiFailed {
@@ -108,6 +111,7 @@ impl Error {
             Error::InvalidPath { .. } | Error::DataTooLarge { .. } | Error::BadArguments(_) => -8,
             Error::SessionExpired => -112,
             Error::SessionClosed => -112,
+            Error::NoWatcher(_) => -121,
             Error::MultiFailed { source, .. } => source.code(),
             Error::NoQuorum(_) | Error::Shutdown => -4,
             Error::Timeout(_) => -7,

@@ -32,13 +32,17 @@ pub mod error;
 mod node;
 pub mod path;
 mod pool;
+mod session;
 pub mod storage;
 pub mod transport;
 pub mod tree;
+pub mod watch;
 
 pub use command::{CreateMode, Op};
 pub use error::{Error, Result};
 pub use node::{Config, Metrics, Node, NodeBuilder, Role};
 pub use pool::Pool;
+pub use session::{Session, SessionBuilder, SessionState};
 pub use transport::{Envelope, Inbox, LocalNetwork, Transport};
-pub use tree::{OpResult, Stat};
+pub use tree::{EventType, OpResult, Stat, WatchedEvent};
+pub use watch::{AddWatchMode, SessionEvent, Watcher, WatcherType};

@@ -50,7 +50,10 @@ pub(crate) struct PoolRef(Arc<Shared>);
 impl PoolRef {
     /// Queues `task` to run on a worker.
     pub(crate) fn schedule(&self, task: Arc<dyn Task>) {
-        let _ = self.0.tx.send(Job::Run(task));
+        // A stopped pool runs nothing; queueing would only keep the task alive.
+        if !self.0.stop.load(Ordering::SeqCst) {
+            let _ = self.0.tx.send(Job::Run(task));
+        }
     }
 
     /// Calls `task.on_tick()` every `interval` until the timer is removed or the task dropped.
@@ -79,12 +82,16 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        {
+            // Under the timers lock, so the timer thread cannot miss the wake-up.
+            let _timers = self.shared.timers.lock();
+            self.shared.stop.store(true, Ordering::SeqCst);
+            self.shared.timer_wake.notify_all();
+        }
         let threads = std::mem::take(&mut *self.threads.lock());
         for _ in 0..threads.len() {
             let _ = self.shared.tx.send(Job::Stop);
         }
-        self.shared.timer_wake.notify_all();
         let me = std::thread::current().id();
         for t in threads {
             if t.thread().id() != me {

@@ -192,7 +192,7 @@ fn exercise(c: &Cluster, api: &Node) {
         (
             "multi nested",
             api.multi(vec![Op::Multi(vec![])]).map(drop),
-            |e| matches!(e, Error::BadArguments(_)),
+            |e| matches!(e, Error::MultiFailed { index: 0, source } if matches!(**source, Error::BadArguments(_))),
         ),
     ];
     for (what, res, ok) in errors {

@@ -1,8 +1,9 @@
 //! [`NodeBuilder`]: assembles a [`Node`] from its configuration, transport, pool and logger,
 //! recovers its state from the data directory and starts it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,11 +12,12 @@ use parking_lot::{Mutex, RwLock};
 use slog::{o, Logger};
 
 use super::driver::Core;
-use super::{Config, Counters, Msg, Node, Role, Shared};
+use super::{Config, Counters, Msg, Node, Shared};
 use crate::error::Result;
 use crate::pool::{Pool, Task};
 use crate::storage::{open_db, RaftStorage, TreeStore};
 use crate::transport::{Inbox, LocalNetwork, Transport};
+use crate::watch::WatchManager;
 
 /// Builds and starts a [`Node`].
 ///
@@ -108,6 +110,25 @@ impl NodeBuilder {
         self
     }
 
+    /// Default timeout of sessions opened on this node (default 10 s).
+    pub fn session_timeout(mut self, d: Duration) -> Self {
+        self.config.session_timeout = d;
+        self
+    }
+
+    /// Bounds for negotiated session timeouts (default 4 s and 40 s, as ZooKeeper).
+    pub fn session_timeout_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.config.min_session_timeout = min;
+        self.config.max_session_timeout = max;
+        self
+    }
+
+    /// How often the leader reaps empty containers and expired TTL znodes (default 60 s).
+    pub fn reap_interval(mut self, d: Duration) -> Self {
+        self.config.reap_interval = d;
+        self
+    }
+
     /// The transport to the other members. Without one, the node gets a private
     /// [`LocalNetwork`], which is enough for a single-node ensemble.
     pub fn transport(mut self, t: impl Transport) -> Self {
@@ -191,6 +212,8 @@ impl NodeBuilder {
             incarnation,
             next_request: AtomicU64::new(1),
             counters: Counters::default(),
+            watches: Mutex::new(WatchManager::default()),
+            sessions: Mutex::new(HashMap::new()),
             me: me.clone(),
         });
         let weak = Arc::downgrade(&shared);
@@ -207,10 +230,6 @@ impl NodeBuilder {
             .pool
             .add_timer(Arc::downgrade(&task), config.tick_interval);
         drop(task);
-        shared.role.store(
-            Role::from_raft(raft::StateRole::Follower),
-            Ordering::Release,
-        );
         shared.wake();
         Ok(Node {
             shared,

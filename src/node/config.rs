@@ -37,6 +37,16 @@ pub struct Config {
     pub max_size_per_msg: u64,
     /// Most append messages in flight to one follower.
     pub max_inflight_msgs: usize,
+    /// Timeout of sessions opened without one (ZooKeeper clients commonly ask 30 s; the
+    /// default here is 10 s).
+    pub session_timeout: Duration,
+    /// Smallest session timeout granted (ZooKeeper: 2 × tickTime = 4 s).
+    pub min_session_timeout: Duration,
+    /// Largest session timeout granted (ZooKeeper: 20 × tickTime = 40 s).
+    pub max_session_timeout: Duration,
+    /// How often the leader looks for empty containers and expired TTL znodes to delete
+    /// (ZooKeeper's `znode.container.checkIntervalMs`, 60 s).
+    pub reap_interval: Duration,
 }
 
 impl Default for Config {
@@ -54,6 +64,10 @@ impl Default for Config {
             max_committed_size_per_ready: 16 * 1024 * 1024,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
+            session_timeout: Duration::from_secs(10),
+            min_session_timeout: Duration::from_secs(4),
+            max_session_timeout: Duration::from_secs(40),
+            reap_interval: Duration::from_secs(60),
         }
     }
 }
@@ -80,7 +94,28 @@ impl Config {
         if self.request_timeout.is_zero() {
             return err("request_timeout must be positive");
         }
+        if self.min_session_timeout.is_zero()
+            || self.min_session_timeout > self.max_session_timeout
+            || self.max_session_timeout.as_millis() > i32::MAX as u128
+        {
+            return err("need 0 < min_session_timeout <= max_session_timeout < 2^31 ms");
+        }
+        if self.reap_interval.is_zero() {
+            return err("reap_interval must be positive");
+        }
         Ok(())
+    }
+
+    /// Clamps a requested session timeout to `[min_session_timeout, max_session_timeout]`,
+    /// as a ZooKeeper server negotiates it.
+    pub fn negotiate_session_timeout(&self, requested: Duration) -> Duration {
+        requested.clamp(self.min_session_timeout, self.max_session_timeout)
+    }
+
+    /// How often a node heartbeats the sessions it hosts to the leader: a third of the
+    /// smallest session timeout, as a ZooKeeper client pings.
+    pub(crate) fn session_ping_interval(&self) -> Duration {
+        (self.min_session_timeout / 3).max(self.tick_interval)
     }
 
     /// The raft-rs configuration derived from this one.
@@ -126,10 +161,23 @@ mod tests {
                 tick_interval: Duration::ZERO,
                 ..Config::default()
             },
+            Config {
+                min_session_timeout: Duration::from_secs(50),
+                ..Config::default()
+            },
         ];
         for c in bad {
             assert!(matches!(c.validate(), Err(Error::Config(_))), "{c:?}");
         }
         Config::default().raft_config(0).validate().unwrap();
+    }
+
+    #[test]
+    fn session_timeouts_are_clamped_like_zookeeper() {
+        let c = Config::default();
+        let s = Duration::from_secs;
+        assert_eq!(c.negotiate_session_timeout(s(1)), s(4));
+        assert_eq!(c.negotiate_session_timeout(s(30)), s(30));
+        assert_eq!(c.negotiate_session_timeout(s(100)), s(40));
     }
 }

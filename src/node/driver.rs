@@ -11,6 +11,12 @@
 //!
 //! Everything queued in the mailbox is stepped or proposed before a `Ready` is taken, so
 //! many proposals share one log write and one fsync.
+//!
+//! The driver also runs the out-of-log session machinery: every node heartbeats the
+//! sessions it hosts to the leader; the leader keeps a deadline per session (a fresh full
+//! timeout for every session when it takes over) and proposes `CloseSession` for the ones
+//! whose deadline passes, and periodically proposes `Reap` for empty containers and
+//! expired TTL znodes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -22,15 +28,19 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, ReadState, INVALID_ID};
 use rocksdb::WriteBatch;
 
-use super::{Config, Msg, Role, Shared};
-use crate::command::Command;
+use super::{now_ms, Config, Msg, Role, Shared};
+use crate::command::{Command, Op};
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
 use crate::transport::Envelope;
 use crate::tree::OpResult;
+use crate::tree::{OpResult as TreeResult, Txn};
+use crate::watch::SessionEvent;
 
 /// Most mailbox messages handled before raft gets to produce a `Ready`.
 const MAX_MESSAGES_PER_ROUND: usize = 4096;
+/// Most ticks applied in one round, however many came due.
+const MAX_TICKS_PER_ROUND: u32 = 2;
 /// Rounds a worker runs a busy node before giving other nodes a turn.
 const MAX_ROUNDS_PER_RUN: usize = 16;
 
@@ -83,6 +93,19 @@ pub(crate) struct Core {
     /// Re-issue a ReadIndex that got no answer after this long (raft-rs drops them while a
     /// new leader has not committed in its term yet).
     read_retry: Duration,
+    /// Leader only: when each session expires unless heard from.
+    session_deadlines: HashMap<i64, Instant>,
+    /// Leader only: sessions whose expiry was proposed, and when to propose it again if
+    /// the proposal got lost.
+    expiring: HashMap<i64, Instant>,
+    /// Whether this node was leader at the previous tick.
+    leading: bool,
+    last_ping: Instant,
+    ping_interval: Duration,
+    last_reap: Instant,
+    reap_interval: Duration,
+    /// How long to wait before re-proposing a lost housekeeping proposal.
+    retry_after: Duration,
 }
 
 impl Core {
@@ -101,6 +124,14 @@ impl Core {
             reads_to_apply: Vec::new(),
             parked: VecDeque::new(),
             read_retry: config.tick_interval * config.heartbeat_tick as u32 * 2,
+            session_deadlines: HashMap::new(),
+            expiring: HashMap::new(),
+            leading: false,
+            last_ping: Instant::now(),
+            ping_interval: config.session_ping_interval(),
+            last_reap: Instant::now(),
+            reap_interval: config.reap_interval,
+            retry_after: config.tick_interval * config.election_tick as u32 * 2,
         }
     }
 
@@ -127,21 +158,29 @@ impl Core {
         }
     }
 
-    /// Runs the node until it has nothing left to do (or has had its share of the worker).
-    pub(crate) fn run(&mut self, s: &Shared) -> Result<()> {
+    /// Runs the node until it has nothing left to do or has had its share of the worker;
+    /// returns true in the second case (run it again soon).
+    pub(crate) fn run(&mut self, s: &Shared) -> Result<bool> {
         for _ in 0..MAX_ROUNDS_PER_RUN {
-            let ticks = s.ticks_due.swap(0, Ordering::AcqRel);
-            for _ in 0..ticks {
-                self.raw.tick();
-            }
-            if ticks > 0 {
-                self.on_tick();
-            }
+            // Messages first: heartbeats waiting in the mailbox must count before ticks
+            // that piled up while the node waited for a worker.
             let mut handled = 0;
             while handled < MAX_MESSAGES_PER_ROUND {
                 let Ok(msg) = s.inbox.try_recv() else { break };
                 handled += 1;
                 self.handle(s, msg);
+            }
+            // A node starved of workers should not age by many ticks at once (a leader would
+            // fail its quorum check, followers would campaign): apply at most two.
+            let ticks = s
+                .ticks_due
+                .swap(0, Ordering::AcqRel)
+                .min(MAX_TICKS_PER_ROUND);
+            for _ in 0..ticks {
+                self.raw.tick();
+            }
+            if ticks > 0 {
+                self.on_tick(s);
             }
             self.flush_parked(s);
             let ready = self.raw.has_ready();
@@ -149,12 +188,11 @@ impl Core {
                 self.handle_ready(s)?;
             }
             if !ready && handled == 0 && ticks == 0 {
-                return Ok(());
+                return Ok(false);
             }
         }
         // Still busy: let other nodes have the worker, and come back.
-        s.wake();
-        Ok(())
+        Ok(true)
     }
 
     fn handle(&mut self, s: &Shared, msg: Msg) {
@@ -163,6 +201,9 @@ impl Core {
                 if let Err(e) = self.raw.step(m) {
                     slog::debug!(s.logger, "dropped raft message"; "error" => %e);
                 }
+            }
+            Msg::Envelope(Envelope::SessionPing { sessions, .. }) => {
+                self.heard_from(s, &sessions);
             }
             Msg::Propose {
                 request_id,
@@ -235,7 +276,105 @@ impl Core {
         }
     }
 
-    fn on_tick(&mut self) {
+    /// Leader: the sessions named were heard from; push their deadlines out.
+    fn heard_from(&mut self, s: &Shared, sessions: &[i64]) {
+        if !self.leading {
+            return;
+        }
+        let now = Instant::now();
+        let tree = s.tree.read();
+        for id in sessions {
+            if let Some(rec) = tree.sessions().get(id) {
+                let timeout = Duration::from_millis(rec.timeout_ms.max(0) as u64);
+                self.session_deadlines.insert(*id, now + timeout);
+            }
+        }
+    }
+
+    /// Proposes a housekeeping command from this node (no caller waits for it).
+    fn propose_internal(&mut self, s: &Shared, op: Op) {
+        let (_, data) = s.command(0, op);
+        if let Err(e) = self.raw.propose(vec![], data) {
+            slog::warn!(s.logger, "housekeeping proposal dropped"; "error" => %e);
+        }
+    }
+
+    /// Heartbeats, session expiry and reaping: the session machinery's tick.
+    fn sessions_tick(&mut self, s: &Shared) {
+        let now = Instant::now();
+        let leader = self.raw.raft.leader_id;
+        let is_leader = self.raw.raft.state == raft::StateRole::Leader;
+        if is_leader && !self.leading {
+            // A new leader knows nothing of when sessions were last heard from: every live
+            // session gets a fresh, full timeout from now.
+            self.session_deadlines.clear();
+            self.expiring.clear();
+            self.last_reap = now;
+        }
+        self.leading = is_leader;
+        if !is_leader {
+            self.session_deadlines.clear();
+            self.expiring.clear();
+        }
+        if now.duration_since(self.last_ping) >= self.ping_interval {
+            self.last_ping = now;
+            let hosted: Vec<i64> = s.sessions.lock().keys().copied().collect();
+            if !hosted.is_empty() {
+                if leader == s.id {
+                    self.heard_from(s, &hosted);
+                } else if leader != INVALID_ID {
+                    s.transport.send(
+                        leader,
+                        Envelope::SessionPing {
+                            from: s.id,
+                            to: leader,
+                            sessions: hosted,
+                        },
+                    );
+                }
+            }
+        }
+        if !is_leader {
+            return;
+        }
+        let mut expired = Vec::new();
+        {
+            let tree = s.tree.read();
+            let live = tree.sessions();
+            self.session_deadlines.retain(|id, _| live.contains_key(id));
+            self.expiring.retain(|id, _| live.contains_key(id));
+            for (id, rec) in live {
+                let timeout = Duration::from_millis(rec.timeout_ms.max(0) as u64);
+                let deadline = *self.session_deadlines.entry(*id).or_insert(now + timeout);
+                let retry_due = self.expiring.get(id).map_or(true, |at| now >= *at);
+                if now >= deadline && retry_due {
+                    expired.push(*id);
+                }
+            }
+        }
+        for id in expired {
+            slog::info!(s.logger, "expiring session"; "session" => format!("{id:#x}"));
+            self.expiring.insert(id, now + self.retry_after);
+            self.propose_internal(
+                s,
+                Op::CloseSession {
+                    session: id,
+                    expired: true,
+                },
+            );
+        }
+        if now.duration_since(self.last_reap) >= self.reap_interval {
+            self.last_reap = now;
+            let reapable = s.tree.read().reapable(now_ms());
+            for path in reapable.into_iter().take(1000) {
+                slog::debug!(s.logger, "reaping"; "path" => &path);
+                self.propose_internal(s, Op::Reap { path });
+            }
+        }
+    }
+
+    fn on_tick(&mut self, s: &Shared) {
+        self.sessions_tick(s);
         let now = Instant::now();
         // Callers past their deadline have returned Timeout; forget them.
         self.pending.retain(|_, w| w.deadline > now);
@@ -340,6 +479,8 @@ impl Core {
         let mut replies = Vec::new();
         {
             let mut tree = s.tree.write();
+            // Lock order everywhere: tree, then watches.
+            let mut watches = s.watches.lock();
             for e in &entries {
                 if e.index <= self.applied {
                     continue;
@@ -348,7 +489,33 @@ impl Core {
                     EntryType::EntryNormal if e.data.is_empty() => {}
                     EntryType::EntryNormal => match Command::decode(&e.data) {
                         Ok(cmd) => {
-                            let res = tree.apply(e.index as i64, cmd.time_ms, &cmd.op);
+                            let txn = Txn {
+                                zxid: e.index as i64,
+                                time: cmd.time_ms,
+                                session: cmd.session,
+                            };
+                            let res = tree.apply(txn, &cmd.op);
+                            // Queued while the tree is still locked: no read can see this
+                            // change before its events are on their dispatchers' queues.
+                            let events = tree.take_events();
+                            if !events.is_empty() {
+                                watches.trigger(&events);
+                            }
+                            if let (
+                                Op::CloseSession { session, expired },
+                                Ok(TreeResult::SessionClosed { .. }),
+                            ) = (&cmd.op, &res)
+                            {
+                                if let Some(inner) = s.sessions.lock().remove(session) {
+                                    inner.mark_ended(*expired);
+                                    let event = if *expired {
+                                        SessionEvent::Expired
+                                    } else {
+                                        SessionEvent::Closed
+                                    };
+                                    watches.end_session(*session, Some(event));
+                                }
+                            }
                             if cmd.origin == s.id && cmd.incarnation == s.incarnation {
                                 if let Some(w) = self.pending.remove(&cmd.request_id) {
                                     replies.push((w.reply, res));
@@ -375,8 +542,14 @@ impl Core {
                     }
                 }
             }
-            let dirty = tree.take_dirty();
-            self.tree_store.write_into(&mut batch, &tree, &dirty, last);
+            drop(watches);
+            let (dirty, dirty_sessions) = tree.take_dirty();
+            self.tree_store.write_into(
+                &mut batch,
+                &tree,
+                (dirty.as_slice(), dirty_sessions.as_slice()),
+                last,
+            );
             self.raw.store().commit_into(&mut batch, last)?;
             self.tree_store.commit(batch)?;
             self.applied = last;

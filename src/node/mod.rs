@@ -19,12 +19,16 @@ use slog::Logger;
 pub use builder::NodeBuilder;
 pub use config::Config;
 
+use std::collections::HashMap;
+
 use crate::command::{Command, CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::pool::{Pool, PoolRef, Task};
+use crate::session::{SessionBuilder, SessionInner};
 use crate::transport::{Envelope, Transport};
 use crate::tree::{DataTree, OpResult, Stat};
+use crate::watch::WatchManager;
 use driver::Core;
 
 /// The raft role a node currently plays.
@@ -147,6 +151,10 @@ pub(crate) struct Shared {
     incarnation: u64,
     next_request: AtomicU64,
     counters: Counters,
+    /// Watch registrations of the sessions hosted here.
+    pub(crate) watches: Mutex<WatchManager>,
+    /// Sessions hosted by this node (it heartbeats them to the leader).
+    pub(crate) sessions: Mutex<HashMap<i64, Arc<SessionInner>>>,
     me: Weak<Shared>,
 }
 
@@ -161,7 +169,19 @@ impl Shared {
             e.into_inner().fail(Error::Shutdown);
             return;
         }
+        if self.stopped.load(Ordering::SeqCst) {
+            // Shutdown may have drained the mailbox between the check above and the send.
+            self.drain_failed();
+            return;
+        }
         self.wake();
+    }
+
+    /// Fails everything left in the mailbox of a stopped node.
+    fn drain_failed(&self) {
+        while let Ok(m) = self.inbox.try_recv() {
+            m.fail(Error::Shutdown);
+        }
     }
 
     fn wake(&self) {
@@ -172,25 +192,140 @@ impl Shared {
         }
     }
 
-    fn check_running(&self) -> Result<()> {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn logger(&self) -> &Logger {
+        &self.logger
+    }
+
+    pub(crate) fn tree(&self) -> &RwLock<DataTree> {
+        &self.tree
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Stops hosting a session: no more heartbeats, watches dropped, dispatcher stopped.
+    pub(crate) fn forget_session(&self, id: i64) {
+        let _tree = self.tree.read();
+        self.sessions.lock().remove(&id);
+        self.watches.lock().end_session(id, None);
+    }
+
+    pub(crate) fn check_running(&self) -> Result<()> {
         if self.stopped.load(Ordering::SeqCst) {
             Err(Error::Shutdown)
         } else {
             Ok(())
         }
     }
+
+    /// Refuses what must not be proposed: bad paths, oversize data, operations a caller
+    /// may not submit (sessions are opened and closed through the session API).
+    fn validate_op(&self, op: &Op, top: bool) -> Result<()> {
+        match op {
+            Op::Create { path: p, mode, .. } if mode.is_sequential() => {
+                path::validate_sequential(p)?
+            }
+            Op::Create { path: p, .. }
+            | Op::Delete { path: p, .. }
+            | Op::SetData { path: p, .. }
+            | Op::Check { path: p, .. } => path::validate(p)?,
+            Op::Multi(ops) if top => {
+                for (index, op) in ops.iter().enumerate() {
+                    self.validate_op(op, false)
+                        .map_err(|e| Error::MultiFailed {
+                            index,
+                            source: Box::new(e),
+                        })?;
+                }
+            }
+            Op::Multi(_) => return Err(Error::BadArguments("multi cannot nest".into())),
+            Op::CreateSession { .. } | Op::CloseSession { .. } if top => {}
+            Op::CreateSession { .. } | Op::CloseSession { .. } | Op::Reap { .. } => {
+                return Err(Error::BadArguments("operation not allowed here".into()))
+            }
+        }
+        let len = op.data_len();
+        let max = self.config.max_data_size;
+        if len > max {
+            return Err(Error::DataTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Encodes `op` for `session` (0: none) into a command from this node.
+    pub(crate) fn command(&self, session: i64, op: Op) -> (u64, Vec<u8>) {
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let data = Command {
+            origin: self.id,
+            incarnation: self.incarnation,
+            request_id,
+            session,
+            time_ms: now_ms(),
+            op,
+        }
+        .encode();
+        (request_id, data)
+    }
+
+    /// Validates and proposes `op` on behalf of `session`, and waits until it is committed
+    /// and applied on this node.
+    pub(crate) fn submit(&self, session: i64, op: Op) -> Result<OpResult> {
+        self.check_running()?;
+        self.validate_op(&op, true)?;
+        let (request_id, data) = self.command(session, op);
+        let timeout = self.config.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let (reply, rx) = bounded(1);
+        self.post(Msg::Propose {
+            request_id,
+            data,
+            deadline,
+            reply,
+        });
+        wait(&rx, deadline, timeout)?
+    }
+
+    /// Runs a ReadIndex round and waits until the read index is applied locally.
+    pub(crate) fn read_index(&self) -> Result<u64> {
+        self.check_running()?;
+        let timeout = self.config.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let (reply, rx) = bounded(1);
+        self.post(Msg::ReadIndex {
+            request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
+            deadline,
+            reply,
+        });
+        wait(&rx, deadline, timeout)?
+    }
 }
 
 impl Task for Shared {
     fn run(&self) {
-        self.scheduled.store(false, Ordering::Release);
+        // `scheduled` stays set for the whole run, so what arrives meanwhile does not queue a
+        // second job that would only block on the lock; it is re-checked at the end.
         let mut guard = self.core.lock();
         let Some(core) = guard.as_mut() else {
+            self.scheduled.store(false, Ordering::SeqCst);
+            self.drain_failed();
             return;
         };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(self)));
+        let mut more = false;
         let failed = match outcome {
-            Ok(Ok(())) => None,
+            Ok(Ok(busy)) => {
+                more = busy;
+                None
+            }
             Ok(Err(e)) => Some(e.to_string()),
             Err(panic) => Some(
                 panic
@@ -209,10 +344,16 @@ impl Task for Shared {
             if let Some(core) = guard.take() {
                 core.fail_all(Error::Storage(reason));
             }
-            while let Ok(m) = self.inbox.try_recv() {
-                m.fail(Error::Shutdown);
-            }
+            self.drain_failed();
             self.transport.deregister(self.id);
+            return;
+        }
+        drop(guard);
+        self.scheduled.store(false, Ordering::SeqCst);
+        // What arrived after the run's last look at the mailbox found `scheduled` set and
+        // queued nothing: look again now that it is clear.
+        if more || !self.inbox.is_empty() || self.ticks_due.load(Ordering::SeqCst) > 0 {
+            self.wake();
         }
     }
 
@@ -222,7 +363,7 @@ impl Task for Shared {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -311,9 +452,36 @@ impl Node {
         }
     }
 
+    /// Number of watch registrations held for the sessions hosted here.
+    pub fn watch_count(&self) -> usize {
+        self.shared.watches.lock().len()
+    }
+
+    /// Number of sessions this node hosts.
+    pub fn hosted_sessions(&self) -> usize {
+        self.shared.sessions.lock().len()
+    }
+
     /// True once the node has shut down (or stopped after a fatal storage error).
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::SeqCst)
+    }
+
+    // ----- sessions -----
+
+    /// Opens a session with the node's default timeout ([`Config::session_timeout`]).
+    pub fn session(&self) -> Result<crate::Session> {
+        self.session_builder().open()
+    }
+
+    /// Opens a session asking for `timeout`, clamped to the configured bounds.
+    pub fn session_with_timeout(&self, timeout: Duration) -> Result<crate::Session> {
+        self.session_builder().timeout(timeout).open()
+    }
+
+    /// A builder for a session with a timeout and a session-state watcher.
+    pub fn session_builder(&self) -> SessionBuilder {
+        SessionBuilder::new(self.shared.clone())
     }
 
     // ----- writes -----
@@ -356,68 +524,15 @@ impl Node {
     /// Applies `ops` atomically: all of them or, with [`Error::MultiFailed`] naming the
     /// first failing operation, none.
     pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
-        if ops.iter().any(|op| matches!(op, Op::Multi(_))) {
-            return Err(Error::BadArguments("multi cannot nest".into()));
-        }
-        for (index, op) in ops.iter().enumerate() {
-            self.validate_op(op).map_err(|e| Error::MultiFailed {
-                index,
-                source: Box::new(e),
-            })?;
-        }
         match self.write(Op::Multi(ops))? {
             OpResult::Multi(results) => Ok(results),
             other => unreachable!("multi answered with {other:?}"),
         }
     }
 
-    fn validate_op(&self, op: &Op) -> Result<()> {
-        match op {
-            Op::Create { path: p, mode, .. } if mode.is_sequential() => {
-                path::validate_sequential(p)?
-            }
-            Op::Create { path: p, .. }
-            | Op::Delete { path: p, .. }
-            | Op::SetData { path: p, .. }
-            | Op::Check { path: p, .. } => path::validate(p)?,
-            Op::Multi(ops) => {
-                for op in ops {
-                    self.validate_op(op)?;
-                }
-            }
-        }
-        let len = op.data_len();
-        let max = self.shared.config.max_data_size;
-        if len > max {
-            return Err(Error::DataTooLarge { len, max });
-        }
-        Ok(())
-    }
-
     /// Proposes `op` and waits until it is committed and applied on this node.
     fn write(&self, op: Op) -> Result<OpResult> {
-        self.shared.check_running()?;
-        self.validate_op(&op)?;
-        let s = &self.shared;
-        let request_id = s.next_request.fetch_add(1, Ordering::Relaxed);
-        let data = Command {
-            origin: s.id,
-            incarnation: s.incarnation,
-            request_id,
-            time_ms: now_ms(),
-            op,
-        }
-        .encode();
-        let timeout = s.config.request_timeout;
-        let deadline = Instant::now() + timeout;
-        let (reply, rx) = bounded(1);
-        s.post(Msg::Propose {
-            request_id,
-            data,
-            deadline,
-            reply,
-        });
-        wait(&rx, deadline, timeout)?
+        self.shared.submit(0, op)
     }
 
     // ----- reads -----
@@ -463,19 +578,8 @@ impl Node {
         self.get_data(path)
     }
 
-    /// Runs a ReadIndex round and waits until the read index is applied locally.
     fn read_index(&self) -> Result<u64> {
-        self.shared.check_running()?;
-        let s = &self.shared;
-        let timeout = s.config.request_timeout;
-        let deadline = Instant::now() + timeout;
-        let (reply, rx) = bounded(1);
-        s.post(Msg::ReadIndex {
-            request_id: s.next_request.fetch_add(1, Ordering::Relaxed),
-            deadline,
-            reply,
-        });
-        wait(&rx, deadline, timeout)?
+        self.shared.read_index()
     }
 
     fn read<T>(&self, p: &str, f: impl FnOnce(Option<&crate::tree::Znode>) -> T) -> Result<T> {
@@ -497,16 +601,18 @@ impl Node {
     pub fn shutdown(&self) {
         let s = &self.shared;
         let first = !s.stopped.swap(true, Ordering::SeqCst);
-        if first {
-            s.transport.deregister(s.id);
-            s.pool.remove_timer(self.timer);
-        }
+        s.transport.deregister(s.id);
+        s.pool.remove_timer(self.timer);
         // Waits for a worker that is running the node right now.
         if let Some(core) = s.core.lock().take() {
             core.fail_all(Error::Shutdown);
         }
-        while let Ok(m) = s.inbox.try_recv() {
-            m.fail(Error::Shutdown);
+        s.drain_failed();
+        // Sessions hosted here stop with the node (their dispatchers end); the leader will
+        // expire them, as it would after a crash.
+        let hosted: Vec<Arc<SessionInner>> = s.sessions.lock().drain().map(|(_, v)| v).collect();
+        for inner in hosted {
+            s.watches.lock().end_session(inner.id, None);
         }
         if first {
             slog::info!(s.logger, "node shut down");

@@ -6,6 +6,7 @@
 //! | `raft_log` | entry index (u64, big-endian) | `eraftpb::Entry` (protobuf) |
 //! | `raft_state` | `hard_state`, `conf_state` | protobuf |
 //! | `tree` | znode path | encoded znode (stat fields + data) |
+//! | `sessions` | session id (i64, big-endian) | timeout, host, password |
 //! | `meta` | `applied_index` | u64 |
 //!
 //! [`RaftStorage`] is the `raft::Storage` over the first two; [`TreeStore`] loads the tree
@@ -27,6 +28,7 @@ use crate::error::Result;
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_STATE: &str = "raft_state";
 pub(crate) const CF_TREE: &str = "tree";
+pub(crate) const CF_SESSIONS: &str = "sessions";
 pub(crate) const CF_META: &str = "meta";
 
 /// Opens (creating if needed) the node's RocksDB database in `dir`.
@@ -35,7 +37,7 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let cfs = [CF_RAFT_LOG, CF_RAFT_STATE, CF_TREE, CF_META]
+    let cfs = [CF_RAFT_LOG, CF_RAFT_STATE, CF_TREE, CF_SESSIONS, CF_META]
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     Ok(Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?))

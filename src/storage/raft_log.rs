@@ -237,7 +237,8 @@ impl raft::Storage for RaftStorage {
                 c.last_index
             );
         }
-        let mut out = Vec::with_capacity((high - low) as usize);
+        // raft always passes a size limit: reserve for a typical batch, not the range.
+        let mut out = Vec::with_capacity(((high - low) as usize).min(256));
         let mut size = 0u64;
         let iter = self.db.iterator_cf(
             cf(&self.db, CF_RAFT_LOG),
@@ -249,6 +250,12 @@ impl raft::Storage for RaftStorage {
             if index >= high {
                 break;
             }
+            if index != low + out.len() as u64 {
+                return Err(store_err(format!(
+                    "log has a hole: expected entry {}, found {index}",
+                    low + out.len() as u64
+                )));
+            }
             let e = Entry::parse_from_bytes(&v).map_err(store_err)?;
             size += u64::from(e.compute_size());
             if let Some(max) = max_size {
@@ -258,7 +265,7 @@ impl raft::Storage for RaftStorage {
             }
             out.push(e);
         }
-        if out.len() as u64 != high - low && max_size.is_none() {
+        if out.is_empty() || (out.len() as u64 != high - low && max_size.is_none()) {
             return Err(store_err(format!(
                 "log has a hole in [{low}, {high}): found {} entries",
                 out.len()

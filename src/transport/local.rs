@@ -382,6 +382,7 @@ mod tests {
             .map(
                 |_| match rx[&2].recv_timeout(Duration::from_secs(2)).unwrap() {
                     Envelope::Raft(m) => m.index,
+                    other => panic!("unexpected {other:?}"),
                 },
             )
             .collect();

@@ -12,6 +12,7 @@ use raft::eraftpb::Message;
 
 pub use local::LocalNetwork;
 
+use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 
 /// Everything one node sends another. Raft traffic today; zkraft's own messages (session
@@ -20,6 +21,15 @@ use crate::error::{Error, Result};
 pub enum Envelope {
     /// A raft-rs message.
     Raft(Message),
+    /// Heartbeat for the sessions a node hosts, sent to the leader (out of the raft log).
+    SessionPing {
+        /// Sending node.
+        from: u64,
+        /// Receiving node (the leader as the sender knows it).
+        to: u64,
+        /// The live sessions hosted by `from`.
+        sessions: Vec<i64>,
+    },
 }
 
 impl Envelope {
@@ -27,6 +37,7 @@ impl Envelope {
     pub fn from(&self) -> u64 {
         match self {
             Envelope::Raft(m) => m.from,
+            Envelope::SessionPing { from, .. } => *from,
         }
     }
 
@@ -34,6 +45,7 @@ impl Envelope {
     pub fn to(&self) -> u64 {
         match self {
             Envelope::Raft(m) => m.to,
+            Envelope::SessionPing { to, .. } => *to,
         }
     }
 
@@ -45,6 +57,17 @@ impl Envelope {
                 out.extend(m.write_to_bytes().expect("raft messages always encode"));
                 out
             }
+            Envelope::SessionPing { from, to, sessions } => {
+                let mut w = Writer::with_capacity(24 + 8 * sessions.len());
+                w.u8(2);
+                w.u64(*from);
+                w.u64(*to);
+                w.u32(sessions.len() as u32);
+                for s in sessions {
+                    w.i64(*s);
+                }
+                w.finish()
+            }
         }
     }
 
@@ -54,6 +77,18 @@ impl Envelope {
             Some(1) => Message::parse_from_bytes(&buf[1..])
                 .map(Envelope::Raft)
                 .map_err(|e| Error::Corrupt(format!("raft message: {e}"))),
+            Some(2) => {
+                let mut r = Reader::new(&buf[1..]);
+                let from = r.u64()?;
+                let to = r.u64()?;
+                let n = r.u32()? as usize;
+                let mut sessions = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    sessions.push(r.i64()?);
+                }
+                r.finish()?;
+                Ok(Envelope::SessionPing { from, to, sessions })
+            }
             Some(t) => Err(Error::Corrupt(format!("unknown envelope kind {t}"))),
             None => Err(Error::Corrupt("empty envelope".into())),
         }
@@ -113,6 +148,13 @@ mod tests {
         m.term = 7;
         let env = Envelope::Raft(m);
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        let ping = Envelope::SessionPing {
+            from: 2,
+            to: 1,
+            sessions: vec![5, 9],
+        };
+        assert_eq!(Envelope::decode(&ping.encode()).unwrap(), ping);
+        assert!(Envelope::decode(&ping.encode()[..10]).is_err());
         assert!(Envelope::decode(&[]).is_err());
         assert!(Envelope::decode(&[9, 1]).is_err());
     }

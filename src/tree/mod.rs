@@ -1,18 +1,26 @@
 //! The znode tree: a pure, deterministic state machine.
 //!
-//! [`DataTree::apply`] takes the zxid (raft index) and time of an entry together with its
-//! [`Op`] and changes the tree exactly as ZooKeeper's `DataTree` would. There are no clocks,
-//! randomness or I/O here, so every replica applying the same log holds the same tree. The
-//! tree records which paths an apply touched ([`DataTree::take_dirty`]) so the node can write
-//! exactly those znodes, with the applied index, in one RocksDB batch.
+//! [`DataTree::apply`] takes the zxid (raft index), time and session of an entry (a [`Txn`])
+//! together with its [`Op`] and changes the tree exactly as ZooKeeper's `DataTree` would.
+//! There are no clocks, randomness or I/O here, so every replica applying the same log holds
+//! the same tree. Sessions are part of the replicated state (their ids are the zxids of
+//! their `CreateSession` entries); closing one deletes its ephemerals in the same entry.
+//!
+//! Besides the result, an apply leaves two outputs for the node to collect: the paths and
+//! sessions it touched ([`DataTree::take_dirty`], written to RocksDB with the applied index
+//! in one batch) and the watch events it caused ([`DataTree::take_events`]), in order.
 
+mod ephemeral;
+mod event;
 mod stat;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+pub use ephemeral::{Owner, CONTAINER_OWNER, MAX_TTL_MS};
+pub use event::{EventType, WatchedEvent};
 pub use stat::Stat;
 
-use crate::command::Op;
+use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::path;
 
@@ -93,16 +101,58 @@ pub enum OpResult {
     Check,
     /// Results of a multi, one per operation.
     Multi(Vec<OpResult>),
+    /// A session was opened with this id.
+    SessionCreated {
+        /// The new session's id.
+        session: i64,
+    },
+    /// A session was closed (or expired, or was already gone); these ephemerals went with it.
+    SessionClosed {
+        /// Paths of the deleted ephemeral znodes, sorted.
+        deleted: Vec<String>,
+    },
+    /// A container or TTL znode was reaped.
+    Reaped,
 }
 
-/// The paths ZooKeeper creates in every fresh tree (the root and its reserved subtree).
-pub const SYSTEM_PATHS: [&str; 3] = ["/", "/zookeeper", "/zookeeper/quota"];
+/// What the replicated state knows of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Negotiated timeout in milliseconds.
+    pub timeout_ms: i32,
+    /// Secret for re-attaching (wire protocol).
+    pub password: Vec<u8>,
+    /// Node hosting the session (sending its heartbeats).
+    pub host: u64,
+}
 
-/// The replicated znode tree.
+/// The context of one applied entry: the change id, the proposer's time and the session
+/// on whose behalf it runs (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Txn {
+    /// zxid: the raft index of the entry.
+    pub zxid: i64,
+    /// Proposer's time in milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Session id, or 0.
+    pub session: i64,
+}
+
+/// The paths ZooKeeper 3.5+ creates in every fresh tree (the root and its reserved subtree).
+pub const SYSTEM_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/config", "/zookeeper/quota"];
+
+/// The replicated znode tree and session table.
 #[derive(Debug, Clone)]
 pub struct DataTree {
     nodes: HashMap<String, Znode>,
+    sessions: BTreeMap<i64, SessionRecord>,
+    /// Derived indexes (rebuilt on load): ephemerals by session, containers, TTL znodes.
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
     dirty: Vec<String>,
+    dirty_sessions: Vec<i64>,
+    events: Vec<WatchedEvent>,
 }
 
 impl Default for DataTree {
@@ -115,12 +165,10 @@ impl Default for DataTree {
 type Undo = Vec<(String, Option<Znode>)>;
 
 impl DataTree {
-    /// A fresh tree: the root, `/zookeeper` and `/zookeeper/quota`, as ZooKeeper starts.
+    /// A fresh tree: the root, `/zookeeper`, `/zookeeper/config` and `/zookeeper/quota`,
+    /// as ZooKeeper 3.5+ starts.
     pub fn new() -> DataTree {
-        let mut tree = DataTree {
-            nodes: HashMap::new(),
-            dirty: Vec::new(),
-        };
+        let mut tree = DataTree::empty();
         for p in SYSTEM_PATHS {
             tree.insert_loaded(p.to_string(), Znode::default());
         }
@@ -129,13 +177,24 @@ impl DataTree {
         tree
     }
 
-    /// An empty tree to be filled with [`DataTree::insert_loaded`] and
-    /// [`DataTree::link_children`] when recovering from disk.
+    /// An empty tree to be filled with [`DataTree::insert_loaded`],
+    /// [`DataTree::insert_session`] and [`DataTree::link_children`] when recovering.
     pub(crate) fn empty() -> DataTree {
         DataTree {
             nodes: HashMap::new(),
+            sessions: BTreeMap::new(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
             dirty: Vec::new(),
+            dirty_sessions: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// Inserts a session read back from storage.
+    pub(crate) fn insert_session(&mut self, id: i64, record: SessionRecord) {
+        self.sessions.insert(id, record);
     }
 
     /// Inserts a znode read back from storage (children are linked afterwards).
@@ -144,17 +203,100 @@ impl DataTree {
         self.nodes.insert(path, node);
     }
 
-    /// Rebuilds every znode's child set from the paths present.
+    /// Rebuilds every znode's child set and the ephemeral/container/TTL indexes from the
+    /// znodes present.
     pub(crate) fn link_children(&mut self) {
-        let paths: Vec<String> = self.nodes.keys().cloned().collect();
-        for p in paths {
+        let paths: Vec<(String, i64)> = self
+            .nodes
+            .iter()
+            .map(|(p, n)| (p.clone(), n.ephemeral_owner))
+            .collect();
+        for (p, owner) in paths {
             if let Some(parent) = path::parent(&p) {
                 let name = path::name(&p).to_string();
                 if let Some(parent) = self.nodes.get_mut(parent) {
                     parent.children.insert(name);
                 }
             }
+            self.index_owner(&p, owner);
         }
+    }
+
+    fn index_owner(&mut self, p: &str, owner: i64) {
+        match Owner::from_raw(owner) {
+            Owner::None => {}
+            Owner::Session(s) => {
+                self.ephemerals.entry(s).or_default().insert(p.to_string());
+            }
+            Owner::Container => {
+                self.containers.insert(p.to_string());
+            }
+            Owner::Ttl(_) => {
+                self.ttls.insert(p.to_string());
+            }
+        }
+    }
+
+    fn unindex_owner(&mut self, p: &str, owner: i64) {
+        match Owner::from_raw(owner) {
+            Owner::None => {}
+            Owner::Session(s) => {
+                if let Some(set) = self.ephemerals.get_mut(&s) {
+                    set.remove(p);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&s);
+                    }
+                }
+            }
+            Owner::Container => {
+                self.containers.remove(p);
+            }
+            Owner::Ttl(_) => {
+                self.ttls.remove(p);
+            }
+        }
+    }
+
+    /// The live sessions.
+    pub fn sessions(&self) -> &BTreeMap<i64, SessionRecord> {
+        &self.sessions
+    }
+
+    /// The ephemeral znodes of `session` whose path starts with `prefix`, sorted
+    /// (ZooKeeper 3.6's getEphemerals).
+    pub fn ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
+        self.ephemerals
+            .get(&session)
+            .map(|set| {
+                set.iter()
+                    .filter(|p| p.starts_with(prefix))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Containers that have had children and have none left, and TTL znodes without
+    /// children unchanged for longer than their TTL at `now`: what the leader reaps.
+    pub fn reapable(&self, now: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.containers {
+            if let Some(n) = self.nodes.get(p) {
+                if n.children.is_empty() && n.creations > 0 {
+                    out.push(p.clone());
+                }
+            }
+        }
+        for p in &self.ttls {
+            if let Some(n) = self.nodes.get(p) {
+                if let Owner::Ttl(ttl) = Owner::from_raw(n.ephemeral_owner) {
+                    if n.children.is_empty() && now - n.mtime > ttl {
+                        out.push(p.clone());
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Number of znodes, the root included.
@@ -177,33 +319,91 @@ impl DataTree {
         self.nodes.iter()
     }
 
-    /// The paths changed (created, modified or deleted) since the last call.
-    pub(crate) fn take_dirty(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.dirty)
+    /// The paths and the session ids changed (created, modified or deleted) since the
+    /// last call.
+    pub(crate) fn take_dirty(&mut self) -> (Vec<String>, Vec<i64>) {
+        (
+            std::mem::take(&mut self.dirty),
+            std::mem::take(&mut self.dirty_sessions),
+        )
     }
 
-    /// Applies one operation as the change with id `zxid` at time `time`.
+    /// The watch events caused by the applies since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<WatchedEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn event(&mut self, event_type: EventType, path: &str, zxid: i64) {
+        self.events.push(WatchedEvent {
+            event_type,
+            path: path.to_string(),
+            zxid,
+        });
+    }
+
+    /// Applies one operation in the context `txn`.
     ///
-    /// On error the tree is exactly as before (a failing multi is rolled back).
-    pub fn apply(&mut self, zxid: i64, time: i64, op: &Op) -> Result<OpResult> {
+    /// On error the tree is exactly as before (a failing multi is rolled back) and no
+    /// event is reported.
+    pub fn apply(&mut self, txn: Txn, op: &Op) -> Result<OpResult> {
+        match op {
+            Op::CreateSession {
+                timeout_ms,
+                password,
+                host,
+            } => {
+                let session = txn.zxid;
+                self.sessions.insert(
+                    session,
+                    SessionRecord {
+                        timeout_ms: *timeout_ms,
+                        password: password.clone(),
+                        host: *host,
+                    },
+                );
+                self.dirty_sessions.push(session);
+                return Ok(OpResult::SessionCreated { session });
+            }
+            Op::CloseSession { session, .. } => return Ok(self.close_session(txn, *session)),
+            _ => {}
+        }
+        if txn.session != 0 && !self.sessions.contains_key(&txn.session) {
+            return Err(Error::SessionExpired);
+        }
         match op {
             Op::Multi(ops) => {
                 let mut undo: Undo = Vec::new();
+                let events_before = self.events.len();
                 let mut results = Vec::with_capacity(ops.len());
                 for (index, op) in ops.iter().enumerate() {
                     let res = match op {
-                        Op::Multi(_) => Err(Error::BadArguments("nested multi".into())),
-                        op => self.apply_one(zxid, time, op, Some(&mut undo)),
+                        Op::Create { .. }
+                        | Op::Delete { .. }
+                        | Op::SetData { .. }
+                        | Op::Check { .. } => self.apply_one(txn, op, Some(&mut undo)),
+                        _ => Err(Error::BadArguments(
+                            "multi takes create, delete, set_data and check only".into(),
+                        )),
                     };
                     match res {
                         Ok(r) => results.push(r),
                         Err(e) => {
                             for (path, old) in undo.into_iter().rev() {
+                                let current = self.nodes.get(&path).map(|n| n.ephemeral_owner);
+                                if let Some(owner) = current {
+                                    self.unindex_owner(&path, owner);
+                                }
                                 match old {
-                                    Some(node) => self.nodes.insert(path, node),
-                                    None => self.nodes.remove(&path),
-                                };
+                                    Some(node) => {
+                                        self.index_owner(&path, node.ephemeral_owner);
+                                        self.nodes.insert(path, node);
+                                    }
+                                    None => {
+                                        self.nodes.remove(&path);
+                                    }
+                                }
                             }
+                            self.events.truncate(events_before);
                             return Err(Error::MultiFailed {
                                 index,
                                 source: Box::new(e),
@@ -213,8 +413,50 @@ impl DataTree {
                 }
                 Ok(OpResult::Multi(results))
             }
-            op => self.apply_one(zxid, time, op, None),
+            op => self.apply_one(txn, op, None),
         }
+    }
+
+    /// Removes a session and every ephemeral znode it owns (sorted, so every replica
+    /// reports the same events). Closing an unknown session changes nothing.
+    fn close_session(&mut self, txn: Txn, session: i64) -> OpResult {
+        if self.sessions.remove(&session).is_none() {
+            return OpResult::SessionClosed { deleted: vec![] };
+        }
+        self.dirty_sessions.push(session);
+        let deleted: Vec<String> = self
+            .ephemerals
+            .get(&session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for p in &deleted {
+            // Ephemerals have no children, so this cannot fail.
+            self.remove_node(txn.zxid, p, None);
+        }
+        OpResult::SessionClosed { deleted }
+    }
+
+    /// Deletes the (childless) znode at `p`, updating its parent, indexes and events.
+    fn remove_node(&mut self, zxid: i64, p: &str, undo: Option<&mut Undo>) {
+        let parent_path = path::parent(p).expect("not the root").to_string();
+        let mut undo = undo;
+        self.save(&mut undo, &parent_path);
+        self.save(&mut undo, p);
+        if let Some(node) = self.nodes.remove(p) {
+            self.unindex_owner(p, node.ephemeral_owner);
+        }
+        let parent = self
+            .nodes
+            .get_mut(&parent_path)
+            .expect("a znode's parent exists");
+        parent.children.remove(path::name(p));
+        if zxid > parent.pzxid {
+            parent.pzxid = zxid;
+        }
+        self.touch(&parent_path);
+        self.touch(p);
+        self.event(EventType::NodeDeleted, p, zxid);
+        self.event(EventType::NodeChildrenChanged, &parent_path, zxid);
     }
 
     /// Remembers the pre-multi value of `path` the first time a multi touches it.
@@ -230,24 +472,39 @@ impl DataTree {
         self.dirty.push(path.to_string());
     }
 
-    fn apply_one(
-        &mut self,
-        zxid: i64,
-        time: i64,
-        op: &Op,
-        mut undo: Option<&mut Undo>,
-    ) -> Result<OpResult> {
+    fn apply_one(&mut self, txn: Txn, op: &Op, mut undo: Option<&mut Undo>) -> Result<OpResult> {
+        let zxid = txn.zxid;
         match op {
             Op::Create {
                 path: p,
                 data,
                 mode,
+                ttl_ms,
             } => {
                 if mode.is_sequential() {
                     path::validate_sequential(p)?;
                 } else {
                     path::validate(p)?;
                 }
+                let owner = if mode.is_ephemeral() {
+                    if txn.session == 0 {
+                        return Err(Error::BadArguments(
+                            "ephemeral znodes need a session".into(),
+                        ));
+                    }
+                    Owner::Session(txn.session)
+                } else if mode.is_ttl() {
+                    if *ttl_ms <= 0 || *ttl_ms > MAX_TTL_MS {
+                        return Err(Error::BadArguments(format!(
+                            "ttl must be in 1..={MAX_TTL_MS} ms, got {ttl_ms}"
+                        )));
+                    }
+                    Owner::Ttl(*ttl_ms)
+                } else if *mode == CreateMode::Container {
+                    Owner::Container
+                } else {
+                    Owner::None
+                };
                 if p == "/" && !mode.is_sequential() {
                     return Err(Error::NodeExists(p.clone()));
                 }
@@ -261,9 +518,6 @@ impl DataTree {
                     .nodes
                     .get(&parent_path)
                     .ok_or_else(|| Error::NoNode(parent_path.clone()))?;
-                if parent.ephemeral_owner != 0 {
-                    return Err(Error::NoChildrenForEphemerals(parent_path));
-                }
                 let full = if mode.is_sequential() {
                     format!("{p}{:010}", parent.creations)
                 } else {
@@ -273,17 +527,24 @@ impl DataTree {
                 if parent.children.contains(&name) {
                     return Err(Error::NodeExists(full));
                 }
+                if let Owner::Session(_) = Owner::from_raw(parent.ephemeral_owner) {
+                    return Err(Error::NoChildrenForEphemerals(parent_path));
+                }
                 self.save(&mut undo, &parent_path);
                 self.save(&mut undo, &full);
                 let parent = self.nodes.get_mut(&parent_path).expect("checked above");
                 parent.creations = parent.creations.wrapping_add(1);
                 parent.pzxid = zxid;
                 parent.children.insert(name);
-                let node = Znode::new(zxid, time, data.clone());
+                let mut node = Znode::new(zxid, txn.time, data.clone());
+                node.ephemeral_owner = owner.to_raw();
                 let stat = node.stat();
                 self.nodes.insert(full.clone(), node);
+                self.index_owner(&full, owner.to_raw());
                 self.touch(&parent_path);
                 self.touch(&full);
+                self.event(EventType::NodeCreated, &full, zxid);
+                self.event(EventType::NodeChildrenChanged, &parent_path, zxid);
                 Ok(OpResult::Create { path: full, stat })
             }
             Op::Delete { path: p, version } => {
@@ -296,20 +557,7 @@ impl DataTree {
                 if !node.children.is_empty() {
                     return Err(Error::NotEmpty(p.clone()));
                 }
-                let parent_path = path::parent(p).expect("not the root").to_string();
-                self.save(&mut undo, &parent_path);
-                self.save(&mut undo, p);
-                self.nodes.remove(p);
-                let parent = self
-                    .nodes
-                    .get_mut(&parent_path)
-                    .expect("a znode's parent exists");
-                parent.children.remove(path::name(p));
-                if zxid > parent.pzxid {
-                    parent.pzxid = zxid;
-                }
-                self.touch(&parent_path);
-                self.touch(p);
+                self.remove_node(zxid, p, undo);
                 Ok(OpResult::Delete)
             }
             Op::SetData {
@@ -325,9 +573,10 @@ impl DataTree {
                 node.data = data.clone();
                 node.version = node.version.wrapping_add(1);
                 node.mzxid = zxid;
-                node.mtime = time;
+                node.mtime = txn.time;
                 let stat = node.stat();
                 self.touch(p);
+                self.event(EventType::NodeDataChanged, p, zxid);
                 Ok(OpResult::SetData { stat })
             }
             Op::Check { path: p, version } => {
@@ -336,7 +585,27 @@ impl DataTree {
                 check_version(p, *version, node.version)?;
                 Ok(OpResult::Check)
             }
-            Op::Multi(_) => Err(Error::BadArguments("nested multi".into())),
+            Op::Reap { path: p } => {
+                path::validate(p)?;
+                let node = self.nodes.get(p).ok_or_else(|| Error::NoNode(p.clone()))?;
+                if !node.children.is_empty() {
+                    return Err(Error::NotEmpty(p.clone()));
+                }
+                match Owner::from_raw(node.ephemeral_owner) {
+                    Owner::Container if node.creations > 0 => {}
+                    Owner::Ttl(ttl) if txn.time - node.mtime > ttl => {}
+                    _ => {
+                        return Err(Error::BadArguments(format!(
+                            "{p} is not a reapable container or expired TTL znode"
+                        )))
+                    }
+                }
+                self.remove_node(zxid, p, undo);
+                Ok(OpResult::Reaped)
+            }
+            Op::Multi(_) | Op::CreateSession { .. } | Op::CloseSession { .. } => {
+                Err(Error::BadArguments("operation not allowed here".into()))
+            }
         }
     }
 }

@@ -4,14 +4,21 @@
 use super::*;
 use crate::command::CreateMode::*;
 
+fn tx(zxid: i64, time: i64) -> Txn {
+    Txn {
+        zxid,
+        time,
+        session: 0,
+    }
+}
+
 fn tree_with(paths: &[&str]) -> (DataTree, i64) {
     let mut t = DataTree::new();
     let mut zxid = 0;
     for p in paths {
         zxid += 1;
         t.apply(
-            zxid,
-            1000 + zxid,
+            tx(zxid, 1000 + zxid),
             &Op::create(*p, p.as_bytes().to_vec(), Persistent),
         )
         .unwrap();
@@ -34,7 +41,7 @@ fn fresh_tree_matches_zookeeper() {
     assert_eq!(root.cversion, -1);
     assert_eq!(
         t.get("/zookeeper").unwrap().children().collect::<Vec<_>>(),
-        ["quota"]
+        ["config", "quota"]
     );
 }
 
@@ -42,7 +49,7 @@ fn fresh_tree_matches_zookeeper() {
 fn create_sets_stat_and_parent() {
     let (mut t, _) = tree_with(&["/a"]);
     let r = t
-        .apply(7, 5000, &Op::create("/a/b", b"hi".to_vec(), Persistent))
+        .apply(tx(7, 5000), &Op::create("/a/b", b"hi".to_vec(), Persistent))
         .unwrap();
     let OpResult::Create { path, stat } = r else {
         panic!()
@@ -62,7 +69,7 @@ fn sequential_suffix_is_parent_creation_count() {
     let mut names = vec![];
     for z in 10..13 {
         let r = t
-            .apply(z, 0, &Op::create("/q/n-", vec![], PersistentSequential))
+            .apply(tx(z, 0), &Op::create("/q/n-", vec![], PersistentSequential))
             .unwrap();
         let OpResult::Create { path, .. } = r else {
             panic!()
@@ -74,11 +81,11 @@ fn sequential_suffix_is_parent_creation_count() {
         ["/q/n-0000000000", "/q/n-0000000001", "/q/n-0000000002"]
     );
     // Deleting does not reuse a number; cversion counts creations and deletions.
-    t.apply(13, 0, &Op::delete("/q/n-0000000002", None))
+    t.apply(tx(13, 0), &Op::delete("/q/n-0000000002", None))
         .unwrap();
     assert_eq!(t.get("/q").unwrap().stat().cversion, 4);
     let r = t
-        .apply(14, 0, &Op::create("/q/", vec![], PersistentSequential))
+        .apply(tx(14, 0), &Op::create("/q/", vec![], PersistentSequential))
         .unwrap();
     assert_eq!(
         r,
@@ -108,11 +115,11 @@ fn create_errors_change_nothing() {
         ),
     ];
     for (op, err) in cases {
-        assert_eq!(t.apply(50, 0, &op).unwrap_err(), err);
+        assert_eq!(t.apply(tx(50, 0), &op).unwrap_err(), err);
     }
     for bad in ["a", "/a/", "/a//b", "/a/./b", "/a\0"] {
         assert!(matches!(
-            t.apply(51, 0, &Op::create(bad, vec![], Persistent)),
+            t.apply(tx(51, 0), &Op::create(bad, vec![], Persistent)),
             Err(Error::InvalidPath { .. })
         ));
     }
@@ -126,7 +133,7 @@ fn ephemeral_parents_refuse_children() {
     t.nodes.get_mut("/e").unwrap().ephemeral_owner = 0x55;
     let before = snapshot(&t);
     assert_eq!(
-        t.apply(9, 0, &Op::create("/e/c", vec![], Persistent))
+        t.apply(tx(9, 0), &Op::create("/e/c", vec![], Persistent))
             .unwrap_err(),
         Error::NoChildrenForEphemerals("/e".into())
     );
@@ -137,7 +144,7 @@ fn ephemeral_parents_refuse_children() {
 fn set_data_versions() {
     let (mut t, _) = tree_with(&["/a"]);
     let r = t
-        .apply(5, 9000, &Op::set_data("/a", b"v1".to_vec(), Some(0)))
+        .apply(tx(5, 9000), &Op::set_data("/a", b"v1".to_vec(), Some(0)))
         .unwrap();
     let OpResult::SetData { stat } = r else {
         panic!()
@@ -148,7 +155,7 @@ fn set_data_versions() {
     );
     let before = snapshot(&t);
     assert_eq!(
-        t.apply(6, 0, &Op::set_data("/a", vec![], Some(0)))
+        t.apply(tx(6, 0), &Op::set_data("/a", vec![], Some(0)))
             .unwrap_err(),
         Error::BadVersion {
             path: "/a".into(),
@@ -157,12 +164,12 @@ fn set_data_versions() {
         }
     );
     assert_eq!(
-        t.apply(6, 0, &Op::set_data("/nope", vec![], None))
+        t.apply(tx(6, 0), &Op::set_data("/nope", vec![], None))
             .unwrap_err(),
         Error::NoNode("/nope".into())
     );
     assert_eq!(snapshot(&t), before);
-    t.apply(7, 0, &Op::set_data("/a", b"v2".to_vec(), None))
+    t.apply(tx(7, 0), &Op::set_data("/a", b"v2".to_vec(), None))
         .unwrap();
     assert_eq!(t.get("/a").unwrap().stat().version, 2);
 }
@@ -172,27 +179,27 @@ fn delete_rules() {
     let (mut t, _) = tree_with(&["/a", "/a/b"]);
     let before = snapshot(&t);
     assert_eq!(
-        t.apply(9, 0, &Op::delete("/a", None)).unwrap_err(),
+        t.apply(tx(9, 0), &Op::delete("/a", None)).unwrap_err(),
         Error::NotEmpty("/a".into())
     );
     assert_eq!(
-        t.apply(9, 0, &Op::delete("/zz", None)).unwrap_err(),
+        t.apply(tx(9, 0), &Op::delete("/zz", None)).unwrap_err(),
         Error::NoNode("/zz".into())
     );
     assert!(matches!(
-        t.apply(9, 0, &Op::delete("/a/b", Some(4))),
+        t.apply(tx(9, 0), &Op::delete("/a/b", Some(4))),
         Err(Error::BadVersion { .. })
     ));
     assert!(matches!(
-        t.apply(9, 0, &Op::delete("/", None)),
+        t.apply(tx(9, 0), &Op::delete("/", None)),
         Err(Error::BadArguments(_))
     ));
     assert!(matches!(
-        t.apply(9, 0, &Op::delete("/zookeeper", None)),
+        t.apply(tx(9, 0), &Op::delete("/zookeeper", None)),
         Err(Error::BadArguments(_))
     ));
     assert_eq!(snapshot(&t), before);
-    t.apply(10, 0, &Op::delete("/a/b", Some(0))).unwrap();
+    t.apply(tx(10, 0), &Op::delete("/a/b", Some(0))).unwrap();
     let a = t.get("/a").unwrap().stat();
     assert_eq!((a.num_children, a.pzxid, a.cversion), (0, 10, 2));
     assert!(t.get("/a/b").is_none());
@@ -204,8 +211,7 @@ fn multi_is_all_or_nothing() {
     let before = snapshot(&t);
     let err = t
         .apply(
-            5,
-            0,
+            tx(5, 0),
             &Op::Multi(vec![
                 Op::create("/a/x", vec![], Persistent),
                 Op::set_data("/a", b"changed".to_vec(), None),
@@ -222,8 +228,7 @@ fn multi_is_all_or_nothing() {
 
     let r = t
         .apply(
-            6,
-            0,
+            tx(6, 0),
             &Op::Multi(vec![
                 Op::check("/a", Some(0)),
                 Op::create("/a/x", vec![], Persistent),
@@ -242,15 +247,16 @@ fn multi_is_all_or_nothing() {
 fn dirty_paths_cover_every_change() {
     let (mut t, _) = tree_with(&[]);
     t.take_dirty();
-    t.apply(1, 0, &Op::create("/a", vec![], Persistent))
+    t.apply(tx(1, 0), &Op::create("/a", vec![], Persistent))
         .unwrap();
-    t.apply(2, 0, &Op::set_data("/a", vec![1], None)).unwrap();
-    let mut d = t.take_dirty();
+    t.apply(tx(2, 0), &Op::set_data("/a", vec![1], None))
+        .unwrap();
+    let (mut d, _) = t.take_dirty();
     d.sort();
     d.dedup();
     assert_eq!(d, ["/", "/a"]);
-    t.apply(3, 0, &Op::delete("/a", None)).unwrap();
-    assert!(t.take_dirty().contains(&"/a".to_string()));
+    t.apply(tx(3, 0), &Op::delete("/a", None)).unwrap();
+    assert!(t.take_dirty().0.contains(&"/a".to_string()));
 }
 
 #[test]
@@ -266,9 +272,231 @@ fn same_log_same_tree() {
     let mut a = DataTree::new();
     let mut b = DataTree::new();
     for (i, op) in ops.iter().enumerate() {
-        let ra = a.apply(i as i64 + 1, 100, op);
-        let rb = b.apply(i as i64 + 1, 100, op);
+        let ra = a.apply(tx(i as i64 + 1, 100), op);
+        let rb = b.apply(tx(i as i64 + 1, 100), op);
         assert_eq!(ra, rb);
     }
     assert_eq!(snapshot(&a), snapshot(&b));
+}
+
+fn open_session(t: &mut DataTree, zxid: i64) -> i64 {
+    let op = Op::CreateSession {
+        timeout_ms: 5000,
+        password: vec![0; 16],
+        host: 1,
+    };
+    match t.apply(tx(zxid, 0), &op).unwrap() {
+        OpResult::SessionCreated { session } => session,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn stx(zxid: i64, session: i64) -> Txn {
+    Txn {
+        zxid,
+        time: 0,
+        session,
+    }
+}
+
+#[test]
+fn ephemerals_belong_to_their_session_and_go_with_it() {
+    let (mut t, _) = tree_with(&["/app"]);
+    let s1 = open_session(&mut t, 10);
+    let s2 = open_session(&mut t, 11);
+    assert_eq!(s1, 10, "session id is the zxid of its CreateSession entry");
+    let e1 = Op::create("/app/lock-", vec![], EphemeralSequential);
+    let r = t.apply(stx(12, s1), &e1).unwrap();
+    assert!(
+        matches!(&r, OpResult::Create { path, stat } if path == "/app/lock-0000000000" && stat.ephemeral_owner == s1)
+    );
+    t.apply(stx(13, s2), &Op::create("/app/b", vec![], Ephemeral))
+        .unwrap();
+    t.apply(stx(14, s1), &Op::create("/app/a", vec![], Ephemeral))
+        .unwrap();
+    assert_eq!(t.ephemerals(s1, "/app/l"), ["/app/lock-0000000000"]);
+    assert_eq!(t.ephemerals(s1, "/"), ["/app/a", "/app/lock-0000000000"]);
+    // No children under ephemerals, whoever asks.
+    assert_eq!(
+        t.apply(stx(15, s2), &Op::create("/app/a/x", vec![], Persistent))
+            .unwrap_err(),
+        Error::NoChildrenForEphemerals("/app/a".into())
+    );
+    // Ephemerals need a session.
+    assert!(matches!(
+        t.apply(tx(15, 0), &Op::create("/app/c", vec![], Ephemeral)),
+        Err(Error::BadArguments(_))
+    ));
+    t.take_events();
+    let r = t
+        .apply(
+            tx(16, 0),
+            &Op::CloseSession {
+                session: s1,
+                expired: true,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        r,
+        OpResult::SessionClosed {
+            deleted: vec!["/app/a".into(), "/app/lock-0000000000".into()]
+        }
+    );
+    assert!(t.get("/app/a").is_none() && t.get("/app/b").is_some());
+    let kinds: Vec<(EventType, String)> = t
+        .take_events()
+        .into_iter()
+        .map(|e| (e.event_type, e.path))
+        .collect();
+    assert_eq!(kinds.len(), 4);
+    assert_eq!(kinds[0], (EventType::NodeDeleted, "/app/a".to_string()));
+    assert_eq!(
+        kinds[1],
+        (EventType::NodeChildrenChanged, "/app".to_string())
+    );
+    // A closed session can do nothing; closing again changes nothing.
+    assert_eq!(
+        t.apply(stx(17, s1), &Op::create("/app/z", vec![], Persistent))
+            .unwrap_err(),
+        Error::SessionExpired
+    );
+    let before = snapshot(&t);
+    assert_eq!(
+        t.apply(
+            tx(18, 0),
+            &Op::CloseSession {
+                session: s1,
+                expired: false
+            }
+        )
+        .unwrap(),
+        OpResult::SessionClosed { deleted: vec![] }
+    );
+    assert_eq!(snapshot(&t), before);
+    assert_eq!(t.sessions().keys().copied().collect::<Vec<_>>(), [s2]);
+}
+
+#[test]
+fn failed_multi_restores_ephemeral_index_and_reports_no_events() {
+    let (mut t, _) = tree_with(&["/m"]);
+    let s = open_session(&mut t, 5);
+    t.take_events();
+    let err = t
+        .apply(
+            stx(6, s),
+            &Op::Multi(vec![
+                Op::create("/m/e", vec![], Ephemeral),
+                Op::check("/m", Some(9)),
+            ]),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::MultiFailed { index: 1, .. }));
+    assert!(t.ephemerals(s, "/").is_empty());
+    assert!(t.take_events().is_empty());
+    assert!(matches!(
+        t.apply(
+            stx(7, s),
+            &Op::Multi(vec![Op::CloseSession {
+                session: s,
+                expired: false
+            }])
+        ),
+        Err(Error::MultiFailed { index: 0, .. })
+    ));
+}
+
+#[test]
+fn events_follow_zookeeper() {
+    let (mut t, _) = tree_with(&["/w"]);
+    t.take_events();
+    t.apply(tx(5, 0), &Op::create("/w/c", vec![], Persistent))
+        .unwrap();
+    t.apply(tx(6, 0), &Op::set_data("/w/c", vec![1], None))
+        .unwrap();
+    t.apply(tx(7, 0), &Op::delete("/w/c", None)).unwrap();
+    let _ = t.apply(tx(8, 0), &Op::delete("/w/c", None)); // fails: no event
+    let got: Vec<(EventType, String, i64)> = t
+        .take_events()
+        .into_iter()
+        .map(|e| (e.event_type, e.path, e.zxid))
+        .collect();
+    use EventType::*;
+    let want: Vec<(EventType, String, i64)> = vec![
+        (NodeCreated, "/w/c".into(), 5),
+        (NodeChildrenChanged, "/w".into(), 5),
+        (NodeDataChanged, "/w/c".into(), 6),
+        (NodeDeleted, "/w/c".into(), 7),
+        (NodeChildrenChanged, "/w".into(), 7),
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn containers_and_ttl_nodes_are_reapable_as_zookeeper_says() {
+    let mut t = DataTree::new();
+    let at = |zxid, time| Txn {
+        zxid,
+        time,
+        session: 0,
+    };
+    t.apply(at(1, 1000), &Op::create("/c", vec![], Container))
+        .unwrap();
+    let ttl = Op::create_ttl(
+        "/t",
+        vec![],
+        PersistentWithTtl,
+        std::time::Duration::from_millis(500),
+    );
+    t.apply(at(2, 1000), &ttl).unwrap();
+    assert_eq!(t.get("/c").unwrap().stat().ephemeral_owner, CONTAINER_OWNER);
+    assert_eq!(
+        Owner::from_raw(t.get("/t").unwrap().stat().ephemeral_owner),
+        Owner::Ttl(500)
+    );
+    // A container that never had children is kept; a fresh TTL node too.
+    assert!(t.reapable(1400).is_empty());
+    assert_eq!(t.reapable(1501), ["/t"]);
+    // Containers and TTL nodes may have children (unlike ephemerals).
+    t.apply(at(3, 1600), &Op::create("/c/x", vec![], Persistent))
+        .unwrap();
+    t.apply(at(4, 1600), &Op::create("/t/x", vec![], Persistent))
+        .unwrap();
+    assert!(t.reapable(9999).is_empty());
+    assert!(matches!(
+        t.apply(at(5, 9999), &Op::Reap { path: "/c".into() }),
+        Err(Error::NotEmpty(_))
+    ));
+    t.apply(at(6, 1700), &Op::delete("/c/x", None)).unwrap();
+    t.apply(at(7, 1700), &Op::delete("/t/x", None)).unwrap();
+    // The TTL counts from the last change of the node's own data (mtime), as ZooKeeper's;
+    // it is checked again, with the proposer's time, when the reap is applied.
+    assert_eq!(t.reapable(1800), ["/c", "/t"]);
+    assert!(matches!(
+        t.apply(at(8, 1400), &Op::Reap { path: "/t".into() }),
+        Err(Error::BadArguments(_))
+    ));
+    assert_eq!(
+        t.apply(at(9, 1800), &Op::Reap { path: "/c".into() })
+            .unwrap(),
+        OpResult::Reaped
+    );
+    assert_eq!(
+        t.apply(at(10, 1501), &Op::Reap { path: "/t".into() })
+            .unwrap(),
+        OpResult::Reaped
+    );
+    assert!(t.get("/c").is_none() && t.get("/t").is_none());
+    // Plain nodes are never reaped; bad TTLs are refused.
+    t.apply(at(11, 0), &Op::create("/p", vec![], Persistent))
+        .unwrap();
+    assert!(matches!(
+        t.apply(at(12, 0), &Op::Reap { path: "/p".into() }),
+        Err(Error::BadArguments(_))
+    ));
+    let zero = Op::create_ttl("/z", vec![], PersistentWithTtl, std::time::Duration::ZERO);
+    assert!(matches!(
+        t.apply(at(13, 0), &zero),
+        Err(Error::BadArguments(_))
+    ));
 }

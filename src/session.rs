@@ -1,0 +1,441 @@
+//! [`Session`]: the synchronous client API bound to one session, as a ZooKeeper handle.
+//!
+//! A session is replicated state (opened and closed through the raft log; its id is the
+//! zxid of its `CreateSession` entry). The node that opened it hosts it: it heartbeats the
+//! session to the leader, and the leader expires it when the heartbeats stop for longer than
+//! its timeout, deleting its ephemeral znodes in the same entry on every replica.
+//! Watches set through a session are delivered on the session's own dispatcher thread.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::command::{CreateMode, Op};
+use crate::error::{Error, Result};
+use crate::node::Shared;
+use crate::path;
+use crate::tree::{OpResult, Stat, WatchedEvent, Znode};
+use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, WatchManager, Watcher, WatcherType};
+
+const OPEN: u8 = 0;
+const EXPIRED: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// What the hosting node keeps of a live session.
+pub(crate) struct SessionInner {
+    pub(crate) id: i64,
+    pub(crate) timeout: Duration,
+    pub(crate) password: Vec<u8>,
+    state: AtomicU8,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+}
+
+impl SessionInner {
+    /// Records the end of the session (called by the apply of its `CloseSession`).
+    pub(crate) fn mark_ended(&self, expired: bool) {
+        self.state
+            .store(if expired { EXPIRED } else { CLOSED }, Ordering::SeqCst);
+    }
+}
+
+/// The state of a [`Session`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Open: calls work.
+    Connected,
+    /// Expired by the leader: calls return [`Error::SessionExpired`].
+    Expired,
+    /// Closed by its owner: calls return [`Error::SessionClosed`].
+    Closed,
+}
+
+/// Opens a [`Session`] (from [`crate::Node::session_builder`]).
+pub struct SessionBuilder {
+    shared: Arc<Shared>,
+    timeout: Duration,
+    watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        out.extend_from_slice(&h.finish().to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+impl SessionBuilder {
+    pub(crate) fn new(shared: Arc<Shared>) -> SessionBuilder {
+        let timeout = shared.config().session_timeout;
+        SessionBuilder {
+            shared,
+            timeout,
+            watcher: None,
+        }
+    }
+
+    /// Requested session timeout; the node clamps it to its configured bounds.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Called on the session's dispatcher thread with its state changes (Connected first,
+    /// then Expired or Closed).
+    pub fn watcher(mut self, f: impl Fn(SessionEvent) + Send + Sync + 'static) -> Self {
+        self.watcher = Some(Arc::new(f));
+        self
+    }
+
+    /// Opens the session through the raft log.
+    pub fn open(self) -> Result<Session> {
+        let s = self.shared;
+        let timeout = s.config().negotiate_session_timeout(self.timeout);
+        let password = random_bytes(16);
+        let op = Op::CreateSession {
+            timeout_ms: timeout.as_millis() as i32,
+            password: password.clone(),
+            host: s.id(),
+        };
+        let id = match s.submit(0, op)? {
+            OpResult::SessionCreated { session } => session,
+            other => unreachable!("create session answered with {other:?}"),
+        };
+        let dispatcher = Dispatcher::start(id, self.watcher, s.logger().clone());
+        let inner = Arc::new(SessionInner {
+            id,
+            timeout,
+            password,
+            state: AtomicU8::new(OPEN),
+            dispatcher: dispatcher.clone(),
+        });
+        {
+            // Registered under the tree lock, so an expiry applied meanwhile is seen here
+            // and one applied later finds the session registered.
+            let tree = s.tree().read();
+            if !tree.sessions().contains_key(&id) {
+                dispatcher.stop();
+                dispatcher.join();
+                return Err(Error::SessionExpired);
+            }
+            s.watches.lock().add_session(id, dispatcher.clone());
+            s.sessions.lock().insert(id, inner.clone());
+        }
+        dispatcher.state(SessionEvent::Connected);
+        Ok(Session { inner, shared: s })
+    }
+}
+
+/// A session: ZooKeeper's client handle, on the node that opened it.
+///
+/// Calls are synchronous. Writes go through raft and return once applied on this node;
+/// reads are served from this node's tree. Every call returns only after the session's
+/// watchers have been called for every event its result could reflect, so a session never
+/// sees data newer than an event it has not been told about. Dropping a `Session` closes it.
+///
+/// ```
+/// use zkraft::{CreateMode, Node, watch::watcher};
+/// let dir = tempfile::tempdir().unwrap();
+/// let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+/// let s = node.session().unwrap();
+/// s.create("/workers", b"", CreateMode::Persistent).unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// s.get_children("/workers", watcher(move |e| tx.send(e).unwrap())).unwrap();
+/// s.create("/workers/w-", b"", CreateMode::EphemeralSequential).unwrap();
+/// assert_eq!(rx.recv().unwrap().path, "/workers");
+/// s.close().unwrap();
+/// assert!(node.get_children("/workers").unwrap().is_empty(), "ephemeral went with it");
+/// ```
+pub struct Session {
+    inner: Arc<SessionInner>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &format_args!("{:#x}", self.inner.id))
+            .field("timeout", &self.inner.timeout)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Session {
+    /// The session id (the zxid of the entry that opened it).
+    pub fn id(&self) -> i64 {
+        self.inner.id
+    }
+
+    /// The negotiated timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The session's password (for re-attaching through the wire protocol).
+    pub fn password(&self) -> &[u8] {
+        &self.inner.password
+    }
+
+    /// Id of the node hosting the session.
+    pub fn node_id(&self) -> u64 {
+        self.shared.id()
+    }
+
+    /// Connected, expired or closed.
+    pub fn state(&self) -> SessionState {
+        match self.inner.state.load(Ordering::SeqCst) {
+            OPEN => SessionState::Connected,
+            EXPIRED => SessionState::Expired,
+            _ => SessionState::Closed,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match self.state() {
+            SessionState::Connected => self.shared.check_running(),
+            SessionState::Expired => Err(Error::SessionExpired),
+            SessionState::Closed => Err(Error::SessionClosed),
+        }
+    }
+
+    /// Waits until the dispatcher has delivered every event queued so far.
+    fn settle(&self) {
+        let target = self.inner.dispatcher.progress.queued();
+        self.inner.dispatcher.progress.wait_delivered(target);
+    }
+
+    fn write(&self, op: Op) -> Result<OpResult> {
+        self.check()?;
+        let res = self.shared.submit(self.inner.id, op);
+        self.settle();
+        match res {
+            // The session ended while the request was in flight: say which way.
+            Err(Error::SessionExpired) if self.state() == SessionState::Closed => {
+                Err(Error::SessionClosed)
+            }
+            res => res,
+        }
+    }
+
+    /// Reads under the tree lock, registering a watch in the same critical section so no
+    /// change can slip between the read and the registration.
+    fn read<T>(
+        &self,
+        p: &str,
+        f: impl FnOnce(Option<&Znode>, &mut WatchManager) -> Result<T>,
+    ) -> Result<T> {
+        self.check()?;
+        path::validate(p)?;
+        let (out, target) = {
+            let tree = self.shared.tree().read();
+            // Re-checked under the lock: an expiry cannot be half applied here.
+            self.check()?;
+            let mut watches = self.shared.watches.lock();
+            let out = f(tree.get(p), &mut watches);
+            (out, self.inner.dispatcher.progress.queued())
+        };
+        self.inner.dispatcher.progress.wait_delivered(target);
+        out
+    }
+
+    // ----- writes -----
+
+    /// Creates a znode (see [`crate::Node::create`]); ephemeral modes make this session its
+    /// owner.
+    pub fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> Result<String> {
+        self.create_with_stat(path, data, mode).map(|(p, _)| p)
+    }
+
+    /// Like [`Session::create`], also returning the new znode's stat.
+    pub fn create_with_stat(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> Result<(String, Stat)> {
+        if mode.is_ttl() {
+            return Err(Error::BadArguments("TTL modes need create_ttl".into()));
+        }
+        match self.write(Op::create(path, data, mode))? {
+            OpResult::Create { path, stat } => Ok((path, stat)),
+            other => unreachable!("create answered with {other:?}"),
+        }
+    }
+
+    /// Creates a TTL znode (`PersistentWithTtl` or `PersistentSequentialWithTtl`): the
+    /// leader deletes it once it has had no children and no change for `ttl`.
+    pub fn create_ttl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        ttl: Duration,
+    ) -> Result<String> {
+        if !mode.is_ttl() {
+            return Err(Error::BadArguments(format!("{mode:?} takes no TTL")));
+        }
+        match self.write(Op::create_ttl(path, data, mode, ttl))? {
+            OpResult::Create { path, .. } => Ok(path),
+            other => unreachable!("create answered with {other:?}"),
+        }
+    }
+
+    /// Deletes a znode (see [`crate::Node::delete`]).
+    pub fn delete(&self, path: &str, version: Option<i32>) -> Result<()> {
+        self.write(Op::delete(path, version)).map(|_| ())
+    }
+
+    /// Replaces a znode's data (see [`crate::Node::set_data`]).
+    pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
+        match self.write(Op::set_data(path, data, version))? {
+            OpResult::SetData { stat } => Ok(stat),
+            other => unreachable!("set_data answered with {other:?}"),
+        }
+    }
+
+    /// Applies `ops` atomically (see [`crate::Node::multi`]).
+    pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        match self.write(Op::Multi(ops))? {
+            OpResult::Multi(results) => Ok(results),
+            other => unreachable!("multi answered with {other:?}"),
+        }
+    }
+
+    /// ZooKeeper's `sync`: the next read on this session sees every write committed before.
+    pub fn sync(&self, path: &str) -> Result<()> {
+        self.check()?;
+        path::validate(path)?;
+        self.shared.read_index()?;
+        self.settle();
+        Ok(())
+    }
+
+    // ----- reads with watches -----
+
+    /// The stat of `path`, or `None`. With a watcher, it fires once on the next
+    /// NodeCreated (if absent), NodeDataChanged or NodeDeleted of `path`.
+    pub fn exists(&self, path: &str, watcher: Option<Watcher>) -> Result<Option<Stat>> {
+        let id = self.inner.id;
+        self.read(path, |node, watches| {
+            if let Some(w) = watcher {
+                watches.add_data(id, path, w);
+            }
+            Ok(node.map(Znode::stat))
+        })
+    }
+
+    /// The data and stat of `path`. With a watcher, it fires once on the next
+    /// NodeDataChanged or NodeDeleted (no watch is set if the node does not exist).
+    pub fn get_data(&self, path: &str, watcher: Option<Watcher>) -> Result<(Vec<u8>, Stat)> {
+        let id = self.inner.id;
+        self.read(path, |node, watches| {
+            let node = node.ok_or_else(|| Error::NoNode(path.to_string()))?;
+            if let Some(w) = watcher {
+                watches.add_data(id, path, w);
+            }
+            Ok((node.data.clone(), node.stat()))
+        })
+    }
+
+    /// The sorted child names of `path`. With a watcher, it fires once on the next
+    /// NodeChildrenChanged or NodeDeleted of `path`.
+    pub fn get_children(&self, path: &str, watcher: Option<Watcher>) -> Result<Vec<String>> {
+        self.get_children_with_stat(path, watcher).map(|(c, _)| c)
+    }
+
+    /// Like [`Session::get_children`], also returning the parent's stat.
+    pub fn get_children_with_stat(
+        &self,
+        path: &str,
+        watcher: Option<Watcher>,
+    ) -> Result<(Vec<String>, Stat)> {
+        let id = self.inner.id;
+        self.read(path, |node, watches| {
+            let node = node.ok_or_else(|| Error::NoNode(path.to_string()))?;
+            if let Some(w) = watcher {
+                watches.add_child(id, path, w);
+            }
+            Ok((node.children().map(str::to_string).collect(), node.stat()))
+        })
+    }
+
+    /// Sets a watch that stays until removed: `Persistent` hears every event on `path`;
+    /// `PersistentRecursive` hears created, deleted and data-changed events on `path` and
+    /// below. The path need not exist.
+    pub fn add_watch(
+        &self,
+        path: &str,
+        mode: AddWatchMode,
+        watcher: impl Fn(WatchedEvent) + Send + Sync + 'static,
+    ) -> Result<()> {
+        let id = self.inner.id;
+        let w: crate::watch::PersistentWatcher = Arc::new(watcher);
+        self.read(path, |_, watches| {
+            watches.add_persistent(id, path, mode, w);
+            Ok(())
+        })
+    }
+
+    /// Removes this session's watches of `kind` on `path`; each removed watcher hears a
+    /// *WatchRemoved event. [`Error::NoWatcher`] if there was none.
+    pub fn remove_watches(&self, path: &str, kind: WatcherType) -> Result<()> {
+        let id = self.inner.id;
+        self.read(path, |_, watches| {
+            if watches.remove(id, path, kind) {
+                Ok(())
+            } else {
+                Err(Error::NoWatcher(path.to_string()))
+            }
+        })
+    }
+
+    /// This session's ephemeral znodes whose path starts with `prefix`, sorted
+    /// (ZooKeeper 3.6's getEphemerals).
+    pub fn get_ephemerals(&self, prefix: &str) -> Result<Vec<String>> {
+        self.check()?;
+        Ok(self.shared.tree().read().ephemerals(self.inner.id, prefix))
+    }
+
+    /// Closes the session: its ephemerals are deleted in the same log entry, every call
+    /// afterwards returns [`Error::SessionClosed`], and the session watcher hears Closed.
+    /// Closing an ended session does nothing.
+    pub fn close(&self) -> Result<()> {
+        if self.state() != SessionState::Connected {
+            return Ok(());
+        }
+        self.shared.submit(
+            self.inner.id,
+            Op::CloseSession {
+                session: self.inner.id,
+                expired: false,
+            },
+        )?;
+        self.inner.dispatcher.join();
+        Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.state() == SessionState::Connected && !self.shared.is_stopped() {
+            let _ = self.close();
+        }
+        if self.state() == SessionState::Connected {
+            // Could not close (no quorum, node stopped): stop hosting it. Without heartbeats
+            // the leader expires it, as after a crash.
+            self.shared.forget_session(self.inner.id);
+        }
+        self.inner.dispatcher.join();
+    }
+}

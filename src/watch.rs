@@ -1,0 +1,458 @@
+//! Watches: registrations made by sessions on this node, matched against the events the
+//! tree reports, and delivered on each session's own dispatcher thread.
+//!
+//! ZooKeeper's rules: `exists`/`get_data` set a one-shot *data* watch (fired by
+//! NodeCreated, NodeDataChanged, NodeDeleted on the path); `get_children` sets a one-shot
+//! *child* watch (fired by NodeChildrenChanged and NodeDeleted on the path). `add_watch`
+//! sets a *persistent* watch (every event on the path, children changes included) or a
+//! *persistent recursive* one (created, deleted and data-changed events on the path and
+//! everything below it). Watches live on the node where they were registered.
+//!
+//! Ordering: events are queued while the tree is still write-locked by the apply that
+//! caused them, in apply (zxid) order; a session's reads and writes return only once its
+//! dispatcher has delivered every event queued before the read, so a session never sees
+//! data newer than an event it has not been told about yet.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+
+use crossbeam_channel::{unbounded, Sender};
+use parking_lot::{Condvar, Mutex};
+use slog::Logger;
+
+use crate::path;
+use crate::tree::{EventType, WatchedEvent};
+
+/// A one-shot watch callback, as passed to `exists`, `get_data` and `get_children`.
+pub type Watcher = Box<dyn FnOnce(WatchedEvent) + Send + 'static>;
+
+/// A callback called for every event of a persistent watch ([`crate::Session::add_watch`]).
+pub type PersistentWatcher = Arc<dyn Fn(WatchedEvent) + Send + Sync + 'static>;
+
+/// Wraps a closure as a one-shot [`Watcher`] (saves writing `Some(Box::new(...))`).
+pub fn watcher(f: impl FnOnce(WatchedEvent) + Send + 'static) -> Option<Watcher> {
+    Some(Box::new(f))
+}
+
+/// The kind of persistent watch [`crate::Session::add_watch`] sets (ZooKeeper 3.6's
+/// `AddWatchMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddWatchMode {
+    /// Every event on the path, not removed when it fires.
+    Persistent,
+    /// Created, deleted and data-changed events on the path and every path below it.
+    PersistentRecursive,
+}
+
+/// Which watches [`crate::Session::remove_watches`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WatcherType {
+    /// Child watches.
+    Children,
+    /// Data and exists watches.
+    Data,
+    /// Persistent and persistent recursive watches.
+    Persistent,
+    /// All of them.
+    Any,
+}
+
+/// A session's state as its session watcher hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionEvent {
+    /// The session is open.
+    Connected,
+    /// The leader expired the session (its host stopped heartbeating within the timeout):
+    /// its ephemerals are gone.
+    Expired,
+    /// The session was closed by its owner: its ephemerals are gone.
+    Closed,
+}
+
+enum Job {
+    Event(Watcher, WatchedEvent),
+    Persistent(PersistentWatcher, WatchedEvent),
+    State(Arc<dyn Fn(SessionEvent) + Send + Sync>, SessionEvent),
+    Stop,
+}
+
+/// How far a session's dispatcher has got: events queued and events delivered.
+pub(crate) struct Progress {
+    queued: AtomicU64,
+    delivered: Mutex<u64>,
+    cond: Condvar,
+    thread: Mutex<Option<ThreadId>>,
+}
+
+impl Progress {
+    /// Number of jobs queued so far (read while the tree is read-locked).
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Waits until the first `target` jobs have been delivered. Returns at once on the
+    /// dispatcher thread itself (a watcher calling back into its session).
+    pub(crate) fn wait_delivered(&self, target: u64) {
+        if *self.thread.lock() == Some(std::thread::current().id()) {
+            return;
+        }
+        let mut delivered = self.delivered.lock();
+        while *delivered < target {
+            self.cond.wait(&mut delivered);
+        }
+    }
+}
+
+/// One session's event thread (ZooKeeper's client `EventThread`).
+pub(crate) struct Dispatcher {
+    tx: Sender<Job>,
+    pub(crate) progress: Arc<Progress>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    state_watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
+}
+
+impl Dispatcher {
+    pub(crate) fn start(
+        session: i64,
+        state_watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
+        logger: Logger,
+    ) -> Arc<Dispatcher> {
+        let (tx, rx) = unbounded::<Job>();
+        let progress = Arc::new(Progress {
+            queued: AtomicU64::new(0),
+            delivered: Mutex::new(0),
+            cond: Condvar::new(),
+            thread: Mutex::new(None),
+        });
+        let p = progress.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("zkraft-watch-{session:x}"))
+            .spawn(move || {
+                *p.thread.lock() = Some(std::thread::current().id());
+                while let Ok(job) = rx.recv() {
+                    let stop = matches!(job, Job::Stop);
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+                            Job::Event(w, e) => w(e),
+                            Job::Persistent(w, e) => w(e),
+                            Job::State(w, e) => w(e),
+                            Job::Stop => {}
+                        }));
+                    if outcome.is_err() {
+                        slog::error!(logger, "a watcher panicked; the panic was contained";
+                            "session" => format!("{session:#x}"));
+                    }
+                    *p.delivered.lock() += 1;
+                    p.cond.notify_all();
+                    if stop {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn watch dispatcher");
+        Arc::new(Dispatcher {
+            tx,
+            progress,
+            thread: Mutex::new(Some(handle)),
+            state_watcher,
+        })
+    }
+
+    fn push(&self, job: Job) {
+        self.progress.queued.fetch_add(1, Ordering::AcqRel);
+        if self.tx.send(job).is_err() {
+            // The thread is gone: count the job as delivered so nobody waits for it.
+            *self.progress.delivered.lock() += 1;
+            self.progress.cond.notify_all();
+        }
+    }
+
+    pub(crate) fn state(&self, event: SessionEvent) {
+        if let Some(w) = &self.state_watcher {
+            self.push(Job::State(w.clone(), event));
+        }
+    }
+
+    /// Queues a stop after everything already queued.
+    pub(crate) fn stop(&self) {
+        self.push(Job::Stop);
+    }
+
+    /// Waits for the thread to finish (unless called on it).
+    pub(crate) fn join(&self) {
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// All watch registrations of the sessions hosted on one node.
+#[derive(Default)]
+pub(crate) struct WatchManager {
+    data: HashMap<String, Vec<(i64, Watcher)>>,
+    child: HashMap<String, Vec<(i64, Watcher)>>,
+    persistent: HashMap<String, Vec<(i64, PersistentWatcher)>>,
+    recursive: HashMap<String, Vec<(i64, PersistentWatcher)>>,
+    dispatchers: HashMap<i64, Arc<Dispatcher>>,
+}
+
+fn take_session<W>(map: &mut HashMap<String, Vec<(i64, W)>>, path: &str, session: i64) -> Vec<W> {
+    let Some(list) = map.get_mut(path) else {
+        return Vec::new();
+    };
+    let (mine, rest): (Vec<_>, Vec<_>) = list.drain(..).partition(|(s, _)| *s == session);
+    *list = rest;
+    if list.is_empty() {
+        map.remove(path);
+    }
+    mine.into_iter().map(|(_, w)| w).collect()
+}
+
+impl WatchManager {
+    pub(crate) fn add_session(&mut self, session: i64, dispatcher: Arc<Dispatcher>) {
+        self.dispatchers.insert(session, dispatcher);
+    }
+
+    /// Forgets a session: drops its watches, tells its state watcher `event` (if any) and
+    /// stops its dispatcher after everything queued.
+    pub(crate) fn end_session(&mut self, session: i64, event: Option<SessionEvent>) {
+        for map in [&mut self.data, &mut self.child] {
+            map.retain(|_, list| {
+                list.retain(|(s, _)| *s != session);
+                !list.is_empty()
+            });
+        }
+        for map in [&mut self.persistent, &mut self.recursive] {
+            map.retain(|_, list| {
+                list.retain(|(s, _)| *s != session);
+                !list.is_empty()
+            });
+        }
+        if let Some(d) = self.dispatchers.remove(&session) {
+            if let Some(e) = event {
+                d.state(e);
+            }
+            d.stop();
+        }
+    }
+
+    pub(crate) fn add_data(&mut self, session: i64, path: &str, w: Watcher) {
+        self.data
+            .entry(path.to_string())
+            .or_default()
+            .push((session, w));
+    }
+
+    pub(crate) fn add_child(&mut self, session: i64, path: &str, w: Watcher) {
+        self.child
+            .entry(path.to_string())
+            .or_default()
+            .push((session, w));
+    }
+
+    pub(crate) fn add_persistent(
+        &mut self,
+        session: i64,
+        path: &str,
+        mode: AddWatchMode,
+        w: PersistentWatcher,
+    ) {
+        let map = match mode {
+            AddWatchMode::Persistent => &mut self.persistent,
+            AddWatchMode::PersistentRecursive => &mut self.recursive,
+        };
+        map.entry(path.to_string()).or_default().push((session, w));
+    }
+
+    /// Removes `session`'s watches of `kind` on `path`, telling each removed watcher with a
+    /// *WatchRemoved event. Returns false if there was none.
+    pub(crate) fn remove(&mut self, session: i64, path: &str, kind: WatcherType) -> bool {
+        let Some(d) = self.dispatchers.get(&session).cloned() else {
+            return false;
+        };
+        let removed_event = |t| WatchedEvent {
+            event_type: t,
+            path: path.to_string(),
+            zxid: 0,
+        };
+        let mut found = false;
+        if matches!(kind, WatcherType::Data | WatcherType::Any) {
+            for w in take_session(&mut self.data, path, session) {
+                found = true;
+                d.push(Job::Event(w, removed_event(EventType::DataWatchRemoved)));
+            }
+        }
+        if matches!(kind, WatcherType::Children | WatcherType::Any) {
+            for w in take_session(&mut self.child, path, session) {
+                found = true;
+                d.push(Job::Event(w, removed_event(EventType::ChildWatchRemoved)));
+            }
+        }
+        if matches!(kind, WatcherType::Persistent | WatcherType::Any) {
+            let mut ws = take_session(&mut self.persistent, path, session);
+            ws.extend(take_session(&mut self.recursive, path, session));
+            for w in ws {
+                found = true;
+                d.push(Job::Persistent(
+                    w,
+                    removed_event(EventType::PersistentWatchRemoved),
+                ));
+            }
+        }
+        found
+    }
+
+    /// Fires the watches `events` trigger, queueing each on its session's dispatcher.
+    pub(crate) fn trigger(&mut self, events: &[WatchedEvent]) {
+        if self.dispatchers.is_empty() {
+            return;
+        }
+        for e in events {
+            let p = e.path.as_str();
+            let mut one_shot: Vec<(i64, Watcher)> = Vec::new();
+            match e.event_type {
+                EventType::NodeCreated | EventType::NodeDataChanged => {
+                    one_shot.extend(self.data.remove(p).unwrap_or_default());
+                }
+                EventType::NodeDeleted => {
+                    one_shot.extend(self.data.remove(p).unwrap_or_default());
+                    one_shot.extend(self.child.remove(p).unwrap_or_default());
+                }
+                EventType::NodeChildrenChanged => {
+                    one_shot.extend(self.child.remove(p).unwrap_or_default());
+                }
+                _ => {}
+            }
+            for (session, w) in one_shot {
+                if let Some(d) = self.dispatchers.get(&session) {
+                    d.push(Job::Event(w, e.clone()));
+                }
+            }
+            let mut persistent: Vec<(i64, PersistentWatcher)> = Vec::new();
+            if let Some(list) = self.persistent.get(p) {
+                persistent.extend(list.iter().cloned());
+            }
+            if e.event_type != EventType::NodeChildrenChanged && !self.recursive.is_empty() {
+                let mut at = Some(p);
+                while let Some(q) = at {
+                    if let Some(list) = self.recursive.get(q) {
+                        persistent.extend(list.iter().cloned());
+                    }
+                    at = path::parent(q);
+                }
+            }
+            for (session, w) in persistent {
+                if let Some(d) = self.dispatchers.get(&session) {
+                    d.push(Job::Persistent(w, e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Number of registrations (all kinds), for tests and metrics.
+    pub(crate) fn len(&self) -> usize {
+        self.data.values().map(Vec::len).sum::<usize>()
+            + self.child.values().map(Vec::len).sum::<usize>()
+            + self.persistent.values().map(Vec::len).sum::<usize>()
+            + self.recursive.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn ev(t: EventType, p: &str, zxid: i64) -> WatchedEvent {
+        WatchedEvent {
+            event_type: t,
+            path: p.into(),
+            zxid,
+        }
+    }
+
+    fn manager() -> (
+        WatchManager,
+        Arc<Dispatcher>,
+        mpsc::Receiver<(String, WatchedEvent)>,
+    ) {
+        let mut m = WatchManager::default();
+        let d = Dispatcher::start(7, None, Logger::root(slog::Discard, slog::o!()));
+        m.add_session(7, d.clone());
+        let (_tx, rx) = mpsc::channel();
+        (m, d, rx)
+    }
+
+    fn recorder(tag: &str, tx: &mpsc::Sender<(String, WatchedEvent)>) -> Watcher {
+        let (tag, tx) = (tag.to_string(), Mutex::new(tx.clone()));
+        Box::new(move |e| tx.lock().send((tag, e)).unwrap())
+    }
+
+    #[test]
+    fn zookeeper_trigger_rules() {
+        let (mut m, d, _) = manager();
+        let (tx, rx) = mpsc::channel();
+        m.add_data(7, "/a", recorder("data", &tx));
+        m.add_child(7, "/a", recorder("child", &tx));
+        m.add_data(7, "/b", recorder("exists-b", &tx));
+        let txp = Mutex::new(tx.clone());
+        m.add_persistent(
+            7,
+            "/",
+            AddWatchMode::PersistentRecursive,
+            Arc::new(move |e| txp.lock().send(("recursive".into(), e)).unwrap()),
+        );
+        m.trigger(&[
+            ev(EventType::NodeChildrenChanged, "/a", 1),
+            ev(EventType::NodeChildrenChanged, "/a", 2), // child watch already fired
+            ev(EventType::NodeDataChanged, "/a", 3),
+            ev(EventType::NodeCreated, "/b", 4),
+            ev(EventType::NodeDeleted, "/a", 5),
+        ]);
+        d.stop();
+        d.join();
+        let got: Vec<(String, i64)> = rx.try_iter().map(|(t, e)| (t, e.zxid)).collect();
+        assert_eq!(
+            got,
+            [
+                ("child".to_string(), 1),
+                ("data".into(), 3),
+                ("recursive".into(), 3),
+                ("exists-b".into(), 4),
+                ("recursive".into(), 4),
+                ("recursive".into(), 5),
+            ]
+        );
+        assert_eq!(m.len(), 1, "only the persistent watch is left");
+    }
+
+    #[test]
+    fn remove_watches_notifies_and_panics_are_contained() {
+        let (mut m, d, _) = manager();
+        let (tx, rx) = mpsc::channel();
+        m.add_data(7, "/x", Box::new(|_| panic!("watcher bug")));
+        m.add_child(7, "/x", recorder("child", &tx));
+        assert!(m.remove(7, "/x", WatcherType::Children));
+        assert!(!m.remove(7, "/x", WatcherType::Children));
+        m.trigger(&[ev(EventType::NodeDataChanged, "/x", 9)]); // the panicking one
+        m.add_data(7, "/y", recorder("after-panic", &tx));
+        m.trigger(&[ev(EventType::NodeDeleted, "/y", 10)]);
+        let target = d.progress.queued();
+        d.progress.wait_delivered(target);
+        let got: Vec<(String, EventType)> = rx.try_iter().map(|(t, e)| (t, e.event_type)).collect();
+        assert_eq!(
+            got,
+            [
+                ("child".to_string(), EventType::ChildWatchRemoved),
+                ("after-panic".into(), EventType::NodeDeleted)
+            ]
+        );
+        m.end_session(7, None);
+        d.join();
+    }
+}
