@@ -2,7 +2,7 @@
 //! receive. Numeric values are ZooKeeper's `Watcher.Event.EventType`.
 
 /// The kind of change a watch event reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventType {
     /// A znode was created at the path.
     NodeCreated,

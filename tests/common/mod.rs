@@ -11,6 +11,10 @@ use zkraft::{LocalNetwork, Node, Pool, Role, Stat};
 /// Tick length in tests: 20 ms ticks, election after 10–20 ticks (200–400 ms).
 pub const TICK: Duration = Duration::from_millis(20);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default session timeout in tests (the bounds are lowered to 300 ms – 30 s).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest election timeout: 20 ticks.
+pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(400);
 
 pub struct Cluster {
     pub net: LocalNetwork,
@@ -50,6 +54,9 @@ impl Cluster {
             .election_tick(10)
             .heartbeat_tick(2)
             .request_timeout(REQUEST_TIMEOUT)
+            .session_timeout(SESSION_TIMEOUT)
+            .session_timeout_bounds(Duration::from_millis(300), Duration::from_secs(30))
+            .reap_interval(Duration::from_millis(200))
             .transport(self.net.clone())
             .pool(self.pool.clone())
             .start()
@@ -176,4 +183,17 @@ pub fn retry<T>(mut f: impl FnMut() -> zkraft::Result<T>) -> T {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+/// Polls `f` until it returns true or `timeout` passes; returns how long it took.
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
 }

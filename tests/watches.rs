@@ -1,0 +1,259 @@
+//! Watches on an in-process ensemble: every watch type fires once with the right event on
+//! the node where it was registered, in zxid order, before the session can read newer
+//! data; persistent and recursive watches; removal; contained panics.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{wait_until, Cluster};
+use zkraft::watch::watcher;
+use zkraft::{AddWatchMode, CreateMode, Error, EventType, WatchedEvent, WatcherType};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn recv(rx: &Receiver<WatchedEvent>) -> (EventType, String) {
+    let e = rx.recv_timeout(WAIT).expect("an event");
+    (e.event_type, e.path)
+}
+
+fn quiet(rx: &Receiver<WatchedEvent>) {
+    assert!(
+        rx.recv_timeout(Duration::from_millis(150)).is_err(),
+        "no further event"
+    );
+}
+
+#[test]
+fn one_shot_watches_fire_once_with_zookeeper_events() {
+    let c = Cluster::new(3);
+    let leader = c.leader();
+    let watcher_node = c.follower();
+    let s = watcher_node.session().unwrap();
+    let other = leader.session().unwrap();
+    leader.create("/w", b"", CreateMode::Persistent).unwrap();
+    s.sync("/").unwrap();
+
+    // exists on a missing node watches for its creation.
+    let (tx, rx) = channel();
+    let t = Mutex::new(tx.clone());
+    assert_eq!(
+        s.exists("/w/a", watcher(move |e| t.lock().unwrap().send(e).unwrap()))
+            .unwrap(),
+        None
+    );
+    // get_children watches the parent.
+    let t = Mutex::new(tx.clone());
+    s.get_children("/w", watcher(move |e| t.lock().unwrap().send(e).unwrap()))
+        .unwrap();
+    other.create("/w/a", b"1", CreateMode::Persistent).unwrap();
+    let mut got = vec![recv(&rx), recv(&rx)];
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (EventType::NodeCreated, "/w/a".to_string()),
+            (EventType::NodeChildrenChanged, "/w".to_string())
+        ]
+    );
+    other.create("/w/b", b"", CreateMode::Persistent).unwrap();
+    quiet(&rx); // one-shot: the child watch is gone
+
+    // get_data watches data changes: fires once for two changes.
+    let t = Mutex::new(tx.clone());
+    s.get_data("/w/a", watcher(move |e| t.lock().unwrap().send(e).unwrap()))
+        .unwrap();
+    other.set_data("/w/a", b"2", None).unwrap();
+    other.set_data("/w/a", b"3", None).unwrap();
+    assert_eq!(recv(&rx), (EventType::NodeDataChanged, "/w/a".into()));
+    quiet(&rx);
+
+    // exists on an existing node and get_children both fire on delete.
+    let t = Mutex::new(tx.clone());
+    s.exists("/w/b", watcher(move |e| t.lock().unwrap().send(e).unwrap()))
+        .unwrap();
+    let t = Mutex::new(tx.clone());
+    s.get_children("/w/b", watcher(move |e| t.lock().unwrap().send(e).unwrap()))
+        .unwrap();
+    other.delete("/w/b", None).unwrap();
+    assert_eq!(recv(&rx), (EventType::NodeDeleted, "/w/b".into()));
+    assert_eq!(recv(&rx), (EventType::NodeDeleted, "/w/b".into()));
+    quiet(&rx);
+
+    // No watch is left behind on get_data/get_children of a missing node.
+    assert!(matches!(
+        s.get_data("/w/zz", watcher(|_| {})),
+        Err(Error::NoNode(_))
+    ));
+    assert!(matches!(
+        s.get_children("/w/zz", watcher(|_| {})),
+        Err(Error::NoNode(_))
+    ));
+    assert_eq!(watcher_node.watch_count(), 0);
+    // Watches live on the node where they were registered.
+    for n in c.running().filter(|n| n.id() != watcher_node.id()) {
+        assert_eq!(n.watch_count(), 0);
+    }
+}
+
+#[test]
+fn events_arrive_in_zxid_order_and_recursive_watches_see_everything_below() {
+    let c = Cluster::new(3);
+    let s = c.follower().session().unwrap();
+    let writer = c.leader().session().unwrap();
+    writer.create("/r", b"", CreateMode::Persistent).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    s.add_watch("/r", AddWatchMode::PersistentRecursive, move |e| {
+        seen2.lock().unwrap().push(e)
+    })
+    .unwrap();
+    let mut writes = 0;
+    for i in 0..20 {
+        writer
+            .create(&format!("/r/{i}"), b"", CreateMode::Persistent)
+            .unwrap();
+        writer
+            .create(&format!("/r/{i}/deep"), b"", CreateMode::Persistent)
+            .unwrap();
+        writer
+            .set_data(&format!("/r/{i}/deep"), b"x", None)
+            .unwrap();
+        writes += 3;
+    }
+    writer.delete("/r/0/deep", None).unwrap();
+    writes += 1;
+    s.sync("/").unwrap(); // sync returns after the session's events up to here are delivered
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        writes,
+        "one event per change below /r, no children events"
+    );
+    assert!(seen.windows(2).all(|w| w[0].zxid < w[1].zxid), "zxid order");
+    assert!(seen
+        .iter()
+        .all(|e| e.event_type != EventType::NodeChildrenChanged));
+    assert_eq!(seen.last().unwrap().event_type, EventType::NodeDeleted);
+}
+
+#[test]
+fn persistent_watch_stays_and_can_be_removed() {
+    let c = Cluster::new(1);
+    let n = c.leader();
+    let s = n.session().unwrap();
+    s.create("/p", b"", CreateMode::Persistent).unwrap();
+    let (tx, rx) = channel();
+    let tx = Mutex::new(tx);
+    s.add_watch("/p", AddWatchMode::Persistent, move |e| {
+        tx.lock().unwrap().send(e).unwrap()
+    })
+    .unwrap();
+    s.set_data("/p", b"1", None).unwrap();
+    s.create("/p/c", b"", CreateMode::Persistent).unwrap();
+    s.create("/p/c/grandchild", b"", CreateMode::Persistent)
+        .unwrap(); // not on /p itself
+    s.set_data("/p", b"2", None).unwrap();
+    assert_eq!(recv(&rx), (EventType::NodeDataChanged, "/p".into()));
+    assert_eq!(recv(&rx), (EventType::NodeChildrenChanged, "/p".into()));
+    assert_eq!(recv(&rx), (EventType::NodeDataChanged, "/p".into()));
+    quiet(&rx);
+    s.remove_watches("/p", WatcherType::Persistent).unwrap();
+    assert_eq!(recv(&rx), (EventType::PersistentWatchRemoved, "/p".into()));
+    s.set_data("/p", b"3", None).unwrap();
+    quiet(&rx);
+    assert_eq!(
+        s.remove_watches("/p", WatcherType::Any),
+        Err(Error::NoWatcher("/p".into()))
+    );
+    // One-shot watches can be removed too, and are told.
+    let (tx2, rx2) = channel();
+    let t = Mutex::new(tx2);
+    s.get_data("/p", watcher(move |e| t.lock().unwrap().send(e).unwrap()))
+        .unwrap();
+    s.remove_watches("/p", WatcherType::Data).unwrap();
+    assert_eq!(recv(&rx2), (EventType::DataWatchRemoved, "/p".into()));
+    assert_eq!(n.watch_count(), 0);
+}
+
+#[test]
+fn a_session_hears_the_event_before_it_can_read_the_new_data() {
+    let c = Cluster::new(3);
+    let reader_node = c.follower();
+    let s = reader_node.session().unwrap();
+    let writer = c.leader();
+    writer.create("/x", b"old", CreateMode::Persistent).unwrap();
+    s.sync("/").unwrap();
+    for round in 0..5 {
+        let delivered = Arc::new(AtomicBool::new(false));
+        let d = delivered.clone();
+        s.get_data(
+            "/x",
+            watcher(move |_| {
+                // A slow watcher widens the window a wrong implementation would show.
+                std::thread::sleep(Duration::from_millis(50));
+                d.store(true, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+        writer
+            .set_data("/x", format!("new{round}").as_bytes(), None)
+            .unwrap();
+        // Poll the session until it sees the new data: by then the watcher has run.
+        loop {
+            let (data, _) = s.get_data("/x", None).unwrap();
+            if data == format!("new{round}").as_bytes() {
+                assert!(
+                    delivered.load(Ordering::SeqCst),
+                    "read new data before the event"
+                );
+                break;
+            }
+            assert!(!delivered.load(Ordering::SeqCst) || data != b"old");
+        }
+    }
+}
+
+#[test]
+fn a_panicking_watcher_is_contained() {
+    let c = Cluster::new(1);
+    let s = c.leader().session().unwrap();
+    s.create("/boom", b"", CreateMode::Persistent).unwrap();
+    s.get_data("/boom", watcher(|_| panic!("bug in a watcher")))
+        .unwrap();
+    s.set_data("/boom", b"1", None).unwrap();
+    let (tx, rx) = channel();
+    let t = Mutex::new(tx);
+    s.get_data(
+        "/boom",
+        watcher(move |e| t.lock().unwrap().send(e).unwrap()),
+    )
+    .unwrap();
+    s.set_data("/boom", b"2", None).unwrap();
+    assert_eq!(recv(&rx), (EventType::NodeDataChanged, "/boom".into()));
+}
+
+#[test]
+fn watchers_may_call_back_into_their_session() {
+    let c = Cluster::new(1);
+    let s = Arc::new(c.leader().session().unwrap());
+    s.create("/cb", b"", CreateMode::Persistent).unwrap();
+    let (tx, rx) = channel();
+    let s2 = s.clone();
+    let tx = Mutex::new(tx);
+    s.get_children(
+        "/cb",
+        watcher(move |_| {
+            // Runs on the dispatcher thread: reading (and re-arming) must not deadlock.
+            let kids = s2.get_children("/cb", None).unwrap();
+            tx.lock().unwrap().send(kids).unwrap();
+        }),
+    )
+    .unwrap();
+    s.create("/cb/1", b"", CreateMode::Persistent).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), ["1"]);
+    wait_until(WAIT, "watch consumed", || c.leader().watch_count() == 0);
+}
