@@ -24,7 +24,7 @@ fn ephemerals_vanish_on_close_at_once_on_every_replica() {
         .create_with_stat("/svc/me", b"up", CreateMode::Ephemeral)
         .unwrap();
     assert_eq!(stat.ephemeral_owner, s.id());
-    assert_eq!(s.get_ephemerals("/svc").unwrap(), [p.clone()]);
+    assert_eq!(s.get_ephemerals("/svc").unwrap(), vec![p.clone()]);
     c.wait_converged(Duration::from_secs(5));
     s.close().unwrap();
     // Gone on the calling node the moment close returns…
