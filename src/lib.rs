@@ -32,6 +32,7 @@ pub mod error;
 mod node;
 pub mod path;
 mod pool;
+pub mod recipes;
 mod session;
 pub mod storage;
 pub mod transport;

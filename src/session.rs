@@ -192,6 +192,11 @@ impl Session {
         self.shared.id()
     }
 
+    /// True once the hosting node has stopped (calls return `Shutdown`).
+    pub fn node_stopped(&self) -> bool {
+        self.shared.is_stopped()
+    }
+
     /// Connected, expired or closed.
     pub fn state(&self) -> SessionState {
         match self.inner.state.load(Ordering::SeqCst) {

@@ -1,0 +1,244 @@
+//! Leader election: every candidate creates an ephemeral-sequential znode under the
+//! election path; the lowest sequence leads; every other candidate watches only the
+//! candidate just ahead of it (no herd effect). When the leader's session closes or
+//! expires (its process crashed), its znode vanishes and exactly one successor is told.
+//!
+//! Each leader gets a **fencing token**: the czxid of its candidate znode. Leaders' tokens
+//! strictly increase over time, so a resource that remembers the highest token it has seen
+//! can refuse a deposed leader that still believes it leads (a paused or partitioned
+//! process whose session has expired without it knowing yet).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{ensure_path, position, sorted_candidates, Position};
+use crate::command::CreateMode;
+use crate::error::{Error, Result};
+use crate::path;
+use crate::session::{Session, SessionState};
+use crate::watch::watcher;
+
+const PREFIX: &str = "n_";
+
+#[derive(Default)]
+struct State {
+    leader: bool,
+    /// Set when the candidacy is over (resigned, or the znode vanished with the session).
+    ended: Option<Error>,
+}
+
+struct Inner {
+    session: Arc<Session>,
+    dir: String,
+    name: String,
+    token: i64,
+    state: Mutex<State>,
+    changed: Condvar,
+    wakeups: AtomicU64,
+}
+
+/// One candidate in a leader election (Curator's `LeaderLatch`).
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use zkraft::{recipes::election::LeaderElection, Node};
+/// let dir = tempfile::tempdir().unwrap();
+/// let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+/// let session = Arc::new(node.session().unwrap());
+/// let me = LeaderElection::join(session, "/service/leader", b"host-a:8080").unwrap();
+/// assert!(me.await_leadership(Duration::from_secs(5)).unwrap());
+/// let token = me.fencing_token(); // pass it along with every write to guarded resources
+/// # assert!(token > 0);
+/// ```
+pub struct LeaderElection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LeaderElection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderElection")
+            .field("path", &self.path())
+            .field("leader", &self.is_leader())
+            .field("token", &self.inner.token)
+            .finish()
+    }
+}
+
+impl Inner {
+    fn my_path(&self) -> String {
+        path::join(&self.dir, &self.name)
+    }
+
+    /// Re-evaluates the candidate's position; arms a watch on the predecessor if behind.
+    fn check(self: &Arc<Self>) {
+        loop {
+            let pos = match position(&self.session, &self.dir, PREFIX, &self.name) {
+                Ok(p) => p,
+                Err(e) => return self.end(e),
+            };
+            match pos {
+                Position::First => {
+                    // Watch our own znode: if it goes (session ended, or deleted by hand),
+                    // leadership ends with it.
+                    let weak: Weak<Inner> = Arc::downgrade(self);
+                    let w = watcher(move |_| {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.check();
+                        }
+                    });
+                    match self.session.exists(&self.my_path(), w) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => continue,
+                        Err(e) => return self.end(e),
+                    }
+                    let mut st = self.state.lock();
+                    if st.ended.is_none() {
+                        st.leader = true;
+                    }
+                    self.changed.notify_all();
+                    return;
+                }
+                Position::Gone => {
+                    let err = match self.session.state() {
+                        SessionState::Expired => Error::SessionExpired,
+                        _ => Error::SessionClosed,
+                    };
+                    return self.end(err);
+                }
+                Position::Behind(pred) => {
+                    let weak: Weak<Inner> = Arc::downgrade(self);
+                    let w = watcher(move |_| {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.wakeups.fetch_add(1, Ordering::SeqCst);
+                            inner.check();
+                        }
+                    });
+                    match self.session.exists(&pred, w) {
+                        Ok(Some(_)) => return, // the watch will call us again
+                        Ok(None) => continue,  // predecessor left meanwhile: look again
+                        Err(e) => return self.end(e),
+                    }
+                }
+            }
+        }
+    }
+
+    fn end(&self, e: Error) {
+        let mut st = self.state.lock();
+        st.leader = false;
+        if st.ended.is_none() {
+            st.ended = Some(e);
+        }
+        self.changed.notify_all();
+    }
+}
+
+impl LeaderElection {
+    /// Enters the election under `dir` (created if missing) with `data` describing this
+    /// candidate (e.g. its address, readable by everyone through [`Self::leader_data`]).
+    pub fn join(session: Arc<Session>, dir: &str, data: &[u8]) -> Result<LeaderElection> {
+        ensure_path(&session, dir)?;
+        let (p, stat) = session.create_with_stat(
+            &path::join(dir, PREFIX),
+            data,
+            CreateMode::EphemeralSequential,
+        )?;
+        let inner = Arc::new(Inner {
+            session,
+            dir: dir.to_string(),
+            name: path::name(&p).to_string(),
+            token: stat.czxid,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            wakeups: AtomicU64::new(0),
+        });
+        inner.check();
+        Ok(LeaderElection { inner })
+    }
+
+    /// True while this candidate leads and its session is open. A partitioned leader can
+    /// believe this a little longer than the ensemble does: guard writes with
+    /// [`Self::fencing_token`].
+    pub fn is_leader(&self) -> bool {
+        self.inner.state.lock().leader && self.inner.session.state() == SessionState::Connected
+    }
+
+    /// Waits up to `timeout` to become leader. `Ok(false)` on timeout; an error if the
+    /// candidacy ended (resigned, or the session closed or expired).
+    pub fn await_leadership(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.inner.state.lock();
+        loop {
+            if let Some(e) = &st.ended {
+                return Err(e.clone());
+            }
+            match self.inner.session.state() {
+                SessionState::Connected => {}
+                SessionState::Expired => return Err(Error::SessionExpired),
+                SessionState::Closed => return Err(Error::SessionClosed),
+            }
+            if st.leader {
+                return Ok(true);
+            }
+            if self.inner.changed.wait_until(&mut st, deadline).timed_out() {
+                return Ok(st.leader);
+            }
+        }
+    }
+
+    /// The fencing token: the czxid of this candidate's znode. Leaders' tokens only grow.
+    pub fn fencing_token(&self) -> i64 {
+        self.inner.token
+    }
+
+    /// Path of this candidate's znode.
+    pub fn path(&self) -> String {
+        self.inner.my_path()
+    }
+
+    /// The data the current leader joined with, if there is a leader.
+    pub fn leader_data(&self) -> Result<Option<Vec<u8>>> {
+        loop {
+            let kids = sorted_candidates(&self.inner.session, &self.inner.dir, PREFIX)?;
+            let Some(first) = kids.first() else {
+                return Ok(None);
+            };
+            match self
+                .inner
+                .session
+                .get_data(&path::join(&self.inner.dir, first), None)
+            {
+                Ok((data, _)) => return Ok(Some(data)),
+                Err(Error::NoNode(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// How many times this candidate's predecessor watch fired (each candidate is woken
+    /// only when the one just ahead of it leaves, so this stays small: no herd).
+    pub fn wakeups(&self) -> u64 {
+        self.inner.wakeups.load(Ordering::SeqCst)
+    }
+
+    /// Leaves the election: deletes this candidate's znode (the next candidate takes over).
+    pub fn resign(&self) -> Result<()> {
+        self.inner.end(Error::BadArguments("resigned".into()));
+        match self.inner.session.delete(&self.inner.my_path(), None) {
+            Ok(()) | Err(Error::NoNode(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for LeaderElection {
+    /// Dropping a candidate leaves the election (if its session can still say so).
+    fn drop(&mut self) {
+        if self.inner.state.lock().ended.is_none() && !self.inner.session.node_stopped() {
+            let _ = self.resign();
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Group membership: each member is an ephemeral znode named after it under the group
+//! path, so a member that crashes leaves the group when its session expires. Observers get
+//! the member list on every change through a persistent watch.
+
+use std::sync::Arc;
+
+use super::ensure_path;
+use crate::command::CreateMode;
+use crate::error::{Error, Result};
+use crate::path;
+use crate::session::Session;
+use crate::tree::EventType;
+use crate::watch::{AddWatchMode, WatcherType};
+
+/// A group at a path.
+///
+/// ```
+/// use std::sync::Arc;
+/// use zkraft::{recipes::group::Group, Node};
+/// let dir = tempfile::tempdir().unwrap();
+/// let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+/// let group = Group::new(Arc::new(node.session().unwrap()), "/workers").unwrap();
+/// let me = group.join("worker-1", b"10.0.0.1").unwrap();
+/// assert_eq!(group.members().unwrap(), ["worker-1"]);
+/// me.leave().unwrap();
+/// ```
+pub struct Group {
+    session: Arc<Session>,
+    dir: String,
+}
+
+/// Membership of one member; leaves the group when dropped.
+#[derive(Debug)]
+pub struct Member {
+    session: Arc<Session>,
+    path: String,
+    left: bool,
+}
+
+impl Group {
+    /// The group at `dir` (created if missing).
+    pub fn new(session: Arc<Session>, dir: &str) -> Result<Group> {
+        ensure_path(&session, dir)?;
+        Ok(Group {
+            session,
+            dir: dir.to_string(),
+        })
+    }
+
+    /// Joins as `name` with `data`. [`Error::NodeExists`] if the name is taken.
+    pub fn join(&self, name: &str, data: &[u8]) -> Result<Member> {
+        let p = self
+            .session
+            .create(&path::join(&self.dir, name), data, CreateMode::Ephemeral)?;
+        Ok(Member {
+            session: self.session.clone(),
+            path: p,
+            left: false,
+        })
+    }
+
+    /// The current members, sorted.
+    pub fn members(&self) -> Result<Vec<String>> {
+        self.session.get_children(&self.dir, None)
+    }
+
+    /// The data a member joined with.
+    pub fn member_data(&self, name: &str) -> Result<Vec<u8>> {
+        Ok(self.session.get_data(&path::join(&self.dir, name), None)?.0)
+    }
+
+    /// Calls `on_change` with the member list after every join and leave (on the session's
+    /// dispatcher thread) until [`Group::unwatch`]; returns the list as of now.
+    pub fn watch(
+        &self,
+        on_change: impl Fn(Vec<String>) + Send + Sync + 'static,
+    ) -> Result<Vec<String>> {
+        let session = Arc::downgrade(&self.session);
+        let dir = self.dir.clone();
+        self.session
+            .add_watch(&self.dir, AddWatchMode::Persistent, move |e| {
+                if e.event_type != EventType::NodeChildrenChanged {
+                    return;
+                }
+                if let Some(s) = session.upgrade() {
+                    if let Ok(members) = s.get_children(&dir, None) {
+                        on_change(members);
+                    }
+                }
+            })?;
+        self.members()
+    }
+
+    /// Stops the notifications set up by [`Group::watch`].
+    pub fn unwatch(&self) -> Result<()> {
+        self.session
+            .remove_watches(&self.dir, WatcherType::Persistent)
+    }
+}
+
+impl Member {
+    /// Leaves the group.
+    pub fn leave(mut self) -> Result<()> {
+        self.left = true;
+        match self.session.delete(&self.path, None) {
+            Ok(()) | Err(Error::NoNode(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if !self.left && !self.session.node_stopped() {
+            let _ = self.session.delete(&self.path, None);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Coordination recipes built on the public [`Session`] API only, the way Apache Curator
+//! builds on ZooKeeper: [`election`] (leader election with fencing tokens), [`lock`] (a
+//! mutex), [`group`] (membership with change notifications), [`barrier`] (a double
+//! barrier) and [`queue`] (a distributed FIFO queue).
+//!
+//! Election, lock and barrier wait on their *predecessor* only (an `exists` watch on the
+//! next-lower sequential znode), so a change wakes one waiter, not all of them (no herd).
+
+pub mod barrier;
+pub mod election;
+pub mod group;
+pub mod lock;
+pub mod queue;
+
+use crossbeam_channel::{bounded, Receiver};
+
+use crate::command::CreateMode;
+use crate::error::{Error, Result};
+use crate::path;
+use crate::session::Session;
+use crate::watch::{watcher, Watcher};
+
+/// A one-shot watcher that signals the returned receiver when it fires.
+pub(crate) fn signal() -> (Option<Watcher>, Receiver<()>) {
+    let (tx, rx) = bounded(1);
+    (
+        watcher(move |_| {
+            let _ = tx.try_send(());
+        }),
+        rx,
+    )
+}
+
+/// Creates `p` and its missing ancestors as empty persistent znodes (Curator's
+/// `creatingParentsIfNeeded`). Existing znodes are left as they are.
+pub fn ensure_path(session: &Session, p: &str) -> Result<()> {
+    path::validate(p)?;
+    if p == "/" || session.exists(p, None)?.is_some() {
+        return Ok(());
+    }
+    if let Some(parent) = path::parent(p) {
+        ensure_path(session, parent)?;
+    }
+    match session.create(p, b"", CreateMode::Persistent) {
+        Ok(_) | Err(Error::NodeExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The 10-digit sequence suffix of a sequential znode name.
+pub(crate) fn sequence_of(name: &str) -> Option<u64> {
+    if name.len() < 10 {
+        return None;
+    }
+    name[name.len() - 10..].parse().ok()
+}
+
+/// The children of `dir` whose names start with `prefix`, ordered by sequence number.
+pub(crate) fn sorted_candidates(session: &Session, dir: &str, prefix: &str) -> Result<Vec<String>> {
+    let mut kids: Vec<String> = session
+        .get_children(dir, None)?
+        .into_iter()
+        .filter(|k| k.starts_with(prefix) && sequence_of(k).is_some())
+        .collect();
+    kids.sort_by_key(|k| sequence_of(k));
+    Ok(kids)
+}
+
+/// Where a sequential znode stands in its queue.
+pub(crate) enum Position {
+    /// First: it holds the lock / leadership.
+    First,
+    /// Behind this sibling (full path), which it should watch.
+    Behind(String),
+    /// Not there any more (deleted, or its session ended).
+    Gone,
+}
+
+/// Finds `my_name` among the sequential children of `dir` with `prefix`.
+pub(crate) fn position(
+    session: &Session,
+    dir: &str,
+    prefix: &str,
+    my_name: &str,
+) -> Result<Position> {
+    let kids = sorted_candidates(session, dir, prefix)?;
+    Ok(match kids.iter().position(|k| k == my_name) {
+        None => Position::Gone,
+        Some(0) => Position::First,
+        Some(i) => Position::Behind(path::join(dir, &kids[i - 1])),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_suffixes() {
+        assert_eq!(sequence_of("n_0000000042"), Some(42));
+        assert_eq!(sequence_of("lock-0000000000"), Some(0));
+        assert_eq!(sequence_of("ready"), None);
+        assert_eq!(sequence_of("member-abcdefghij"), None);
+    }
+}
