@@ -86,7 +86,7 @@ impl DoubleBarrier {
                     Err(e) => return Err(e),
                 }
             }
-            let me_in = kids.iter().any(|k| *k == self.name);
+            let me_in = kids.contains(&self.name);
             if kids.len() == 1 && me_in {
                 self.session.delete(&mine, None)?;
                 continue;
