@@ -75,6 +75,9 @@ enum Job {
     Event(Watcher, WatchedEvent),
     Persistent(PersistentWatcher, WatchedEvent),
     State(Arc<dyn Fn(SessionEvent) + Send + Sync>, SessionEvent),
+    /// Watchers of an ended session, dropped on the dispatcher thread: their captures may
+    /// own the last handle to a `Session`, whose drop must not run under the node's locks.
+    Discard(Vec<Watcher>, Vec<PersistentWatcher>),
     Stop,
 }
 
@@ -138,6 +141,7 @@ impl Dispatcher {
                             Job::Event(w, e) => w(e),
                             Job::Persistent(w, e) => w(e),
                             Job::State(w, e) => w(e),
+                            Job::Discard(one_shot, persistent) => drop((one_shot, persistent)),
                             Job::Stop => {}
                         }));
                     if outcome.is_err() {
@@ -221,22 +225,25 @@ impl WatchManager {
     /// Forgets a session: drops its watches, tells its state watcher `event` (if any) and
     /// stops its dispatcher after everything queued.
     pub(crate) fn end_session(&mut self, session: i64, event: Option<SessionEvent>) {
+        let mut one_shot = Vec::new();
         for map in [&mut self.data, &mut self.child] {
-            map.retain(|_, list| {
-                list.retain(|(s, _)| *s != session);
-                !list.is_empty()
-            });
+            let paths: Vec<String> = map.keys().cloned().collect();
+            for p in paths {
+                one_shot.extend(take_session(map, &p, session));
+            }
         }
+        let mut persistent = Vec::new();
         for map in [&mut self.persistent, &mut self.recursive] {
-            map.retain(|_, list| {
-                list.retain(|(s, _)| *s != session);
-                !list.is_empty()
-            });
+            let paths: Vec<String> = map.keys().cloned().collect();
+            for p in paths {
+                persistent.extend(take_session(map, &p, session));
+            }
         }
         if let Some(d) = self.dispatchers.remove(&session) {
             if let Some(e) = event {
                 d.state(e);
             }
+            d.push(Job::Discard(one_shot, persistent));
             d.stop();
         }
     }

@@ -257,3 +257,34 @@ fn watchers_may_call_back_into_their_session() {
     assert_eq!(rx.recv_timeout(WAIT).unwrap(), ["1"]);
     wait_until(WAIT, "watch consumed", || c.leader().watch_count() == 0);
 }
+
+#[test]
+fn watchers_owning_their_session_do_not_hang_expiry_or_shutdown() {
+    let mut c = Cluster::new(3);
+    let host = c.follower().id();
+    let s = Arc::new(
+        c.node(host)
+            .session_with_timeout(Duration::from_millis(400))
+            .unwrap(),
+    );
+    s.create("/own", b"", CreateMode::Persistent).unwrap();
+    // The only long-lived handles to these sessions are inside their own watchers.
+    let s2 = s.clone();
+    s.get_data("/own", watcher(move |_| drop(s2))).unwrap();
+    drop(s);
+    let s = Arc::new(c.node(host).session().unwrap());
+    let s3 = s.clone();
+    s.add_watch("/own", AddWatchMode::Persistent, move |_| {
+        let _ = s3.id();
+    })
+    .unwrap();
+    drop(s);
+    // Expire the first (isolate its host), then stop the host: nothing may hang.
+    c.net.isolate(host);
+    std::thread::sleep(Duration::from_millis(800));
+    c.net.heal();
+    c.leader().set_data("/own", b"x", None).unwrap();
+    c.wait_converged(WAIT);
+    c.stop(host);
+    assert!(c.running().all(|n| n.exists("/own").unwrap().is_some()));
+}
