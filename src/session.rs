@@ -29,6 +29,7 @@ pub(crate) struct SessionInner {
     pub(crate) timeout: Duration,
     pub(crate) password: Vec<u8>,
     state: AtomicU8,
+    wait_for_watchers: bool,
     pub(crate) dispatcher: Arc<Dispatcher>,
 }
 
@@ -43,8 +44,13 @@ impl SessionInner {
 /// The state of a [`Session`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SessionState {
-    /// Open: calls work.
+    /// Open, and its node follows a leader: heartbeats reach the leader.
     Connected,
+    /// Open as far as this node knows, but its node knows no leader (partitioned, electing)
+    /// or has stopped: the session may be expiring without this node hearing of it.
+    /// Local reads still work; writes wait for a leader. Like Curator's SUSPENDED, a
+    /// leader or lock holder should stop acting as one.
+    Suspended,
     /// Expired by the leader: calls return [`Error::SessionExpired`].
     Expired,
     /// Closed by its owner: calls return [`Error::SessionClosed`].
@@ -56,6 +62,7 @@ pub struct SessionBuilder {
     shared: Arc<Shared>,
     timeout: Duration,
     watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
+    wait_for_watchers: bool,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -81,7 +88,19 @@ impl SessionBuilder {
             shared,
             timeout,
             watcher: None,
+            wait_for_watchers: true,
         }
+    }
+
+    /// Whether calls wait until the session's watchers have run for every event their
+    /// result could reflect (default true: the session never sees data newer than an event
+    /// its watchers have handled). With false, events are still queued before the data is
+    /// visible and delivered in order, but a call may return before its watchers ran — as
+    /// with ZooKeeper's synchronous API. Turn it off if a thread calls the session while
+    /// holding a lock that one of its watchers takes.
+    pub fn wait_for_watchers(mut self, wait: bool) -> Self {
+        self.wait_for_watchers = wait;
+        self
     }
 
     /// Requested session timeout; the node clamps it to its configured bounds.
@@ -117,6 +136,7 @@ impl SessionBuilder {
             timeout,
             password,
             state: AtomicU8::new(OPEN),
+            wait_for_watchers: self.wait_for_watchers,
             dispatcher: dispatcher.clone(),
         });
         {
@@ -128,10 +148,12 @@ impl SessionBuilder {
                 dispatcher.join();
                 return Err(Error::SessionExpired);
             }
+            // Queued before the session is visible to the apply, so Connected always comes
+            // first.
+            dispatcher.state(SessionEvent::Connected);
             s.watches.lock().add_session(id, dispatcher.clone());
             s.sessions.lock().insert(id, inner.clone());
         }
-        dispatcher.state(SessionEvent::Connected);
         Ok(Session { inner, shared: s })
     }
 }
@@ -197,27 +219,41 @@ impl Session {
         self.shared.is_stopped()
     }
 
-    /// Connected, expired or closed.
+    /// Connected, suspended, expired or closed.
     pub fn state(&self) -> SessionState {
         match self.inner.state.load(Ordering::SeqCst) {
+            OPEN if self.shared.is_stopped() || self.shared.leader_id() == 0 => {
+                SessionState::Suspended
+            }
             OPEN => SessionState::Connected,
             EXPIRED => SessionState::Expired,
             _ => SessionState::Closed,
         }
     }
 
+    /// True once the session has expired or been closed.
+    fn ended(&self) -> bool {
+        self.inner.state.load(Ordering::SeqCst) != OPEN
+    }
+
     fn check(&self) -> Result<()> {
-        match self.state() {
-            SessionState::Connected => self.shared.check_running(),
-            SessionState::Expired => Err(Error::SessionExpired),
-            SessionState::Closed => Err(Error::SessionClosed),
+        match self.inner.state.load(Ordering::SeqCst) {
+            OPEN => self.shared.check_running(),
+            EXPIRED => Err(Error::SessionExpired),
+            _ => Err(Error::SessionClosed),
+        }
+    }
+
+    /// Waits until the dispatcher has delivered every event queued before `target`.
+    fn wait_watchers(&self, target: u64) {
+        if self.inner.wait_for_watchers {
+            self.inner.dispatcher.progress.wait_delivered(target);
         }
     }
 
     /// Waits until the dispatcher has delivered every event queued so far.
     fn settle(&self) {
-        let target = self.inner.dispatcher.progress.queued();
-        self.inner.dispatcher.progress.wait_delivered(target);
+        self.wait_watchers(self.inner.dispatcher.progress.queued());
     }
 
     fn write(&self, op: Op) -> Result<OpResult> {
@@ -234,23 +270,29 @@ impl Session {
     }
 
     /// Reads under the tree lock, registering a watch in the same critical section so no
-    /// change can slip between the read and the registration.
+    /// change can slip between the read and the registration. `f` hands back a watcher it
+    /// did not register: it is dropped only after the locks are released (its captures
+    /// may run arbitrary code on drop, such as closing another session).
     fn read<T>(
         &self,
         p: &str,
-        f: impl FnOnce(Option<&Znode>, &mut WatchManager) -> Result<T>,
+        f: impl FnOnce(Option<&Znode>, &mut WatchManager) -> (Result<T>, Option<Watcher>),
     ) -> Result<T> {
         self.check()?;
         path::validate(p)?;
-        let (out, target) = {
+        let (out, unused, target) = {
             let tree = self.shared.tree().read();
             // Re-checked under the lock: an expiry cannot be half applied here.
-            self.check()?;
-            let mut watches = self.shared.watches.lock();
-            let out = f(tree.get(p), &mut watches);
-            (out, self.inner.dispatcher.progress.queued())
+            if let Err(e) = self.check() {
+                (Err(e), None, 0)
+            } else {
+                let mut watches = self.shared.watches.lock();
+                let (out, unused) = f(tree.get(p), &mut watches);
+                (out, unused, self.inner.dispatcher.progress.queued())
+            }
         };
-        self.inner.dispatcher.progress.wait_delivered(target);
+        drop(unused);
+        self.wait_watchers(target);
         out
     }
 
@@ -336,7 +378,7 @@ impl Session {
             if let Some(w) = watcher {
                 watches.add_data(id, path, w);
             }
-            Ok(node.map(Znode::stat))
+            (Ok(node.map(Znode::stat)), None)
         })
     }
 
@@ -345,11 +387,14 @@ impl Session {
     pub fn get_data(&self, path: &str, watcher: Option<Watcher>) -> Result<(Vec<u8>, Stat)> {
         let id = self.inner.id;
         self.read(path, |node, watches| {
-            let node = node.ok_or_else(|| Error::NoNode(path.to_string()))?;
+            // No watch is set on a missing node (ZooKeeper's getData).
+            let Some(node) = node else {
+                return (Err(Error::NoNode(path.to_string())), watcher);
+            };
             if let Some(w) = watcher {
                 watches.add_data(id, path, w);
             }
-            Ok((node.data.clone(), node.stat()))
+            (Ok((node.data.clone(), node.stat())), None)
         })
     }
 
@@ -367,11 +412,16 @@ impl Session {
     ) -> Result<(Vec<String>, Stat)> {
         let id = self.inner.id;
         self.read(path, |node, watches| {
-            let node = node.ok_or_else(|| Error::NoNode(path.to_string()))?;
+            let Some(node) = node else {
+                return (Err(Error::NoNode(path.to_string())), watcher);
+            };
             if let Some(w) = watcher {
                 watches.add_child(id, path, w);
             }
-            Ok((node.children().map(str::to_string).collect(), node.stat()))
+            (
+                Ok((node.children().map(str::to_string).collect(), node.stat())),
+                None,
+            )
         })
     }
 
@@ -388,7 +438,7 @@ impl Session {
         let w: crate::watch::PersistentWatcher = Arc::new(watcher);
         self.read(path, |_, watches| {
             watches.add_persistent(id, path, mode, w);
-            Ok(())
+            (Ok(()), None)
         })
     }
 
@@ -398,9 +448,9 @@ impl Session {
         let id = self.inner.id;
         self.read(path, |_, watches| {
             if watches.remove(id, path, kind) {
-                Ok(())
+                (Ok(()), None)
             } else {
-                Err(Error::NoWatcher(path.to_string()))
+                (Err(Error::NoWatcher(path.to_string())), None)
             }
         })
     }
@@ -416,7 +466,7 @@ impl Session {
     /// afterwards returns [`Error::SessionClosed`], and the session watcher hears Closed.
     /// Closing an ended session does nothing.
     pub fn close(&self) -> Result<()> {
-        if self.state() != SessionState::Connected {
+        if self.ended() {
             return Ok(());
         }
         self.shared.submit(
@@ -433,10 +483,10 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.state() == SessionState::Connected && !self.shared.is_stopped() {
+        if !self.ended() && !self.shared.is_stopped() {
             let _ = self.close();
         }
-        if self.state() == SessionState::Connected {
+        if !self.ended() {
             // Could not close (no quorum, node stopped): stop hosting it. Without heartbeats
             // the leader expires it, as after a crash.
             self.shared.forget_session(self.inner.id);

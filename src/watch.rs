@@ -13,10 +13,11 @@
 //! dispatcher has delivered every event queued before the read, so a session never sees
 //! data newer than an event it has not been told about yet.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::{JoinHandle, ThreadId};
+use std::thread::JoinHandle;
 
 use crossbeam_channel::{unbounded, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -81,12 +82,17 @@ enum Job {
     Stop,
 }
 
+thread_local! {
+    /// Set on dispatcher threads: a watcher calling any session must not wait for any
+    /// dispatcher (its own, or another one that may be waiting for it).
+    static ON_DISPATCHER: Cell<bool> = const { Cell::new(false) };
+}
+
 /// How far a session's dispatcher has got: events queued and events delivered.
 pub(crate) struct Progress {
     queued: AtomicU64,
     delivered: Mutex<u64>,
     cond: Condvar,
-    thread: Mutex<Option<ThreadId>>,
 }
 
 impl Progress {
@@ -95,10 +101,10 @@ impl Progress {
         self.queued.load(Ordering::Acquire)
     }
 
-    /// Waits until the first `target` jobs have been delivered. Returns at once on the
-    /// dispatcher thread itself (a watcher calling back into its session).
+    /// Waits until the first `target` jobs have been delivered. Returns at once on any
+    /// dispatcher thread (a watcher calling back into a session).
     pub(crate) fn wait_delivered(&self, target: u64) {
-        if *self.thread.lock() == Some(std::thread::current().id()) {
+        if ON_DISPATCHER.with(Cell::get) {
             return;
         }
         let mut delivered = self.delivered.lock();
@@ -127,13 +133,12 @@ impl Dispatcher {
             queued: AtomicU64::new(0),
             delivered: Mutex::new(0),
             cond: Condvar::new(),
-            thread: Mutex::new(None),
         });
         let p = progress.clone();
         let handle = std::thread::Builder::new()
             .name(format!("zkraft-watch-{session:x}"))
             .spawn(move || {
-                *p.thread.lock() = Some(std::thread::current().id());
+                ON_DISPATCHER.with(|d| d.set(true));
                 while let Ok(job) = rx.recv() {
                     let stop = matches!(job, Job::Stop);
                     let outcome =

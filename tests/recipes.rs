@@ -300,3 +300,51 @@ fn queue_hands_each_item_to_exactly_one_consumer_in_order() {
         assert_eq!(consumer.take(WAIT).unwrap(), b"late");
     });
 }
+
+#[test]
+fn a_leader_cut_off_from_the_ensemble_stops_believing_it_leads() {
+    let mut c = Cluster::new(3);
+    let raft_leader = c.wait_leader();
+    let host = c.follower().id();
+    let s = Arc::new(c.node(host).session().unwrap());
+    let e = LeaderElection::join(s.clone(), "/el", b"").unwrap();
+    assert!(e.await_leadership(WAIT).unwrap());
+    // Partitioned: the host loses its raft leader within an election timeout, long before
+    // its session can expire.
+    c.net.isolate(host);
+    let took = wait_until(WAIT, "leadership suspended", || !e.is_leader());
+    assert!(took < SESSION_TIMEOUT, "took {took:?}");
+    assert_eq!(s.state(), zkraft::SessionState::Suspended);
+    // Meanwhile the others elect someone else once the session expires.
+    let s2 = Arc::new(c.node(raft_leader).session().unwrap());
+    let e2 = LeaderElection::join(s2, "/el", b"").unwrap();
+    assert!(e2.await_leadership(WAIT).unwrap());
+    assert!(!e.is_leader());
+    // A stopped node's candidate never leads again either.
+    c.net.heal();
+    c.stop(host);
+    assert!(!e.is_leader());
+}
+
+#[test]
+fn a_lock_znode_whose_create_timed_out_is_adopted_not_orphaned() {
+    let c = Cluster::new(3);
+    let leader = c.wait_leader();
+    let host = c.follower().id();
+    let s = Arc::new(
+        c.node(host)
+            .session_with_timeout(Duration::from_secs(5))
+            .unwrap(),
+    );
+    zkraft::recipes::ensure_path(&s, "/lk").unwrap();
+    // Requests from the host reach the leader only after the request timeout (3 s).
+    c.net.delay(host, leader, Duration::from_millis(3500));
+    let lock = DistributedLock::new(s.clone(), "/lk");
+    let guard = lock.acquire(WAIT).unwrap();
+    c.net.heal();
+    let kids = c.node(leader).get_children("/lk").unwrap();
+    assert_eq!(kids.len(), 1, "exactly one lock znode: {kids:?}");
+    guard.release().unwrap();
+    let other = DistributedLock::new(Arc::new(c.node(leader).session().unwrap()), "/lk");
+    other.acquire(WAIT).unwrap();
+}

@@ -105,6 +105,7 @@ fn events_arrive_in_zxid_order_and_recursive_watches_see_everything_below() {
     let s = c.follower().session().unwrap();
     let writer = c.leader().session().unwrap();
     writer.create("/r", b"", CreateMode::Persistent).unwrap();
+    s.sync("/").unwrap(); // the follower has applied /r before the watch is set
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
     s.add_watch("/r", AddWatchMode::PersistentRecursive, move |e| {
@@ -287,4 +288,75 @@ fn watchers_owning_their_session_do_not_hang_expiry_or_shutdown() {
     c.wait_converged(WAIT);
     c.stop(host);
     assert!(c.running().all(|n| n.exists("/own").unwrap().is_some()));
+}
+
+#[test]
+fn an_unregistered_watcher_is_dropped_outside_the_node_locks() {
+    let c = Cluster::new(1);
+    let n = c.leader();
+    let s = n.session().unwrap();
+    // The watcher owns the last handle to another session; get_data on a missing node
+    // does not register it, so it is dropped — and that session closes — without hanging.
+    let other = n.session().unwrap();
+    let started = std::time::Instant::now();
+    let r = s.get_data("/missing", watcher(move |_| drop(other)));
+    assert!(matches!(r, Err(Error::NoNode(_))));
+    let r = s.get_children("/missing", None);
+    assert!(matches!(r, Err(Error::NoNode(_))));
+    assert!(started.elapsed() < common::REQUEST_TIMEOUT);
+    assert_eq!(n.hosted_sessions(), 1, "the dropped session was closed");
+}
+
+#[test]
+fn watchers_calling_each_others_sessions_do_not_deadlock() {
+    let c = Cluster::new(1);
+    let n = c.leader();
+    let a = Arc::new(n.session().unwrap());
+    let b = Arc::new(n.session().unwrap());
+    a.create("/x", b"", CreateMode::Persistent).unwrap();
+    let (tx, rx) = channel();
+    for (me, other) in [(a.clone(), b.clone()), (b.clone(), a.clone())] {
+        let tx = Mutex::new(tx.clone());
+        me.get_data(
+            "/x",
+            watcher(move |_| {
+                // Each watcher reads through the other session while the other's
+                // dispatcher is busy doing the same.
+                std::thread::sleep(Duration::from_millis(50));
+                let (d, _) = other.get_data("/x", None).unwrap();
+                tx.lock().unwrap().send(d).unwrap();
+            }),
+        )
+        .unwrap();
+    }
+    a.set_data("/x", b"1", None).unwrap();
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), b"1");
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), b"1");
+}
+
+#[test]
+fn a_session_may_opt_out_of_waiting_for_its_watchers() {
+    let c = Cluster::new(1);
+    let n = c.leader();
+    let s = n.session_builder().wait_for_watchers(false).open().unwrap();
+    s.create("/slow", b"", CreateMode::Persistent).unwrap();
+    let gate = Arc::new(Mutex::new(()));
+    let g = gate.clone();
+    let (tx, rx) = channel();
+    let tx = Mutex::new(tx);
+    s.get_data(
+        "/slow",
+        watcher(move |e| {
+            let _held = g.lock().unwrap(); // blocks while the caller holds the gate
+            tx.lock().unwrap().send(e).unwrap();
+        }),
+    )
+    .unwrap();
+    {
+        let _held = gate.lock().unwrap();
+        // Holding a lock the watcher needs: the call must still return.
+        s.set_data("/slow", b"1", None).unwrap();
+        s.get_data("/slow", None).unwrap();
+    }
+    assert_eq!(recv(&rx), (EventType::NodeDataChanged, "/slow".into()));
 }

@@ -100,6 +100,10 @@ impl Config {
         {
             return err("need 0 < min_session_timeout <= max_session_timeout < 2^31 ms");
         }
+        if self.min_session_timeout < self.tick_interval * 3 {
+            // Heartbeats go every min_session_timeout / 3 and expiry is checked per tick.
+            return err("min_session_timeout must be at least 3 ticks");
+        }
         if self.reap_interval.is_zero() {
             return err("reap_interval must be positive");
         }

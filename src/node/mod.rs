@@ -208,6 +208,23 @@ impl Shared {
         &self.tree
     }
 
+    /// The leader this node follows (0: none known).
+    pub(crate) fn leader_id(&self) -> u64 {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// Ends the local side of every hosted session (the node is stopping): no more
+    /// heartbeats, watches dropped, dispatchers stopped. The sessions stay in the
+    /// replicated state until the leader expires them, as after a crash.
+    fn end_hosted_sessions(&self) {
+        let _tree = self.tree.read();
+        let hosted: Vec<i64> = self.sessions.lock().drain().map(|(id, _)| id).collect();
+        let mut watches = self.watches.lock();
+        for id in hosted {
+            watches.end_session(id, None);
+        }
+    }
+
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
     }
@@ -346,6 +363,7 @@ impl Task for Shared {
             }
             self.drain_failed();
             self.transport.deregister(self.id);
+            self.end_hosted_sessions();
             return;
         }
         drop(guard);
@@ -610,10 +628,7 @@ impl Node {
         s.drain_failed();
         // Sessions hosted here stop with the node (their dispatchers end); the leader will
         // expire them, as it would after a crash.
-        let hosted: Vec<Arc<SessionInner>> = s.sessions.lock().drain().map(|(_, v)| v).collect();
-        for inner in hosted {
-            s.watches.lock().end_session(inner.id, None);
-        }
+        s.end_hosted_sessions();
         if first {
             slog::info!(s.logger, "node shut down");
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{ensure_path, signal};
+use super::{ensure_path, signal, wait_signal};
 use crate::command::CreateMode;
 use crate::error::{Error, Result};
 use crate::path;
@@ -69,8 +69,7 @@ impl DoubleBarrier {
                 Err(e) => Err(e),
             };
         }
-        rx.recv_deadline(deadline)
-            .map_err(|_| Error::Timeout(timeout))
+        wait_signal(&self.session, &rx, deadline, timeout)
     }
 
     /// Leaves and waits until every participant has left.
@@ -102,8 +101,8 @@ impl DoubleBarrier {
                 path::join(&self.dir, &kids[0])
             };
             let (w, rx) = signal();
-            if self.session.exists(&watch, w)?.is_some() && rx.recv_deadline(deadline).is_err() {
-                return Err(Error::Timeout(timeout));
+            if self.session.exists(&watch, w)?.is_some() {
+                wait_signal(&self.session, &rx, deadline, timeout)?;
             }
         }
     }

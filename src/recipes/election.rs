@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{ensure_path, position, sorted_candidates, Position};
-use crate::command::CreateMode;
+use super::{create_protected, ensure_path, position, sorted_candidates, Position};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::session::{Session, SessionState};
@@ -141,11 +140,7 @@ impl LeaderElection {
     /// candidate (e.g. its address, readable by everyone through [`Self::leader_data`]).
     pub fn join(session: Arc<Session>, dir: &str, data: &[u8]) -> Result<LeaderElection> {
         ensure_path(&session, dir)?;
-        let (p, stat) = session.create_with_stat(
-            &path::join(dir, PREFIX),
-            data,
-            CreateMode::EphemeralSequential,
-        )?;
+        let (p, stat) = create_protected(&session, dir, PREFIX, data)?;
         let inner = Arc::new(Inner {
             session,
             dir: dir.to_string(),
@@ -159,15 +154,16 @@ impl LeaderElection {
         Ok(LeaderElection { inner })
     }
 
-    /// True while this candidate leads and its session is open. A partitioned leader can
-    /// believe this a little longer than the ensemble does: guard writes with
-    /// [`Self::fencing_token`].
+    /// True while this candidate leads and its session is connected: false as soon as its
+    /// node loses track of the raft leader (Suspended), which happens within an election
+    /// timeout of a partition, before the ensemble can expire the session. Guard writes
+    /// with [`Self::fencing_token`] all the same: a paused process notices nothing.
     pub fn is_leader(&self) -> bool {
         self.inner.state.lock().leader && self.inner.session.state() == SessionState::Connected
     }
 
-    /// Waits up to `timeout` to become leader. `Ok(false)` on timeout; an error if the
-    /// candidacy ended (resigned, or the session closed or expired).
+    /// Waits up to `timeout` to become leader (and be connected). `Ok(false)` on timeout;
+    /// an error if the candidacy ended (resigned, or the session closed or expired).
     pub fn await_leadership(&self, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         let mut st = self.inner.state.lock();
@@ -176,16 +172,19 @@ impl LeaderElection {
                 return Err(e.clone());
             }
             match self.inner.session.state() {
-                SessionState::Connected => {}
                 SessionState::Expired => return Err(Error::SessionExpired),
                 SessionState::Closed => return Err(Error::SessionClosed),
+                SessionState::Connected if st.leader => return Ok(true),
+                SessionState::Connected | SessionState::Suspended => {}
             }
-            if st.leader {
-                return Ok(true);
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
             }
-            if self.inner.changed.wait_until(&mut st, deadline).timed_out() {
-                return Ok(st.leader);
-            }
+            // Woken by position changes; the short slice also notices the session
+            // leaving the Suspended state.
+            let slice = deadline.min(now + Duration::from_millis(20));
+            self.inner.changed.wait_until(&mut st, slice);
         }
     }
 

@@ -2,6 +2,7 @@
 //! path, so a member that crashes leaves the group when its session expires. Observers get
 //! the member list on every change through a persistent watch.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::ensure_path;
@@ -27,6 +28,7 @@ use crate::watch::{AddWatchMode, WatcherType};
 pub struct Group {
     session: Arc<Session>,
     dir: String,
+    watching: AtomicBool,
 }
 
 /// Membership of one member; leaves the group when dropped.
@@ -44,6 +46,7 @@ impl Group {
         Ok(Group {
             session,
             dir: dir.to_string(),
+            watching: AtomicBool::new(false),
         })
     }
 
@@ -88,13 +91,24 @@ impl Group {
                     }
                 }
             })?;
+        self.watching.store(true, Ordering::SeqCst);
         self.members()
     }
 
     /// Stops the notifications set up by [`Group::watch`].
     pub fn unwatch(&self) -> Result<()> {
+        self.watching.store(false, Ordering::SeqCst);
         self.session
             .remove_watches(&self.dir, WatcherType::Persistent)
+    }
+}
+
+impl Drop for Group {
+    /// A dropped group stops notifying.
+    fn drop(&mut self) {
+        if self.watching.load(Ordering::SeqCst) && !self.session.node_stopped() {
+            let _ = self.unwatch();
+        }
     }
 }
 

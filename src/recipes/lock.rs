@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{ensure_path, position, signal, Position};
-use crate::command::CreateMode;
+use super::{create_protected, ensure_path, position, signal, wait_signal, Position};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::session::Session;
@@ -54,11 +53,7 @@ impl DistributedLock {
     pub fn acquire(&self, timeout: Duration) -> Result<LockGuard> {
         let deadline = Instant::now() + timeout;
         ensure_path(&self.session, &self.dir)?;
-        let (p, stat) = self.session.create_with_stat(
-            &path::join(&self.dir, PREFIX),
-            b"",
-            CreateMode::EphemeralSequential,
-        )?;
+        let (p, stat) = create_protected(&self.session, &self.dir, PREFIX, b"")?;
         let name = path::name(&p).to_string();
         let give_up = |e: Error| {
             let _ = self.session.delete(&p, None);
@@ -80,8 +75,8 @@ impl DistributedLock {
                     let (w, rx) = signal();
                     match self.session.exists(&pred, w) {
                         Ok(Some(_)) => {
-                            if rx.recv_deadline(deadline).is_err() {
-                                return give_up(Error::Timeout(timeout));
+                            if let Err(e) = wait_signal(&self.session, &rx, deadline, timeout) {
+                                return give_up(e);
                             }
                         }
                         Ok(None) => {}

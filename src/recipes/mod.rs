@@ -12,12 +12,17 @@ pub mod group;
 pub mod lock;
 pub mod queue;
 
-use crossbeam_channel::{bounded, Receiver};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
 use crate::command::CreateMode;
 use crate::error::{Error, Result};
 use crate::path;
-use crate::session::Session;
+use crate::session::{Session, SessionState};
+use crate::tree::Stat;
 use crate::watch::{watcher, Watcher};
 
 /// A one-shot watcher that signals the returned receiver when it fires.
@@ -47,6 +52,62 @@ pub fn ensure_path(session: &Session, p: &str) -> Result<()> {
     }
 }
 
+/// Waits for a [`signal`] until `deadline`. If the watch can no longer fire (its session
+/// ended or its node stopped), says so instead of waiting out the deadline.
+pub(crate) fn wait_signal(
+    session: &Session,
+    rx: &Receiver<()>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
+    match rx.recv_deadline(deadline) {
+        Ok(()) => Ok(()),
+        Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
+        Err(RecvTimeoutError::Disconnected) => Err(match session.state() {
+            SessionState::Expired => Error::SessionExpired,
+            SessionState::Closed => Error::SessionClosed,
+            _ => Error::Shutdown,
+        }),
+    }
+}
+
+/// Creates the ephemeral-sequential znode `dir/_c_<guid>-<prefix><seq>`, as Curator's
+/// *protected* mode does. When the outcome of the create is unknown (`Timeout`,
+/// `NoQuorum`: the entry may still commit), it looks for its guid among the session's
+/// ephemerals — syncing first, and polling for up to the session timeout — and adopts the
+/// znode if it was created after all, so no orphan blocks the lock or election queue.
+pub(crate) fn create_protected(
+    session: &Session,
+    dir: &str,
+    prefix: &str,
+    data: &[u8],
+) -> Result<(String, Stat)> {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(session.id() as u64);
+    let guid = format!("{:016x}", h.finish());
+    let base = path::join(dir, &format!("_c_{guid}-{prefix}"));
+    let err = match session.create_with_stat(&base, data, CreateMode::EphemeralSequential) {
+        Ok(created) => return Ok(created),
+        Err(e) if e.is_logical() => return Err(e),
+        Err(e) => e,
+    };
+    let deadline = Instant::now() + session.timeout();
+    loop {
+        // Catch up if the ensemble lets us; look in any case.
+        let _ = session.sync(dir);
+        let mine = session.get_ephemerals(dir)?;
+        if let Some(p) = mine.into_iter().find(|p| p.contains(&guid)) {
+            if let Some(stat) = session.exists(&p, None)? {
+                return Ok((p, stat));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(err);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The 10-digit sequence suffix of a sequential znode name.
 pub(crate) fn sequence_of(name: &str) -> Option<u64> {
     if name.len() < 10 {
@@ -55,12 +116,13 @@ pub(crate) fn sequence_of(name: &str) -> Option<u64> {
     name[name.len() - 10..].parse().ok()
 }
 
-/// The children of `dir` whose names start with `prefix`, ordered by sequence number.
+/// The sequential children of `dir` whose names contain `prefix` (protected names put a
+/// guid before it), ordered by sequence number.
 pub(crate) fn sorted_candidates(session: &Session, dir: &str, prefix: &str) -> Result<Vec<String>> {
     let mut kids: Vec<String> = session
         .get_children(dir, None)?
         .into_iter()
-        .filter(|k| k.starts_with(prefix) && sequence_of(k).is_some())
+        .filter(|k| k.contains(prefix) && sequence_of(k).is_some())
         .collect();
     kids.sort_by_key(|k| sequence_of(k));
     Ok(kids)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{ensure_path, signal, sorted_candidates};
+use super::{ensure_path, signal, sorted_candidates, wait_signal};
 use crate::command::CreateMode;
 use crate::error::{Error, Result};
 use crate::path;
@@ -87,9 +87,7 @@ impl DistributedQueue {
             if let Some(item) = self.poll()? {
                 return Ok(item);
             }
-            if rx.recv_deadline(deadline).is_err() {
-                return Err(Error::Timeout(timeout));
-            }
+            wait_signal(&self.session, &rx, deadline, timeout)?;
         }
     }
 }
