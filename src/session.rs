@@ -314,10 +314,8 @@ impl Session {
         if mode.is_ttl() {
             return Err(Error::BadArguments("TTL modes need create_ttl".into()));
         }
-        match self.write(Op::create(path, data, mode))? {
-            OpResult::Create { path, stat } => Ok((path, stat)),
-            other => unreachable!("create answered with {other:?}"),
-        }
+        self.write(Op::create(path, data, mode))
+            .map(OpResult::into_created)
     }
 
     /// Creates a TTL znode (`PersistentWithTtl` or `PersistentSequentialWithTtl`): the
@@ -332,10 +330,8 @@ impl Session {
         if !mode.is_ttl() {
             return Err(Error::BadArguments(format!("{mode:?} takes no TTL")));
         }
-        match self.write(Op::create_ttl(path, data, mode, ttl))? {
-            OpResult::Create { path, .. } => Ok(path),
-            other => unreachable!("create answered with {other:?}"),
-        }
+        self.write(Op::create_ttl(path, data, mode, ttl))
+            .map(|r| r.into_created().0)
     }
 
     /// Deletes a znode (see [`crate::Node::delete`]).
@@ -345,18 +341,13 @@ impl Session {
 
     /// Replaces a znode's data (see [`crate::Node::set_data`]).
     pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
-        match self.write(Op::set_data(path, data, version))? {
-            OpResult::SetData { stat } => Ok(stat),
-            other => unreachable!("set_data answered with {other:?}"),
-        }
+        self.write(Op::set_data(path, data, version))
+            .map(OpResult::into_stat)
     }
 
     /// Applies `ops` atomically (see [`crate::Node::multi`]).
     pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
-        match self.write(Op::Multi(ops))? {
-            OpResult::Multi(results) => Ok(results),
-            other => unreachable!("multi answered with {other:?}"),
-        }
+        self.write(Op::Multi(ops)).map(OpResult::into_multi)
     }
 
     /// ZooKeeper's `sync`: the next read on this session sees every write committed before.

@@ -17,14 +17,21 @@ const CHILD_ENV: &str = "ZKRAFT_CRASH_CHILD_DIR";
 fn crash_child() {
     let dir = std::env::var(CHILD_ENV).expect("started by kill_9_loses_no_acknowledged_write");
     let node = Node::builder(1).data_dir(&dir).start().unwrap();
-    let start = node.get_children("/k").map(|c| c.len()).unwrap_or_else(|_| {
-        node.create("/k", b"", CreateMode::Persistent).unwrap();
-        0
-    });
+    let start = node
+        .get_children("/k")
+        .map(|c| c.len())
+        .unwrap_or_else(|_| {
+            node.create("/k", b"", CreateMode::Persistent).unwrap();
+            0
+        });
     let mut n = start;
     loop {
-        node.create(&format!("/k/{n:08}"), &n.to_le_bytes(), CreateMode::Persistent)
-            .unwrap();
+        node.create(
+            &format!("/k/{n:08}"),
+            &n.to_le_bytes(),
+            CreateMode::Persistent,
+        )
+        .unwrap();
         println!("ACK {n}");
         n += 1;
     }
@@ -56,7 +63,11 @@ fn kill_9_loses_no_acknowledged_write() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let acked = reader.join().unwrap();
-        assert!(!acked.is_empty(), "the child wrote nothing in {:?}", started.elapsed());
+        assert!(
+            !acked.is_empty(),
+            "the child wrote nothing in {:?}",
+            started.elapsed()
+        );
         total_acked += acked.len();
 
         let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
@@ -76,7 +87,8 @@ fn kill_9_loses_no_acknowledged_write() {
             assert_eq!(k, &format!("{i:08}"));
         }
         // And the recovered node takes writes again.
-        node.create("/after-crash", b"", CreateMode::Persistent).unwrap();
+        node.create("/after-crash", b"", CreateMode::Persistent)
+            .unwrap();
         node.delete("/after-crash", None).unwrap();
         node.shutdown();
     }

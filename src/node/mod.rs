@@ -518,10 +518,8 @@ impl Node {
         data: &[u8],
         mode: CreateMode,
     ) -> Result<(String, Stat)> {
-        match self.write(Op::create(path, data, mode))? {
-            OpResult::Create { path, stat } => Ok((path, stat)),
-            other => unreachable!("create answered with {other:?}"),
-        }
+        self.write(Op::create(path, data, mode))
+            .map(OpResult::into_created)
     }
 
     /// Deletes a znode; `version` `None` matches any. Errors: `NoNode`, `BadVersion`,
@@ -533,19 +531,14 @@ impl Node {
     /// Replaces a znode's data and returns its new stat; `version` `None` matches any.
     /// Errors: `NoNode`, `BadVersion`, `DataTooLarge`, `InvalidPath`.
     pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
-        match self.write(Op::set_data(path, data, version))? {
-            OpResult::SetData { stat } => Ok(stat),
-            other => unreachable!("set_data answered with {other:?}"),
-        }
+        self.write(Op::set_data(path, data, version))
+            .map(OpResult::into_stat)
     }
 
     /// Applies `ops` atomically: all of them or, with [`Error::MultiFailed`] naming the
     /// first failing operation, none.
     pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
-        match self.write(Op::Multi(ops))? {
-            OpResult::Multi(results) => Ok(results),
-            other => unreachable!("multi answered with {other:?}"),
-        }
+        self.write(Op::Multi(ops)).map(OpResult::into_multi)
     }
 
     /// Proposes `op` and waits until it is committed and applied on this node.

@@ -115,6 +115,32 @@ pub enum OpResult {
     Reaped,
 }
 
+impl OpResult {
+    /// The created path and stat of a `Create` result.
+    pub(crate) fn into_created(self) -> (String, Stat) {
+        match self {
+            OpResult::Create { path, stat } => (path, stat),
+            other => unreachable!("create answered with {other:?}"),
+        }
+    }
+
+    /// The new stat of a `SetData` result.
+    pub(crate) fn into_stat(self) -> Stat {
+        match self {
+            OpResult::SetData { stat } => stat,
+            other => unreachable!("set_data answered with {other:?}"),
+        }
+    }
+
+    /// The per-operation results of a `Multi` result.
+    pub(crate) fn into_multi(self) -> Vec<OpResult> {
+        match self {
+            OpResult::Multi(results) => results,
+            other => unreachable!("multi answered with {other:?}"),
+        }
+    }
+}
+
 /// What the replicated state knows of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
