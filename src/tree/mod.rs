@@ -56,7 +56,13 @@ impl Znode {
         }
     }
 
-    /// The znode's [`Stat`].
+    /// What owns the znode: a session, nothing, or the container/TTL machinery.
+    pub fn owner(&self) -> Owner {
+        Owner::from_raw(self.ephemeral_owner)
+    }
+
+    /// The znode's [`Stat`]. As ZooKeeper's, `ephemeral_owner` shows only a session
+    /// owner: containers and TTL znodes report 0 (their kind is in [`Znode::owner`]).
     pub fn stat(&self) -> Stat {
         let num_children = self.children.len() as i32;
         Stat {
@@ -67,7 +73,10 @@ impl Znode {
             version: self.version,
             cversion: self.creations.wrapping_mul(2).wrapping_sub(num_children),
             aversion: self.aversion,
-            ephemeral_owner: self.ephemeral_owner,
+            ephemeral_owner: match self.owner() {
+                Owner::Session(s) => s,
+                _ => 0,
+            },
             data_length: self.data.len() as i32,
             num_children,
             pzxid: self.pzxid,
@@ -196,7 +205,12 @@ impl DataTree {
     pub fn new() -> DataTree {
         let mut tree = DataTree::empty();
         for p in SYSTEM_PATHS {
-            tree.insert_loaded(p.to_string(), Znode::default());
+            let mut node = Znode::default();
+            if p == "/zookeeper/config" {
+                // ZooKeeper creates it with a read-only ACL: aversion -1.
+                node.aversion = -1;
+            }
+            tree.insert_loaded(p.to_string(), node);
         }
         tree.link_children();
         tree.dirty = SYSTEM_PATHS.iter().map(|p| p.to_string()).collect();

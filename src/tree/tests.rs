@@ -449,11 +449,12 @@ fn containers_and_ttl_nodes_are_reapable_as_zookeeper_says() {
         std::time::Duration::from_millis(500),
     );
     t.apply(at(2, 1000), &ttl).unwrap();
-    assert_eq!(t.get("/c").unwrap().stat().ephemeral_owner, CONTAINER_OWNER);
-    assert_eq!(
-        Owner::from_raw(t.get("/t").unwrap().stat().ephemeral_owner),
-        Owner::Ttl(500)
-    );
+    assert_eq!(t.get("/c").unwrap().owner(), Owner::Container);
+    assert_eq!(t.get("/c").unwrap().ephemeral_owner, CONTAINER_OWNER);
+    assert_eq!(t.get("/t").unwrap().owner(), Owner::Ttl(500));
+    // Clients see 0, as from ZooKeeper.
+    assert_eq!(t.get("/c").unwrap().stat().ephemeral_owner, 0);
+    assert_eq!(t.get("/t").unwrap().stat().ephemeral_owner, 0);
     // A container that never had children is kept; a fresh TTL node too.
     assert!(t.reapable(1400).is_empty());
     assert_eq!(t.reapable(1501), ["/t"]);
@@ -499,4 +500,228 @@ fn containers_and_ttl_nodes_are_reapable_as_zookeeper_says() {
         t.apply(at(13, 0), &zero),
         Err(Error::BadArguments(_))
     ));
+}
+
+/// Replays the operations of a trace recorded against Apache ZooKeeper 3.8.0 (Debian's
+/// `zookeeper 3.8.0-11+deb12u2`, driven by kazoo 2.11) and checks every figure it showed.
+/// zxids are relative to the create of /a (`r0`); a failed write uses up a zxid in both.
+#[test]
+fn matches_an_apache_zookeeper_3_8_trace() {
+    let mut t = DataTree::new();
+    // a. The fresh tree.
+    let st = |t: &DataTree, p: &str| t.get(p).unwrap().stat();
+    assert_eq!((st(&t, "/").cversion, st(&t, "/").num_children), (-1, 1));
+    assert_eq!(
+        (
+            st(&t, "/zookeeper").cversion,
+            st(&t, "/zookeeper").num_children
+        ),
+        (-2, 2)
+    );
+    assert_eq!(st(&t, "/zookeeper/config").aversion, -1);
+    assert_eq!(st(&t, "/zookeeper/quota"), Stat::default());
+
+    let r0 = 3;
+    let mut z = r0;
+    let mut run = |t: &mut DataTree, session: i64, op: Op| {
+        let r = t.apply(
+            Txn {
+                zxid: z,
+                time: 1000 + z,
+                session,
+            },
+            &op,
+        );
+        z += 1;
+        r
+    };
+    let created = |r: Result<OpResult>| r.unwrap().into_created();
+    // b.
+    run(&mut t, 0, Op::create("/a", b"x".to_vec(), Persistent)).unwrap();
+    let a = st(&t, "/a");
+    assert_eq!((a.czxid, a.mzxid, a.pzxid, a.data_length), (r0, r0, r0, 1));
+    let root = st(&t, "/");
+    assert_eq!((root.pzxid, root.cversion, root.num_children), (r0, 0, 2));
+    // c.
+    run(&mut t, 0, Op::create("/a/b", vec![], Persistent)).unwrap();
+    assert_eq!((st(&t, "/a").pzxid, st(&t, "/a").cversion), (r0 + 1, 1));
+    run(&mut t, 0, Op::delete("/a/b", None)).unwrap();
+    let a = st(&t, "/a");
+    assert_eq!(
+        (a.pzxid, a.cversion, a.num_children, a.mzxid),
+        (r0 + 2, 2, 0, r0)
+    );
+    // d.
+    let mut names = vec![];
+    for _ in 0..3 {
+        names.push(
+            created(run(
+                &mut t,
+                0,
+                Op::create("/a/s-", vec![], PersistentSequential),
+            ))
+            .0,
+        );
+    }
+    assert_eq!(
+        names,
+        ["/a/s-0000000001", "/a/s-0000000002", "/a/s-0000000003"]
+    );
+    run(&mut t, 0, Op::delete("/a/s-0000000003", None)).unwrap();
+    let (p, _) = created(run(
+        &mut t,
+        0,
+        Op::create("/a/s-", vec![], PersistentSequential),
+    ));
+    assert_eq!(p, "/a/s-0000000004");
+    let a = st(&t, "/a");
+    assert_eq!((a.cversion, a.pzxid, a.num_children), (7, r0 + 7, 3));
+    // e.
+    for want in ["/a/0000000005", "/a/0000000006"] {
+        let (p, _) = created(run(
+            &mut t,
+            0,
+            Op::create("/a/", vec![], PersistentSequential),
+        ));
+        assert_eq!(p, want);
+    }
+    assert_eq!((st(&t, "/a").cversion, st(&t, "/a").pzxid), (9, r0 + 9));
+    // f. Errors (each still uses up a zxid); /a unchanged.
+    let before = st(&t, "/a");
+    let code = |r: Result<OpResult>| r.unwrap_err().code();
+    assert_eq!(
+        code(run(&mut t, 0, Op::create("/a", vec![], Persistent))),
+        -110
+    );
+    assert_eq!(
+        code(run(&mut t, 0, Op::create("/nope/x", vec![], Persistent))),
+        -101
+    );
+    assert_eq!(code(run(&mut t, 0, Op::delete("/a", None))), -111);
+    for p in ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
+        assert_eq!(code(run(&mut t, 0, Op::delete(p, None))), -8, "{p}");
+    }
+    assert_eq!(
+        code(run(&mut t, 0, Op::set_data("/a", vec![], Some(7)))),
+        -103
+    );
+    assert_eq!(
+        code(run(&mut t, 0, Op::delete("/a/s-0000000000", Some(5)))),
+        -101
+    );
+    assert_eq!(
+        code(run(&mut t, 0, Op::create("/a/", vec![], Persistent))),
+        -8
+    );
+    assert_eq!(
+        code(run(&mut t, 0, Op::create("a", vec![], Persistent))),
+        -8
+    );
+    assert_eq!(st(&t, "/a"), before);
+    // g. A failing multi changes nothing; a successful create+check+delete is one zxid.
+    let ops = vec![
+        Op::create("/a/m1", vec![], Persistent),
+        Op::check("/a", Some(99)),
+        Op::create("/a/m2", vec![], Persistent),
+    ];
+    let failed = run(&mut t, 0, Op::Multi(ops));
+    assert!(
+        matches!(failed, Err(Error::MultiFailed { index: 1, ref source }) if source.code() == -103)
+    );
+    assert!(t.get("/a/m1").is_none());
+    let ops = vec![
+        Op::create("/a/tmp", vec![], Persistent),
+        Op::check("/a", None),
+        Op::delete("/a/tmp", None),
+    ];
+    run(&mut t, 0, Op::Multi(ops)).unwrap();
+    // h. Ephemerals, of two sessions.
+    let session =
+        |t: &mut DataTree, run: &mut dyn FnMut(&mut DataTree, i64, Op) -> Result<OpResult>| {
+            let op = Op::CreateSession {
+                timeout_ms: 30000,
+                password: vec![],
+                host: 1,
+            };
+            match run(t, 0, op).unwrap() {
+                OpResult::SessionCreated { session } => session,
+                other => panic!("{other:?}"),
+            }
+        };
+    let s1 = session(&mut t, &mut run);
+    let s2 = session(&mut t, &mut run);
+    let (_, e) = created(run(&mut t, s1, Op::create("/e", vec![], Ephemeral)));
+    assert_eq!(e.ephemeral_owner, s1);
+    assert_eq!(
+        code(run(&mut t, s1, Op::create("/e/child", vec![], Persistent))),
+        -108
+    );
+    for want in ["/a/eseq-0000000008", "/a/eseq-0000000009"] {
+        let (p, stat) = created(run(
+            &mut t,
+            s2,
+            Op::create("/a/eseq-", vec![], EphemeralSequential),
+        ));
+        assert_eq!((p.as_str(), stat.ephemeral_owner), (want, s2));
+    }
+    assert_eq!(st(&t, "/a").cversion, 13);
+    // i. Containers and TTL znodes: clients see owner 0; the stored encodings are
+    // ZooKeeper's (read from its snapshot).
+    run(&mut t, 0, Op::create("/c", vec![], Container)).unwrap();
+    let five_s = std::time::Duration::from_millis(5000);
+    run(
+        &mut t,
+        0,
+        Op::create_ttl("/t", vec![], PersistentWithTtl, five_s),
+    )
+    .unwrap();
+    assert_eq!(st(&t, "/c").ephemeral_owner, 0);
+    assert_eq!(st(&t, "/t").ephemeral_owner, 0);
+    assert_eq!(
+        t.get("/c").unwrap().ephemeral_owner as u64,
+        0x8000_0000_0000_0000
+    );
+    assert_eq!(
+        t.get("/t").unwrap().ephemeral_owner as u64,
+        0xff00_0000_0000_1388
+    );
+    let ts = Op::create_ttl("/a/ts-", vec![], PersistentSequentialWithTtl, five_s);
+    assert_eq!(created(run(&mut t, 0, ts)).0, "/a/ts-0000000010");
+    let zero = Op::create_ttl("/t0", vec![], PersistentWithTtl, std::time::Duration::ZERO);
+    assert_eq!(code(run(&mut t, 0, zero)), -8);
+    // l. getChildren2 on /a.
+    let a = st(&t, "/a");
+    assert_eq!(
+        (a.cversion, a.num_children, a.version, a.data_length),
+        (14, 8, 0, 1)
+    );
+    // m. Two set_data calls.
+    let first = run(&mut t, 0, Op::set_data("/a", b"hello".to_vec(), None))
+        .unwrap()
+        .into_stat();
+    let second = run(
+        &mut t,
+        0,
+        Op::set_data("/a", b"hello world!".to_vec(), None),
+    )
+    .unwrap()
+    .into_stat();
+    assert_eq!((first.version, first.data_length), (1, 5));
+    assert_eq!((second.version, second.data_length), (2, 12));
+    assert_eq!(second.mzxid, first.mzxid + 1);
+    assert_eq!(
+        (second.cversion, second.pzxid, second.ctime),
+        (a.cversion, a.pzxid, a.ctime)
+    );
+    // n. Closing the first session removes its ephemeral.
+    run(
+        &mut t,
+        0,
+        Op::CloseSession {
+            session: s1,
+            expired: false,
+        },
+    )
+    .unwrap();
+    assert!(t.get("/e").is_none());
 }
