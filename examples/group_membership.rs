@@ -89,7 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         crashed.elapsed()
     );
 
-    observer.unwatch()?;
+    observer.unwatch();
     drop((observer, g_a, g_b, _b));
     for n in &nodes {
         n.shutdown();

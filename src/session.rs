@@ -46,9 +46,10 @@ impl SessionInner {
 pub enum SessionState {
     /// Open, and its node follows a leader: heartbeats reach the leader.
     Connected,
-    /// Open as far as this node knows, but its node knows no leader (partitioned, electing)
-    /// or has stopped: the session may be expiring without this node hearing of it.
-    /// Local reads still work; writes wait for a leader. Like Curator's SUSPENDED, a
+    /// Open as far as this node knows, but it cannot vouch for it: its node has stopped,
+    /// knows no leader (partitioned, electing), or has not had its heartbeats acknowledged
+    /// by the leader for 2/3 of the session timeout — so the leader may be about to expire
+    /// it. Local reads still work; writes wait for a leader. Like Curator's SUSPENDED, a
     /// leader or lock holder should stop acting as one.
     Suspended,
     /// Expired by the leader: calls return [`Error::SessionExpired`].
@@ -153,6 +154,8 @@ impl SessionBuilder {
             dispatcher.state(SessionEvent::Connected);
             s.watches.lock().add_session(id, dispatcher.clone());
             s.sessions.lock().insert(id, inner.clone());
+            // The session just committed through the leader: as good as a heartbeat ack.
+            s.sessions_acknowledged();
         }
         Ok(Session { inner, shared: s })
     }
@@ -222,7 +225,10 @@ impl Session {
     /// Connected, suspended, expired or closed.
     pub fn state(&self) -> SessionState {
         match self.inner.state.load(Ordering::SeqCst) {
-            OPEN if self.shared.is_stopped() || self.shared.leader_id() == 0 => {
+            OPEN if self.shared.is_stopped()
+                || self.shared.leader_id() == 0
+                || self.shared.since_sessions_acknowledged() > self.inner.timeout * 2 / 3 =>
+            {
                 SessionState::Suspended
             }
             OPEN => SessionState::Connected,
@@ -467,8 +473,16 @@ impl Session {
                 expired: false,
             },
         )?;
-        self.inner.dispatcher.join();
+        self.join_dispatcher();
         Ok(())
+    }
+
+    /// Waits for the dispatcher to deliver what is queued and end — unless the session
+    /// opted out of waiting for its watchers (the caller may hold a lock they need).
+    fn join_dispatcher(&self) {
+        if self.inner.wait_for_watchers {
+            self.inner.dispatcher.join();
+        }
     }
 }
 
@@ -482,6 +496,6 @@ impl Drop for Session {
             // the leader expires it, as after a crash.
             self.shared.forget_session(self.inner.id);
         }
-        self.inner.dispatcher.join();
+        self.join_dispatcher();
     }
 }

@@ -190,12 +190,16 @@ impl Dispatcher {
     }
 
     /// Waits for the thread to finish (unless called on it).
+    /// Waits for the thread to finish (a stop must be queued). On any dispatcher thread it
+    /// returns at once: two dispatchers could otherwise wait for each other (a watcher of
+    /// one session owning another session); the thread still ends after its stop.
     pub(crate) fn join(&self) {
+        if ON_DISPATCHER.with(Cell::get) {
+            return;
+        }
         let handle = self.thread.lock().take();
         if let Some(h) = handle {
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
-            }
+            let _ = h.join();
         }
     }
 }

@@ -108,7 +108,9 @@ fn session_survives_leader_change() {
     c.wait_leader_among(&survivors, Duration::from_secs(10));
     // Well past the session timeout: the host keeps heartbeating the new leader.
     std::thread::sleep(SESSION_TIMEOUT * 3);
-    assert_eq!(s.state(), SessionState::Connected);
+    wait_until(Duration::from_secs(5), "connected", || {
+        s.state() == SessionState::Connected
+    });
     assert!(s.exists("/alive", None).unwrap().is_some());
     s.create("/alive2", b"", CreateMode::Ephemeral).unwrap();
     for &id in &survivors {

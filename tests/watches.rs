@@ -360,3 +360,57 @@ fn a_session_may_opt_out_of_waiting_for_its_watchers() {
     }
     assert_eq!(recv(&rx), (EventType::NodeDataChanged, "/slow".into()));
 }
+
+/// Sends on a channel when dropped.
+struct DropSignal(Mutex<std::sync::mpsc::Sender<()>>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+#[test]
+fn sessions_owning_each_other_through_watchers_end_cleanly() {
+    let c = Cluster::new(1);
+    let n = c.leader();
+    let a = Arc::new(n.session().unwrap());
+    let b = Arc::new(n.session().unwrap());
+    a.create("/m", b"", CreateMode::Persistent).unwrap();
+    // a's watcher owns b and b's owns a: at shutdown each dispatcher drops the other's
+    // session; neither may wait for the other. Each payload signals once fully dropped.
+    let (tx, rx) = channel();
+    let pa = (b.clone(), DropSignal(Mutex::new(tx.clone())));
+    let pb = (a.clone(), DropSignal(Mutex::new(tx)));
+    a.get_data("/m", watcher(move |_| drop(pa))).unwrap();
+    b.get_data("/m", watcher(move |_| drop(pb))).unwrap();
+    drop((a, b));
+    n.shutdown();
+    for _ in 0..2 {
+        rx.recv_timeout(WAIT)
+            .expect("a dispatcher is stuck dropping a session");
+    }
+}
+
+#[test]
+fn close_does_not_wait_for_watchers_when_opted_out() {
+    let c = Cluster::new(1);
+    let n = c.leader();
+    let s = n.session_builder().wait_for_watchers(false).open().unwrap();
+    s.create("/g", b"", CreateMode::Persistent).unwrap();
+    let gate = Arc::new(Mutex::new(()));
+    let g = gate.clone();
+    s.get_data("/g", watcher(move |_| drop(g.lock().unwrap())))
+        .unwrap();
+    let held = gate.lock().unwrap();
+    s.set_data("/g", b"1", None).unwrap(); // the watcher now waits for the gate
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        s.close().unwrap(); // must not wait for the blocked watcher
+        drop(s);
+        tx.send(()).unwrap();
+    });
+    let closed = rx.recv_timeout(WAIT);
+    drop(held);
+    closed.expect("close waited for a watcher");
+}

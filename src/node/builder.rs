@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::unbounded;
 use parking_lot::{Mutex, RwLock};
@@ -214,6 +214,8 @@ impl NodeBuilder {
             counters: Counters::default(),
             watches: Mutex::new(WatchManager::default()),
             sessions: Mutex::new(HashMap::new()),
+            last_ack_ms: AtomicU64::new(0),
+            started: Instant::now(),
             me: me.clone(),
         });
         let weak = Arc::downgrade(&shared);

@@ -202,8 +202,22 @@ impl Core {
                     slog::debug!(s.logger, "dropped raft message"; "error" => %e);
                 }
             }
-            Msg::Envelope(Envelope::SessionPing { sessions, .. }) => {
-                self.heard_from(s, &sessions);
+            Msg::Envelope(Envelope::SessionPing { from, sessions, .. }) => {
+                if self.leading {
+                    self.heard_from(s, &sessions);
+                    s.transport.send(
+                        from,
+                        Envelope::SessionPingAck {
+                            from: s.id,
+                            to: from,
+                        },
+                    );
+                }
+            }
+            Msg::Envelope(Envelope::SessionPingAck { from, .. }) => {
+                if from == self.raw.raft.leader_id {
+                    s.sessions_acknowledged();
+                }
             }
             Msg::Propose {
                 request_id,
@@ -320,8 +334,9 @@ impl Core {
             self.last_ping = now;
             let hosted: Vec<i64> = s.sessions.lock().keys().copied().collect();
             if !hosted.is_empty() {
-                if leader == s.id {
+                if leader == s.id && is_leader {
                     self.heard_from(s, &hosted);
+                    s.sessions_acknowledged();
                 } else if leader != INVALID_ID {
                     s.transport.send(
                         leader,

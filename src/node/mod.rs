@@ -155,6 +155,9 @@ pub(crate) struct Shared {
     pub(crate) watches: Mutex<WatchManager>,
     /// Sessions hosted by this node (it heartbeats them to the leader).
     pub(crate) sessions: Mutex<HashMap<i64, Arc<SessionInner>>>,
+    /// When the leader last confirmed hearing this node's sessions (ms since `started`).
+    last_ack_ms: AtomicU64,
+    started: Instant,
     me: Weak<Shared>,
 }
 
@@ -206,6 +209,18 @@ impl Shared {
 
     pub(crate) fn tree(&self) -> &RwLock<DataTree> {
         &self.tree
+    }
+
+    /// Records that the leader has just heard this node's sessions.
+    pub(crate) fn sessions_acknowledged(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_ack_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    /// How long since the leader last confirmed hearing this node's sessions.
+    pub(crate) fn since_sessions_acknowledged(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ack_ms.load(Ordering::Acquire)))
     }
 
     /// The leader this node follows (0: none known).

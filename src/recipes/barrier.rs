@@ -101,8 +101,10 @@ impl DoubleBarrier {
                 path::join(&self.dir, &kids[0])
             };
             let (w, rx) = signal();
-            if self.session.exists(&watch, w)?.is_some() {
-                wait_signal(&self.session, &rx, deadline, timeout)?;
+            match self.session.get_data(&watch, w) {
+                Ok(_) => wait_signal(&self.session, &rx, deadline, timeout)?,
+                Err(Error::NoNode(_)) => {}
+                Err(e) => return Err(e),
             }
         }
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{create_protected, ensure_path, position, sorted_candidates, Position};
+use super::{create_protected, ensure_path, gone, position, sorted_candidates, Position};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::session::{Session, SessionState};
@@ -88,9 +88,10 @@ impl Inner {
                             inner.check();
                         }
                     });
-                    match self.session.exists(&self.my_path(), w) {
-                        Ok(Some(_)) => {}
-                        Ok(None) => continue,
+                    // get_data, not exists: no watch is left behind on a missing node.
+                    match self.session.get_data(&self.my_path(), w) {
+                        Ok(_) => {}
+                        Err(Error::NoNode(_)) => continue,
                         Err(e) => return self.end(e),
                     }
                     let mut st = self.state.lock();
@@ -100,13 +101,7 @@ impl Inner {
                     self.changed.notify_all();
                     return;
                 }
-                Position::Gone => {
-                    let err = match self.session.state() {
-                        SessionState::Expired => Error::SessionExpired,
-                        _ => Error::SessionClosed,
-                    };
-                    return self.end(err);
-                }
+                Position::Gone => return self.end(gone(&self.session, &self.my_path())),
                 Position::Behind(pred) => {
                     let weak: Weak<Inner> = Arc::downgrade(self);
                     let w = watcher(move |_| {
@@ -115,9 +110,9 @@ impl Inner {
                             inner.check();
                         }
                     });
-                    match self.session.exists(&pred, w) {
-                        Ok(Some(_)) => return, // the watch will call us again
-                        Ok(None) => continue,  // predecessor left meanwhile: look again
+                    match self.session.get_data(&pred, w) {
+                        Ok(_) => return,                   // the watch will call us again
+                        Err(Error::NoNode(_)) => continue, // predecessor left: look again
                         Err(e) => return self.end(e),
                     }
                 }
@@ -170,6 +165,9 @@ impl LeaderElection {
         loop {
             if let Some(e) = &st.ended {
                 return Err(e.clone());
+            }
+            if self.inner.session.node_stopped() {
+                return Err(Error::Shutdown);
             }
             match self.inner.session.state() {
                 SessionState::Expired => return Err(Error::SessionExpired),

@@ -3,15 +3,16 @@
 //! the member list on every change through a persistent watch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use super::ensure_path;
 use crate::command::CreateMode;
 use crate::error::{Error, Result};
 use crate::path;
 use crate::session::Session;
-use crate::tree::EventType;
-use crate::watch::{AddWatchMode, WatcherType};
+use crate::watch::watcher;
 
 /// A group at a path.
 ///
@@ -28,7 +29,8 @@ use crate::watch::{AddWatchMode, WatcherType};
 pub struct Group {
     session: Arc<Session>,
     dir: String,
-    watching: AtomicBool,
+    /// The flag of the current `watch`, cleared to stop it.
+    watching: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 /// Membership of one member; leaves the group when dropped.
@@ -46,7 +48,7 @@ impl Group {
         Ok(Group {
             session,
             dir: dir.to_string(),
-            watching: AtomicBool::new(false),
+            watching: Mutex::new(None),
         })
     }
 
@@ -74,41 +76,65 @@ impl Group {
 
     /// Calls `on_change` with the member list after every join and leave (on the session's
     /// dispatcher thread) until [`Group::unwatch`]; returns the list as of now.
+    ///
+    /// Built from one-shot child watches re-armed with each read (as Curator's caches):
+    /// changes that land while the list is re-read are folded into the next call, so
+    /// `on_change` always sees the current membership.
     pub fn watch(
         &self,
         on_change: impl Fn(Vec<String>) + Send + Sync + 'static,
     ) -> Result<Vec<String>> {
-        let session = Arc::downgrade(&self.session);
-        let dir = self.dir.clone();
-        self.session
-            .add_watch(&self.dir, AddWatchMode::Persistent, move |e| {
-                if e.event_type != EventType::NodeChildrenChanged {
-                    return;
-                }
-                if let Some(s) = session.upgrade() {
-                    if let Ok(members) = s.get_children(&dir, None) {
-                        on_change(members);
-                    }
-                }
-            })?;
-        self.watching.store(true, Ordering::SeqCst);
-        self.members()
+        let active = Arc::new(AtomicBool::new(true));
+        if let Some(previous) = self.watching.lock().replace(active.clone()) {
+            previous.store(false, Ordering::SeqCst);
+        }
+        arm(
+            Arc::downgrade(&self.session),
+            self.dir.clone(),
+            active,
+            Arc::new(on_change),
+        )
     }
 
     /// Stops the notifications set up by [`Group::watch`].
-    pub fn unwatch(&self) -> Result<()> {
-        self.watching.store(false, Ordering::SeqCst);
-        self.session
-            .remove_watches(&self.dir, WatcherType::Persistent)
+    pub fn unwatch(&self) {
+        if let Some(active) = self.watching.lock().take() {
+            active.store(false, Ordering::SeqCst);
+        }
     }
+}
+
+type OnChange = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
+/// Reads the members with a child watch that, when it fires, does the same again and
+/// reports the new list — while `active`.
+fn arm(
+    session: Weak<Session>,
+    dir: String,
+    active: Arc<AtomicBool>,
+    on_change: OnChange,
+) -> Result<Vec<String>> {
+    let s = session.upgrade().ok_or(Error::SessionClosed)?;
+    let again = {
+        let (dir, active) = (dir.clone(), active.clone());
+        watcher(move |_| {
+            if !active.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Ok(members) = arm(session, dir, active.clone(), on_change.clone()) {
+                if active.load(Ordering::SeqCst) {
+                    on_change(members);
+                }
+            }
+        })
+    };
+    s.get_children(&dir, again)
 }
 
 impl Drop for Group {
     /// A dropped group stops notifying.
     fn drop(&mut self) {
-        if self.watching.load(Ordering::SeqCst) && !self.session.node_stopped() {
-            let _ = self.unwatch();
-        }
+        self.unwatch();
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{create_protected, ensure_path, position, signal, wait_signal, Position};
+use super::{create_protected, ensure_path, gone, position, signal, wait_signal, Position};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::session::Session;
@@ -70,16 +70,16 @@ impl DistributedLock {
                         released: false,
                     })
                 }
-                Ok(Position::Gone) => return Err(Error::SessionExpired),
+                Ok(Position::Gone) => return Err(gone(&self.session, &p)),
                 Ok(Position::Behind(pred)) => {
                     let (w, rx) = signal();
-                    match self.session.exists(&pred, w) {
-                        Ok(Some(_)) => {
+                    match self.session.get_data(&pred, w) {
+                        Ok(_) => {
                             if let Err(e) = wait_signal(&self.session, &rx, deadline, timeout) {
                                 return give_up(e);
                             }
                         }
-                        Ok(None) => {}
+                        Err(Error::NoNode(_)) => {}
                         Err(e) => return give_up(e),
                     }
                 }

@@ -14,6 +14,7 @@ pub mod queue;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
@@ -22,8 +23,8 @@ use crate::command::CreateMode;
 use crate::error::{Error, Result};
 use crate::path;
 use crate::session::{Session, SessionState};
-use crate::tree::Stat;
-use crate::watch::{watcher, Watcher};
+use crate::tree::{EventType, Stat};
+use crate::watch::{watcher, AddWatchMode, Watcher};
 
 /// A one-shot watcher that signals the returned receiver when it fires.
 pub(crate) fn signal() -> (Option<Watcher>, Receiver<()>) {
@@ -75,9 +76,10 @@ pub(crate) fn wait_signal(
 /// *protected* mode does. When the outcome of the create is unknown (`Timeout`,
 /// `NoQuorum`: the entry may still commit), it looks for its guid among the session's
 /// ephemerals — syncing first, and polling for up to the session timeout — and adopts the
-/// znode if it was created after all, so no orphan blocks the lock or election queue.
+/// znode if it was created after all. If it is still not there, a watch deletes it should it
+/// appear later, so no orphan blocks the lock or election queue.
 pub(crate) fn create_protected(
-    session: &Session,
+    session: &Arc<Session>,
     dir: &str,
     prefix: &str,
     data: &[u8],
@@ -102,9 +104,47 @@ pub(crate) fn create_protected(
             }
         }
         if Instant::now() >= deadline {
+            abandon(session, dir, &guid);
             return Err(err);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Gives up on a protected create whose entry may still commit: a recursive watch on
+/// `dir` deletes the znode if it ever appears, so it cannot block a queue nobody waits in
+/// for it. (The watch stays for the life of the session.)
+fn abandon(session: &Arc<Session>, dir: &str, guid: &str) {
+    let ours = {
+        let guid = guid.to_string();
+        move |p: &str| path::name(p).contains(&guid)
+    };
+    let weak: Weak<Session> = Arc::downgrade(session);
+    let is_ours = ours.clone();
+    let registered = session.add_watch(dir, AddWatchMode::PersistentRecursive, move |e| {
+        if e.event_type == EventType::NodeCreated && is_ours(&e.path) {
+            if let Some(s) = weak.upgrade() {
+                let _ = s.delete(&e.path, None);
+            }
+        }
+    });
+    // It may have appeared between the last look and the watch.
+    if registered.is_ok() {
+        for p in session.get_ephemerals(dir).unwrap_or_default() {
+            if ours(&p) {
+                let _ = session.delete(&p, None);
+            }
+        }
+    }
+}
+
+/// Why a recipe's own znode is no longer there: its session ended, or someone deleted it.
+pub(crate) fn gone(session: &Session, my_path: &str) -> Error {
+    match session.state() {
+        SessionState::Expired => Error::SessionExpired,
+        SessionState::Closed => Error::SessionClosed,
+        _ if session.node_stopped() => Error::Shutdown,
+        _ => Error::NoNode(my_path.to_string()),
     }
 }
 
@@ -156,6 +196,38 @@ pub(crate) fn position(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Node;
+
+    #[test]
+    fn an_abandoned_protected_create_is_deleted_when_it_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+        let s = Arc::new(node.session().unwrap());
+        ensure_path(&s, "/q").unwrap();
+        abandon(&s, "/q", "00000000deadbeef");
+        // The late create (as if the timed-out entry committed now) is removed…
+        let late = s
+            .create(
+                "/q/_c_00000000deadbeef-lock-",
+                b"",
+                CreateMode::EphemeralSequential,
+            )
+            .unwrap();
+        // …and a znode of another attempt is left alone.
+        let other = s
+            .create(
+                "/q/_c_00000000cafebabe-lock-",
+                b"",
+                CreateMode::EphemeralSequential,
+            )
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while node.exists(&late).unwrap().is_some() {
+            assert!(Instant::now() < deadline, "orphan not removed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(node.exists(&other).unwrap().is_some());
+    }
 
     #[test]
     fn sequence_suffixes() {

@@ -30,6 +30,13 @@ pub enum Envelope {
         /// The live sessions hosted by `from`.
         sessions: Vec<i64>,
     },
+    /// The leader's answer to a [`Envelope::SessionPing`]: the host's sessions were heard.
+    SessionPingAck {
+        /// The leader.
+        from: u64,
+        /// The host that pinged.
+        to: u64,
+    },
 }
 
 impl Envelope {
@@ -37,7 +44,7 @@ impl Envelope {
     pub fn from(&self) -> u64 {
         match self {
             Envelope::Raft(m) => m.from,
-            Envelope::SessionPing { from, .. } => *from,
+            Envelope::SessionPing { from, .. } | Envelope::SessionPingAck { from, .. } => *from,
         }
     }
 
@@ -45,7 +52,7 @@ impl Envelope {
     pub fn to(&self) -> u64 {
         match self {
             Envelope::Raft(m) => m.to,
-            Envelope::SessionPing { to, .. } => *to,
+            Envelope::SessionPing { to, .. } | Envelope::SessionPingAck { to, .. } => *to,
         }
     }
 
@@ -68,6 +75,13 @@ impl Envelope {
                 }
                 w.finish()
             }
+            Envelope::SessionPingAck { from, to } => {
+                let mut w = Writer::with_capacity(17);
+                w.u8(3);
+                w.u64(*from);
+                w.u64(*to);
+                w.finish()
+            }
         }
     }
 
@@ -88,6 +102,12 @@ impl Envelope {
                 }
                 r.finish()?;
                 Ok(Envelope::SessionPing { from, to, sessions })
+            }
+            Some(3) => {
+                let mut r = Reader::new(&buf[1..]);
+                let (from, to) = (r.u64()?, r.u64()?);
+                r.finish()?;
+                Ok(Envelope::SessionPingAck { from, to })
             }
             Some(t) => Err(Error::Corrupt(format!("unknown envelope kind {t}"))),
             None => Err(Error::Corrupt("empty envelope".into())),
@@ -154,6 +174,8 @@ mod tests {
             sessions: vec![5, 9],
         };
         assert_eq!(Envelope::decode(&ping.encode()).unwrap(), ping);
+        let ack = Envelope::SessionPingAck { from: 1, to: 2 };
+        assert_eq!(Envelope::decode(&ack.encode()).unwrap(), ack);
         assert!(Envelope::decode(&ping.encode()[..10]).is_err());
         assert!(Envelope::decode(&[]).is_err());
         assert!(Envelope::decode(&[9, 1]).is_err());
