@@ -29,9 +29,78 @@ struct Cached {
     last_index: u64,
 }
 
+/// Most entries, and bytes of entries, kept in the in-memory tail of the log.
+const TAIL_MAX_ENTRIES: usize = 8192;
+const TAIL_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// The newest entries of the log, in memory, so that raft's term lookups and the appends a
+/// leader sends its followers do not read RocksDB. Always a contiguous run ending at the
+/// last index (or empty); RocksDB stays the source of truth.
+#[derive(Default)]
+struct Tail {
+    entries: std::collections::VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn append(&mut self, ents: &[Entry]) {
+        let Some(first) = ents.first() else { return };
+        // A new leader may overwrite a suffix.
+        while self.entries.back().is_some_and(|e| e.index >= first.index) {
+            let e = self.entries.pop_back().expect("checked");
+            self.bytes -= e.data.len();
+        }
+        if self
+            .entries
+            .back()
+            .is_some_and(|e| e.index + 1 != first.index)
+        {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        for e in ents {
+            self.bytes += e.data.len();
+            self.entries.push_back(e.clone());
+        }
+        while self.entries.len() > TAIL_MAX_ENTRIES || self.bytes > TAIL_MAX_BYTES {
+            let e = self.entries.pop_front().expect("non-empty");
+            self.bytes -= e.data.len();
+        }
+    }
+
+    fn get(&self, index: u64) -> Option<&Entry> {
+        let front = self.entries.front()?.index;
+        index
+            .checked_sub(front)
+            .and_then(|i| self.entries.get(i as usize))
+    }
+
+    /// `[low, high)` from memory, if all of it is here.
+    fn range(&self, low: u64, high: u64, max_size: Option<u64>) -> Option<Vec<Entry>> {
+        self.get(low)?;
+        if high > low && self.get(high - 1).is_none() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(((high - low) as usize).min(256));
+        let mut size = 0u64;
+        for index in low..high {
+            let e = self.get(index)?;
+            size += u64::from(e.compute_size());
+            if let Some(max) = max_size {
+                if !out.is_empty() && size > max {
+                    break;
+                }
+            }
+            out.push(e.clone());
+        }
+        Some(out)
+    }
+}
+
 /// raft-rs `Storage` backed by the node's RocksDB database.
 pub struct RaftStorage {
     db: Arc<DB>,
+    tail: RwLock<Tail>,
     cached: RwLock<Cached>,
     sync: bool,
 }
@@ -93,6 +162,7 @@ impl RaftStorage {
         };
         Ok(RaftStorage {
             db,
+            tail: RwLock::new(Tail::default()),
             cached: RwLock::new(Cached {
                 hard_state,
                 conf_state,
@@ -168,6 +238,7 @@ impl RaftStorage {
         opts.set_sync(self.sync && must_sync);
         self.db.write_opt(batch, &opts)?;
         *self.cached.write() = cached;
+        self.tail.write().append(entries);
         Ok(must_sync)
     }
 
@@ -197,6 +268,9 @@ impl RaftStorage {
     }
 
     fn entry(&self, index: u64) -> raft::Result<Entry> {
+        if let Some(e) = self.tail.read().get(index) {
+            return Ok(e.clone());
+        }
         let bytes = self
             .db
             .get_pinned_cf(cf(&self.db, CF_RAFT_LOG), index_key(index))
@@ -238,6 +312,9 @@ impl raft::Storage for RaftStorage {
             );
         }
         // raft always passes a size limit: reserve for a typical batch, not the range.
+        if let Some(hit) = self.tail.read().range(low, high, max_size) {
+            return Ok(hit);
+        }
         let mut out = Vec::with_capacity(((high - low) as usize).min(256));
         let mut size = 0u64;
         let iter = self.db.iterator_cf(
@@ -289,6 +366,9 @@ impl raft::Storage for RaftStorage {
         if idx > last {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
+        if let Some(e) = self.tail.read().get(idx) {
+            return Ok(e.term);
+        }
         Ok(self.entry(idx)?.term)
     }
 
@@ -323,6 +403,28 @@ mod tests {
             data: vec![index as u8; 3].into(),
             ..Entry::default()
         }
+    }
+
+    #[test]
+    fn tail_stays_a_contiguous_suffix() {
+        let mut t = Tail::default();
+        t.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        assert_eq!(t.range(2, 5, None).unwrap().len(), 3);
+        t.append(&[entry(4, 2)]); // overwrite from 4
+        assert_eq!(t.get(4).unwrap().term, 2);
+        assert!(t.get(5).is_none());
+        assert!(t.range(3, 6, None).is_none(), "beyond the tail");
+        t.append(&[entry(9, 3)]); // a gap empties it rather than lie
+        assert!(t.get(4).is_none());
+        assert_eq!(t.get(9).unwrap().term, 3);
+        let many: Vec<_> = (10..10 + TAIL_MAX_ENTRIES as u64 + 5)
+            .map(|i| entry(i, 3))
+            .collect();
+        t.append(&many);
+        assert_eq!(t.entries.len(), TAIL_MAX_ENTRIES);
+        assert!(t.get(10).is_none(), "oldest evicted");
+        let limited = t.range(20, 30, Some(1)).unwrap();
+        assert_eq!(limited.len(), 1, "max_size returns at least one entry");
     }
 
     #[test]
