@@ -28,7 +28,7 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, ReadState, INVALID_ID};
 use rocksdb::WriteBatch;
 
-use super::{now_ms, Config, Msg, Role, Shared};
+use super::{now_ms, Config, Msg, Request, Role, Shared};
 use crate::command::{Command, Op};
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
@@ -55,29 +55,6 @@ struct ReadWaiter {
     issued: Instant,
 }
 
-/// A request that could not be handed to raft because no leader is known yet.
-enum Parked {
-    Propose {
-        request_id: u64,
-        data: Vec<u8>,
-        deadline: Instant,
-        reply: Sender<Result<OpResult>>,
-    },
-    Read {
-        request_id: u64,
-        deadline: Instant,
-        reply: Sender<Result<u64>>,
-    },
-}
-
-impl Parked {
-    fn deadline(&self) -> Instant {
-        match self {
-            Parked::Propose { deadline, .. } | Parked::Read { deadline, .. } => *deadline,
-        }
-    }
-}
-
 /// The raft side of a node: owned by whichever worker runs the node.
 pub(crate) struct Core {
     raw: RawNode<RaftStorage>,
@@ -89,7 +66,8 @@ pub(crate) struct Core {
     reads: HashMap<u64, ReadWaiter>,
     /// Read indexes confirmed by the leader, waiting for the apply to reach them.
     reads_to_apply: Vec<(u64, Sender<Result<u64>>)>,
-    parked: VecDeque<Parked>,
+    /// Requests not yet handed to raft (no leader known yet), in arrival order.
+    parked: VecDeque<Request>,
     /// Re-issue a ReadIndex that got no answer after this long (raft-rs drops them while a
     /// new leader has not committed in its term yet).
     read_retry: Duration,
@@ -146,15 +124,8 @@ impl Core {
         for (_, reply) in self.reads_to_apply {
             let _ = reply.send(Err(e.clone()));
         }
-        for p in self.parked {
-            match p {
-                Parked::Propose { reply, .. } => {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                Parked::Read { reply, .. } => {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+        for r in self.parked {
+            r.fail(e.clone());
         }
     }
 
@@ -219,26 +190,7 @@ impl Core {
                     s.sessions_acknowledged();
                 }
             }
-            Msg::Propose {
-                request_id,
-                data,
-                deadline,
-                reply,
-            } => self.parked.push_back(Parked::Propose {
-                request_id,
-                data,
-                deadline,
-                reply,
-            }),
-            Msg::ReadIndex {
-                request_id,
-                deadline,
-                reply,
-            } => self.parked.push_back(Parked::Read {
-                request_id,
-                deadline,
-                reply,
-            }),
+            Msg::Request(r) => self.parked.push_back(r),
         }
     }
 
@@ -255,7 +207,7 @@ impl Core {
                 continue;
             }
             match p {
-                Parked::Propose {
+                Request::Propose {
                     request_id,
                     data,
                     deadline,
@@ -271,7 +223,7 @@ impl Core {
                         let _ = reply.send(Err(Error::NoQuorum(e.to_string())));
                     }
                 },
-                Parked::Read {
+                Request::ReadIndex {
                     request_id,
                     deadline,
                     reply,

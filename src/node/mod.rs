@@ -8,6 +8,7 @@ mod builder;
 mod config;
 mod driver;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,8 +19,6 @@ use slog::Logger;
 
 pub use builder::NodeBuilder;
 pub use config::Config;
-
-use std::collections::HashMap;
 
 use crate::command::{Command, CreateMode, Op};
 use crate::error::{Error, Result};
@@ -102,13 +101,22 @@ struct Counters {
 
 /// What travels through a node's mailbox to its driver.
 pub(crate) enum Msg {
+    /// From another node.
     Envelope(Envelope),
+    /// From a caller on this node, who waits for the reply.
+    Request(Request),
+}
+
+/// A caller's request to the driver.
+pub(crate) enum Request {
+    /// Propose an encoded command; reply once it is applied here.
     Propose {
         request_id: u64,
         data: Vec<u8>,
         deadline: Instant,
         reply: Sender<Result<OpResult>>,
     },
+    /// Run a ReadIndex round; reply once the read index is applied here.
     ReadIndex {
         request_id: u64,
         deadline: Instant,
@@ -116,16 +124,31 @@ pub(crate) enum Msg {
     },
 }
 
+impl Request {
+    /// When the caller stops waiting.
+    pub(crate) fn deadline(&self) -> Instant {
+        match self {
+            Request::Propose { deadline, .. } | Request::ReadIndex { deadline, .. } => *deadline,
+        }
+    }
+
+    /// Answers the caller with an error.
+    pub(crate) fn fail(self, e: Error) {
+        match self {
+            Request::Propose { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Request::ReadIndex { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
 impl Msg {
     fn fail(self, e: Error) {
-        match self {
-            Msg::Propose { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-            Msg::ReadIndex { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-            Msg::Envelope(_) => {}
+        if let Msg::Request(r) = self {
+            r.fail(e);
         }
     }
 }
@@ -317,12 +340,12 @@ impl Shared {
         let timeout = self.config.request_timeout;
         let deadline = Instant::now() + timeout;
         let (reply, rx) = bounded(1);
-        self.post(Msg::Propose {
+        self.post(Msg::Request(Request::Propose {
             request_id,
             data,
             deadline,
             reply,
-        });
+        }));
         wait(&rx, deadline, timeout)?
     }
 
@@ -332,11 +355,11 @@ impl Shared {
         let timeout = self.config.request_timeout;
         let deadline = Instant::now() + timeout;
         let (reply, rx) = bounded(1);
-        self.post(Msg::ReadIndex {
+        self.post(Msg::Request(Request::ReadIndex {
             request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
             deadline,
             reply,
-        });
+        }));
         wait(&rx, deadline, timeout)?
     }
 }
