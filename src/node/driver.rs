@@ -33,8 +33,7 @@ use crate::command::{Command, Op};
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
 use crate::transport::Envelope;
-use crate::tree::OpResult;
-use crate::tree::{OpResult as TreeResult, Txn};
+use crate::tree::{OpResult, Txn};
 use crate::watch::SessionEvent;
 
 /// Most mailbox messages handled before raft gets to produce a `Ready`.
@@ -470,7 +469,7 @@ impl Core {
                             }
                             if let (
                                 Op::CloseSession { session, expired },
-                                Ok(TreeResult::SessionClosed { .. }),
+                                Ok(OpResult::SessionClosed { .. }),
                             ) = (&cmd.op, &res)
                             {
                                 if let Some(inner) = s.sessions.lock().remove(session) {
