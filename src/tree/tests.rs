@@ -725,3 +725,175 @@ fn matches_an_apache_zookeeper_3_8_trace() {
     .unwrap();
     assert!(t.get("/e").is_none());
 }
+
+/// Deterministic pseudo-random numbers for the randomized test (no dependency, seeded).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Checks the tree's internal consistency: parents and children agree, counts match, the
+/// owner indexes agree with the znodes.
+fn check_invariants(t: &DataTree) {
+    for (p, n) in t.iter() {
+        if let Some(parent) = path::parent(p) {
+            let parent_node = t.get(parent).unwrap_or_else(|| panic!("{p} has no parent"));
+            assert!(
+                parent_node.children.contains(path::name(p)),
+                "{parent} does not list {p}"
+            );
+        }
+        for c in &n.children {
+            assert!(
+                t.get(&path::join(p, c)).is_some(),
+                "{p} lists missing child {c}"
+            );
+        }
+        assert_eq!(n.stat().num_children as usize, n.children.len());
+        match n.owner() {
+            Owner::Session(s) => {
+                assert!(
+                    t.sessions().contains_key(&s),
+                    "{p} owned by dead session {s}"
+                );
+                assert!(t.ephemerals(s, "/").contains(p));
+                assert!(n.children.is_empty(), "ephemeral {p} has children");
+            }
+            Owner::Container => assert!(t.containers.contains(p)),
+            Owner::Ttl(_) => assert!(t.ttls.contains(p)),
+            Owner::None => {}
+        }
+    }
+    for (s, paths) in &t.ephemerals {
+        for p in paths {
+            assert_eq!(t.get(p).map(|n| n.owner()), Some(Owner::Session(*s)));
+        }
+    }
+}
+
+fn random_op(rng: &mut Rng, t: &DataTree, sessions: &[i64]) -> (i64, Op) {
+    let existing: Vec<&String> = t.iter().map(|(p, _)| p).collect();
+    let any_path = |rng: &mut Rng| -> String {
+        match rng.below(4) {
+            0 => format!("/n{}", rng.below(6)),
+            1 => format!("/n{}/c{}", rng.below(6), rng.below(4)),
+            2 => "bad//path".to_string(),
+            _ => existing[rng.below(existing.len())].clone(),
+        }
+    };
+    let session = if sessions.is_empty() || rng.below(3) == 0 {
+        0
+    } else {
+        sessions[rng.below(sessions.len())]
+    };
+    let version = |rng: &mut Rng| {
+        if rng.below(3) == 0 {
+            Some(rng.below(3) as i32)
+        } else {
+            None
+        }
+    };
+    let mode = |rng: &mut Rng| {
+        [
+            Persistent,
+            PersistentSequential,
+            Ephemeral,
+            EphemeralSequential,
+            Container,
+        ][rng.below(5)]
+    };
+    let simple = |rng: &mut Rng| match rng.below(4) {
+        0 => Op::create(any_path(rng), vec![rng.below(9) as u8], mode(rng)),
+        1 => Op::delete(any_path(rng), version(rng)),
+        2 => Op::set_data(any_path(rng), vec![1, 2], version(rng)),
+        _ => Op::check(any_path(rng), version(rng)),
+    };
+    let op = match rng.below(10) {
+        0 => Op::CreateSession {
+            timeout_ms: 1000,
+            password: vec![],
+            host: 1,
+        },
+        1 if !sessions.is_empty() => Op::CloseSession {
+            session: sessions[rng.below(sessions.len())],
+            expired: rng.below(2) == 0,
+        },
+        2 => Op::Multi((0..1 + rng.below(4)).map(|_| simple(rng)).collect()),
+        3 => Op::Reap {
+            path: any_path(rng),
+        },
+        _ => simple(rng),
+    };
+    (session, op)
+}
+
+#[test]
+fn random_histories_keep_the_tree_consistent_deterministic_and_durable() {
+    for seed in 1..=6u64 {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
+        let mut a = DataTree::new();
+        let mut b = DataTree::new();
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::TreeStore::new(crate::storage::open_db(dir.path()).unwrap());
+        let mut sessions: Vec<i64> = Vec::new();
+        let (mut ok, mut ephemerals_reaped, mut multis) = (0, 0, 0);
+        for i in 0..600i64 {
+            let (session, op) = random_op(&mut rng, &a, &sessions);
+            let txn = Txn {
+                zxid: i + 1,
+                time: 1000 + i * 10,
+                session,
+            };
+            let before = snapshot(&a);
+            let ra = a.apply(txn, &op);
+            let rb = b.apply(txn, &op);
+            assert_eq!(ra, rb, "replicas disagree at step {i} on {op:?}");
+            match &ra {
+                Err(_) => {
+                    assert_eq!(snapshot(&a), before, "failed {op:?} changed the tree");
+                    assert!(a.take_events().is_empty(), "failed {op:?} reported events");
+                }
+                Ok(OpResult::SessionCreated { session }) => sessions.push(*session),
+                Ok(OpResult::SessionClosed { deleted }) => {
+                    ephemerals_reaped += deleted.len();
+                    if let Op::CloseSession { session, .. } = op {
+                        sessions.retain(|s| *s != session);
+                    }
+                }
+                Ok(OpResult::Multi(_)) => multis += 1,
+                Ok(_) => {}
+            }
+            ok += usize::from(ra.is_ok());
+            b.take_events();
+            a.take_events();
+            check_invariants(&a);
+            let (dirty, dirty_sessions) = a.take_dirty();
+            b.take_dirty();
+            let mut batch = rocksdb::WriteBatch::default();
+            store.write_into(&mut batch, &a, (&dirty, &dirty_sessions), txn.zxid as u64);
+            store.commit(batch).unwrap();
+        }
+        // The history exercised the interesting paths, not only errors.
+        assert!(ok > 150, "seed {seed}: only {ok} operations succeeded");
+        assert!(
+            ephemerals_reaped > 0 && multis > 0,
+            "seed {seed}: {ephemerals_reaped} {multis}"
+        );
+        assert_eq!(snapshot(&a), snapshot(&b));
+        // What was persisted step by step loads back as the same tree and sessions.
+        let (loaded, applied) = store.load().unwrap();
+        assert_eq!(applied, 600);
+        assert_eq!(snapshot(&loaded), snapshot(&a), "seed {seed}");
+        assert_eq!(loaded.sessions(), a.sessions());
+        check_invariants(&loaded);
+    }
+}
