@@ -15,7 +15,9 @@ use zkraft::{CreateMode, Error};
 #[test]
 fn random_partitions_lose_nothing_acknowledged_and_apply_nothing_twice() {
     let c = Cluster::new(5);
-    c.leader().create("/log", b"", CreateMode::Persistent).unwrap();
+    c.leader()
+        .create("/log", b"", CreateMode::Persistent)
+        .unwrap();
     c.wait_converged(Duration::from_secs(10));
     let stop = AtomicBool::new(false);
     let acked = Mutex::new(Vec::new());
@@ -28,7 +30,11 @@ fn random_partitions_lose_nothing_acknowledged_and_apply_nothing_twice() {
                 while !stop.load(Ordering::SeqCst) {
                     let value = format!("{}-{i}", n.id());
                     // Sequential creates: a write applied twice would show up twice.
-                    match n.create("/log/e-", value.as_bytes(), CreateMode::PersistentSequential) {
+                    match n.create(
+                        "/log/e-",
+                        value.as_bytes(),
+                        CreateMode::PersistentSequential,
+                    ) {
                         Ok(_) => acked.lock().unwrap().push(value),
                         Err(Error::Timeout(_)) | Err(Error::NoQuorum(_)) => {
                             *unknown.lock().unwrap() += 1
@@ -66,7 +72,11 @@ fn random_partitions_lose_nothing_acknowledged_and_apply_nothing_twice() {
     let acked = acked.into_inner().unwrap();
     assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
     for v in &acked {
-        assert_eq!(seen.get(v.as_bytes()), Some(&1), "acknowledged write {v} lost");
+        assert_eq!(
+            seen.get(v.as_bytes()),
+            Some(&1),
+            "acknowledged write {v} lost"
+        );
     }
     // Unknown outcomes may or may not have been applied; nothing else may be there.
     assert!(seen.len() <= acked.len() + *unknown.lock().unwrap());

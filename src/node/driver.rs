@@ -83,6 +83,8 @@ pub(crate) struct Core {
     reap_interval: Duration,
     /// How long to wait before re-proposing a lost housekeeping proposal.
     retry_after: Duration,
+    /// The callers' request timeout, to tell them so.
+    request_timeout: Duration,
 }
 
 impl Core {
@@ -109,6 +111,7 @@ impl Core {
             last_reap: Instant::now(),
             reap_interval: config.reap_interval,
             retry_after: config.tick_interval * config.election_tick as u32 * 2,
+            request_timeout: config.request_timeout,
         }
     }
 
@@ -203,6 +206,7 @@ impl Core {
             if p.deadline() <= now {
                 // The caller has given up: proposing now could apply a write that was
                 // reported as failed.
+                p.fail(Error::Timeout(self.request_timeout));
                 continue;
             }
             match p {
@@ -342,10 +346,31 @@ impl Core {
     fn on_tick(&mut self, s: &Shared) {
         self.sessions_tick(s);
         let now = Instant::now();
-        // Callers past their deadline have returned Timeout; forget them.
-        self.pending.retain(|_, w| w.deadline > now);
-        self.parked.retain(|p| p.deadline() > now);
-        self.reads.retain(|_, w| w.deadline > now);
+        // Callers past their deadline are told Timeout (they may already have seen it) and
+        // forgotten; no reply channel is ever dropped unanswered.
+        let timeout = Error::Timeout(self.request_timeout);
+        self.pending.retain(|_, w| {
+            let live = w.deadline > now;
+            if !live {
+                let _ = w.reply.send(Err(timeout.clone()));
+            }
+            live
+        });
+        self.reads.retain(|_, w| {
+            let live = w.deadline > now;
+            if !live {
+                let _ = w.reply.send(Err(timeout.clone()));
+            }
+            live
+        });
+        let (live, expired): (VecDeque<Request>, VecDeque<Request>) =
+            std::mem::take(&mut self.parked)
+                .into_iter()
+                .partition(|p| p.deadline() > now);
+        self.parked = live;
+        for p in expired {
+            p.fail(timeout.clone());
+        }
         let retry: Vec<u64> = self
             .reads
             .iter_mut()

@@ -677,6 +677,9 @@ fn wait<T>(rx: &Receiver<T>, deadline: Instant, timeout: Duration) -> Result<T> 
     match rx.recv_deadline(deadline) {
         Ok(v) => Ok(v),
         Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
-        Err(RecvTimeoutError::Disconnected) => Err(Error::Shutdown),
+        // The driver answers every request it drops; a channel closed without an answer
+        // means the node went away.
+        Err(RecvTimeoutError::Disconnected) if Instant::now() < deadline => Err(Error::Shutdown),
+        Err(RecvTimeoutError::Disconnected) => Err(Error::Timeout(timeout)),
     }
 }
