@@ -54,6 +54,30 @@ struct ReadWaiter {
     issued: Instant,
 }
 
+/// A caller waiting on the driver until a deadline.
+trait Expiring {
+    /// Keeps the waiter if its deadline is still ahead; otherwise answers it with `e`.
+    fn keep(&self, now: Instant, e: &Error) -> bool;
+}
+
+impl Expiring for Waiter {
+    fn keep(&self, now: Instant, e: &Error) -> bool {
+        now < self.deadline || {
+            let _ = self.reply.send(Err(e.clone()));
+            false
+        }
+    }
+}
+
+impl Expiring for ReadWaiter {
+    fn keep(&self, now: Instant, e: &Error) -> bool {
+        now < self.deadline || {
+            let _ = self.reply.send(Err(e.clone()));
+            false
+        }
+    }
+}
+
 /// The raft side of a node: owned by whichever worker runs the node.
 pub(crate) struct Core {
     raw: RawNode<RaftStorage>,
@@ -64,7 +88,7 @@ pub(crate) struct Core {
     /// ReadIndex requests sent to raft, by request id.
     reads: HashMap<u64, ReadWaiter>,
     /// Read indexes confirmed by the leader, waiting for the apply to reach them.
-    reads_to_apply: Vec<(u64, Sender<Result<u64>>)>,
+    reads_to_apply: Vec<(u64, ReadWaiter)>,
     /// Requests not yet handed to raft (no leader known yet), in arrival order.
     parked: VecDeque<Request>,
     /// Re-issue a ReadIndex that got no answer after this long (raft-rs drops them while a
@@ -123,8 +147,8 @@ impl Core {
         for (_, w) in self.reads {
             let _ = w.reply.send(Err(e.clone()));
         }
-        for (_, reply) in self.reads_to_apply {
-            let _ = reply.send(Err(e.clone()));
+        for (_, w) in self.reads_to_apply {
+            let _ = w.reply.send(Err(e.clone()));
         }
         for r in self.parked {
             r.fail(e.clone());
@@ -349,20 +373,9 @@ impl Core {
         // Callers past their deadline are told Timeout (they may already have seen it) and
         // forgotten; no reply channel is ever dropped unanswered.
         let timeout = Error::Timeout(self.request_timeout);
-        self.pending.retain(|_, w| {
-            let live = w.deadline > now;
-            if !live {
-                let _ = w.reply.send(Err(timeout.clone()));
-            }
-            live
-        });
-        self.reads.retain(|_, w| {
-            let live = w.deadline > now;
-            if !live {
-                let _ = w.reply.send(Err(timeout.clone()));
-            }
-            live
-        });
+        self.pending.retain(|_, w| w.keep(now, &timeout));
+        self.reads.retain(|_, w| w.keep(now, &timeout));
+        self.reads_to_apply.retain(|(_, w)| w.keep(now, &timeout));
         let (live, expired): (VecDeque<Request>, VecDeque<Request>) =
             std::mem::take(&mut self.parked)
                 .into_iter()
@@ -442,7 +455,7 @@ impl Core {
                 continue;
             };
             if let Some(w) = self.reads.remove(&u64::from_le_bytes(ctx)) {
-                self.reads_to_apply.push((rs.index, w.reply));
+                self.reads_to_apply.push((rs.index, w));
             }
         }
         self.release_reads();
@@ -450,9 +463,9 @@ impl Core {
 
     fn release_reads(&mut self) {
         let applied = self.applied;
-        self.reads_to_apply.retain(|(index, reply)| {
+        self.reads_to_apply.retain(|(index, w)| {
             if *index <= applied {
-                let _ = reply.send(Ok(*index));
+                let _ = w.reply.send(Ok(*index));
                 false
             } else {
                 true

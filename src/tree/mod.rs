@@ -7,7 +7,7 @@
 //! their `CreateSession` entries); closing one deletes its ephemerals in the same entry.
 //!
 //! Besides the result, an apply leaves two outputs for the node to collect: the paths and
-//! sessions it touched ([`DataTree::take_dirty`], written to RocksDB with the applied index
+//! sessions it touched (`DataTree::take_dirty`, written to RocksDB with the applied index
 //! in one batch) and the watch events it caused ([`DataTree::take_events`]), in order.
 
 mod ephemeral;
