@@ -43,33 +43,16 @@ const MAX_TICKS_PER_ROUND: u32 = 2;
 /// Rounds a worker runs a busy node before giving other nodes a turn.
 const MAX_ROUNDS_PER_RUN: usize = 16;
 
-struct Waiter {
-    reply: Sender<Result<OpResult>>,
+/// A caller waiting on the driver until a deadline.
+struct Waiter<T> {
+    reply: Sender<Result<T>>,
     deadline: Instant,
-}
-
-struct ReadWaiter {
-    reply: Sender<Result<u64>>,
-    deadline: Instant,
+    /// When the request was handed to raft (ReadIndex requests are re-issued if unanswered).
     issued: Instant,
 }
 
-/// A caller waiting on the driver until a deadline.
-trait Expiring {
+impl<T> Waiter<T> {
     /// Keeps the waiter if its deadline is still ahead; otherwise answers it with `e`.
-    fn keep(&self, now: Instant, e: &Error) -> bool;
-}
-
-impl Expiring for Waiter {
-    fn keep(&self, now: Instant, e: &Error) -> bool {
-        now < self.deadline || {
-            let _ = self.reply.send(Err(e.clone()));
-            false
-        }
-    }
-}
-
-impl Expiring for ReadWaiter {
     fn keep(&self, now: Instant, e: &Error) -> bool {
         now < self.deadline || {
             let _ = self.reply.send(Err(e.clone()));
@@ -84,11 +67,11 @@ pub(crate) struct Core {
     tree_store: TreeStore,
     applied: u64,
     /// Proposed writes of this node, by request id, waiting to be applied.
-    pending: HashMap<u64, Waiter>,
+    pending: HashMap<u64, Waiter<OpResult>>,
     /// ReadIndex requests sent to raft, by request id.
-    reads: HashMap<u64, ReadWaiter>,
+    reads: HashMap<u64, Waiter<u64>>,
     /// Read indexes confirmed by the leader, waiting for the apply to reach them.
-    reads_to_apply: Vec<(u64, ReadWaiter)>,
+    reads_to_apply: Vec<(u64, Waiter<u64>)>,
     /// Requests not yet handed to raft (no leader known yet), in arrival order.
     parked: VecDeque<Request>,
     /// Re-issue a ReadIndex that got no answer after this long (raft-rs drops them while a
@@ -242,7 +225,12 @@ impl Core {
                 } => match self.raw.propose(vec![], data) {
                     Ok(()) => {
                         s.counters.proposals.fetch_add(1, Ordering::Relaxed);
-                        self.pending.insert(request_id, Waiter { reply, deadline });
+                        let w = Waiter {
+                            reply,
+                            deadline,
+                            issued: now,
+                        };
+                        self.pending.insert(request_id, w);
                     }
                     Err(e) => {
                         // Nothing was appended or forwarded (raft-rs drops a proposal
@@ -258,7 +246,7 @@ impl Core {
                     self.raw.read_index(request_id.to_le_bytes().to_vec());
                     self.reads.insert(
                         request_id,
-                        ReadWaiter {
+                        Waiter {
                             reply,
                             deadline,
                             issued: now,
