@@ -328,7 +328,7 @@ impl Core {
             for (id, rec) in live {
                 let timeout = Duration::from_millis(rec.timeout_ms.max(0) as u64);
                 let deadline = *self.session_deadlines.entry(*id).or_insert(now + timeout);
-                let retry_due = self.expiring.get(id).map_or(true, |at| now >= *at);
+                let retry_due = self.expiring.get(id).is_none_or(|at| now >= *at);
                 if now >= deadline && retry_due {
                     expired.push(*id);
                 }
