@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{ensure_path, signal, wait_signal};
+use super::{delete_if_present, ensure_path, signal, wait_signal};
 use crate::command::CreateMode;
 use crate::error::{Error, Result};
 use crate::path;
@@ -80,10 +80,7 @@ impl DoubleBarrier {
             let mut kids = self.participants()?;
             kids.sort();
             if kids.is_empty() {
-                match self.session.delete(&path::join(&self.dir, READY), None) {
-                    Ok(()) | Err(Error::NoNode(_)) => return Ok(()),
-                    Err(e) => return Err(e),
-                }
+                return delete_if_present(&self.session, &path::join(&self.dir, READY));
             }
             let me_in = kids.contains(&self.name);
             if kids.len() == 1 && me_in {

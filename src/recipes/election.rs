@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{create_protected, ensure_path, gone, position, sorted_candidates, Position};
+use super::{
+    create_protected, delete_if_present, ensure_path, gone, position, sorted_candidates, Position,
+};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::session::{Session, SessionState};
@@ -224,10 +226,7 @@ impl LeaderElection {
     /// Leaves the election: deletes this candidate's znode (the next candidate takes over).
     pub fn resign(&self) -> Result<()> {
         self.inner.end(Error::BadArguments("resigned".into()));
-        match self.inner.session.delete(&self.inner.my_path(), None) {
-            Ok(()) | Err(Error::NoNode(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        delete_if_present(&self.inner.session, &self.inner.my_path())
     }
 }
 

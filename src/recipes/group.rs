@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::ensure_path;
+use super::{delete_if_present, ensure_path};
 use crate::command::CreateMode;
 use crate::error::{Error, Result};
 use crate::path;
@@ -142,10 +142,7 @@ impl Member {
     /// Leaves the group.
     pub fn leave(mut self) -> Result<()> {
         self.left = true;
-        match self.session.delete(&self.path, None) {
-            Ok(()) | Err(Error::NoNode(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        delete_if_present(&self.session, &self.path)
     }
 }
 

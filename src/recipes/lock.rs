@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{create_protected, ensure_path, gone, position, signal, wait_signal, Position};
+use super::{
+    create_protected, delete_if_present, ensure_path, gone, position, signal, wait_signal, Position,
+};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::session::Session;
@@ -97,10 +99,7 @@ impl LockGuard {
     /// Releases the lock.
     pub fn release(mut self) -> Result<()> {
         self.released = true;
-        match self.session.delete(&self.path, None) {
-            Ok(()) | Err(Error::NoNode(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        delete_if_present(&self.session, &self.path)
     }
 }
 

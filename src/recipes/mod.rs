@@ -53,6 +53,15 @@ pub fn ensure_path(session: &Session, p: &str) -> Result<()> {
     }
 }
 
+/// Deletes `p`, counting an already missing znode as done (leaving a group, releasing a
+/// lock, resigning: the session may have ended and taken the znode with it).
+pub(crate) fn delete_if_present(session: &Session, p: &str) -> Result<()> {
+    match session.delete(p, None) {
+        Ok(()) | Err(Error::NoNode(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Waits for a [`signal`] until `deadline`. If the watch can no longer fire (its session
 /// ended or its node stopped), says so instead of waiting out the deadline.
 pub(crate) fn wait_signal(
