@@ -21,7 +21,7 @@ struct Ensemble {
 impl Ensemble {
     fn start(n: u64) -> Ensemble {
         let net = LocalNetwork::new();
-        let pool = Pool::new(4);
+        let pool = Pool::new(4).expect("start the worker pool");
         let ids: Vec<u64> = (1..=n).collect();
         // On the working directory's file system (not a tmpfs), so fsync costs what it costs.
         std::fs::create_dir_all("target/bench-data").unwrap();

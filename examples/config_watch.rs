@@ -31,7 +31,7 @@ fn follow(session: Arc<Session>, node: u64, applied: Arc<Mutex<Sender<(u64, Stri
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = LocalNetwork::new();
-    let pool = Pool::new(3);
+    let pool = Pool::new(3)?;
     let dirs: Vec<_> = (0..3)
         .map(|_| tempfile::tempdir())
         .collect::<Result<_, _>>()?;

@@ -15,7 +15,7 @@ use zkraft::{LocalNetwork, Node, Pool, Role};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = LocalNetwork::new();
-    let pool = Pool::new(3);
+    let pool = Pool::new(3)?;
     let dirs: Vec<_> = (0..3)
         .map(|_| tempfile::tempdir())
         .collect::<Result<_, _>>()?;

@@ -53,6 +53,18 @@ pub enum Error {
         /// Configured maximum (`Config::max_data_size`).
         max: usize,
     },
+    /// The whole request is larger than the node accepts. Nothing was proposed.
+    #[error("request too large: {len} bytes, maximum {max} (Config::max_request_size)")]
+    RequestTooLarge {
+        /// Size of the request, measured as ZooKeeper's wire encoding of it.
+        len: usize,
+        /// Configured maximum (`Config::max_request_size`).
+        max: usize,
+    },
+    /// The caller may not do this to the znode (ZooKeeper's NoAuth): for example changing
+    /// `/zookeeper/config`, which ZooKeeper keeps read-only.
+    #[error("not authorized: {0}")]
+    NoAuth(String),
     /// An argument is invalid for the operation (for example deleting `/`).
     #[error("bad arguments: {0}")]
     BadArguments(String),
@@ -108,7 +120,11 @@ impl Error {
             Error::BadVersion { .. } => -103,
             Error::NotEmpty(_) => -111,
             Error::NoChildrenForEphemerals(_) => -108,
-            Error::InvalidPath { .. } | Error::DataTooLarge { .. } | Error::BadArguments(_) => -8,
+            Error::InvalidPath { .. }
+            | Error::DataTooLarge { .. }
+            | Error::RequestTooLarge { .. }
+            | Error::BadArguments(_) => -8,
+            Error::NoAuth(_) => -102,
             Error::SessionExpired => -112,
             Error::SessionClosed => -112,
             Error::NoWatcher(_) => -121,
@@ -120,8 +136,9 @@ impl Error {
         }
     }
 
-    /// True when the error was decided by the state machine (the request was applied and
-    /// rejected, changing nothing), false when it comes from the node or the network.
+    /// True when the outcome is known and retrying cannot help: the request was refused
+    /// before it was proposed (bad path, too large) or decided by the state machine (applied
+    /// and rejected, changing nothing). False when it comes from the node or the network.
     pub fn is_logical(&self) -> bool {
         matches!(
             self,
@@ -132,6 +149,8 @@ impl Error {
                 | Error::NoChildrenForEphemerals(_)
                 | Error::InvalidPath { .. }
                 | Error::DataTooLarge { .. }
+                | Error::RequestTooLarge { .. }
+                | Error::NoAuth(_)
                 | Error::BadArguments(_)
                 | Error::MultiFailed { .. }
         )

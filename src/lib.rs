@@ -35,13 +35,17 @@ mod pool;
 pub mod recipes;
 mod session;
 pub mod storage;
+mod time;
 pub mod transport;
 pub mod tree;
 pub mod watch;
 
 pub use command::{CreateMode, Op};
 pub use error::{Error, Result};
-pub use node::{Config, Metrics, Node, NodeBuilder, Role};
+pub use node::{
+    Config, Metrics, Node, NodeBuilder, Role, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN,
+    MAX_ELECTION_TICK, MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
+};
 pub use pool::Pool;
 pub use session::{Session, SessionBuilder, SessionState};
 pub use transport::{Envelope, Inbox, LocalNetwork, Transport};

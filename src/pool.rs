@@ -120,8 +120,10 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Starts a pool with `workers` worker threads (at least one).
-    pub fn new(workers: usize) -> Pool {
+    /// Starts a pool with `workers` worker threads (at least one). Fails with
+    /// [`Error::Io`](crate::Error::Io) if a thread cannot be started; the threads already
+    /// started are stopped and joined then.
+    pub fn new(workers: usize) -> crate::Result<Pool> {
         let (tx, rx) = unbounded();
         let shared = Arc::new(Shared {
             tx,
@@ -131,29 +133,26 @@ impl Pool {
             next_timer: AtomicU64::new(1),
             stop: AtomicBool::new(false),
         });
-        let mut threads = Vec::new();
+        // Threads join the handle as they start, so a failure part-way stops them all.
+        let handle = Handle {
+            shared: shared.clone(),
+            threads: Mutex::new(Vec::new()),
+        };
         for i in 0..workers.max(1) {
             let s = shared.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("zkraft-worker-{i}"))
-                    .spawn(move || worker(s))
-                    .expect("spawn worker thread"),
-            );
+            let t = std::thread::Builder::new()
+                .name(format!("zkraft-worker-{i}"))
+                .spawn(move || worker(s))?;
+            handle.threads.lock().push(t);
         }
         let s = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("zkraft-timer".into())
-                .spawn(move || timer(s))
-                .expect("spawn timer thread"),
-        );
-        Pool {
-            handle: Arc::new(Handle {
-                shared,
-                threads: Mutex::new(threads),
-            }),
-        }
+        let t = std::thread::Builder::new()
+            .name("zkraft-timer".into())
+            .spawn(move || timer(s))?;
+        handle.threads.lock().push(t);
+        Ok(Pool {
+            handle: Arc::new(handle),
+        })
     }
 
     pub(crate) fn reference(&self) -> PoolRef {
@@ -231,7 +230,7 @@ mod tests {
 
     #[test]
     fn runs_tasks_and_ticks_then_joins() {
-        let pool = Pool::new(2);
+        let pool = Pool::new(2).unwrap();
         let c = Arc::new(Counter {
             runs: AtomicUsize::new(0),
             ticks: AtomicUsize::new(0),

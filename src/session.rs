@@ -15,7 +15,6 @@ use std::time::Duration;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::node::Shared;
-use crate::path;
 use crate::tree::{OpResult, Stat, WatchedEvent, Znode};
 use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, WatchManager, Watcher, WatcherType};
 
@@ -118,20 +117,33 @@ impl SessionBuilder {
     }
 
     /// Opens the session through the raft log.
+    ///
+    /// Everything the session needs on this node (its dispatcher thread) is set up before
+    /// the session is proposed, so a resource failure ([`Error::Io`]) leaves no session
+    /// behind. A `Timeout` leaves the outcome unknown, as any write's: a session committed
+    /// after its caller gave up has no host and expires after its timeout.
     pub fn open(self) -> Result<Session> {
         let s = self.shared;
+        s.check_running()?;
         let timeout = s.config().negotiate_session_timeout(self.timeout);
         let password = random_bytes(16);
         let op = Op::CreateSession {
-            timeout_ms: timeout.as_millis() as i32,
+            timeout_ms: i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
             password: password.clone(),
             host: s.id(),
         };
-        let id = match s.submit(0, op)? {
-            OpResult::SessionCreated { session } => session,
-            other => unreachable!("create session answered with {other:?}"),
+        let dispatcher = Dispatcher::start(self.watcher, s.logger().clone())?;
+        let id = match s.submit(0, op) {
+            Ok(OpResult::SessionCreated { session }) => session,
+            other => {
+                dispatcher.stop();
+                dispatcher.join();
+                return Err(match other {
+                    Err(e) => e,
+                    Ok(r) => Error::Corrupt(format!("create session answered with {r:?}")),
+                });
+            }
         };
-        let dispatcher = Dispatcher::start(id, self.watcher, s.logger().clone());
         let inner = Arc::new(SessionInner {
             id,
             timeout,
@@ -285,7 +297,7 @@ impl Session {
         f: impl FnOnce(Option<&Znode>, &mut WatchManager) -> (Result<T>, Option<Watcher>),
     ) -> Result<T> {
         self.check()?;
-        path::validate(p)?;
+        self.shared.check_read_path(p)?;
         let (out, unused, target) = {
             let tree = self.shared.tree().read();
             // Re-checked under the lock: an expiry cannot be half applied here.
@@ -359,7 +371,7 @@ impl Session {
     /// ZooKeeper's `sync`: the next read on this session sees every write committed before.
     pub fn sync(&self, path: &str) -> Result<()> {
         self.check()?;
-        path::validate(path)?;
+        self.shared.check_read_path(path)?;
         self.shared.read_index()?;
         self.settle();
         Ok(())

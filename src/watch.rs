@@ -123,11 +123,13 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// Starts a dispatcher thread. It is started before its session exists (so a session is
+    /// never committed without one): `logger` names the session once it is known.
+    /// [`Error::Io`] if the thread cannot be started.
     pub(crate) fn start(
-        session: i64,
         state_watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
         logger: Logger,
-    ) -> Arc<Dispatcher> {
+    ) -> crate::Result<Arc<Dispatcher>> {
         let (tx, rx) = unbounded::<Job>();
         let progress = Arc::new(Progress {
             queued: AtomicU64::new(0),
@@ -136,7 +138,7 @@ impl Dispatcher {
         });
         let p = progress.clone();
         let handle = std::thread::Builder::new()
-            .name(format!("zkraft-watch-{session:x}"))
+            .name("zkraft-watch".into())
             .spawn(move || {
                 ON_DISPATCHER.with(|d| d.set(true));
                 while let Ok(job) = rx.recv() {
@@ -150,8 +152,7 @@ impl Dispatcher {
                             Job::Stop => {}
                         }));
                     if outcome.is_err() {
-                        slog::error!(logger, "a watcher panicked; the panic was contained";
-                            "session" => format!("{session:#x}"));
+                        slog::error!(logger, "a watcher panicked; the panic was contained");
                     }
                     *p.delivered.lock() += 1;
                     p.cond.notify_all();
@@ -159,14 +160,13 @@ impl Dispatcher {
                         return;
                     }
                 }
-            })
-            .expect("spawn watch dispatcher");
-        Arc::new(Dispatcher {
+            })?;
+        Ok(Arc::new(Dispatcher {
             tx,
             progress,
             thread: Mutex::new(Some(handle)),
             state_watcher,
-        })
+        }))
     }
 
     fn push(&self, job: Job) {
@@ -398,7 +398,7 @@ mod tests {
         mpsc::Receiver<(String, WatchedEvent)>,
     ) {
         let mut m = WatchManager::default();
-        let d = Dispatcher::start(7, None, Logger::root(slog::Discard, slog::o!()));
+        let d = Dispatcher::start(None, Logger::root(slog::Discard, slog::o!())).unwrap();
         m.add_session(7, d.clone());
         let (_tx, rx) = mpsc::channel();
         (m, d, rx)

@@ -105,23 +105,44 @@ fn exercise(c: &Cluster, api: &Node) {
         ),
         (
             "create too large",
-            api.create("/big", &vec![0u8; 1024 * 1024 + 1], CreateMode::Persistent)
+            api.create("/big", &vec![0u8; 1024 * 1024], CreateMode::Persistent)
                 .map(drop),
             |e| {
                 matches!(
                     e,
-                    Error::DataTooLarge {
-                        len: 1048577,
-                        max: 1048576
+                    Error::RequestTooLarge {
+                        len: 1048627,
+                        max: 1048575
                     }
                 )
             },
         ),
         (
             "set too large",
-            api.set_data("/app", &vec![0u8; 1024 * 1024 + 1], None)
+            api.set_data("/app", &vec![0u8; 1024 * 1024], None)
                 .map(drop),
-            |e| matches!(e, Error::DataTooLarge { .. }),
+            |e| matches!(e, Error::RequestTooLarge { .. }),
+        ),
+        (
+            "read path too large",
+            api.get_data(&format!("/{}", "p".repeat(1 << 20))).map(drop),
+            |e| matches!(e, Error::RequestTooLarge { .. }),
+        ),
+        (
+            "create in read-only /zookeeper/config",
+            api.create("/zookeeper/config/x", b"", CreateMode::Persistent)
+                .map(drop),
+            |e| matches!(e, Error::NoAuth(_)),
+        ),
+        (
+            "set read-only /zookeeper/config",
+            api.set_data("/zookeeper/config", b"x", None).map(drop),
+            |e| matches!(e, Error::NoAuth(_)),
+        ),
+        (
+            "create with an emoji",
+            api.create("/app/😀", b"", CreateMode::Persistent).map(drop),
+            |e| matches!(e, Error::InvalidPath { .. }),
         ),
         (
             "set bad version",

@@ -107,7 +107,7 @@ fn writes_survive_message_loss_and_delay() {
         for &b in &c.ids {
             if a != b {
                 c.net.drop_rate(a, b, 0.2);
-                c.net.delay(a, b, Duration::from_millis(3));
+                c.net.delay(a, b, Duration::from_millis(3)).unwrap();
             }
         }
     }

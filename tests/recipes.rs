@@ -340,7 +340,9 @@ fn a_lock_znode_whose_create_timed_out_is_adopted_not_orphaned() {
     );
     zkraft::recipes::ensure_path(&s, "/lk").unwrap();
     // Requests from the host reach the leader only after the request timeout (3 s).
-    c.net.delay(host, leader, Duration::from_millis(3500));
+    c.net
+        .delay(host, leader, Duration::from_millis(3500))
+        .unwrap();
     let lock = DistributedLock::new(s.clone(), "/lk");
     let guard = lock.acquire(WAIT).unwrap();
     c.net.heal();

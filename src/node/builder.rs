@@ -15,7 +15,7 @@ use super::driver::Core;
 use super::{Config, Counters, Msg, Node, Shared};
 use crate::error::Result;
 use crate::pool::{Pool, Task};
-use crate::storage::{open_db, RaftStorage, TreeStore};
+use crate::storage::{check_identity, open_db, Identity, RaftStorage, TreeStore};
 use crate::transport::{Inbox, LocalNetwork, Transport};
 use crate::watch::WatchManager;
 
@@ -24,7 +24,7 @@ use crate::watch::WatchManager;
 /// ```no_run
 /// use zkraft::{LocalNetwork, Node, Pool};
 /// let net = LocalNetwork::new();
-/// let pool = Pool::new(4);
+/// let pool = Pool::new(4)?;
 /// let node = Node::builder(1)
 ///     .voters([1, 2, 3])
 ///     .data_dir("/var/lib/myservice/zkraft-1")
@@ -92,7 +92,21 @@ impl NodeBuilder {
         self
     }
 
-    /// Largest znode data in bytes (default 1 MiB).
+    /// The cluster's name, recorded in the data directory and checked at every start
+    /// (default `"zkraft"`; see [`Config::cluster_id`]).
+    pub fn cluster_id(mut self, cluster_id: impl Into<String>) -> Self {
+        self.config.cluster_id = cluster_id.into();
+        self
+    }
+
+    /// Largest request in bytes (default 1 MiB − 1, as ZooKeeper's `jute.maxbuffer`; see
+    /// [`Config::max_request_size`]).
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.config.max_request_size = bytes;
+        self
+    }
+
+    /// Largest znode data in bytes (default 1 MiB − 1, at most the request size).
     pub fn max_data_size(mut self, bytes: usize) -> Self {
         self.config.max_data_size = bytes;
         self
@@ -157,8 +171,14 @@ impl NodeBuilder {
 
     /// Opens (or creates) the data directory, recovers the raft log and the tree, joins the
     /// transport and starts ticking.
+    ///
+    /// Refused with [`Error::Config`](crate::Error::Config): an invalid configuration, and a
+    /// data directory recorded for another node id or cluster id. A voter list that differs
+    /// from the one persisted in the directory is not an error: the persisted one is used
+    /// (it is the ensemble's replicated configuration), a warning is logged and
+    /// [`Node::config`] reports it.
     pub fn start(self) -> Result<Node> {
-        let config = self.config;
+        let mut config = self.config;
         config.validate()?;
         let logger = self
             .logger
@@ -167,10 +187,26 @@ impl NodeBuilder {
         let transport = self
             .transport
             .unwrap_or_else(|| Arc::new(LocalNetwork::new()));
-        let pool = self.pool.unwrap_or_else(|| Pool::new(2));
+        let pool = match self.pool {
+            Some(pool) => pool,
+            None => Pool::new(2)?,
+        };
 
         let db = open_db(&config.data_dir)?;
+        if check_identity(&db, config.id, &config.cluster_id)? == Identity::Adopted {
+            slog::warn!(logger, "data directory had no recorded identity: adopting this one";
+                "cluster" => &config.cluster_id);
+        }
         let storage = RaftStorage::open(db.clone(), &config.voters, config.durable_writes)?;
+        let persisted = storage.conf_state().voters;
+        let (mut want, mut have) = (config.voters.clone(), persisted.clone());
+        want.sort_unstable();
+        have.sort_unstable();
+        if want != have {
+            slog::warn!(logger, "configured voters differ from the persisted configuration; \
+                using the persisted one"; "configured" => ?config.voters, "persisted" => ?persisted);
+            config.voters = persisted;
+        }
         let tree_store = TreeStore::new(db);
         let (tree, applied) = tree_store.load()?;
         let hs = storage.hard_state();
@@ -208,6 +244,7 @@ impl NodeBuilder {
             core: Mutex::new(Some(core)),
             pool: pool.reference(),
             transport: transport.clone(),
+            registration: Mutex::new(None),
             stopped: AtomicBool::new(false),
             incarnation,
             next_request: AtomicU64::new(1),
@@ -219,14 +256,13 @@ impl NodeBuilder {
             me: me.clone(),
         });
         let weak = Arc::downgrade(&shared);
-        transport.register(
-            config.id,
-            Inbox::new(move |env| {
-                if let Some(s) = weak.upgrade() {
-                    s.post(Msg::Envelope(env));
-                }
-            }),
-        )?;
+        let inbox = Inbox::new(move |env| {
+            if let Some(s) = weak.upgrade() {
+                s.post(Msg::Envelope(env));
+            }
+        });
+        transport.register(config.id, inbox.clone())?;
+        *shared.registration.lock() = Some(inbox);
         let task: Arc<dyn Task> = shared.clone();
         let timer = shared
             .pool

@@ -5,15 +5,39 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+/// Default [`Config::max_request_size`]: 1,048,575 bytes (1 MiB − 1), ZooKeeper's default
+/// `jute.maxbuffer`: a ZooKeeper 3.8 server accepts a request of exactly this size and
+/// refuses one byte more.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 0xF_FFFF;
+/// The largest [`Config::max_request_size`] a node accepts: 256 MiB. Lengths inside an
+/// entry are 32-bit and every byte of a request is held in memory several times over
+/// (the caller's copy, the raft entry on every member, the apply batch), so a limit beyond
+/// this would protect nothing.
+pub const MAX_REQUEST_SIZE_LIMIT: usize = 256 * 1024 * 1024;
+/// Longest [`Config::tick_interval`]: one minute.
+pub const MAX_TICK_INTERVAL: Duration = Duration::from_secs(60);
+/// Most ticks in an election timeout.
+pub const MAX_ELECTION_TICK: usize = 10_000;
+/// Longest [`Config::cluster_id`], in bytes.
+pub const MAX_CLUSTER_ID_LEN: usize = 64;
+
 /// Configuration of one [`Node`](crate::Node). A plain struct with `Default` and
 /// [`Config::validate`], as raft-rs's `Config`; [`NodeBuilder`](crate::NodeBuilder) sets it
 /// field by field.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// This node's raft id (non-zero, unique in the ensemble).
+    /// This node's raft id (non-zero, unique in the ensemble). Recorded in the data
+    /// directory when it is created; a node started with another id on it is refused.
     pub id: u64,
+    /// Names the ensemble (1–64 bytes of `A–Z a–z 0–9 . _ -`; default `"zkraft"`).
+    /// Recorded in the data directory when it is created: a node started on a directory
+    /// of another cluster is refused, and the TCP transport's handshake refuses peers of
+    /// another cluster.
+    pub cluster_id: String,
     /// The initial voters of the ensemble, this node included. Used only when the data
-    /// directory is new; afterwards the persisted configuration wins.
+    /// directory is new; afterwards the persisted configuration wins: a node restarted
+    /// with a different list logs a warning and [`Node::config`](crate::Node::config)
+    /// reports the persisted voters.
     pub voters: Vec<u64>,
     /// Directory of the node's RocksDB database.
     pub data_dir: PathBuf,
@@ -24,8 +48,16 @@ pub struct Config {
     pub election_tick: usize,
     /// Ticks between leader heartbeats.
     pub heartbeat_tick: usize,
-    /// Largest data a znode may hold, in bytes (ZooKeeper's `jute.maxbuffer`, 1 MiB).
+    /// Largest data a znode may hold, in bytes (default: [`DEFAULT_MAX_REQUEST_SIZE`], as
+    /// ZooKeeper's `jute.maxbuffer`); at most [`Config::max_request_size`].
     pub max_data_size: usize,
+    /// Largest request, in bytes, measured as ZooKeeper's wire encoding of it (paths,
+    /// data, every operation of a multi with its header): default
+    /// [`DEFAULT_MAX_REQUEST_SIZE`], as ZooKeeper's `jute.maxbuffer`, at most
+    /// [`MAX_REQUEST_SIZE_LIMIT`]. Larger requests are refused
+    /// with [`Error::RequestTooLarge`] before anything is proposed. See `docs/limits.md`
+    /// for what raising it costs.
+    pub max_request_size: usize,
     /// Fsync the raft log before acknowledging (on by default). Turning it off loses
     /// acknowledged writes if a majority of machines lose power at once.
     pub durable_writes: bool,
@@ -53,12 +85,14 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             id: 1,
+            cluster_id: "zkraft".to_string(),
             voters: vec![1],
             data_dir: PathBuf::from("zkraft-data"),
             tick_interval: Duration::from_millis(100),
             election_tick: 10,
             heartbeat_tick: 2,
-            max_data_size: 1024 * 1024,
+            max_data_size: DEFAULT_MAX_REQUEST_SIZE,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             durable_writes: true,
             request_timeout: Duration::from_secs(10),
             max_committed_size_per_ready: 16 * 1024 * 1024,
@@ -73,11 +107,22 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Checks that the configuration can work.
+    /// Checks that the configuration can work. Every duration and size is bounded here,
+    /// so no arithmetic on them can overflow later; durations that only ever meet a clock
+    /// (`request_timeout`, `reap_interval`, session timeouts) may be as long as you like.
     pub fn validate(&self) -> Result<()> {
         let err = |m: &str| Err(Error::Config(m.to_string()));
         if self.id == 0 {
             return err("id must be non-zero");
+        }
+        if self.cluster_id.is_empty()
+            || self.cluster_id.len() > MAX_CLUSTER_ID_LEN
+            || !self
+                .cluster_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return err("cluster_id must be 1-64 bytes of A-Z a-z 0-9 . _ -");
         }
         if !self.voters.contains(&self.id) {
             return err("voters must include this node's id");
@@ -85,14 +130,29 @@ impl Config {
         if self.voters.contains(&0) {
             return err("voter ids must be non-zero");
         }
-        if self.tick_interval.is_zero() {
-            return err("tick_interval must be positive");
+        if self.tick_interval.is_zero() || self.tick_interval > MAX_TICK_INTERVAL {
+            return err("tick_interval must be in (0, 60 s]");
         }
-        if self.heartbeat_tick == 0 || self.election_tick <= self.heartbeat_tick {
-            return err("election_tick must be greater than heartbeat_tick > 0");
+        if self.heartbeat_tick == 0
+            || self.election_tick <= self.heartbeat_tick
+            || self.election_tick > MAX_ELECTION_TICK
+        {
+            return err("need 0 < heartbeat_tick < election_tick <= 10000");
         }
         if self.request_timeout.is_zero() {
             return err("request_timeout must be positive");
+        }
+        if self.max_request_size < 1024 || self.max_request_size > MAX_REQUEST_SIZE_LIMIT {
+            return err("max_request_size must be in [1 KiB, 256 MiB]");
+        }
+        if self.max_data_size > self.max_request_size {
+            return err("max_data_size must not exceed max_request_size");
+        }
+        if self.max_committed_size_per_ready == 0
+            || self.max_size_per_msg == 0
+            || self.max_inflight_msgs == 0
+        {
+            return err("max_committed_size_per_ready, max_size_per_msg and max_inflight_msgs must be positive");
         }
         if self.min_session_timeout.is_zero()
             || self.min_session_timeout > self.max_session_timeout
@@ -100,7 +160,7 @@ impl Config {
         {
             return err("need 0 < min_session_timeout <= max_session_timeout < 2^31 ms");
         }
-        if self.min_session_timeout < self.tick_interval * 3 {
+        if self.min_session_timeout < self.ticks(3) {
             // Heartbeats go every min_session_timeout / 3 and expiry is checked per tick.
             return err("min_session_timeout must be at least 3 ticks");
         }
@@ -108,6 +168,27 @@ impl Config {
             return err("reap_interval must be positive");
         }
         Ok(())
+    }
+
+    /// `n` ticks, saturating (the bounds checked by `validate` keep it exact).
+    pub(crate) fn ticks(&self, n: usize) -> Duration {
+        self.tick_interval
+            .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// The longest election timeout: raft-rs randomises it in `[election_tick,
+    /// 2 × election_tick)` ticks.
+    pub fn election_timeout(&self) -> Duration {
+        self.ticks(self.election_tick.saturating_mul(2))
+    }
+
+    /// Most bytes of requests and peer messages a node takes in before raft produces a
+    /// `Ready`: bounds the memory and time of one round of the driver, and so of one log
+    /// write and one apply batch.
+    pub(crate) fn max_bytes_per_round(&self) -> usize {
+        usize::try_from(self.max_committed_size_per_ready)
+            .unwrap_or(usize::MAX)
+            .max(self.max_request_size)
     }
 
     /// Clamps a requested session timeout to `[min_session_timeout, max_session_timeout]`,
@@ -136,6 +217,10 @@ impl Config {
             check_quorum: true,
             pre_vote: true,
             max_committed_size_per_ready: self.max_committed_size_per_ready,
+            // A leader stops taking proposals while this many bytes of its log are not
+            // yet committed (a slow quorum): memory stays bounded, callers get NoQuorum.
+            // At least one whole request always fits.
+            max_uncommitted_size: (self.max_bytes_per_round() as u64).saturating_mul(4),
             ..raft::Config::default()
         }
     }
@@ -169,11 +254,70 @@ mod tests {
                 min_session_timeout: Duration::from_secs(50),
                 ..Config::default()
             },
+            Config {
+                tick_interval: Duration::MAX,
+                ..Config::default()
+            },
+            Config {
+                tick_interval: Duration::from_secs(61),
+                ..Config::default()
+            },
+            Config {
+                election_tick: usize::MAX,
+                ..Config::default()
+            },
+            Config {
+                max_request_size: usize::MAX,
+                ..Config::default()
+            },
+            Config {
+                max_request_size: 100,
+                ..Config::default()
+            },
+            Config {
+                max_data_size: 2 << 20,
+                ..Config::default()
+            },
+            Config {
+                max_session_timeout: Duration::MAX,
+                ..Config::default()
+            },
+            Config {
+                cluster_id: String::new(),
+                ..Config::default()
+            },
+            Config {
+                cluster_id: "a/b".into(),
+                ..Config::default()
+            },
+            Config {
+                cluster_id: "x".repeat(65),
+                ..Config::default()
+            },
+            Config {
+                max_size_per_msg: 0,
+                ..Config::default()
+            },
         ];
         for c in bad {
             assert!(matches!(c.validate(), Err(Error::Config(_))), "{c:?}");
         }
         Config::default().raft_config(0).validate().unwrap();
+        // Durations that only meet a clock may be anything.
+        let long = Config {
+            request_timeout: Duration::MAX,
+            reap_interval: Duration::MAX,
+            session_timeout: Duration::MAX,
+            tick_interval: MAX_TICK_INTERVAL,
+            election_tick: MAX_ELECTION_TICK,
+            max_request_size: MAX_REQUEST_SIZE_LIMIT,
+            min_session_timeout: MAX_TICK_INTERVAL * 3,
+            max_session_timeout: Duration::from_millis(i32::MAX as u64),
+            ..Config::default()
+        };
+        long.validate().unwrap();
+        long.raft_config(0).validate().unwrap();
+        assert_eq!(long.election_timeout(), MAX_TICK_INTERVAL * 20_000);
     }
 
     #[test]

@@ -9,8 +9,14 @@
 //! 4. only then send the messages that depend on them (votes, append responses);
 //! 5. advance, and repeat for the light ready.
 //!
-//! Everything queued in the mailbox is stepped or proposed before a `Ready` is taken, so
-//! many proposals share one log write and one fsync.
+//! What is queued in the mailbox is stepped or proposed before a `Ready` is taken, so
+//! many proposals share one log write and one fsync — up to a budget of messages and bytes
+//! per round (`Config::max_bytes_per_round`), so one round's log write and apply batch
+//! stay bounded however much arrives at once.
+//!
+//! Applying takes the tree's write lock one entry at a time, so local reads interleave with
+//! a long batch; the batch's RocksDB write is built under a read lock and written with no
+//! lock held, so reads never wait on the disk.
 //!
 //! The driver also runs the out-of-log session machinery: every node heartbeats the
 //! sessions it hosts to the leader; the leader keeps a deadline per session (a fresh full
@@ -28,10 +34,11 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 use raft::{RawNode, ReadState, INVALID_ID};
 use rocksdb::WriteBatch;
 
-use super::{now_ms, Config, Msg, Request, Role, Shared};
+use super::{Config, Msg, Request, Role, Shared};
 use crate::command::{Command, Op};
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
+use crate::time::{deadline_after, now_ms};
 use crate::transport::Envelope;
 use crate::tree::{OpResult, Txn};
 use crate::watch::SessionEvent;
@@ -92,6 +99,8 @@ pub(crate) struct Core {
     retry_after: Duration,
     /// The callers' request timeout, to tell them so.
     request_timeout: Duration,
+    /// Most bytes of proposals and peer entries taken from the mailbox per round.
+    max_bytes_per_round: usize,
 }
 
 impl Core {
@@ -109,7 +118,7 @@ impl Core {
             reads: HashMap::new(),
             reads_to_apply: Vec::new(),
             parked: VecDeque::new(),
-            read_retry: config.tick_interval * config.heartbeat_tick as u32 * 2,
+            read_retry: config.ticks(config.heartbeat_tick.saturating_mul(2)),
             session_deadlines: HashMap::new(),
             expiring: HashMap::new(),
             leading: false,
@@ -117,8 +126,9 @@ impl Core {
             ping_interval: config.session_ping_interval(),
             last_reap: Instant::now(),
             reap_interval: config.reap_interval,
-            retry_after: config.tick_interval * config.election_tick as u32 * 2,
+            retry_after: config.election_timeout(),
             request_timeout: config.request_timeout,
+            max_bytes_per_round: config.max_bytes_per_round(),
         }
     }
 
@@ -144,10 +154,11 @@ impl Core {
         for _ in 0..MAX_ROUNDS_PER_RUN {
             // Messages first: heartbeats waiting in the mailbox must count before ticks
             // that piled up while the node waited for a worker.
-            let mut handled = 0;
-            while handled < MAX_MESSAGES_PER_ROUND {
+            let (mut handled, mut bytes) = (0, 0usize);
+            while handled < MAX_MESSAGES_PER_ROUND && bytes < self.max_bytes_per_round {
                 let Ok(msg) = s.inbox.try_recv() else { break };
                 handled += 1;
+                bytes = bytes.saturating_add(msg.cost());
                 self.handle(s, msg);
             }
             // A node starved of workers should not age by many ticks at once (a leader would
@@ -267,7 +278,8 @@ impl Core {
         for id in sessions {
             if let Some(rec) = tree.sessions().get(id) {
                 let timeout = Duration::from_millis(rec.timeout_ms.max(0) as u64);
-                self.session_deadlines.insert(*id, now + timeout);
+                self.session_deadlines
+                    .insert(*id, deadline_after(now, timeout));
             }
         }
     }
@@ -327,7 +339,10 @@ impl Core {
             self.expiring.retain(|id, _| live.contains_key(id));
             for (id, rec) in live {
                 let timeout = Duration::from_millis(rec.timeout_ms.max(0) as u64);
-                let deadline = *self.session_deadlines.entry(*id).or_insert(now + timeout);
+                let deadline = *self
+                    .session_deadlines
+                    .entry(*id)
+                    .or_insert_with(|| deadline_after(now, timeout));
                 let retry_due = self.expiring.get(id).is_none_or(|at| now >= *at);
                 if now >= deadline && retry_due {
                     expired.push(*id);
@@ -336,7 +351,8 @@ impl Core {
         }
         for id in expired {
             slog::info!(s.logger, "expiring session"; "session" => format!("{id:#x}"));
-            self.expiring.insert(id, now + self.retry_after);
+            self.expiring
+                .insert(id, deadline_after(now, self.retry_after));
             self.propose_internal(
                 s,
                 Op::CloseSession {
@@ -463,90 +479,71 @@ impl Core {
 
     /// Applies committed entries: tree changes, applied index and commit index go to
     /// RocksDB in one batch; then the callers waiting on these entries are answered.
+    ///
+    /// Only this driver writes the tree. It write-locks it for one entry at a time (queueing
+    /// that entry's watch events before any read can see its change), so reads wait for at
+    /// most one entry — whose cost the request size limit bounds — never for a whole batch.
+    /// The batch is then encoded under a read lock and written with no lock held. A read
+    /// may so see an entry before its tree delta reaches RocksDB; that is safe, because
+    /// raft hands over only entries already durable in this node's log, and a restart
+    /// re-applies every entry after the persisted applied index.
     fn apply(&mut self, s: &Shared, entries: Vec<Entry>) -> Result<()> {
         let Some(last) = entries.last().map(|e| e.index) else {
             return Ok(());
         };
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
-        {
-            let mut tree = s.tree.write();
-            // Lock order everywhere: tree, then watches.
-            let mut watches = s.watches.lock();
-            for e in &entries {
-                if e.index <= self.applied {
-                    continue;
+        for e in &entries {
+            if e.index <= self.applied {
+                continue;
+            }
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => {}
+                EntryType::EntryNormal => match Command::decode(&e.data) {
+                    Ok(cmd) => {
+                        let res = self.apply_command(s, e.index, &cmd);
+                        if cmd.origin == s.id && cmd.incarnation == s.incarnation {
+                            if let Some(w) = self.pending.remove(&cmd.request_id) {
+                                replies.push((w.reply, res));
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        // Every replica sees the same bytes and skips them alike.
+                        slog::error!(s.logger, "skipping undecodable entry";
+                            "index" => e.index, "error" => %err);
+                    }
+                },
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&e.data)
+                        .map_err(|err| Error::Corrupt(err.to_string()))?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.raw.store().conf_state_into(&mut batch, cs)?;
                 }
-                match e.get_entry_type() {
-                    EntryType::EntryNormal if e.data.is_empty() => {}
-                    EntryType::EntryNormal => match Command::decode(&e.data) {
-                        Ok(cmd) => {
-                            let txn = Txn {
-                                zxid: e.index as i64,
-                                time: cmd.time_ms,
-                                session: cmd.session,
-                            };
-                            let res = tree.apply(txn, &cmd.op);
-                            // Queued while the tree is still locked: no read can see this
-                            // change before its events are on their dispatchers' queues.
-                            let events = tree.take_events();
-                            if !events.is_empty() {
-                                watches.trigger(&events);
-                            }
-                            if let (
-                                Op::CloseSession { session, expired },
-                                Ok(OpResult::SessionClosed { .. }),
-                            ) = (&cmd.op, &res)
-                            {
-                                if let Some(inner) = s.sessions.lock().remove(session) {
-                                    inner.mark_ended(*expired);
-                                    let event = if *expired {
-                                        SessionEvent::Expired
-                                    } else {
-                                        SessionEvent::Closed
-                                    };
-                                    watches.end_session(*session, Some(event));
-                                }
-                            }
-                            if cmd.origin == s.id && cmd.incarnation == s.incarnation {
-                                if let Some(w) = self.pending.remove(&cmd.request_id) {
-                                    replies.push((w.reply, res));
-                                }
-                            }
-                        }
-                        Err(err) => {
-                            // Every replica sees the same bytes and skips them alike.
-                            slog::error!(s.logger, "skipping undecodable entry";
-                                "index" => e.index, "error" => %err);
-                        }
-                    },
-                    EntryType::EntryConfChange => {
-                        let cc = ConfChange::parse_from_bytes(&e.data)
-                            .map_err(|err| Error::Corrupt(err.to_string()))?;
-                        let cs = self.raw.apply_conf_change(&cc)?;
-                        self.raw.store().conf_state_into(&mut batch, cs)?;
-                    }
-                    EntryType::EntryConfChangeV2 => {
-                        let cc = ConfChangeV2::parse_from_bytes(&e.data)
-                            .map_err(|err| Error::Corrupt(err.to_string()))?;
-                        let cs = self.raw.apply_conf_change(&cc)?;
-                        self.raw.store().conf_state_into(&mut batch, cs)?;
-                    }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&e.data)
+                        .map_err(|err| Error::Corrupt(err.to_string()))?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.raw.store().conf_state_into(&mut batch, cs)?;
                 }
             }
-            drop(watches);
-            let (dirty, dirty_sessions) = tree.take_dirty();
+        }
+        let (dirty, dirty_sessions) = s.tree.write().take_dirty();
+        {
+            // Readers share the lock; nobody else writes the tree, so it holds exactly the
+            // state after `last`.
+            let tree = s.tree.read();
             self.tree_store.write_into(
                 &mut batch,
                 &tree,
                 (dirty.as_slice(), dirty_sessions.as_slice()),
                 last,
             );
-            self.raw.store().commit_into(&mut batch, last)?;
-            self.tree_store.commit(batch)?;
-            self.applied = last;
-            s.applied.store(last, Ordering::Release);
         }
+        self.raw.store().commit_into(&mut batch, last)?;
+        self.tree_store.commit(batch)?;
+        self.applied = last;
+        s.applied.store(last, Ordering::Release);
         s.counters
             .entries_applied
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
@@ -556,5 +553,37 @@ impl Core {
         }
         self.release_reads();
         Ok(())
+    }
+
+    /// Applies one command under the tree's write lock and queues the watch events it
+    /// caused before the lock is released.
+    fn apply_command(&self, s: &Shared, index: u64, cmd: &Command) -> Result<OpResult> {
+        let txn = Txn {
+            zxid: i64::try_from(index).unwrap_or(i64::MAX),
+            time: cmd.time_ms,
+            session: cmd.session,
+        };
+        let mut tree = s.tree.write();
+        let res = tree.apply(txn, &cmd.op);
+        let events = tree.take_events();
+        // Lock order everywhere: tree, then watches.
+        let mut watches = s.watches.lock();
+        if !events.is_empty() {
+            watches.trigger(&events);
+        }
+        if let (Op::CloseSession { session, expired }, Ok(OpResult::SessionClosed { .. })) =
+            (&cmd.op, &res)
+        {
+            if let Some(inner) = s.sessions.lock().remove(session) {
+                inner.mark_ended(*expired);
+                let event = if *expired {
+                    SessionEvent::Expired
+                } else {
+                    SessionEvent::Closed
+                };
+                watches.end_session(*session, Some(event));
+            }
+        }
+        res
     }
 }

@@ -11,21 +11,25 @@ mod driver;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 use slog::Logger;
 
 pub use builder::NodeBuilder;
-pub use config::Config;
+pub use config::{
+    Config, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK,
+    MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
+};
 
 use crate::command::{Command, CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::pool::{Pool, PoolRef, Task};
 use crate::session::{SessionBuilder, SessionInner};
-use crate::transport::{Envelope, Transport};
+use crate::time::{deadline_after, now_ms};
+use crate::transport::{Envelope, Inbox, Transport};
 use crate::tree::{DataTree, OpResult, Stat};
 use crate::watch::WatchManager;
 use driver::Core;
@@ -151,6 +155,19 @@ impl Msg {
             r.fail(e);
         }
     }
+
+    /// Bytes this message brings into the driver (proposed commands, replicated entries),
+    /// counted against the driver's per-round budget.
+    pub(crate) fn cost(&self) -> usize {
+        match self {
+            Msg::Request(Request::Propose { data, .. }) => data.len(),
+            Msg::Envelope(Envelope::Raft(m)) => {
+                m.entries.iter().map(|e| e.data.len()).sum::<usize>()
+                    + m.get_snapshot().get_data().len()
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// State shared between a node's API handle, its driver and its transport inbox.
@@ -170,6 +187,8 @@ pub(crate) struct Shared {
     core: Mutex<Option<Core>>,
     pool: PoolRef,
     transport: Arc<dyn Transport>,
+    /// This node's registration on the transport, released once, by this node only.
+    registration: Mutex<Option<Inbox>>,
     stopped: AtomicBool,
     incarnation: u64,
     next_request: AtomicU64,
@@ -282,6 +301,31 @@ impl Shared {
         }
     }
 
+    /// Leaves the transport, if this node is still on it. Only the registration this node
+    /// made is released: a newer node with the same id on the same transport stays.
+    fn leave_transport(&self) {
+        if let Some(inbox) = self.registration.lock().take() {
+            self.transport.deregister(self.id, &inbox);
+        }
+    }
+
+    /// Refuses a request larger than `Config::max_request_size` (see
+    /// [`Op::request_size`]): checked first, before anything scans the request.
+    pub(crate) fn check_request_size(&self, len: usize) -> Result<()> {
+        let max = self.config.max_request_size;
+        if len > max {
+            return Err(Error::RequestTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Checks a path a read was given: its size first, then ZooKeeper's rules.
+    pub(crate) fn check_read_path(&self, p: &str) -> Result<()> {
+        // A read is a request too: header, path, watch flag.
+        self.check_request_size(p.len().saturating_add(8 + 4 + 1))?;
+        path::validate(p)
+    }
+
     /// Refuses what must not be proposed: bad paths, oversize data, operations a caller
     /// may not submit (sessions are opened and closed through the session API).
     fn validate_op(&self, op: &Op, top: bool) -> Result<()> {
@@ -308,10 +352,11 @@ impl Shared {
                 return Err(Error::BadArguments("operation not allowed here".into()))
             }
         }
-        let len = op.data_len();
-        let max = self.config.max_data_size;
-        if len > max {
-            return Err(Error::DataTooLarge { len, max });
+        if let Op::Create { data, .. } | Op::SetData { data, .. } = op {
+            let (len, max) = (data.len(), self.config.max_data_size);
+            if len > max {
+                return Err(Error::DataTooLarge { len, max });
+            }
         }
         Ok(())
     }
@@ -335,10 +380,11 @@ impl Shared {
     /// and applied on this node.
     pub(crate) fn submit(&self, session: i64, op: Op) -> Result<OpResult> {
         self.check_running()?;
+        self.check_request_size(op.request_size())?;
         self.validate_op(&op, true)?;
         let (request_id, data) = self.command(session, op);
         let timeout = self.config.request_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(Instant::now(), timeout);
         let (reply, rx) = bounded(1);
         self.post(Msg::Request(Request::Propose {
             request_id,
@@ -353,7 +399,7 @@ impl Shared {
     pub(crate) fn read_index(&self) -> Result<u64> {
         self.check_running()?;
         let timeout = self.config.request_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(Instant::now(), timeout);
         let (reply, rx) = bounded(1);
         self.post(Msg::Request(Request::ReadIndex {
             request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
@@ -400,7 +446,7 @@ impl Task for Shared {
                 core.fail_all(Error::Storage(reason));
             }
             self.drain_failed();
-            self.transport.deregister(self.id);
+            self.leave_transport();
             self.end_hosted_sessions();
             return;
         }
@@ -417,13 +463,6 @@ impl Task for Shared {
         self.ticks_due.fetch_add(1, Ordering::AcqRel);
         self.wake();
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// One member of a zkraft ensemble: a replica of the znode tree and the synchronous API
@@ -615,14 +654,14 @@ impl Node {
     /// call (raft ReadIndex through the leader), so the next local read sees them:
     /// ZooKeeper's `sync`.
     pub fn sync(&self, path: &str) -> Result<()> {
-        path::validate(path)?;
+        self.shared.check_read_path(path)?;
         self.read_index().map(|_| ())
     }
 
     /// A linearizable read of `path`'s data: confirms with a quorum that the leader is
     /// current (ReadIndex), waits for this node to apply up to that point, then reads.
     pub fn get_data_linearizable(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
-        path::validate(path)?;
+        self.shared.check_read_path(path)?;
         self.read_index()?;
         self.get_data(path)
     }
@@ -633,7 +672,7 @@ impl Node {
 
     fn read<T>(&self, p: &str, f: impl FnOnce(Option<&crate::tree::Znode>) -> T) -> Result<T> {
         self.shared.check_running()?;
-        path::validate(p)?;
+        self.shared.check_read_path(p)?;
         let tree = self.shared.tree.read();
         Ok(f(tree.get(p)))
     }
@@ -646,11 +685,13 @@ impl Node {
 
     /// Stops the node: leaves the network, fails waiting requests with
     /// [`Error::Shutdown`], closes the database and, if no other node uses it, joins the
-    /// worker pool. Idempotent; also done on drop.
+    /// worker pool. Idempotent; also done on drop. It only undoes what this node did: a
+    /// handle dropped after a new node with the same id joined the same transport leaves
+    /// the new node alone.
     pub fn shutdown(&self) {
         let s = &self.shared;
         let first = !s.stopped.swap(true, Ordering::SeqCst);
-        s.transport.deregister(s.id);
+        s.leave_transport();
         s.pool.remove_timer(self.timer);
         // Waits for a worker that is running the node right now.
         if let Some(core) = s.core.lock().take() {

@@ -3,7 +3,7 @@
 //! so a crashed participant does not hold the others forever at `leave`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{delete_if_present, ensure_path, signal, wait_signal};
 use crate::command::CreateMode;
@@ -47,7 +47,7 @@ impl DoubleBarrier {
 
     /// Enters and waits until `size` participants have entered.
     pub fn enter(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline_in(timeout);
         ensure_path(&self.session, &self.dir)?;
         let ready = path::join(&self.dir, READY);
         let (w, rx) = signal();
@@ -74,7 +74,7 @@ impl DoubleBarrier {
 
     /// Leaves and waits until every participant has left.
     pub fn leave(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline_in(timeout);
         let mine = path::join(&self.dir, &self.name);
         loop {
             let mut kids = self.participants()?;

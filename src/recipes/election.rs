@@ -162,7 +162,7 @@ impl LeaderElection {
     /// Waits up to `timeout` to become leader (and be connected). `Ok(false)` on timeout;
     /// an error if the candidacy ended (resigned, or the session closed or expired).
     pub fn await_leadership(&self, timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline_in(timeout);
         let mut st = self.inner.state.lock();
         loop {
             if let Some(e) = &st.ended {

@@ -4,7 +4,7 @@
 //! czxid of its znode), increasing from one holder to the next.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{
     create_protected, delete_if_present, ensure_path, gone, position, signal, wait_signal, Position,
@@ -53,7 +53,7 @@ impl DistributedLock {
     /// Waits up to `timeout` for the lock; [`Error::Timeout`] if it could not be had (the
     /// waiting znode is removed again).
     pub fn acquire(&self, timeout: Duration) -> Result<LockGuard> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline_in(timeout);
         ensure_path(&self.session, &self.dir)?;
         let (p, stat) = create_protected(&self.session, &self.dir, PREFIX, b"")?;
         let name = path::name(&p).to_string();

@@ -102,7 +102,7 @@ pub(crate) fn create_protected(
         Err(e) if e.is_logical() => return Err(e),
         Err(e) => e,
     };
-    let deadline = Instant::now() + session.timeout();
+    let deadline = crate::time::deadline_in(session.timeout());
     loop {
         // Catch up if the ensemble lets us; look in any case.
         let _ = session.sync(dir);

@@ -3,7 +3,7 @@
 //! with many consumers.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{ensure_path, signal, sorted_candidates, wait_signal};
 use crate::command::CreateMode;
@@ -80,7 +80,7 @@ impl DistributedQueue {
 
     /// Takes the head item, waiting up to `timeout` for one to arrive.
     pub fn take(&self, timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline_in(timeout);
         loop {
             let (w, rx) = signal();
             self.session.get_children(&self.dir, w)?;

@@ -7,11 +7,12 @@
 //! | `raft_state` | `hard_state`, `conf_state` | protobuf |
 //! | `tree` | znode path | encoded znode (stat fields + data) |
 //! | `sessions` | session id (i64, big-endian) | timeout, host, password |
-//! | `meta` | `applied_index` | u64 |
+//! | `meta` | `applied_index`, `node_id`, `cluster_id` | u64, u64, bytes |
 //!
 //! [`RaftStorage`] is the `raft::Storage` over the first two; [`TreeStore`] loads the tree
 //! and writes each apply batch (tree delta + applied index + commit) atomically.
 
+mod identity;
 mod raft_log;
 mod tree_store;
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 
+pub(crate) use identity::{check_or_record as check_identity, Identity};
 pub use raft_log::RaftStorage;
 pub use tree_store::TreeStore;
 

@@ -176,10 +176,12 @@ impl LocalNetwork {
         self.inner.faults.lock().drop.insert((from, to), ratio);
     }
 
-    /// Delays every envelope sent from `from` to `to` by `delay`.
-    pub fn delay(&self, from: u64, to: u64, delay: Duration) {
+    /// Delays every envelope sent from `from` to `to` by `delay`. The first delay starts
+    /// the network's delivery thread; [`Error::Io`] if it cannot be started.
+    pub fn delay(&self, from: u64, to: u64, delay: Duration) -> Result<()> {
+        self.ensure_delayer()?;
         self.inner.faults.lock().delay.insert((from, to), delay);
-        self.ensure_delayer();
+        Ok(())
     }
 
     /// Removes every fault: all links deliver, nothing is dropped or delayed.
@@ -200,19 +202,19 @@ impl LocalNetwork {
         )
     }
 
-    fn ensure_delayer(&self) {
+    fn ensure_delayer(&self) -> Result<()> {
         let mut slot = self.inner.delayer.lock();
         if slot.is_some() {
-            return;
+            return Ok(());
         }
         let queue = self.inner.delayed.clone();
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         *slot = Some(
             std::thread::Builder::new()
                 .name("zkraft-net-delay".into())
-                .spawn(move || run_delayer(queue, weak))
-                .expect("spawn delay thread"),
+                .spawn(move || run_delayer(queue, weak))?,
         );
+        Ok(())
     }
 }
 
@@ -259,8 +261,11 @@ impl Transport for LocalNetwork {
         Ok(())
     }
 
-    fn deregister(&self, id: u64) {
-        self.inner.inboxes.write().remove(&id);
+    fn deregister(&self, id: u64, inbox: &Inbox) {
+        let mut inboxes = self.inner.inboxes.write();
+        if inboxes.get(&id).is_some_and(|current| current.same(inbox)) {
+            inboxes.remove(&id);
+        }
     }
 
     fn send(&self, to: u64, envelope: Envelope) {
@@ -286,7 +291,7 @@ impl Transport for LocalNetwork {
             q.1 += 1;
             let seq = q.1;
             q.0.push(Delayed {
-                at: Instant::now() + delay,
+                at: crate::time::deadline_in(delay),
                 seq,
                 to,
                 envelope,
@@ -351,6 +356,26 @@ mod tests {
     }
 
     #[test]
+    fn only_the_registration_that_made_it_is_released() {
+        let net = LocalNetwork::new();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let old = Inbox::new(|_| {});
+        net.register(2, old.clone()).unwrap();
+        assert!(net.register(2, Inbox::new(|_| {})).is_err(), "one per id");
+        net.deregister(2, &old);
+        let new = Inbox::new(move |e| tx.lock().send(e).unwrap());
+        net.register(2, new.clone()).unwrap();
+        net.deregister(2, &old); // a stale handle: nothing happens
+        net.deregister(2, &Inbox::new(|_| {}));
+        net.send(2, msg(1, 2));
+        assert!(rx.try_recv().is_ok(), "the new registration still delivers");
+        net.deregister(2, &new.clone());
+        net.send(2, msg(1, 2));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
     fn drop_rate_drops_about_that_fraction() {
         let net = LocalNetwork::new();
         let rx = wire(&net, &[1, 2]);
@@ -366,7 +391,7 @@ mod tests {
     fn delay_delivers_later_in_order() {
         let net = LocalNetwork::new();
         let rx = wire(&net, &[1, 2]);
-        net.delay(1, 2, Duration::from_millis(50));
+        net.delay(1, 2, Duration::from_millis(50)).unwrap();
         let start = Instant::now();
         for i in 0..3 {
             let m = Message {

@@ -116,6 +116,11 @@ impl Envelope {
 }
 
 /// Where a transport delivers envelopes addressed to one node. Delivering never blocks.
+///
+/// Each `Inbox` made by [`Inbox::new`] is a distinct registration: clones of it are the
+/// same one ([`Inbox::same`]), another `Inbox` for the same node id is not. A transport
+/// releases a registration only when handed the inbox that made it, so a stale handle of a
+/// stopped node can never cut off a newer node with the same id.
 #[derive(Clone)]
 pub struct Inbox {
     deliver: Arc<dyn Fn(Envelope) + Send + Sync>,
@@ -133,6 +138,11 @@ impl Inbox {
     pub fn deliver(&self, envelope: Envelope) {
         (self.deliver)(envelope)
     }
+
+    /// True when `other` is this registration (a clone of the same `Inbox::new`).
+    pub fn same(&self, other: &Inbox) -> bool {
+        Arc::ptr_eq(&self.deliver, &other.deliver)
+    }
 }
 
 impl std::fmt::Debug for Inbox {
@@ -146,10 +156,12 @@ impl std::fmt::Debug for Inbox {
 /// Sending is fire-and-forget, like a datagram: raft retries what is lost. Implementations
 /// must not block the caller for long (the caller is a node's driver).
 pub trait Transport: Send + Sync + 'static {
-    /// Starts delivering envelopes addressed to `id` into `inbox`.
+    /// Starts delivering envelopes addressed to `id` into `inbox`. Fails if `id` is
+    /// registered already.
     fn register(&self, id: u64, inbox: Inbox) -> Result<()>;
-    /// Stops delivering to `id` (the node is shutting down).
-    fn deregister(&self, id: u64);
+    /// Stops delivering to `id` if, and only if, `inbox` is the registration that is
+    /// current for it (see [`Inbox::same`]); otherwise does nothing.
+    fn deregister(&self, id: u64, inbox: &Inbox);
     /// Sends `envelope` to node `to`.
     fn send(&self, to: u64, envelope: Envelope);
 }

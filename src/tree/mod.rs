@@ -14,7 +14,7 @@ mod ephemeral;
 mod event;
 mod stat;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use ephemeral::{Owner, CONTAINER_OWNER, MAX_TTL_MS};
 pub use event::{EventType, WatchedEvent};
@@ -174,7 +174,13 @@ pub struct Txn {
 }
 
 /// The paths ZooKeeper 3.5+ creates in every fresh tree (the root and its reserved subtree).
+/// None of them can be deleted (`BadArguments`, as ZooKeeper answers, before any other
+/// check); the rest of the `/zookeeper` subtree is an ordinary subtree, as in ZooKeeper.
 pub const SYSTEM_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/config", "/zookeeper/quota"];
+
+/// ZooKeeper's dynamic-configuration znode. ZooKeeper gives it a read-only ACL
+/// (`world:anyone:r`): its data cannot be set and it cannot get children (`NoAuth`).
+pub const CONFIG_PATH: &str = "/zookeeper/config";
 
 /// The replicated znode tree and session table.
 #[derive(Debug, Clone)]
@@ -185,8 +191,10 @@ pub struct DataTree {
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
-    dirty: Vec<String>,
-    dirty_sessions: Vec<i64>,
+    /// Paths and sessions changed since the last `take_dirty`, each once however often
+    /// it changed (a multi of 16k creates touches its parent 16k times).
+    dirty: HashSet<String>,
+    dirty_sessions: HashSet<i64>,
     events: Vec<WatchedEvent>,
 }
 
@@ -196,8 +204,38 @@ impl Default for DataTree {
     }
 }
 
-/// Undo record for one touched path inside a multi: its value before the multi.
-type Undo = Vec<(String, Option<Znode>)>;
+/// One change a multi made, with what it takes to reverse it. A failing multi undoes its
+/// steps in reverse order, each in constant time (plus the path's length): no step copies
+/// a parent's child set or searches the log, so a multi applies and rolls back in time
+/// linear in its size, however many children its parents have.
+#[derive(Debug)]
+enum UndoStep {
+    /// `path` was created under `parent`, whose pzxid and creation count were these.
+    Created {
+        path: String,
+        parent: String,
+        pzxid: i64,
+        creations: i32,
+    },
+    /// `node` (childless) was deleted from `path` under `parent`, whose pzxid was this.
+    Deleted {
+        path: String,
+        parent: String,
+        pzxid: i64,
+        node: Znode,
+    },
+    /// The data of `path` was replaced; these are its previous data and fields.
+    DataSet {
+        path: String,
+        data: Vec<u8>,
+        version: i32,
+        mzxid: i64,
+        mtime: i64,
+    },
+}
+
+/// The undo log of a multi.
+type Undo = Vec<UndoStep>;
 
 impl DataTree {
     /// A fresh tree: the root, `/zookeeper`, `/zookeeper/config` and `/zookeeper/quota`,
@@ -226,8 +264,8 @@ impl DataTree {
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
-            dirty: Vec::new(),
-            dirty_sessions: Vec::new(),
+            dirty: HashSet::new(),
+            dirty_sessions: HashSet::new(),
             events: Vec::new(),
         }
     }
@@ -360,11 +398,13 @@ impl DataTree {
     }
 
     /// The paths and the session ids changed (created, modified or deleted) since the
-    /// last call.
+    /// last call, each once.
     pub(crate) fn take_dirty(&mut self) -> (Vec<String>, Vec<i64>) {
         (
-            std::mem::take(&mut self.dirty),
-            std::mem::take(&mut self.dirty_sessions),
+            std::mem::take(&mut self.dirty).into_iter().collect(),
+            std::mem::take(&mut self.dirty_sessions)
+                .into_iter()
+                .collect(),
         )
     }
 
@@ -401,7 +441,7 @@ impl DataTree {
                         host: *host,
                     },
                 );
-                self.dirty_sessions.push(session);
+                self.dirty_sessions.insert(session);
                 return Ok(OpResult::SessionCreated { session });
             }
             Op::CloseSession { session, .. } => return Ok(self.close_session(txn, *session)),
@@ -428,21 +468,11 @@ impl DataTree {
                     match res {
                         Ok(r) => results.push(r),
                         Err(e) => {
-                            for (path, old) in undo.into_iter().rev() {
-                                let current = self.nodes.get(&path).map(|n| n.ephemeral_owner);
-                                if let Some(owner) = current {
-                                    self.unindex_owner(&path, owner);
-                                }
-                                match old {
-                                    Some(node) => {
-                                        self.index_owner(&path, node.ephemeral_owner);
-                                        self.nodes.insert(path, node);
-                                    }
-                                    None => {
-                                        self.nodes.remove(&path);
-                                    }
-                                }
+                            for step in undo.into_iter().rev() {
+                                self.undo(step);
                             }
+                            // The paths stay dirty: writing their restored values is
+                            // harmless, and forgetting an earlier entry's change is not.
                             self.events.truncate(events_before);
                             return Err(Error::MultiFailed {
                                 index,
@@ -463,7 +493,7 @@ impl DataTree {
         if self.sessions.remove(&session).is_none() {
             return OpResult::SessionClosed { deleted: vec![] };
         }
-        self.dirty_sessions.push(session);
+        self.dirty_sessions.insert(session);
         let deleted: Vec<String> = self
             .ephemerals
             .get(&session)
@@ -477,21 +507,33 @@ impl DataTree {
     }
 
     /// Deletes the (childless) znode at `p`, updating its parent, indexes and events.
+    /// Callers have checked that `p` exists and is not the root.
     fn remove_node(&mut self, zxid: i64, p: &str, undo: Option<&mut Undo>) {
-        let parent_path = path::parent(p).expect("not the root").to_string();
-        let mut undo = undo;
-        self.save(&mut undo, &parent_path);
-        self.save(&mut undo, p);
-        if let Some(node) = self.nodes.remove(p) {
-            self.unindex_owner(p, node.ephemeral_owner);
-        }
-        let parent = self
-            .nodes
-            .get_mut(&parent_path)
-            .expect("a znode's parent exists");
+        let Some(parent_path) = path::parent(p).map(str::to_string) else {
+            return;
+        };
+        let Some(node) = self.nodes.remove(p) else {
+            return;
+        };
+        self.unindex_owner(p, node.ephemeral_owner);
+        let Some(parent) = self.nodes.get_mut(&parent_path) else {
+            // A znode's parent always exists; keep the tree as it was if not.
+            self.index_owner(p, node.ephemeral_owner);
+            self.nodes.insert(p.to_string(), node);
+            return;
+        };
         parent.children.remove(path::name(p));
+        let pzxid = parent.pzxid;
         if zxid > parent.pzxid {
             parent.pzxid = zxid;
+        }
+        if let Some(undo) = undo {
+            undo.push(UndoStep::Deleted {
+                path: p.to_string(),
+                parent: parent_path.clone(),
+                pzxid,
+                node,
+            });
         }
         self.touch(&parent_path);
         self.touch(p);
@@ -499,20 +541,62 @@ impl DataTree {
         self.event(EventType::NodeChildrenChanged, &parent_path, zxid);
     }
 
-    /// Remembers the pre-multi value of `path` the first time a multi touches it.
-    fn save(&self, undo: &mut Option<&mut Undo>, path: &str) {
-        if let Some(undo) = undo {
-            if !undo.iter().any(|(p, _)| p == path) {
-                undo.push((path.to_string(), self.nodes.get(path).cloned()));
+    /// Reverses one step of a failed multi (steps are undone newest first, so each finds
+    /// the tree exactly as the step left it).
+    fn undo(&mut self, step: UndoStep) {
+        match step {
+            UndoStep::Created {
+                path,
+                parent,
+                pzxid,
+                creations,
+            } => {
+                if let Some(node) = self.nodes.remove(&path) {
+                    self.unindex_owner(&path, node.ephemeral_owner);
+                }
+                if let Some(parent) = self.nodes.get_mut(&parent) {
+                    parent.children.remove(path::name(&path));
+                    parent.pzxid = pzxid;
+                    parent.creations = creations;
+                }
+            }
+            UndoStep::Deleted {
+                path,
+                parent,
+                pzxid,
+                node,
+            } => {
+                if let Some(parent) = self.nodes.get_mut(&parent) {
+                    parent.children.insert(path::name(&path).to_string());
+                    parent.pzxid = pzxid;
+                }
+                self.index_owner(&path, node.ephemeral_owner);
+                self.nodes.insert(path, node);
+            }
+            UndoStep::DataSet {
+                path,
+                data,
+                version,
+                mzxid,
+                mtime,
+            } => {
+                if let Some(node) = self.nodes.get_mut(&path) {
+                    node.data = data;
+                    node.version = version;
+                    node.mzxid = mzxid;
+                    node.mtime = mtime;
+                }
             }
         }
     }
 
     fn touch(&mut self, path: &str) {
-        self.dirty.push(path.to_string());
+        if !self.dirty.contains(path) {
+            self.dirty.insert(path.to_string());
+        }
     }
 
-    fn apply_one(&mut self, txn: Txn, op: &Op, mut undo: Option<&mut Undo>) -> Result<OpResult> {
+    fn apply_one(&mut self, txn: Txn, op: &Op, undo: Option<&mut Undo>) -> Result<OpResult> {
         let zxid = txn.zxid;
         match op {
             Op::Create {
@@ -550,14 +634,16 @@ impl DataTree {
                 }
                 // For a sequential create "/q/" the parent is "/q"; for "/q/x-" it is "/q".
                 let parent_path = match p.rfind('/') {
-                    Some(0) => "/".to_string(),
+                    Some(0) | None => "/".to_string(),
                     Some(i) => p[..i].to_string(),
-                    None => unreachable!("validated paths are absolute"),
                 };
                 let parent = self
                     .nodes
                     .get(&parent_path)
                     .ok_or_else(|| Error::NoNode(parent_path.clone()))?;
+                if parent_path == CONFIG_PATH {
+                    return Err(Error::NoAuth(parent_path));
+                }
                 let full = if mode.is_sequential() {
                     format!("{p}{:010}", parent.creations)
                 } else {
@@ -570,9 +656,17 @@ impl DataTree {
                 if let Owner::Session(_) = Owner::from_raw(parent.ephemeral_owner) {
                     return Err(Error::NoChildrenForEphemerals(parent_path));
                 }
-                self.save(&mut undo, &parent_path);
-                self.save(&mut undo, &full);
-                let parent = self.nodes.get_mut(&parent_path).expect("checked above");
+                if let Some(undo) = undo {
+                    undo.push(UndoStep::Created {
+                        path: full.clone(),
+                        parent: parent_path.clone(),
+                        pzxid: parent.pzxid,
+                        creations: parent.creations,
+                    });
+                }
+                let Some(parent) = self.nodes.get_mut(&parent_path) else {
+                    return Err(Error::NoNode(parent_path));
+                };
                 parent.creations = parent.creations.wrapping_add(1);
                 parent.pzxid = zxid;
                 parent.children.insert(name);
@@ -606,10 +700,23 @@ impl DataTree {
                 version,
             } => {
                 path::validate(p)?;
-                let node = self.nodes.get(p).ok_or_else(|| Error::NoNode(p.clone()))?;
+                let node = self
+                    .nodes
+                    .get_mut(p)
+                    .ok_or_else(|| Error::NoNode(p.clone()))?;
+                if p == CONFIG_PATH {
+                    return Err(Error::NoAuth(p.clone()));
+                }
                 check_version(p, *version, node.version)?;
-                self.save(&mut undo, p);
-                let node = self.nodes.get_mut(p).expect("checked above");
+                if let Some(undo) = undo {
+                    undo.push(UndoStep::DataSet {
+                        path: p.clone(),
+                        data: std::mem::take(&mut node.data),
+                        version: node.version,
+                        mzxid: node.mzxid,
+                        mtime: node.mtime,
+                    });
+                }
                 node.data = data.clone();
                 node.version = node.version.wrapping_add(1);
                 node.mzxid = zxid;

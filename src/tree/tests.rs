@@ -243,6 +243,135 @@ fn multi_is_all_or_nothing() {
     assert_eq!(t.get("/a").unwrap().data, b"new");
 }
 
+/// A multi's bookkeeping is linear: 20,000 creates under a parent that already has
+/// children, with ephemerals, data changes and deletes mixed in, apply and roll back whole
+/// (quadratic undo bookkeeping made this take minutes in a debug build).
+#[test]
+fn huge_multis_apply_and_roll_back_exactly() {
+    const N: usize = 20_000;
+    let (mut t, _) = tree_with(&["/big", "/big/old-1", "/big/old-2"]);
+    t.apply(
+        tx(10, 0),
+        &Op::CreateSession {
+            timeout_ms: 4000,
+            password: vec![],
+            host: 1,
+        },
+    )
+    .unwrap();
+    let session = 10;
+    t.take_events();
+    t.take_dirty();
+    let before = snapshot(&t);
+    let mut ops: Vec<Op> = (0..N)
+        .map(|i| match i % 4 {
+            0 => Op::create(format!("/big/e{i}"), vec![], Ephemeral),
+            1 => Op::create("/big/s-", vec![1], PersistentSequential),
+            _ => Op::create(format!("/big/n{i}"), vec![2], Persistent),
+        })
+        .collect();
+    ops.push(Op::set_data("/big", b"x".to_vec(), None));
+    ops.push(Op::delete("/big/old-1", None));
+    ops.push(Op::delete("/big/n2", None));
+    let mut failing = ops.clone();
+    failing.push(Op::check("/big/old-1", None)); // deleted above: NoNode
+    let txn = Txn {
+        zxid: 11,
+        time: 5,
+        session,
+    };
+    let err = t.apply(txn, &Op::Multi(failing)).unwrap_err();
+    assert!(matches!(err, Error::MultiFailed { index, .. } if index == N + 3));
+    assert_eq!(snapshot(&t), before, "rolled back whole");
+    assert!(t.ephemerals(session, "/").is_empty());
+    assert!(t.take_events().is_empty());
+    check_invariants(&t);
+
+    let OpResult::Multi(results) = t.apply(txn, &Op::Multi(ops)).unwrap() else {
+        panic!("multi answers Multi")
+    };
+    assert_eq!(results.len(), N + 3);
+    let big = t.get("/big").unwrap().stat();
+    assert_eq!(big.num_children as usize, 2 + N - 2);
+    assert_eq!(t.ephemerals(session, "/big/").len(), N / 4);
+    assert_eq!(t.take_events().len(), 2 * (N + 2) + 1);
+    let (dirty, _) = t.take_dirty();
+    assert_eq!(
+        dirty.len(),
+        N + 2,
+        "each touched path once: the creates, /big, old-1"
+    );
+    check_invariants(&t);
+}
+
+/// What a ZooKeeper 3.8.0 server answered for writes in its reserved subtree (recorded
+/// with kazoo 2.11): `/zookeeper/config` is read-only (NoAuth, even before a version check),
+/// the four system znodes cannot be deleted (BadArguments, before NotEmpty), and the rest
+/// of `/zookeeper` is writable.
+#[test]
+fn the_zookeeper_subtree_is_protected_as_zookeeper_protects_it() {
+    let mut t = DataTree::new();
+    let before = snapshot(&t);
+    let code = |r: Result<OpResult>| r.map(|_| 0).unwrap_or_else(|e| e.code());
+    assert_eq!(
+        code(t.apply(tx(1, 0), &Op::set_data(CONFIG_PATH, b"x".to_vec(), None))),
+        -102
+    );
+    assert_eq!(
+        code(t.apply(tx(2, 0), &Op::set_data(CONFIG_PATH, vec![], Some(9)))),
+        -102
+    );
+    assert_eq!(
+        code(t.apply(
+            tx(3, 0),
+            &Op::create("/zookeeper/config/x", vec![], Persistent)
+        )),
+        -102
+    );
+    assert_eq!(
+        code(t.apply(
+            tx(4, 0),
+            &Op::create("/zookeeper/config/", vec![], PersistentSequential)
+        )),
+        -102
+    );
+    let multi = Op::Multi(vec![
+        Op::create("/zookeeper/x", vec![], Persistent),
+        Op::set_data(CONFIG_PATH, vec![], None),
+    ]);
+    assert_eq!(code(t.apply(tx(5, 0), &multi)), -102);
+    assert_eq!(snapshot(&t), before, "refused writes change nothing");
+    assert_eq!(code(t.apply(tx(6, 0), &Op::check(CONFIG_PATH, Some(0)))), 0);
+    for (zxid, op) in [
+        Op::set_data("/zookeeper", b"x".to_vec(), None),
+        Op::set_data("/zookeeper/quota", b"x".to_vec(), None),
+        Op::create("/zookeeper/x", vec![], Persistent),
+        Op::create("/zookeeper/quota/x", vec![], Persistent),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(code(t.apply(tx(10 + zxid as i64, 0), &op)), 0, "{op:?}");
+    }
+    for p in SYSTEM_PATHS {
+        // /zookeeper and /zookeeper/quota have children now: still BadArguments.
+        assert_eq!(code(t.apply(tx(20, 0), &Op::delete(p, None))), -8, "{p}");
+    }
+    assert_eq!(
+        code(t.apply(tx(21, 0), &Op::delete("/zookeeper/x", None))),
+        0
+    );
+    assert_eq!(
+        code(t.apply(tx(22, 0), &Op::delete("/zookeeper/quota/x", None))),
+        0
+    );
+    assert_eq!(
+        t.get("/zookeeper").unwrap().stat().cversion,
+        0,
+        "-2 + create + delete"
+    );
+}
+
 #[test]
 fn dirty_paths_cover_every_change() {
     let (mut t, _) = tree_with(&[]);
@@ -781,7 +910,10 @@ fn check_invariants(t: &DataTree) {
 }
 
 fn random_op(rng: &mut Rng, t: &DataTree, sessions: &[i64]) -> (i64, Op) {
-    let existing: Vec<&String> = t.iter().map(|(p, _)| p).collect();
+    // Sorted: the tree's map iterates in a per-process random order, and the history
+    // must depend on the seed alone.
+    let mut existing: Vec<&String> = t.iter().map(|(p, _)| p).collect();
+    existing.sort();
     let any_path = |rng: &mut Rng| -> String {
         match rng.below(4) {
             0 => format!("/n{}", rng.below(6)),

@@ -32,7 +32,7 @@ impl Cluster {
         let ids: Vec<u64> = (1..=n).collect();
         let mut c = Cluster {
             net: LocalNetwork::new(),
-            pool: Pool::new(4),
+            pool: Pool::new(4).unwrap(),
             ids: ids.clone(),
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
