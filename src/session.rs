@@ -511,3 +511,30 @@ impl Drop for Session {
         self.join_dispatcher();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::watch::FAIL_SPAWN;
+    use crate::{Error, Node};
+
+    #[test]
+    fn a_session_that_cannot_get_its_thread_is_never_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+        let applied = node.applied_index();
+        FAIL_SPAWN.with(|f| f.set(true));
+        let res = node.session();
+        FAIL_SPAWN.with(|f| f.set(false));
+        assert!(matches!(res, Err(Error::Io(_))), "{res:?}");
+        assert!(
+            node.with_tree(|t| t.sessions().is_empty()),
+            "no orphan session"
+        );
+        assert_eq!(node.applied_index(), applied, "nothing was proposed");
+        assert_eq!(node.hosted_sessions(), 0);
+        let s = node.session().unwrap();
+        assert!(node.with_tree(|t| t.sessions().contains_key(&s.id())));
+        drop(s);
+        node.shutdown();
+    }
+}

@@ -82,6 +82,13 @@ enum Job {
     Stop,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests set it to make `Dispatcher::start` fail on this thread, as when the process
+    /// has run out of threads.
+    pub(crate) static FAIL_SPAWN: Cell<bool> = const { Cell::new(false) };
+}
+
 thread_local! {
     /// Set on dispatcher threads: a watcher calling any session must not wait for any
     /// dispatcher (its own, or another one that may be waiting for it).
@@ -130,6 +137,10 @@ impl Dispatcher {
         state_watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
         logger: Logger,
     ) -> crate::Result<Arc<Dispatcher>> {
+        #[cfg(test)]
+        if FAIL_SPAWN.with(Cell::get) {
+            return Err(crate::Error::Io("injected: cannot spawn a thread".into()));
+        }
         let (tx, rx) = unbounded::<Job>();
         let progress = Arc::new(Progress {
             queued: AtomicU64::new(0),

@@ -72,6 +72,16 @@ impl Cluster {
         node.shutdown();
     }
 
+    /// Takes node `id` out of the cluster without stopping it (the caller owns it now).
+    pub fn detach(&mut self, id: u64) -> Node {
+        self.nodes.remove(&id).expect("running")
+    }
+
+    /// The data directory of node `id`.
+    pub fn dir(&self, id: u64) -> &std::path::Path {
+        self.dirs[&id].path()
+    }
+
     pub fn node(&self, id: u64) -> &Node {
         &self.nodes[&id]
     }
