@@ -285,7 +285,7 @@ fn random_extreme_configurations_start_or_are_refused_never_panic() {
             .data_dir(dir.path())
             .tick_interval(Duration::from_millis(20));
         // Each field is extreme one time in four, so some configurations start.
-        let mut extreme = |rng: &mut Rng| rng.below(4) == 0;
+        let extreme = |rng: &mut Rng| rng.below(4) == 0;
         if extreme(&mut rng) {
             b = b.tick_interval(rng.pick(&durations));
         }
