@@ -3,10 +3,14 @@
 //! ```text
 //! cargo bench --bench throughput            # 5 s per scenario
 //! cargo bench --bench throughput -- --secs 10
+//! cargo bench --bench throughput -- --multis # only the large-multi section
 //! ```
 //!
 //! Prints, per scenario: ops/s, p50/p99/max latency, and the mean number of raft entries
-//! per log write (fsync) on the leader and on the followers.
+//! per log write (fsync) on the leader and on the followers. Then, for multis of 2,000 to
+//! 16,000 creates (16,000 short creates are about 912 KB, under the 1 MiB request limit),
+//! the time from call to reply of the creating multi and of the multi deleting them again,
+//! and the latency of local reads made on the same node while they are applied.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -123,6 +127,7 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--secs") {
         secs = args[i + 1].parse().expect("--secs N");
     }
+    let only_multis = args.iter().any(|a| a == "--multis");
     let e = Ensemble::start(3);
     let leader = e.leader().unwrap();
     let follower = e.nodes.iter().find(|n| n.role() != Role::Leader).unwrap();
@@ -137,6 +142,7 @@ fn main() {
         "scenario", "ops/s", "p50", "p99", "max", "entries/fsync", "(followers)"
     );
     let value = vec![b'x'; 100];
+    let scenarios = if only_multis { 0 } else { 4 };
     for (scenario, (name, via, writers)) in [
         ("create, 1 writer, via leader", leader, 1usize),
         ("create, 64 writers, via leader", leader, 64),
@@ -144,6 +150,7 @@ fn main() {
         ("set_data, 64 writers, via leader", leader, 64),
     ]
     .into_iter()
+    .take(scenarios)
     .enumerate()
     {
         let before: Vec<Metrics> = e.nodes.iter().map(Node::metrics).collect();
@@ -195,7 +202,10 @@ fn main() {
     for (name, threads) in [
         ("get_data, 1 reader, local", 1usize),
         ("get_data, 4 readers, local", 4),
-    ] {
+    ]
+    .into_iter()
+    .take(scenarios / 2)
+    {
         let (ops, p50, p99, max) = run(threads, secs.min(3.0), |t, _| {
             let _ = follower.get_data(&format!("/bench/s{}", t % 64)).unwrap();
         });
@@ -204,7 +214,66 @@ fn main() {
             name, ops, p50, p99, max
         );
     }
+    large_multis(leader);
     for n in &e.nodes {
         n.shutdown();
+    }
+}
+
+/// Multis of many creates, then of as many deletes, through the leader, three runs each,
+/// while a reader on the leader measures local read latency.
+fn large_multis(leader: &Node) {
+    use zkraft::Op;
+    println!();
+    println!(
+        "{:<34} {:>22} {:>22} {:>12} {:>12}",
+        "multi (median, min-max of 3)", "create multi", "delete multi", "read p99", "read max"
+    );
+    leader
+        .create("/multi", b"", CreateMode::Persistent)
+        .unwrap();
+    let span = |mut v: Vec<Duration>| {
+        v.sort();
+        format!("{:.0?} ({:.0?}-{:.0?})", v[1], v[0], v[2])
+    };
+    for n in [2_000usize, 4_000, 8_000, 16_000] {
+        let stop = AtomicBool::new(false);
+        let (creates, deletes, mut reads) = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut lat = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    let _ = leader.get_data("/multi").unwrap();
+                    lat.push(t0.elapsed());
+                }
+                lat
+            });
+            let (mut creates, mut deletes) = (Vec::new(), Vec::new());
+            for run in 0..3 {
+                let paths: Vec<String> = (0..n).map(|i| format!("/multi/n{run}{i:05}")).collect();
+                let ops = paths
+                    .iter()
+                    .map(|p| Op::create(p.as_str(), vec![], CreateMode::Persistent))
+                    .collect();
+                let t0 = Instant::now();
+                leader.multi(ops).unwrap();
+                creates.push(t0.elapsed());
+                let ops = paths.iter().map(|p| Op::delete(p.as_str(), None)).collect();
+                let t0 = Instant::now();
+                leader.multi(ops).unwrap();
+                deletes.push(t0.elapsed());
+            }
+            stop.store(true, Ordering::Relaxed);
+            (creates, deletes, reader.join().unwrap())
+        });
+        reads.sort();
+        println!(
+            "{:<34} {:>22} {:>22} {:>12.1?} {:>12.1?}",
+            format!("{n} creates, then {n} deletes"),
+            span(creates),
+            span(deletes),
+            percentile(&reads, 0.99),
+            reads.last().copied().unwrap_or_default()
+        );
     }
 }

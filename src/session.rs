@@ -333,7 +333,7 @@ impl Session {
             return Err(Error::BadArguments("TTL modes need create_ttl".into()));
         }
         self.write(Op::create(path, data, mode))
-            .map(OpResult::into_created)
+            .and_then(OpResult::into_created)
     }
 
     /// Creates a TTL znode (`PersistentWithTtl` or `PersistentSequentialWithTtl`): the
@@ -349,7 +349,8 @@ impl Session {
             return Err(Error::BadArguments(format!("{mode:?} takes no TTL")));
         }
         self.write(Op::create_ttl(path, data, mode, ttl))
-            .map(|r| r.into_created().0)
+            .and_then(OpResult::into_created)
+            .map(|(p, _)| p)
     }
 
     /// Deletes a znode (see [`crate::Node::delete`]).
@@ -360,12 +361,12 @@ impl Session {
     /// Replaces a znode's data (see [`crate::Node::set_data`]).
     pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
         self.write(Op::set_data(path, data, version))
-            .map(OpResult::into_stat)
+            .and_then(OpResult::into_stat)
     }
 
     /// Applies `ops` atomically (see [`crate::Node::multi`]).
     pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
-        self.write(Op::Multi(ops)).map(OpResult::into_multi)
+        self.write(Op::Multi(ops)).and_then(OpResult::into_multi)
     }
 
     /// ZooKeeper's `sync`: the next read on this session sees every write committed before.

@@ -596,7 +596,7 @@ impl Node {
         mode: CreateMode,
     ) -> Result<(String, Stat)> {
         self.write(Op::create(path, data, mode))
-            .map(OpResult::into_created)
+            .and_then(OpResult::into_created)
     }
 
     /// Deletes a znode; `version` `None` matches any. Errors: `NoNode`, `BadVersion`,
@@ -609,13 +609,13 @@ impl Node {
     /// Errors: `NoNode`, `BadVersion`, `DataTooLarge`, `InvalidPath`.
     pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
         self.write(Op::set_data(path, data, version))
-            .map(OpResult::into_stat)
+            .and_then(OpResult::into_stat)
     }
 
     /// Applies `ops` atomically: all of them or, with [`Error::MultiFailed`] naming the
     /// first failing operation, none.
     pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
-        self.write(Op::Multi(ops)).map(OpResult::into_multi)
+        self.write(Op::Multi(ops)).and_then(OpResult::into_multi)
     }
 
     /// Proposes `op` and waits until it is committed and applied on this node.

@@ -126,27 +126,33 @@ pub enum OpResult {
 
 impl OpResult {
     /// The created path and stat of a `Create` result.
-    pub(crate) fn into_created(self) -> (String, Stat) {
+    pub(crate) fn into_created(self) -> Result<(String, Stat)> {
         match self {
-            OpResult::Create { path, stat } => (path, stat),
-            other => unreachable!("create answered with {other:?}"),
+            OpResult::Create { path, stat } => Ok((path, stat)),
+            other => Err(other.mismatch("create")),
         }
     }
 
     /// The new stat of a `SetData` result.
-    pub(crate) fn into_stat(self) -> Stat {
+    pub(crate) fn into_stat(self) -> Result<Stat> {
         match self {
-            OpResult::SetData { stat } => stat,
-            other => unreachable!("set_data answered with {other:?}"),
+            OpResult::SetData { stat } => Ok(stat),
+            other => Err(other.mismatch("set_data")),
         }
     }
 
     /// The per-operation results of a `Multi` result.
-    pub(crate) fn into_multi(self) -> Vec<OpResult> {
+    pub(crate) fn into_multi(self) -> Result<Vec<OpResult>> {
         match self {
-            OpResult::Multi(results) => results,
-            other => unreachable!("multi answered with {other:?}"),
+            OpResult::Multi(results) => Ok(results),
+            other => Err(other.mismatch("multi")),
         }
+    }
+
+    /// A result of the wrong kind: the state machine never answers so, but a caller gets
+    /// an error rather than a panic if it ever did.
+    fn mismatch(&self, op: &str) -> Error {
+        Error::Corrupt(format!("{op} answered with {self:?}"))
     }
 }
 

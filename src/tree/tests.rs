@@ -664,7 +664,7 @@ fn matches_an_apache_zookeeper_3_8_trace() {
         z += 1;
         r
     };
-    let created = |r: Result<OpResult>| r.unwrap().into_created();
+    let created = |r: Result<OpResult>| r.unwrap().into_created().unwrap();
     // b.
     run(&mut t, 0, Op::create("/a", b"x".to_vec(), Persistent)).unwrap();
     let a = st(&t, "/a");
@@ -827,14 +827,16 @@ fn matches_an_apache_zookeeper_3_8_trace() {
     // m. Two set_data calls.
     let first = run(&mut t, 0, Op::set_data("/a", b"hello".to_vec(), None))
         .unwrap()
-        .into_stat();
+        .into_stat()
+        .unwrap();
     let second = run(
         &mut t,
         0,
         Op::set_data("/a", b"hello world!".to_vec(), None),
     )
     .unwrap()
-    .into_stat();
+    .into_stat()
+    .unwrap();
     assert_eq!((first.version, first.data_length), (1, 5));
     assert_eq!((second.version, second.data_length), (2, 12));
     assert_eq!(second.mzxid, first.mzxid + 1);
