@@ -48,6 +48,6 @@ pub use node::{
 };
 pub use pool::Pool;
 pub use session::{Session, SessionBuilder, SessionState};
-pub use transport::{Envelope, Inbox, LocalNetwork, Transport};
+pub use transport::{Envelope, Inbox, LocalNetwork, TcpTransport, Transport};
 pub use tree::{EventType, OpResult, Stat, WatchedEvent};
 pub use watch::{AddWatchMode, SessionEvent, Watcher, WatcherType};

@@ -1,9 +1,10 @@
 //! How nodes reach each other. [`Transport`] is the seam: the node hands it [`Envelope`]s
 //! addressed by node id and registers an [`Inbox`] for what arrives. [`LocalNetwork`] is the
-//! in-process implementation with fault injection for tests; a TCP transport fits the same
-//! trait (envelopes have a byte encoding, [`Envelope::encode`]).
+//! in-process implementation with fault injection for tests; [`TcpTransport`] carries the
+//! same envelopes ([`Envelope::encode`]) between processes and machines.
 
 mod local;
+pub mod tcp;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use protobuf::Message as _;
 use raft::eraftpb::Message;
 
 pub use local::LocalNetwork;
+pub use tcp::TcpTransport;
 
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};

@@ -1,0 +1,593 @@
+//! [`TcpTransport`]: the members of an ensemble in separate processes or machines, over
+//! `std::net` TCP.
+//!
+//! Each member dials every peer once and keeps that connection for what it sends; what it
+//! receives arrives on the connections its peers dialled (etcd's rafthttp and TiKV keep
+//! long-lived streams the same way). Everything on the wire is bounded:
+//!
+//! - **Handshake.** A dialler opens with magic `ZKRT`, the protocol version, the cluster
+//!   id, its own node id and the id it means to reach. The listener refuses — with a
+//!   logged reason and a one-byte answer — another cluster, a sender that is not one of
+//!   its configured peers, the wrong target id, or a newer protocol version: a node of
+//!   another ensemble can never vote in this one. A connection that does not complete its
+//!   handshake within [`HANDSHAKE_TIMEOUT`] is closed, and at most
+//!   [`MAX_INBOUND_CONNECTIONS`] are open at once.
+//! - **Frames.** A 4-byte big-endian length, then an encoded [`Envelope`]. A frame longer
+//!   than the maximum frame size, an empty or undecodable one, or one claiming another
+//!   sender closes that connection with a logged reason; the node never sees it.
+//! - **Queues.** `send` never blocks: it puts the encoded envelope on the peer's bounded
+//!   queue (by count and by bytes) and returns; a full queue drops the envelope (raft
+//!   retransmits). One writer thread per peer drains the queue, packing whatever is
+//!   waiting into one write syscall, with `TCP_NODELAY`. A dead or slow peer therefore
+//!   neither blocks the node nor grows its memory.
+//! - **Reconnect.** A lost connection is redialled with capped exponential backoff, so a
+//!   restarted peer is picked up without restarting anyone else.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::{Mutex, RwLock};
+use slog::{o, Logger};
+
+use super::{Envelope, Inbox, Transport};
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 4] = b"ZKRT";
+/// The wire protocol this build speaks; a peer announcing a newer one is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// How long a new connection has to complete its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most inbound connections open at once (a few per peer; the rest are refused).
+pub const MAX_INBOUND_CONNECTIONS: usize = 64;
+/// Default largest frame: one raft message carrying one maximum-size request with room to
+/// spare (`Config::max_request_size` is at most 256 MiB; raise this with it).
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024 * 1024;
+/// Most envelopes waiting for one peer.
+const QUEUE_MESSAGES: usize = 16 * 1024;
+/// Most bytes waiting for one peer, unless one frame is larger.
+const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// Most bytes packed into one write.
+const WRITE_BATCH: usize = 1024 * 1024;
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const ACCEPTED: u8 = 0;
+const REFUSED: u8 = 1;
+
+/// Counters of one peer link, for tests and operations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Bytes waiting in the send queue.
+    pub queued_bytes: usize,
+    /// Envelopes dropped because the queue was full (or the frame too large).
+    pub dropped: u64,
+    /// Envelopes written to the socket.
+    pub sent: u64,
+    /// Whether the link is connected (handshake accepted) now.
+    pub connected: bool,
+}
+
+struct Peer {
+    id: u64,
+    addr: String,
+    tx: Sender<Vec<u8>>,
+    queued_bytes: AtomicUsize,
+    dropped: AtomicU64,
+    sent: AtomicU64,
+    connected: AtomicBool,
+    stop: AtomicBool,
+}
+
+struct Inner {
+    id: u64,
+    cluster_id: String,
+    local_addr: SocketAddr,
+    max_frame: usize,
+    logger: Logger,
+    peers: RwLock<HashMap<u64, Arc<Peer>>>,
+    inbox: RwLock<Option<Inbox>>,
+    /// Open inbound connections (a handle to shut each down), by connection number.
+    inbound: Mutex<HashMap<u64, TcpStream>>,
+    next_conn: AtomicU64,
+    stopped: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The TCP transport of one member: its id, the cluster id, a listening socket and the
+/// addresses of its peers (`id → host:port`; hostnames are resolved at every dial).
+///
+/// ```no_run
+/// use zkraft::{transport::TcpTransport, Node};
+/// let t = TcpTransport::bind(1, "prod", "0.0.0.0:7001".parse().unwrap())?;
+/// t.add_peer(2, "zk-2.internal:7001")?;
+/// t.add_peer(3, "zk-3.internal:7001")?;
+/// let node = Node::builder(1)
+///     .cluster_id("prod")
+///     .voters([1, 2, 3])
+///     .data_dir("/var/lib/mysvc/zkraft")
+///     .transport(t.clone())
+///     .start()?;
+/// # Ok::<(), zkraft::Error>(())
+/// ```
+///
+/// Cloning gives another handle; [`TcpTransport::shutdown`] (or dropping the last handle)
+/// closes every connection and joins its threads.
+#[derive(Clone)]
+pub struct TcpTransport {
+    inner: Arc<Inner>,
+    _owner: Arc<Owner>,
+}
+
+/// Shuts the transport down when the last handle goes.
+struct Owner(Weak<Inner>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            shutdown(&inner);
+        }
+    }
+}
+
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("id", &self.inner.id)
+            .field("local_addr", &self.inner.local_addr)
+            .finish()
+    }
+}
+
+impl TcpTransport {
+    /// Listens on `listen` (port 0 picks a free one) as node `id` of `cluster_id`, with
+    /// the default frame limit and no logging.
+    pub fn bind(id: u64, cluster_id: &str, listen: SocketAddr) -> Result<TcpTransport> {
+        Self::bind_with(
+            id,
+            cluster_id,
+            listen,
+            DEFAULT_MAX_FRAME,
+            Logger::root(slog::Discard, o!()),
+        )
+    }
+
+    /// Like [`TcpTransport::bind`], with a frame limit and a logger.
+    pub fn bind_with(
+        id: u64,
+        cluster_id: &str,
+        listen: SocketAddr,
+        max_frame: usize,
+        logger: Logger,
+    ) -> Result<TcpTransport> {
+        if id == 0 || cluster_id.is_empty() || cluster_id.len() > crate::MAX_CLUSTER_ID_LEN {
+            return Err(Error::Config(
+                "a TCP transport needs a non-zero id and a 1-64 byte cluster id".into(),
+            ));
+        }
+        let listener = TcpListener::bind(listen)?;
+        let local_addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            id,
+            cluster_id: cluster_id.to_string(),
+            local_addr,
+            max_frame: max_frame.clamp(1024, u32::MAX as usize),
+            logger: logger.new(o!("transport" => "tcp", "listen" => local_addr.to_string())),
+            peers: RwLock::new(HashMap::new()),
+            inbox: RwLock::new(None),
+            inbound: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        let acceptor = std::thread::Builder::new()
+            .name(format!("zkraft-tcp-accept-{id}"))
+            .spawn(move || accept_loop(listener, weak))?;
+        inner.threads.lock().push(acceptor);
+        let owner = Arc::new(Owner(Arc::downgrade(&inner)));
+        Ok(TcpTransport {
+            inner,
+            _owner: owner,
+        })
+    }
+
+    /// The address the transport listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Adds (or readdresses) peer `id` at `addr` (`host:port`) and starts its writer.
+    pub fn add_peer(&self, id: u64, addr: &str) -> Result<()> {
+        if id == 0 || id == self.inner.id {
+            return Err(Error::Config(format!("bad peer id {id}")));
+        }
+        self.remove_peer(id);
+        let (tx, rx) = bounded(QUEUE_MESSAGES);
+        let peer = Arc::new(Peer {
+            id,
+            addr: addr.to_string(),
+            tx,
+            queued_bytes: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&self.inner);
+        let p = peer.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("zkraft-tcp-{}-to-{id}", self.inner.id))
+            .spawn(move || write_loop(weak, p, rx))?;
+        self.inner.threads.lock().push(writer);
+        self.inner.peers.write().insert(id, peer);
+        Ok(())
+    }
+
+    /// Forgets peer `id`: its writer stops and its connections are refused from now on.
+    pub fn remove_peer(&self, id: u64) {
+        if let Some(p) = self.inner.peers.write().remove(&id) {
+            p.stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The counters of the link to peer `id`.
+    pub fn peer_stats(&self, id: u64) -> Option<PeerStats> {
+        self.inner.peers.read().get(&id).map(|p| PeerStats {
+            queued_bytes: p.queued_bytes.load(Ordering::Relaxed),
+            dropped: p.dropped.load(Ordering::Relaxed),
+            sent: p.sent.load(Ordering::Relaxed),
+            connected: p.connected.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Closes the listener and every connection and joins the transport's threads.
+    pub fn shutdown(&self) {
+        shutdown(&self.inner);
+    }
+}
+
+fn shutdown(inner: &Arc<Inner>) {
+    if inner.stopped.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    for p in inner.peers.read().values() {
+        p.stop.store(true, Ordering::SeqCst);
+    }
+    // Wake the acceptor, blocked in accept().
+    let _ = TcpStream::connect_timeout(&inner.local_addr, Duration::from_millis(200));
+    for (_, s) in inner.inbound.lock().drain() {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+    let me = std::thread::current().id();
+    let threads = std::mem::take(&mut *inner.threads.lock());
+    for t in threads {
+        if t.thread().id() != me {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn register(&self, id: u64, inbox: Inbox) -> Result<()> {
+        if id != self.inner.id {
+            return Err(Error::Config(format!(
+                "this TCP transport is node {}'s, not node {id}'s",
+                self.inner.id
+            )));
+        }
+        let mut slot = self.inner.inbox.write();
+        if slot.is_some() {
+            return Err(Error::Config(format!("node {id} is already registered")));
+        }
+        *slot = Some(inbox);
+        Ok(())
+    }
+
+    fn deregister(&self, id: u64, inbox: &Inbox) {
+        let mut slot = self.inner.inbox.write();
+        if id == self.inner.id && slot.as_ref().is_some_and(|i| i.same(inbox)) {
+            *slot = None;
+        }
+    }
+
+    fn send(&self, to: u64, envelope: Envelope) {
+        let Some(peer) = self.inner.peers.read().get(&to).cloned() else {
+            return;
+        };
+        let frame = envelope.encode();
+        if frame.len() > self.inner.max_frame {
+            peer.dropped.fetch_add(1, Ordering::Relaxed);
+            slog::warn!(self.inner.logger, "envelope larger than the frame limit dropped";
+                "to" => to, "bytes" => frame.len(), "max" => self.inner.max_frame);
+            return;
+        }
+        let len = frame.len();
+        let queued = peer.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if queued > 0 && queued + len > QUEUE_BYTES {
+            peer.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            peer.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = peer.tx.try_send(frame)
+        {
+            peer.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            peer.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, inner: Weak<Inner>) {
+    for stream in listener.incoming() {
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut open = inner.inbound.lock();
+            if open.len() >= MAX_INBOUND_CONNECTIONS {
+                slog::warn!(inner.logger, "too many inbound connections: refused";
+                    "peer" => stream.peer_addr().map(|a| a.to_string()).unwrap_or_default());
+                continue;
+            }
+            match stream.try_clone() {
+                Ok(clone) => open.insert(conn, clone),
+                Err(_) => continue,
+            };
+        }
+        let weak = Arc::downgrade(&inner);
+        let spawned = std::thread::Builder::new()
+            .name(format!("zkraft-tcp-{}-in", inner.id))
+            .spawn(move || {
+                read_connection(&weak, stream);
+                if let Some(inner) = weak.upgrade() {
+                    inner.inbound.lock().remove(&conn);
+                }
+            });
+        match spawned {
+            Ok(t) => {
+                let mut threads = inner.threads.lock();
+                threads.retain(|t| !t.is_finished());
+                threads.push(t);
+            }
+            Err(e) => {
+                inner.inbound.lock().remove(&conn);
+                slog::error!(inner.logger, "cannot start a reader thread"; "error" => %e);
+            }
+        }
+    }
+}
+
+/// The handshake a dialler sends.
+fn handshake(from: u64, to: u64, cluster_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + cluster_id.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out.push(cluster_id.len() as u8);
+    out.extend_from_slice(cluster_id.as_bytes());
+    out.extend_from_slice(&from.to_be_bytes());
+    out.extend_from_slice(&to.to_be_bytes());
+    out
+}
+
+/// Reads and checks a handshake: the sender's id, or why it is refused.
+fn read_handshake(
+    inner: &Inner,
+    stream: &mut TcpStream,
+) -> io::Result<std::result::Result<u64, String>> {
+    let mut head = [0u8; 7];
+    stream.read_exact(&mut head)?;
+    if &head[..4] != MAGIC {
+        return Ok(Err("not a zkraft peer (bad magic)".into()));
+    }
+    let version = u16::from_be_bytes([head[4], head[5]]);
+    let mut cluster = vec![0u8; usize::from(head[6])];
+    stream.read_exact(&mut cluster)?;
+    let mut ids = [0u8; 16];
+    stream.read_exact(&mut ids)?;
+    let from = u64::from_be_bytes(ids[..8].try_into().unwrap_or_default());
+    let to = u64::from_be_bytes(ids[8..].try_into().unwrap_or_default());
+    let cluster = String::from_utf8_lossy(&cluster);
+    Ok(if version > PROTOCOL_VERSION {
+        Err(format!(
+            "peer speaks protocol {version}, this node {PROTOCOL_VERSION}"
+        ))
+    } else if cluster != inner.cluster_id {
+        Err(format!(
+            "peer of cluster {cluster:?}, this is {:?}",
+            inner.cluster_id
+        ))
+    } else if to != inner.id {
+        Err(format!("peer wants node {to}, this is node {}", inner.id))
+    } else if !inner.peers.read().contains_key(&from) {
+        Err(format!("node {from} is not a configured peer"))
+    } else {
+        Ok(from)
+    })
+}
+
+fn read_connection(inner: &Weak<Inner>, mut stream: TcpStream) {
+    let Some(strong) = inner.upgrade() else {
+        return;
+    };
+    let peer_addr = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let logger = strong.logger.new(o!("from_addr" => peer_addr));
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let from = match read_handshake(&strong, &mut stream) {
+        Ok(Ok(from)) => from,
+        Ok(Err(reason)) => {
+            slog::warn!(logger, "connection refused"; "reason" => reason);
+            let _ = stream.write_all(&[REFUSED]);
+            return;
+        }
+        Err(e) => {
+            if !strong.stopped.load(Ordering::SeqCst) {
+                slog::warn!(logger, "handshake failed: connection closed"; "error" => %e);
+            }
+            return;
+        }
+    };
+    if stream.write_all(&[ACCEPTED]).is_err() || stream.set_read_timeout(None).is_err() {
+        return;
+    }
+    let max_frame = strong.max_frame;
+    drop(strong);
+    let mut len = [0u8; 4];
+    loop {
+        if stream.read_exact(&mut len).is_err() {
+            return; // closed, or shut down
+        }
+        let n = u32::from_be_bytes(len) as usize;
+        if n == 0 || n > max_frame {
+            slog::warn!(logger, "frame size out of bounds: connection closed";
+                "from" => from, "bytes" => n, "max" => max_frame);
+            return;
+        }
+        let mut buf = vec![0u8; n];
+        if stream.read_exact(&mut buf).is_err() {
+            return;
+        }
+        let decoded = std::panic::catch_unwind(|| Envelope::decode(&buf))
+            .unwrap_or_else(|_| Err(Error::Corrupt("decoder panicked".into())));
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        match decoded {
+            Ok(env) if env.from() == from && env.to() == strong.id => {
+                let inbox = strong.inbox.read().clone();
+                if let Some(inbox) = inbox {
+                    inbox.deliver(env);
+                }
+            }
+            Ok(env) => {
+                slog::warn!(logger, "envelope with a forged address: connection closed";
+                    "from" => from, "claims" => env.from(), "to" => env.to());
+                return;
+            }
+            Err(e) => {
+                slog::warn!(logger, "malformed frame: connection closed";
+                    "from" => from, "error" => %e);
+                return;
+            }
+        }
+    }
+}
+
+/// Dials `peer` and completes the handshake.
+fn dial(inner: &Inner, peer: &Peer) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing");
+    for addr in peer.addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
+            Ok(mut s) => {
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+                s.write_all(&handshake(inner.id, peer.id, &inner.cluster_id))?;
+                let mut answer = [0u8; 1];
+                s.read_exact(&mut answer)?;
+                if answer[0] != ACCEPTED {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "peer refused the handshake (see its log)",
+                    ));
+                }
+                s.set_read_timeout(None)?;
+                s.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn write_loop(inner: Weak<Inner>, peer: Arc<Peer>, rx: Receiver<Vec<u8>>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut stream: Option<TcpStream> = None;
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    while !peer.stop.load(Ordering::SeqCst) {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        if stream.is_none() {
+            match dial(&strong, &peer) {
+                Ok(s) => {
+                    slog::info!(strong.logger, "connected"; "peer" => peer.id);
+                    peer.connected.store(true, Ordering::SeqCst);
+                    stream = Some(s);
+                    backoff = BACKOFF_MIN;
+                }
+                Err(e) => {
+                    slog::debug!(strong.logger, "dial failed"; "peer" => peer.id,
+                        "addr" => &peer.addr, "error" => %e, "retry_in" => ?backoff);
+                    drop(strong);
+                    sleep_unless_stopped(&peer, backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            }
+        }
+        drop(strong);
+        let first = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(f) => f,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        buf.clear();
+        let mut frames = 0u64;
+        let mut push = |frame: Vec<u8>, buf: &mut Vec<u8>| {
+            peer.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+            buf.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&frame);
+            frames += 1;
+        };
+        push(first, &mut buf);
+        while buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(f) => push(f, &mut buf),
+                Err(_) => break,
+            }
+        }
+        let written = stream.as_mut().map(|s| s.write_all(&buf));
+        match written {
+            Some(Ok(())) => {
+                peer.sent.fetch_add(frames, Ordering::Relaxed);
+            }
+            _ => {
+                // Lost with the connection: raft retransmits.
+                peer.dropped.fetch_add(frames, Ordering::Relaxed);
+                peer.connected.store(false, Ordering::SeqCst);
+                if let Some(s) = stream.take() {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+            }
+        }
+    }
+    if let Some(s) = stream {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+}
+
+fn sleep_unless_stopped(peer: &Peer, d: Duration) {
+    let until = Instant::now() + d;
+    while !peer.stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
