@@ -457,9 +457,11 @@ fn read_connection(inner: &Weak<Inner>, mut stream: TcpStream) {
                 "from" => from, "bytes" => n, "max" => max_frame);
             return;
         }
-        let mut buf = vec![0u8; n];
-        if stream.read_exact(&mut buf).is_err() {
-            return;
+        // Grown as the bytes arrive: a length header alone reserves little memory.
+        let mut buf = Vec::with_capacity(n.min(64 * 1024));
+        match (&mut stream).take(n as u64).read_to_end(&mut buf) {
+            Ok(got) if got == n => {}
+            _ => return,
         }
         let decoded = std::panic::catch_unwind(|| Envelope::decode(&buf))
             .unwrap_or_else(|_| Err(Error::Corrupt("decoder panicked".into())));
