@@ -528,11 +528,12 @@ impl Core {
                 }
             }
         }
-        let (dirty, dirty_sessions) = s.tree.write().take_dirty();
         {
-            // Readers share the lock; nobody else writes the tree, so it holds exactly the
-            // state after `last`.
-            let tree = s.tree.read();
+            // Taken under the write lock, then encoded under the same lock downgraded:
+            // readers share it, and the tree holds exactly the state after `last`.
+            let mut tree = s.tree.write();
+            let (dirty, dirty_sessions) = tree.take_dirty();
+            let tree = parking_lot::RwLockWriteGuard::downgrade(tree);
             self.tree_store.write_into(
                 &mut batch,
                 &tree,
