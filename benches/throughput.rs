@@ -76,6 +76,10 @@ fn diff(a: Metrics, b: Metrics) -> Metrics {
         entries_persisted: a.entries_persisted - b.entries_persisted,
         entries_applied: a.entries_applied - b.entries_applied,
         apply_batches: a.apply_batches - b.apply_batches,
+        log_compactions: a.log_compactions - b.log_compactions,
+        snapshots_sent: a.snapshots_sent - b.snapshots_sent,
+        snapshots_installed: a.snapshots_installed - b.snapshots_installed,
+        log_first_index: a.log_first_index,
     }
 }
 

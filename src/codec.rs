@@ -85,6 +85,11 @@ impl<'a> Reader<'a> {
     pub(crate) fn str(&mut self) -> Result<String> {
         String::from_utf8(self.bytes()?).map_err(|_| Error::Corrupt("invalid utf-8".into()))
     }
+    /// True when every byte has been read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     pub(crate) fn finish(self) -> Result<()> {
         if self.buf.is_empty() {
             Ok(())

@@ -101,7 +101,10 @@ fn one_directory_cannot_be_opened_twice() {
         .start()
         .unwrap();
     let b = zkraft::Node::builder(1).data_dir(dir.path()).start();
-    assert!(matches!(b, Err(Error::Storage(_))), "{b:?}");
+    assert!(
+        matches!(&b, Err(Error::Config(m)) if m.contains("in use by another node")),
+        "{b:?}"
+    );
     a.shutdown();
     let again = zkraft::Node::builder(1)
         .data_dir(dir.path())

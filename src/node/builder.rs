@@ -99,6 +99,20 @@ impl NodeBuilder {
         self
     }
 
+    /// Compact the raft log after this many applied entries (default 100,000; see
+    /// [`Config::snapshot_entries`]).
+    pub fn snapshot_entries(mut self, entries: u64) -> Self {
+        self.config.snapshot_entries = entries;
+        self
+    }
+
+    /// Compact the raft log after this many bytes of entries (default 256 MiB; see
+    /// [`Config::snapshot_log_bytes`]).
+    pub fn snapshot_log_bytes(mut self, bytes: u64) -> Self {
+        self.config.snapshot_log_bytes = bytes;
+        self
+    }
+
     /// Largest request in bytes (default 1 MiB − 1, as ZooKeeper's `jute.maxbuffer`; see
     /// [`Config::max_request_size`]).
     pub fn max_request_size(mut self, bytes: usize) -> Self {
@@ -207,12 +221,15 @@ impl NodeBuilder {
                 using the persisted one"; "configured" => ?config.voters, "persisted" => ?persisted);
             config.voters = persisted;
         }
-        let tree_store = TreeStore::new(db);
+        let tree_store = TreeStore::new(db)?;
         let (tree, applied) = tree_store.load()?;
+        // A snapshot half-received before a restart is of no use: free its space.
+        tree_store.clear_staging()?;
+        storage.set_applied(applied);
         let hs = storage.hard_state();
         slog::info!(logger, "recovered";
             "applied" => applied, "commit" => hs.commit, "term" => hs.term,
-            "last_index" => storage.last(), "znodes" => tree.len(),
+            "first_index" => storage.first(), "last_index" => storage.last(), "znodes" => tree.len(),
             "voters" => ?storage.conf_state().voters);
         let single = storage.conf_state().voters == [config.id];
         let mut raw = raft::RawNode::new(&config.raft_config(applied), storage, &logger)?;
@@ -220,6 +237,7 @@ impl NodeBuilder {
             // Alone in the ensemble: no reason to wait an election timeout.
             raw.campaign()?;
         }
+        let log_first_index = raw.store().first();
         let core = Core::new(raw, tree_store, applied, &config);
 
         let (mailbox, inbox) = unbounded::<Msg>();
@@ -248,7 +266,10 @@ impl NodeBuilder {
             stopped: AtomicBool::new(false),
             incarnation,
             next_request: AtomicU64::new(1),
-            counters: Counters::default(),
+            counters: Counters {
+                log_first_index: AtomicU64::new(log_first_index),
+                ..Counters::default()
+            },
             watches: Mutex::new(WatchManager::default()),
             sessions: Mutex::new(HashMap::new()),
             last_ack_ms: AtomicU64::new(0),
@@ -256,9 +277,15 @@ impl NodeBuilder {
             me: me.clone(),
         });
         let weak = Arc::downgrade(&shared);
+        let weak_report = weak.clone();
         let inbox = Inbox::new(move |env| {
             if let Some(s) = weak.upgrade() {
                 s.post(Msg::Envelope(env));
+            }
+        })
+        .on_unreachable(move |peer| {
+            if let Some(s) = weak_report.upgrade() {
+                s.post(Msg::Unreachable(peer));
             }
         });
         transport.register(config.id, inbox.clone())?;

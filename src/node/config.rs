@@ -79,7 +79,19 @@ pub struct Config {
     /// How often the leader looks for empty containers and expired TTL znodes to delete
     /// (ZooKeeper's `znode.container.checkIntervalMs`, 60 s).
     pub reap_interval: Duration,
+    /// Compact the raft log once it holds more than this many applied entries (default
+    /// 100,000, as ZooKeeper's `snapCount` and etcd's `--snapshot-count`). The newest
+    /// entries (half of this, at most [`CATCH_UP_ENTRIES`]) stay, so a follower a little
+    /// behind catches up from the log; one further behind gets a snapshot.
+    pub snapshot_entries: u64,
+    /// Also compact, keeping nothing, once this many bytes of entries were written to the
+    /// log since the last compaction (default 256 MiB).
+    pub snapshot_log_bytes: u64,
 }
+
+/// Most applied entries kept in the log after a compaction, for followers slightly behind
+/// (etcd's `SnapshotCatchUpEntries`).
+pub const CATCH_UP_ENTRIES: u64 = 5_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -102,6 +114,8 @@ impl Default for Config {
             min_session_timeout: Duration::from_secs(4),
             max_session_timeout: Duration::from_secs(40),
             reap_interval: Duration::from_secs(60),
+            snapshot_entries: 100_000,
+            snapshot_log_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -166,6 +180,9 @@ impl Config {
         }
         if self.reap_interval.is_zero() {
             return err("reap_interval must be positive");
+        }
+        if self.snapshot_entries == 0 || self.snapshot_log_bytes == 0 {
+            return err("snapshot_entries and snapshot_log_bytes must be positive");
         }
         Ok(())
     }
@@ -296,6 +313,10 @@ mod tests {
             },
             Config {
                 max_size_per_msg: 0,
+                ..Config::default()
+            },
+            Config {
+                snapshot_entries: 0,
                 ..Config::default()
             },
         ];

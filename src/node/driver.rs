@@ -18,6 +18,11 @@
 //! a long batch; the batch's RocksDB write is built under a read lock and written with no
 //! lock held, so reads never wait on the disk.
 //!
+//! After applying, the driver compacts the raft log once it is long enough
+//! (`Config::snapshot_entries`, `Config::snapshot_log_bytes`): the tree on disk is the
+//! snapshot, so compaction is one range delete. A follower behind the compacted log is
+//! sent a snapshot in bounded chunks and installs it atomically (see `snapshot`).
+//!
 //! The driver also runs the out-of-log session machinery: every node heartbeats the
 //! sessions it hosts to the leader; the leader keeps a deadline per session (a fresh full
 //! timeout for every session when it takes over) and proposes `CloseSession` for the ones
@@ -30,17 +35,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
-use raft::{RawNode, ReadState, INVALID_ID};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{RawNode, ReadState, SnapshotStatus, INVALID_ID};
 use rocksdb::WriteBatch;
 
-use super::{Config, Msg, Request, Role, Shared};
+use super::snapshot::{decode_descriptor, Incoming, Outgoing};
+use super::{Config, Msg, Request, Role, Shared, CATCH_UP_ENTRIES};
 use crate::command::{Command, Op};
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
 use crate::time::{deadline_after, now_ms};
 use crate::transport::Envelope;
-use crate::tree::{OpResult, Txn};
+use crate::tree::{DataTree, EventType, OpResult, Txn, WatchedEvent};
 use crate::watch::SessionEvent;
 
 /// Most mailbox messages handled before raft gets to produce a `Ready`.
@@ -101,6 +107,16 @@ pub(crate) struct Core {
     request_timeout: Duration,
     /// Most bytes of proposals and peer entries taken from the mailbox per round.
     max_bytes_per_round: usize,
+    /// Snapshot transfers this leader runs, by follower.
+    outgoing: HashMap<u64, Outgoing>,
+    /// The snapshot this follower is receiving.
+    incoming: Option<Incoming>,
+    next_transfer: u64,
+    /// Compaction thresholds (`Config::snapshot_entries`, `Config::snapshot_log_bytes`).
+    snapshot_entries: u64,
+    snapshot_log_bytes: u64,
+    /// Bytes of entries written to the log since the last compaction (or start).
+    log_bytes: u64,
 }
 
 impl Core {
@@ -129,6 +145,12 @@ impl Core {
             retry_after: config.election_timeout(),
             request_timeout: config.request_timeout,
             max_bytes_per_round: config.max_bytes_per_round(),
+            outgoing: HashMap::new(),
+            incoming: None,
+            next_transfer: 1,
+            snapshot_entries: config.snapshot_entries,
+            snapshot_log_bytes: config.snapshot_log_bytes,
+            log_bytes: 0,
         }
     }
 
@@ -189,10 +211,68 @@ impl Core {
     fn handle(&mut self, s: &Shared, msg: Msg) {
         match msg {
             Msg::Envelope(Envelope::Raft(m)) => {
+                if m.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_staged(&m) {
+                    slog::warn!(s.logger, "snapshot message without its staged data dropped";
+                        "from" => m.from);
+                    return;
+                }
                 if let Err(e) = self.raw.step(m) {
                     slog::debug!(s.logger, "dropped raft message"; "error" => %e);
                 }
             }
+            Msg::Envelope(Envelope::SnapshotChunk {
+                from,
+                transfer,
+                seq,
+                last,
+                index,
+                data,
+                ..
+            }) => {
+                let ok = self.stage_chunk(s, from, transfer, seq, last, index, &data);
+                s.transport.send(
+                    from,
+                    Envelope::SnapshotAck {
+                        from: s.id,
+                        to: from,
+                        transfer,
+                        seq,
+                        ok,
+                    },
+                );
+            }
+            Msg::Envelope(Envelope::SnapshotAck {
+                from,
+                transfer,
+                seq,
+                ok,
+                ..
+            }) => {
+                if let Some(o) = self.outgoing.get(&from) {
+                    if o.transfer == transfer {
+                        o.ack(seq, ok);
+                    }
+                }
+            }
+            Msg::SnapshotDone { to, transfer, ok } => {
+                if self
+                    .outgoing
+                    .get(&to)
+                    .is_some_and(|o| o.transfer == transfer)
+                {
+                    self.outgoing.remove(&to);
+                    if ok {
+                        s.counters.snapshots_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let status = if ok {
+                        SnapshotStatus::Finish
+                    } else {
+                        SnapshotStatus::Failure
+                    };
+                    self.raw.report_snapshot(to, status);
+                }
+            }
+            Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
             Msg::Envelope(Envelope::SessionPing { from, sessions, .. }) => {
                 if self.leading {
                     self.heard_from(s, &sessions);
@@ -404,11 +484,206 @@ impl Core {
         }
     }
 
-    fn send(&self, s: &Shared, msgs: Vec<Message>) {
+    fn send(&mut self, s: &Shared, msgs: Vec<Message>) {
         for m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.start_transfer(s, m);
+                continue;
+            }
             let to = m.to;
             s.transport.send(to, Envelope::Raft(m));
         }
+    }
+
+    /// Leader: streams a snapshot to `m.to` instead of sending raft's metadata-only
+    /// message (which the transfer sends, completed, at its end).
+    fn start_transfer(&mut self, s: &Shared, m: Message) {
+        let to = m.to;
+        if self.outgoing.contains_key(&to) {
+            return; // one transfer per follower; raft hears how it ended
+        }
+        let transfer = (s.incarnation << 16) ^ self.next_transfer;
+        self.next_transfer += 1;
+        slog::info!(s.logger, "sending snapshot"; "to" => to, "transfer" => transfer);
+        match Outgoing::start(s, self.tree_store.db().clone(), transfer, m) {
+            Ok(o) => {
+                self.outgoing.insert(to, o);
+            }
+            Err(e) => {
+                slog::warn!(s.logger, "snapshot transfer not started"; "to" => to, "error" => %e);
+                // Told to raft on the next round, outside this Ready.
+                self.outgoing.insert(to, Outgoing::failed(transfer));
+                s.post(Msg::SnapshotDone {
+                    to,
+                    transfer,
+                    ok: false,
+                });
+            }
+        }
+    }
+
+    /// Follower: stages one chunk of a snapshot; false refuses it (and the transfer).
+    #[allow(clippy::too_many_arguments)]
+    fn stage_chunk(
+        &mut self,
+        s: &Shared,
+        from: u64,
+        transfer: u64,
+        seq: u32,
+        last: bool,
+        index: u64,
+        data: &[u8],
+    ) -> bool {
+        if seq == 0 {
+            if let Err(e) = self.tree_store.clear_staging() {
+                slog::warn!(s.logger, "cannot stage a snapshot"; "error" => %e);
+                self.incoming = None;
+                return false;
+            }
+            self.incoming = Some(Incoming {
+                from,
+                transfer,
+                index,
+                next: 0,
+                complete: false,
+            });
+        }
+        let Some(inc) = &mut self.incoming else {
+            return false;
+        };
+        if inc.from != from
+            || inc.transfer != transfer
+            || inc.index != index
+            || inc.next != seq
+            || inc.complete
+        {
+            return false;
+        }
+        match self.tree_store.stage_chunk(data) {
+            Ok(()) => {
+                inc.next += 1;
+                inc.complete = last;
+                true
+            }
+            Err(e) => {
+                slog::warn!(s.logger, "malformed snapshot chunk refused";
+                    "from" => from, "seq" => seq, "error" => %e);
+                self.incoming = None;
+                false
+            }
+        }
+    }
+
+    /// Whether a `MsgSnapshot` names the transfer this follower has completely staged.
+    fn snapshot_staged(&self, m: &Message) -> bool {
+        let snap = m.get_snapshot();
+        let Ok((transfer, index)) = decode_descriptor(snap.get_data()) else {
+            return false;
+        };
+        index == snap.get_metadata().index
+            && self
+                .incoming
+                .as_ref()
+                .is_some_and(|inc| inc.ready_for(m.from, transfer, index))
+    }
+
+    /// Installs the snapshot raft accepted: the staged slot becomes the tree, in one
+    /// synced write; then the in-memory tree is replaced, and the watches and hosted
+    /// sessions hear what changed.
+    fn install_snapshot(&mut self, s: &Shared, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let (transfer, index) = decode_descriptor(snap.get_data())?;
+        let staged = self.incoming.take();
+        let from = staged.as_ref().map(|i| i.from).unwrap_or(0);
+        if index != meta.index || !staged.is_some_and(|inc| inc.ready_for(from, transfer, index)) {
+            return Err(Error::Raft(format!(
+                "snapshot at {} to install was not staged",
+                meta.index
+            )));
+        }
+        let started = Instant::now();
+        let tree = self.tree_store.install(
+            self.raw.store(),
+            meta.index,
+            meta.term,
+            meta.get_conf_state(),
+        )?;
+        slog::info!(s.logger, "installed snapshot";
+            "index" => meta.index, "term" => meta.term, "znodes" => tree.len(),
+            "ms" => started.elapsed().as_millis() as u64);
+        self.replace_tree(s, tree, meta.index);
+        s.counters
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
+        s.counters
+            .log_first_index
+            .store(self.raw.store().first(), Ordering::Relaxed);
+        self.applied = meta.index;
+        s.applied.store(meta.index, Ordering::Release);
+        self.log_bytes = 0;
+        self.release_reads();
+        Ok(())
+    }
+
+    /// Swaps in a tree loaded from a snapshot. Watches fire for every znode that differs
+    /// (as ZooKeeper's `setWatches` reports what a client missed), and sessions hosted here
+    /// that the snapshot no longer holds have expired.
+    fn replace_tree(&mut self, s: &Shared, mut tree: DataTree, index: u64) {
+        let mut guard = s.tree.write();
+        tree.set_zxid(index);
+        let old = std::mem::replace(&mut *guard, tree);
+        let events = tree_changes(&old, &guard, index as i64);
+        drop(old);
+        let mut watches = s.watches.lock();
+        if !events.is_empty() {
+            watches.trigger(&events);
+        }
+        let gone: Vec<i64> = s
+            .sessions
+            .lock()
+            .keys()
+            .copied()
+            .filter(|id| !guard.sessions().contains_key(id))
+            .collect();
+        for id in gone {
+            if let Some(inner) = s.sessions.lock().remove(&id) {
+                inner.mark_ended(true);
+                watches.end_session(id, Some(SessionEvent::Expired));
+            }
+        }
+    }
+
+    /// Compacts the log once it is long enough: keeps the newest entries for followers
+    /// slightly behind when compacting by count, none when compacting by bytes.
+    fn maybe_compact(&mut self, s: &Shared) -> Result<()> {
+        let first = self.raw.store().first();
+        if self.applied < first {
+            return Ok(());
+        }
+        let entries = self.applied - first + 1;
+        let by_bytes = self.log_bytes > self.snapshot_log_bytes;
+        if entries <= self.snapshot_entries && !by_bytes {
+            return Ok(());
+        }
+        let retain = if by_bytes {
+            0
+        } else {
+            (self.snapshot_entries / 2).min(CATCH_UP_ENTRIES)
+        };
+        let to = self.applied - retain;
+        let started = Instant::now();
+        let removed = self.raw.store().compact(to)?;
+        self.log_bytes = 0;
+        s.counters
+            .log_first_index
+            .store(self.raw.store().first(), Ordering::Relaxed);
+        if removed > 0 {
+            s.counters.log_compactions.fetch_add(1, Ordering::Relaxed);
+            slog::info!(s.logger, "compacted raft log";
+                "through" => to, "removed" => removed, "applied" => self.applied,
+                "ms" => started.elapsed().as_millis() as u64);
+        }
+        Ok(())
     }
 
     fn handle_ready(&mut self, s: &Shared) -> Result<()> {
@@ -427,13 +702,13 @@ impl Core {
             self.send(s, rd.take_messages());
         }
         if !rd.snapshot().is_empty() {
-            // Never produced: storage never compacts, so raft never sends snapshots.
-            return Err(Error::Raft(
-                "snapshot received, but this version never compacts its log".into(),
-            ));
+            self.install_snapshot(s, rd.snapshot())?;
         }
         self.apply(s, rd.take_committed_entries())?;
         let entries = rd.take_entries();
+        self.log_bytes = entries
+            .iter()
+            .fold(self.log_bytes, |n, e| n.saturating_add(e.data.len() as u64));
         if self.raw.store().persist(&entries, rd.hs())? {
             s.counters.log_syncs.fetch_add(1, Ordering::Relaxed);
             s.counters
@@ -450,7 +725,7 @@ impl Core {
         self.raw.advance_apply();
         s.term.store(self.raw.raft.term, Ordering::Release);
         self.on_read_states(read_states);
-        Ok(())
+        self.maybe_compact(s)
     }
 
     fn on_read_states(&mut self, states: Vec<ReadState>) {
@@ -532,6 +807,7 @@ impl Core {
             // Taken under the write lock, then encoded under the same lock downgraded:
             // readers share it, and the tree holds exactly the state after `last`.
             let mut tree = s.tree.write();
+            tree.set_zxid(last);
             let (dirty, dirty_sessions) = tree.take_dirty();
             let tree = parking_lot::RwLockWriteGuard::downgrade(tree);
             self.tree_store.write_into(
@@ -543,6 +819,7 @@ impl Core {
         }
         self.raw.store().commit_into(&mut batch, last)?;
         self.tree_store.commit(batch)?;
+        self.raw.store().set_applied(last);
         self.applied = last;
         s.applied.store(last, Ordering::Release);
         s.counters
@@ -587,4 +864,47 @@ impl Core {
         }
         res
     }
+}
+
+/// The watch events that turn `old` into `new`, as one entry at `zxid` would report them:
+/// deletions, creations, data and child-list changes, in path order.
+fn tree_changes(old: &DataTree, new: &DataTree, zxid: i64) -> Vec<WatchedEvent> {
+    let mut out = Vec::new();
+    let mut ev = |event_type, path: &str| {
+        out.push(WatchedEvent {
+            event_type,
+            path: path.to_string(),
+            zxid,
+        })
+    };
+    let mut paths: Vec<&String> = old
+        .iter()
+        .map(|(p, _)| p)
+        .chain(
+            new.iter()
+                .filter(|(p, _)| old.get(p).is_none())
+                .map(|(p, _)| p),
+        )
+        .collect();
+    paths.sort_unstable();
+    for p in paths {
+        match (old.get(p), new.get(p)) {
+            (Some(_), None) => ev(EventType::NodeDeleted, p),
+            (None, Some(_)) => ev(EventType::NodeCreated, p),
+            (Some(a), Some(b)) => {
+                if a.czxid != b.czxid {
+                    // Deleted and created again in between.
+                    ev(EventType::NodeDeleted, p);
+                    ev(EventType::NodeCreated, p);
+                } else if a.mzxid != b.mzxid {
+                    ev(EventType::NodeDataChanged, p);
+                }
+                if a.pzxid != b.pzxid || a.children != b.children {
+                    ev(EventType::NodeChildrenChanged, p);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    out
 }

@@ -7,6 +7,7 @@
 mod builder;
 mod config;
 mod driver;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -19,7 +20,7 @@ use slog::Logger;
 
 pub use builder::NodeBuilder;
 pub use config::{
-    Config, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK,
+    Config, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK,
     MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
 
@@ -81,6 +82,31 @@ pub struct Metrics {
     pub entries_applied: u64,
     /// Apply batches written to RocksDB.
     pub apply_batches: u64,
+    /// Raft log compactions done.
+    pub log_compactions: u64,
+    /// Snapshots this node streamed to followers behind its compacted log.
+    pub snapshots_sent: u64,
+    /// Snapshots this node received and installed.
+    pub snapshots_installed: u64,
+    /// The first index still in the raft log (everything before it was compacted).
+    pub log_first_index: u64,
+}
+
+/// A replica's digest of its tree and sessions at its applied index (ZooKeeper 3.6's
+/// digest): two replicas with the same `index` hold the same state exactly when their
+/// `value`s agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Digest {
+    /// The applied index the digest describes.
+    pub index: u64,
+    /// The digest.
+    pub value: u64,
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}@{}", self.value, self.index)
+    }
 }
 
 impl Metrics {
@@ -101,6 +127,10 @@ struct Counters {
     entries_persisted: AtomicU64,
     entries_applied: AtomicU64,
     apply_batches: AtomicU64,
+    log_compactions: AtomicU64,
+    snapshots_sent: AtomicU64,
+    snapshots_installed: AtomicU64,
+    log_first_index: AtomicU64,
 }
 
 /// What travels through a node's mailbox to its driver.
@@ -109,6 +139,10 @@ pub(crate) enum Msg {
     Envelope(Envelope),
     /// From a caller on this node, who waits for the reply.
     Request(Request),
+    /// From the transport: a peer could not be reached.
+    Unreachable(u64),
+    /// From a snapshot transfer's thread: it finished, or failed.
+    SnapshotDone { to: u64, transfer: u64, ok: bool },
 }
 
 /// A caller's request to the driver.
@@ -165,6 +199,7 @@ impl Msg {
                 m.entries.iter().map(|e| e.data.len()).sum::<usize>()
                     + m.get_snapshot().get_data().len()
             }
+            Msg::Envelope(Envelope::SnapshotChunk { data, .. }) => data.len(),
             _ => 0,
         }
     }
@@ -544,6 +579,21 @@ impl Node {
             entries_persisted: c.entries_persisted.load(Ordering::Relaxed),
             entries_applied: c.entries_applied.load(Ordering::Relaxed),
             apply_batches: c.apply_batches.load(Ordering::Relaxed),
+            log_compactions: c.log_compactions.load(Ordering::Relaxed),
+            snapshots_sent: c.snapshots_sent.load(Ordering::Relaxed),
+            snapshots_installed: c.snapshots_installed.load(Ordering::Relaxed),
+            log_first_index: c.log_first_index.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The digest of this replica's tree and sessions at its applied index. Replicas that
+    /// report the same index must report the same value; tests use it to prove them
+    /// identical.
+    pub fn digest(&self) -> Digest {
+        let tree = self.shared.tree.read();
+        Digest {
+            index: tree.zxid(),
+            value: tree.digest(),
         }
     }
 

@@ -1,19 +1,29 @@
-//! Everything zkraft keeps on disk, in one RocksDB database per node with four column
+//! Everything zkraft keeps on disk, in one RocksDB database per node with these column
 //! families:
 //!
 //! | column family | key | value |
 //! |---|---|---|
 //! | `raft_log` | entry index (u64, big-endian) | `eraftpb::Entry` (protobuf) |
-//! | `raft_state` | `hard_state`, `conf_state` | protobuf |
-//! | `tree` | znode path | encoded znode (stat fields + data) |
-//! | `sessions` | session id (i64, big-endian) | timeout, host, password |
-//! | `meta` | `applied_index`, `node_id`, `cluster_id` | u64, u64, bytes |
+//! | `raft_state` | `hard_state`, `conf_state`, `compacted` | protobuf; index + term |
+//! | `tree`, `tree.1` | znode path | encoded znode (stat fields + data) |
+//! | `sessions`, `sessions.1` | session id (i64, big-endian) | timeout, host, password |
+//! | `meta` | `applied_index`, `tree_slot`, `node_id`, `cluster_id` | u64, u8, u64, bytes |
 //!
 //! [`RaftStorage`] is the `raft::Storage` over the first two; [`TreeStore`] loads the tree
 //! and writes each apply batch (tree delta + applied index + commit) atomically.
+//!
+//! The tree lives in one of two *slots* (`tree`+`sessions`, or `tree.1`+`sessions.1`);
+//! `meta/tree_slot` names the live one. A snapshot received from the leader is staged
+//! into the other slot, chunk by chunk, and installed by one synced batch that flips
+//! `tree_slot` together with the applied index and the raft compaction point: a crash
+//! at any instant leaves either the old state or the new one, never a mix.
+//!
+//! RocksDB's write-ahead log is capped (`max_total_wal_size`): the small column families
+//! written with every batch would otherwise never flush and pin every log file.
 
 mod identity;
 mod raft_log;
+mod snapshot;
 mod tree_store;
 
 use std::path::Path;
@@ -23,6 +33,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 
 pub(crate) use identity::{check_or_record as check_identity, Identity};
 pub use raft_log::RaftStorage;
+pub(crate) use snapshot::read_snapshot;
 pub use tree_store::TreeStore;
 
 use crate::error::Result;
@@ -32,17 +43,60 @@ pub(crate) const CF_RAFT_STATE: &str = "raft_state";
 pub(crate) const CF_TREE: &str = "tree";
 pub(crate) const CF_SESSIONS: &str = "sessions";
 pub(crate) const CF_META: &str = "meta";
+pub(crate) const CF_TREE_1: &str = "tree.1";
+pub(crate) const CF_SESSIONS_1: &str = "sessions.1";
+
+/// Total size of write-ahead log files after which RocksDB flushes the column families
+/// that hold the oldest one, so the log on disk stays bounded.
+const MAX_TOTAL_WAL_SIZE: u64 = 64 * 1024 * 1024;
+
+/// The column families of tree slot `slot` (0 or 1): znodes, sessions.
+pub(crate) fn slot_cfs(slot: u8) -> (&'static str, &'static str) {
+    if slot == 0 {
+        (CF_TREE, CF_SESSIONS)
+    } else {
+        (CF_TREE_1, CF_SESSIONS_1)
+    }
+}
 
 /// Opens (creating if needed) the node's RocksDB database in `dir`.
+///
+/// A directory already open (by this process or another) is refused with
+/// [`Error::Config`](crate::Error::Config): RocksDB's lock file guards it, so two nodes can
+/// never share one directory.
 pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
     std::fs::create_dir_all(dir)?;
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let cfs = [CF_RAFT_LOG, CF_RAFT_STATE, CF_TREE, CF_SESSIONS, CF_META]
-        .into_iter()
-        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-    Ok(Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?))
+    opts.set_max_total_wal_size(MAX_TOTAL_WAL_SIZE);
+    // RocksDB's own info log: a few bounded files, not one per start forever.
+    opts.set_keep_log_file_num(4);
+    opts.set_max_log_file_size(16 * 1024 * 1024);
+    let cfs = [
+        CF_RAFT_LOG,
+        CF_RAFT_STATE,
+        CF_TREE,
+        CF_SESSIONS,
+        CF_META,
+        CF_TREE_1,
+        CF_SESSIONS_1,
+    ]
+    .into_iter()
+    .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    DB::open_cf_descriptors(&opts, dir, cfs)
+        .map(Arc::new)
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("lock") || msg.contains("LOCK") {
+                crate::Error::Config(format!(
+                    "data directory {} is in use by another node (RocksDB lock): {msg}",
+                    dir.display()
+                ))
+            } else {
+                e.into()
+            }
+        })
 }
 
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {

@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
+/// Index and term of the last entry removed by log compaction (or covered by an
+/// installed snapshot): the log starts right after it.
+pub(crate) const KEY_COMPACTED: &[u8] = b"compacted";
 
 /// What the storage keeps in memory beside RocksDB so that the hot calls
 /// (`first_index`, `last_index`, `initial_state`) never touch the disk.
@@ -24,9 +27,13 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 struct Cached {
     hard_state: HardState,
     conf_state: ConfState,
-    /// The log starts after this index (0: nothing compacted).
+    /// The first index in the log: the compaction point + 1 (1: nothing compacted).
     first_index: u64,
     last_index: u64,
+    /// The term of the entry at `first_index - 1` (0 when nothing was compacted).
+    compacted_term: u64,
+    /// The applied index the driver last reported (what a snapshot would hold).
+    applied: u64,
 }
 
 /// Most entries, and bytes of entries, kept in the in-memory tail of the log.
@@ -143,23 +150,19 @@ impl RaftStorage {
                 cs
             }
         };
+        let (compacted_index, compacted_term) = match db.get_cf(state_cf, KEY_COMPACTED)? {
+            Some(b) => decode_compacted(&b)?,
+            None => (0, 0),
+        };
         let log_cf = cf(&db, CF_RAFT_LOG);
-        let first = db
-            .iterator_cf(log_cf, IteratorMode::Start)
-            .next()
-            .transpose()?
-            .map(|(k, _)| decode_index(&k))
-            .transpose()?;
         let last = db
             .iterator_cf(log_cf, IteratorMode::End)
             .next()
             .transpose()?
             .map(|(k, _)| decode_index(&k))
             .transpose()?;
-        let (first_index, last_index) = match (first, last) {
-            (Some(f), Some(l)) => (f, l),
-            _ => (1, 0),
-        };
+        let first_index = compacted_index + 1;
+        let last_index = last.unwrap_or(0).max(compacted_index);
         Ok(RaftStorage {
             db,
             tail: RwLock::new(Tail::default()),
@@ -168,6 +171,8 @@ impl RaftStorage {
                 conf_state,
                 first_index,
                 last_index,
+                compacted_term,
+                applied: 0,
             }),
             sync,
         })
@@ -186,6 +191,95 @@ impl RaftStorage {
     /// Index of the last entry in the log.
     pub fn last(&self) -> u64 {
         self.cached.read().last_index
+    }
+
+    /// Index of the first entry still in the log (everything before was compacted).
+    pub fn first(&self) -> u64 {
+        self.cached.read().first_index
+    }
+
+    /// Records the applied index: a snapshot raft asks for describes the state after it.
+    pub(crate) fn set_applied(&self, applied: u64) {
+        self.cached.write().applied = applied;
+    }
+
+    /// Removes the entries up to and including `to` from the log and records `to` (with
+    /// its term) as the compaction point, in one synced write. `to` must be applied, so
+    /// the tree on disk (which is the snapshot) covers it. Returns the entries removed.
+    ///
+    /// The write is synced even with durable writes off: it follows the unsynced apply
+    /// batches in RocksDB's write-ahead log, so once it is on disk, so are they — the log
+    /// never loses an entry the persisted tree does not yet reflect.
+    pub(crate) fn compact(&self, to: u64) -> Result<u64> {
+        let (first, applied) = {
+            let c = self.cached.read();
+            (c.first_index, c.applied)
+        };
+        if to < first || to > applied {
+            return Ok(0);
+        }
+        let term = raft::Storage::term(self, to).map_err(|e| Error::Storage(e.to_string()))?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            cf(&self.db, CF_RAFT_LOG),
+            index_key(first),
+            index_key(to + 1),
+        );
+        batch.put_cf(
+            cf(&self.db, CF_RAFT_STATE),
+            KEY_COMPACTED,
+            encode_compacted(to, term),
+        );
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts)?;
+        let mut c = self.cached.write();
+        c.first_index = to + 1;
+        c.compacted_term = term;
+        Ok(to + 1 - first)
+    }
+
+    /// Adds to `batch` what installing a snapshot at (`index`, `term`) with configuration
+    /// `cs` does to the raft state: the whole log goes, the compaction point becomes the
+    /// snapshot, the commit index reaches it. [`RaftStorage::snapshot_installed`] updates
+    /// the cached state once the batch is written.
+    pub(crate) fn install_into(
+        &self,
+        batch: &mut WriteBatch,
+        index: u64,
+        term: u64,
+        cs: &ConfState,
+    ) -> Result<()> {
+        let c = self.cached.read();
+        let log_cf = cf(&self.db, CF_RAFT_LOG);
+        batch.delete_range_cf(log_cf, index_key(0), index_key(c.last_index.max(index) + 1));
+        let state_cf = cf(&self.db, CF_RAFT_STATE);
+        batch.put_cf(state_cf, KEY_COMPACTED, encode_compacted(index, term));
+        let mut hs = c.hard_state.clone();
+        hs.commit = hs.commit.max(index);
+        hs.term = hs.term.max(term);
+        let encode = |m: &dyn protobuf::Message| {
+            m.write_to_bytes()
+                .map_err(|e| Error::Corrupt(e.to_string()))
+        };
+        batch.put_cf(state_cf, KEY_HARD_STATE, encode(&hs)?);
+        batch.put_cf(state_cf, KEY_CONF_STATE, encode(cs)?);
+        Ok(())
+    }
+
+    /// The snapshot written by [`RaftStorage::install_into`] is on disk.
+    pub(crate) fn snapshot_installed(&self, index: u64, term: u64, cs: ConfState) {
+        let mut c = self.cached.write();
+        c.hard_state.commit = c.hard_state.commit.max(index);
+        c.hard_state.term = c.hard_state.term.max(term);
+        c.conf_state = cs;
+        c.first_index = index + 1;
+        c.last_index = index;
+        c.compacted_term = term;
+        c.applied = index;
+        let mut tail = self.tail.write();
+        tail.entries.clear();
+        tail.bytes = 0;
     }
 
     /// Appends `entries` (replacing any conflicting suffix) and records `hard_state`, in
@@ -280,7 +374,25 @@ impl RaftStorage {
     }
 }
 
-fn decode_index(key: &[u8]) -> Result<u64> {
+pub(crate) fn encode_compacted(index: u64, term: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&index.to_be_bytes());
+    out[8..].copy_from_slice(&term.to_be_bytes());
+    out
+}
+
+pub(crate) fn decode_compacted(b: &[u8]) -> Result<(u64, u64)> {
+    let b: [u8; 16] = b
+        .try_into()
+        .map_err(|_| Error::Corrupt("compaction point".into()))?;
+    let (i, t) = b.split_at(8);
+    Ok((
+        u64::from_be_bytes(i.try_into().expect("8 bytes")),
+        u64::from_be_bytes(t.try_into().expect("8 bytes")),
+    ))
+}
+
+pub(crate) fn decode_index(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(key.try_into().map_err(|_| {
         Error::Corrupt(format!("raft log key of {} bytes", key.len()))
     })?))
@@ -352,13 +464,13 @@ impl raft::Storage for RaftStorage {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        let (first, last) = {
+        let (first, last, compacted_term) = {
             let c = self.cached.read();
-            (c.first_index, c.last_index)
+            (c.first_index, c.last_index, c.compacted_term)
         };
         if idx == first - 1 {
-            // Nothing is compacted yet: the entry before the first is the empty index 0.
-            return Ok(0);
+            // The compaction point (or the empty index 0 when nothing was compacted).
+            return Ok(compacted_term);
         }
         if idx < first {
             return Err(raft::Error::Store(StorageError::Compacted));
@@ -381,13 +493,26 @@ impl raft::Storage for RaftStorage {
         Ok(c.last_index.max(c.first_index - 1))
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The log is never compacted yet (log compaction and snapshot transfer come with
-        // the multi-process work), so every follower can be caught up from entries and raft
-        // never needs a snapshot. Say "not now" rather than hand out a wrong one.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // The snapshot *is* the tree on disk at the applied index. raft gets its metadata
+        // here; the driver streams the data itself in bounded chunks (from a RocksDB
+        // snapshot taken when the transfer starts, whose own metadata then replaces this).
+        let (applied, cs) = {
+            let c = self.cached.read();
+            (c.applied, c.conf_state.clone())
+        };
+        if applied == 0 || applied < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let term = self.term(applied)?;
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = applied;
+        meta.term = term;
+        meta.set_conf_state(cs);
+        Ok(snap)
     }
 }
 
@@ -468,5 +593,62 @@ mod tests {
         );
         assert_eq!(s.last_index().unwrap(), 4);
         assert_eq!(s.term(4).unwrap(), 2);
+    }
+}
+
+#[cfg(test)]
+mod compaction_tests {
+    use super::*;
+    use raft::Storage;
+
+    #[test]
+    fn compaction_is_persisted_and_bounded_by_the_applied_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |index, term| Entry {
+            index,
+            term,
+            data: vec![1; 10].into(),
+            ..Entry::default()
+        };
+        {
+            let db = super::super::open_db(dir.path()).unwrap();
+            let s = RaftStorage::open(db, &[1], true).unwrap();
+            let ents: Vec<_> = (1..=100).map(|i| entry(i, 1 + i / 50)).collect();
+            s.persist(&ents, None).unwrap();
+            assert_eq!(s.compact(10).unwrap(), 0, "nothing applied yet");
+            s.set_applied(60);
+            assert_eq!(s.compact(70).unwrap(), 0, "beyond the applied index");
+            assert_eq!(s.compact(55).unwrap(), 55);
+            assert_eq!(s.first_index().unwrap(), 56);
+            assert_eq!(
+                s.term(55).unwrap(),
+                2,
+                "the compaction point keeps its term"
+            );
+            assert!(matches!(
+                s.term(54),
+                Err(raft::Error::Store(StorageError::Compacted))
+            ));
+            assert!(matches!(
+                s.entries(50, 60, None, GetEntriesContext::empty(false)),
+                Err(raft::Error::Store(StorageError::Compacted))
+            ));
+            let snap = s.snapshot(0, 2).unwrap();
+            assert_eq!(
+                (snap.get_metadata().index, snap.get_metadata().term),
+                (60, 2)
+            );
+        }
+        let db = super::super::open_db(dir.path()).unwrap();
+        let s = RaftStorage::open(db, &[1], true).unwrap();
+        assert_eq!(
+            (s.first_index().unwrap(), s.last_index().unwrap()),
+            (56, 100)
+        );
+        assert_eq!(s.term(55).unwrap(), 2);
+        let got = s
+            .entries(56, 101, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(got.len(), 45);
     }
 }

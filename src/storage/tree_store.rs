@@ -7,43 +7,68 @@
 
 use std::sync::Arc;
 
+use raft::eraftpb::ConfState;
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
-use super::{cf, CF_META, CF_SESSIONS, CF_TREE};
+use super::{cf, slot_cfs, RaftStorage, CF_META};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::tree::{DataTree, SessionRecord, Znode};
 
-const KEY_APPLIED: &[u8] = b"applied_index";
+pub(crate) const KEY_APPLIED: &[u8] = b"applied_index";
+pub(crate) const KEY_TREE_SLOT: &[u8] = b"tree_slot";
 const ZNODE_FORMAT_V1: u8 = 1;
 const SESSION_FORMAT_V1: u8 = 1;
 
 /// Durable home of the znode tree.
 pub struct TreeStore {
     db: Arc<DB>,
+    /// Which tree slot is live (see the module docs of `storage`).
+    slot: u8,
+}
+
+/// Reads the applied index from `meta` (through `get`, a database or a snapshot).
+pub(crate) fn read_applied(value: Option<Vec<u8>>) -> Result<u64> {
+    match value {
+        Some(b) => Ok(u64::from_le_bytes(
+            b.as_slice()
+                .try_into()
+                .map_err(|_| Error::Corrupt("applied index".into()))?,
+        )),
+        None => Ok(0),
+    }
+}
+
+/// Reads the live tree slot from `meta`.
+pub(crate) fn read_slot(value: Option<Vec<u8>>) -> Result<u8> {
+    match value.as_deref() {
+        None | Some([0]) => Ok(0),
+        Some([1]) => Ok(1),
+        Some(other) => Err(Error::Corrupt(format!("tree slot {other:?}"))),
+    }
 }
 
 impl TreeStore {
     /// Wraps the node's database.
-    pub fn new(db: Arc<DB>) -> TreeStore {
-        TreeStore { db }
+    pub fn new(db: Arc<DB>) -> Result<TreeStore> {
+        let slot = read_slot(db.get_cf(cf(&db, CF_META), KEY_TREE_SLOT)?)?;
+        Ok(TreeStore { db, slot })
+    }
+
+    /// The node's database.
+    pub(crate) fn db(&self) -> &Arc<DB> {
+        &self.db
     }
 
     /// Loads the tree and the index it reflects. A fresh database yields ZooKeeper's
     /// initial tree at index 0.
     pub fn load(&self) -> Result<(DataTree, u64)> {
-        let applied = match self.db.get_cf(cf(&self.db, CF_META), KEY_APPLIED)? {
-            Some(b) => u64::from_le_bytes(
-                b.as_slice()
-                    .try_into()
-                    .map_err(|_| Error::Corrupt("applied index".into()))?,
-            ),
-            None => 0,
-        };
+        let applied = read_applied(self.db.get_cf(cf(&self.db, CF_META), KEY_APPLIED)?)?;
+        let (tree_cf, sessions_cf) = slot_cfs(self.slot);
         let mut tree = DataTree::empty();
         for item in self
             .db
-            .iterator_cf(cf(&self.db, CF_TREE), IteratorMode::Start)
+            .iterator_cf(cf(&self.db, tree_cf), IteratorMode::Start)
         {
             let (k, v) = item?;
             let path = String::from_utf8(k.to_vec())
@@ -51,22 +76,86 @@ impl TreeStore {
             tree.insert_loaded(path, decode_znode(&v)?);
         }
         if tree.is_empty() {
-            return Ok((DataTree::new(), applied));
+            let mut tree = DataTree::new();
+            tree.set_zxid(applied);
+            return Ok((tree, applied));
         }
         for item in self
             .db
-            .iterator_cf(cf(&self.db, CF_SESSIONS), IteratorMode::Start)
+            .iterator_cf(cf(&self.db, sessions_cf), IteratorMode::Start)
         {
             let (k, v) = item?;
-            let id = i64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| Error::Corrupt("session key".into()))?,
-            );
-            tree.insert_session(id, decode_session(&v)?);
+            tree.insert_session(decode_session_key(&k)?, decode_session(&v)?);
         }
         tree.link_children();
+        tree.set_zxid(applied);
         Ok((tree, applied))
+    }
+
+    /// Empties the slot that is not live, to stage a snapshot into it.
+    pub(crate) fn clear_staging(&self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let (tree_cf, sessions_cf) = slot_cfs(1 - self.slot);
+        // Paths are UTF-8 (never a 0xFF byte) and session keys 8 bytes: [0xFF; 9] is
+        // past every key.
+        batch.delete_range_cf(cf(&self.db, tree_cf), &[][..], &[0xFFu8; 9][..]);
+        batch.delete_range_cf(cf(&self.db, sessions_cf), &[][..], &[0xFFu8; 9][..]);
+        self.commit(batch)
+    }
+
+    /// Writes one chunk of a snapshot being received into the staging slot. Every record
+    /// is decoded first, so a malformed chunk is refused whole and never installed.
+    pub(crate) fn stage_chunk(&self, chunk: &[u8]) -> Result<()> {
+        let (tree_cf, sessions_cf) = slot_cfs(1 - self.slot);
+        let (tree_cf, sessions_cf) = (cf(&self.db, tree_cf), cf(&self.db, sessions_cf));
+        let mut batch = WriteBatch::default();
+        let mut r = Reader::new(chunk);
+        while !r.is_empty() {
+            let kind = r.u8()?;
+            let key = r.bytes()?;
+            let value = r.bytes()?;
+            match kind {
+                RECORD_ZNODE => {
+                    std::str::from_utf8(&key)
+                        .map_err(|_| Error::Corrupt("snapshot znode path".into()))?;
+                    decode_znode(&value)?;
+                    batch.put_cf(tree_cf, key, value);
+                }
+                RECORD_SESSION => {
+                    decode_session_key(&key)?;
+                    decode_session(&value)?;
+                    batch.put_cf(sessions_cf, key, value);
+                }
+                other => return Err(Error::Corrupt(format!("snapshot record kind {other}"))),
+            }
+        }
+        self.commit(batch)
+    }
+
+    /// Makes the staged slot live at (`index`, `term`, `cs`): one synced batch flips the
+    /// slot and sets the applied index, the compaction point, the commit index and the
+    /// configuration. Returns the tree loaded from it; the old slot is emptied after.
+    pub(crate) fn install(
+        &mut self,
+        raft: &RaftStorage,
+        index: u64,
+        term: u64,
+        cs: &ConfState,
+    ) -> Result<DataTree> {
+        let staged = 1 - self.slot;
+        let mut batch = WriteBatch::default();
+        let meta = cf(&self.db, CF_META);
+        batch.put_cf(meta, KEY_TREE_SLOT, [staged]);
+        batch.put_cf(meta, KEY_APPLIED, index.to_le_bytes());
+        raft.install_into(&mut batch, index, term, cs)?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts)?;
+        raft.snapshot_installed(index, term, cs.clone());
+        self.slot = staged;
+        let (tree, _) = self.load()?;
+        self.clear_staging()?;
+        Ok(tree)
     }
 
     /// Adds to `batch` the current value of every path in `dirty` and every session in
@@ -78,14 +167,15 @@ impl TreeStore {
         (dirty, dirty_sessions): (&[String], &[i64]),
         applied: u64,
     ) {
-        let tree_cf = cf(&self.db, CF_TREE);
+        let (tree_cf, sessions_cf) = slot_cfs(self.slot);
+        let tree_cf = cf(&self.db, tree_cf);
         for path in dirty {
             match tree.get(path) {
                 Some(node) => batch.put_cf(tree_cf, path.as_bytes(), encode_znode(node)),
                 None => batch.delete_cf(tree_cf, path.as_bytes()),
             }
         }
-        let sessions_cf = cf(&self.db, CF_SESSIONS);
+        let sessions_cf = cf(&self.db, sessions_cf);
         for id in dirty_sessions {
             match tree.sessions().get(id) {
                 Some(rec) => batch.put_cf(sessions_cf, id.to_be_bytes(), encode_session(rec)),
@@ -104,6 +194,17 @@ impl TreeStore {
         self.db.write_opt(batch, &opts)?;
         Ok(())
     }
+}
+
+/// A snapshot chunk record holding a znode (key: path) or a session (key: id).
+pub(crate) const RECORD_ZNODE: u8 = 1;
+pub(crate) const RECORD_SESSION: u8 = 2;
+
+fn decode_session_key(k: &[u8]) -> Result<i64> {
+    Ok(i64::from_be_bytes(
+        k.try_into()
+            .map_err(|_| Error::Corrupt("session key".into()))?,
+    ))
 }
 
 fn encode_znode(n: &Znode) -> Vec<u8> {
@@ -164,6 +265,8 @@ fn decode_znode(buf: &[u8]) -> Result<Znode> {
         ephemeral_owner: r.i64()?,
         data: r.bytes()?,
         children: Default::default(),
+        // Filled in when the znode is inserted into a tree.
+        data_hash: 0,
     };
     r.finish()?;
     Ok(node)
@@ -186,7 +289,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut tree = DataTree::new();
         {
-            let store = TreeStore::new(super::super::open_db(dir.path()).unwrap());
+            let store = TreeStore::new(super::super::open_db(dir.path()).unwrap()).unwrap();
             let (fresh, applied) = store.load().unwrap();
             assert_eq!((fresh.len(), applied), (4, 0));
             let txn = |zxid, session| Txn {
@@ -237,7 +340,7 @@ mod tests {
             store.write_into(&mut batch, &tree, (&dirty, &dirty_sessions), 10);
             store.commit(batch).unwrap();
         }
-        let store = TreeStore::new(super::super::open_db(dir.path()).unwrap());
+        let store = TreeStore::new(super::super::open_db(dir.path()).unwrap()).unwrap();
         let (loaded, applied) = store.load().unwrap();
         assert_eq!(applied, 10);
         assert_eq!(sorted(&loaded), sorted(&tree));
@@ -249,6 +352,107 @@ mod tests {
         assert!(
             loaded.reapable(0).is_empty(),
             "container never had children"
+        );
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use crate::command::{CreateMode, Op};
+    use crate::storage::open_db;
+    use crate::tree::Txn;
+    use raft::Storage as _;
+
+    fn chunk_of(tree: &DataTree) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
+        for (p, n) in tree.iter() {
+            w.u8(RECORD_ZNODE);
+            w.bytes(p.as_bytes());
+            w.bytes(&encode_znode(n));
+        }
+        for (id, s) in tree.sessions() {
+            w.u8(RECORD_SESSION);
+            w.bytes(&id.to_be_bytes());
+            w.bytes(&encode_session(s));
+        }
+        w.finish()
+    }
+
+    fn tree_with(path: &str) -> DataTree {
+        let mut t = DataTree::new();
+        let txn = Txn {
+            zxid: 3,
+            time: 1,
+            session: 0,
+        };
+        t.apply(
+            txn,
+            &Op::create(path, b"x".to_vec(), CreateMode::Persistent),
+        )
+        .unwrap();
+        t
+    }
+
+    #[test]
+    fn a_staged_snapshot_is_installed_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let newer = tree_with("/new");
+        {
+            let db = open_db(dir.path()).unwrap();
+            let store = TreeStore::new(db.clone()).unwrap();
+            let mut old = tree_with("/old");
+            let (dirty, sessions) = old.take_dirty();
+            let mut batch = WriteBatch::default();
+            store.write_into(&mut batch, &old, (&dirty, &sessions), 5);
+            store.commit(batch).unwrap();
+            store.clear_staging().unwrap();
+            store.stage_chunk(&chunk_of(&newer)).unwrap();
+            assert!(
+                store.stage_chunk(&[9, 0, 0, 0, 0]).is_err(),
+                "unknown record"
+            );
+            let mut bad = chunk_of(&newer);
+            bad.truncate(bad.len() - 1);
+            assert!(store.stage_chunk(&bad).is_err(), "truncated record");
+            // The process dies here, before the install.
+        }
+        let db = open_db(dir.path()).unwrap();
+        let raft = RaftStorage::open(db.clone(), &[1], true).unwrap();
+        let mut store = TreeStore::new(db.clone()).unwrap();
+        let (tree, applied) = store.load().unwrap();
+        assert_eq!(applied, 5);
+        assert!(tree.get("/old").is_some() && tree.get("/new").is_none());
+
+        store.clear_staging().unwrap();
+        store.stage_chunk(&chunk_of(&newer)).unwrap();
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..ConfState::default()
+        };
+        let installed = store.install(&raft, 10, 2, &cs).unwrap();
+        assert!(installed.get("/new").is_some() && installed.get("/old").is_none());
+        assert_eq!(installed.digest(), newer.digest());
+        assert_eq!(
+            (raft.first_index().unwrap(), raft.last_index().unwrap()),
+            (11, 10)
+        );
+        assert_eq!(raft.term(10).unwrap(), 2);
+        drop((store, raft, db));
+
+        let db = open_db(dir.path()).unwrap();
+        let raft = RaftStorage::open(db.clone(), &[1], true).unwrap();
+        let store = TreeStore::new(db).unwrap();
+        let (tree, applied) = store.load().unwrap();
+        assert_eq!(applied, 10);
+        assert_eq!(tree.digest(), newer.digest());
+        assert_eq!(tree.zxid(), 10);
+        let st = raft.initial_state().unwrap();
+        assert_eq!(st.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!((st.hard_state.commit, st.hard_state.term), (10, 2));
+        assert_eq!(
+            (raft.first_index().unwrap(), raft.term(10).unwrap()),
+            (11, 2)
         );
     }
 }

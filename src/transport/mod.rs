@@ -39,6 +39,38 @@ pub enum Envelope {
         /// The host that pinged.
         to: u64,
     },
+    /// One bounded piece of a snapshot, streamed from the leader to a follower behind its
+    /// compacted log. The raft `MsgSnapshot` itself follows the last chunk.
+    SnapshotChunk {
+        /// The leader.
+        from: u64,
+        /// The follower.
+        to: u64,
+        /// Which transfer this chunk belongs to.
+        transfer: u64,
+        /// Position of the chunk in the transfer, from 0.
+        seq: u32,
+        /// Whether this is the last chunk.
+        last: bool,
+        /// The applied index the snapshot holds.
+        index: u64,
+        /// Encoded records (znodes and sessions).
+        data: Vec<u8>,
+    },
+    /// The follower's answer to a [`Envelope::SnapshotChunk`]: staged, or refused (the
+    /// leader then abandons the transfer and raft retries later).
+    SnapshotAck {
+        /// The follower.
+        from: u64,
+        /// The leader.
+        to: u64,
+        /// The transfer.
+        transfer: u64,
+        /// The chunk answered.
+        seq: u32,
+        /// Whether the chunk was staged.
+        ok: bool,
+    },
 }
 
 impl Envelope {
@@ -46,7 +78,10 @@ impl Envelope {
     pub fn from(&self) -> u64 {
         match self {
             Envelope::Raft(m) => m.from,
-            Envelope::SessionPing { from, .. } | Envelope::SessionPingAck { from, .. } => *from,
+            Envelope::SessionPing { from, .. }
+            | Envelope::SessionPingAck { from, .. }
+            | Envelope::SnapshotChunk { from, .. }
+            | Envelope::SnapshotAck { from, .. } => *from,
         }
     }
 
@@ -54,7 +89,10 @@ impl Envelope {
     pub fn to(&self) -> u64 {
         match self {
             Envelope::Raft(m) => m.to,
-            Envelope::SessionPing { to, .. } | Envelope::SessionPingAck { to, .. } => *to,
+            Envelope::SessionPing { to, .. }
+            | Envelope::SessionPingAck { to, .. }
+            | Envelope::SnapshotChunk { to, .. }
+            | Envelope::SnapshotAck { to, .. } => *to,
         }
     }
 
@@ -84,6 +122,42 @@ impl Envelope {
                 w.u64(*to);
                 w.finish()
             }
+            Envelope::SnapshotChunk {
+                from,
+                to,
+                transfer,
+                seq,
+                last,
+                index,
+                data,
+            } => {
+                let mut w = Writer::with_capacity(48 + data.len());
+                w.u8(4);
+                w.u64(*from);
+                w.u64(*to);
+                w.u64(*transfer);
+                w.u32(*seq);
+                w.u8(u8::from(*last));
+                w.u64(*index);
+                w.bytes(data);
+                w.finish()
+            }
+            Envelope::SnapshotAck {
+                from,
+                to,
+                transfer,
+                seq,
+                ok,
+            } => {
+                let mut w = Writer::with_capacity(32);
+                w.u8(5);
+                w.u64(*from);
+                w.u64(*to);
+                w.u64(*transfer);
+                w.u32(*seq);
+                w.u8(u8::from(*ok));
+                w.finish()
+            }
         }
     }
 
@@ -111,9 +185,43 @@ impl Envelope {
                 r.finish()?;
                 Ok(Envelope::SessionPingAck { from, to })
             }
+            Some(4) => {
+                let mut r = Reader::new(&buf[1..]);
+                let env = Envelope::SnapshotChunk {
+                    from: r.u64()?,
+                    to: r.u64()?,
+                    transfer: r.u64()?,
+                    seq: r.u32()?,
+                    last: flag(r.u8()?)?,
+                    index: r.u64()?,
+                    data: r.bytes()?,
+                };
+                r.finish()?;
+                Ok(env)
+            }
+            Some(5) => {
+                let mut r = Reader::new(&buf[1..]);
+                let env = Envelope::SnapshotAck {
+                    from: r.u64()?,
+                    to: r.u64()?,
+                    transfer: r.u64()?,
+                    seq: r.u32()?,
+                    ok: flag(r.u8()?)?,
+                };
+                r.finish()?;
+                Ok(env)
+            }
             Some(t) => Err(Error::Corrupt(format!("unknown envelope kind {t}"))),
             None => Err(Error::Corrupt("empty envelope".into())),
         }
+    }
+}
+
+fn flag(b: u8) -> Result<bool> {
+    match b {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(Error::Corrupt(format!("flag byte {other}"))),
     }
 }
 
@@ -126,6 +234,7 @@ impl Envelope {
 #[derive(Clone)]
 pub struct Inbox {
     deliver: Arc<dyn Fn(Envelope) + Send + Sync>,
+    unreachable: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl Inbox {
@@ -133,12 +242,28 @@ impl Inbox {
     pub fn new(deliver: impl Fn(Envelope) + Send + Sync + 'static) -> Inbox {
         Inbox {
             deliver: Arc::new(deliver),
+            unreachable: None,
         }
+    }
+
+    /// Adds where the transport reports a peer it could not reach (raft-rs's
+    /// `report_unreachable`: the leader stops streaming appends to it and probes instead).
+    pub fn on_unreachable(mut self, report: impl Fn(u64) + Send + Sync + 'static) -> Inbox {
+        self.unreachable = Some(Arc::new(report));
+        self
     }
 
     /// Hands an envelope to the node.
     pub fn deliver(&self, envelope: Envelope) {
         (self.deliver)(envelope)
+    }
+
+    /// Tells the node that an envelope for `peer` could not be sent (no connection, or
+    /// its queue is full).
+    pub fn unreachable(&self, peer: u64) {
+        if let Some(report) = &self.unreachable {
+            report(peer)
+        }
     }
 
     /// True when `other` is this registration (a clone of the same `Inbox::new`).
@@ -190,6 +315,27 @@ mod tests {
         assert_eq!(Envelope::decode(&ping.encode()).unwrap(), ping);
         let ack = Envelope::SessionPingAck { from: 1, to: 2 };
         assert_eq!(Envelope::decode(&ack.encode()).unwrap(), ack);
+        let chunk = Envelope::SnapshotChunk {
+            from: 1,
+            to: 3,
+            transfer: 77,
+            seq: 4,
+            last: true,
+            index: 1234,
+            data: vec![1, 2, 3],
+        };
+        assert_eq!(Envelope::decode(&chunk.encode()).unwrap(), chunk);
+        let sack = Envelope::SnapshotAck {
+            from: 3,
+            to: 1,
+            transfer: 77,
+            seq: 4,
+            ok: false,
+        };
+        assert_eq!(Envelope::decode(&sack.encode()).unwrap(), sack);
+        let mut bad = sack.encode();
+        *bad.last_mut().unwrap() = 7;
+        assert!(Envelope::decode(&bad).is_err(), "a flag is 0 or 1");
         assert!(Envelope::decode(&ping.encode()[..10]).is_err());
         assert!(Envelope::decode(&[]).is_err());
         assert!(Envelope::decode(&[9, 1]).is_err());

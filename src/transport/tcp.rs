@@ -56,6 +56,8 @@ const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 const WRITE_BATCH: usize = 1024 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Least time between two unreachable reports for one peer.
+pub const UNREACHABLE_REPORT_INTERVAL: Duration = Duration::from_millis(100);
 const ACCEPTED: u8 = 0;
 const REFUSED: u8 = 1;
 
@@ -81,6 +83,8 @@ struct Peer {
     sent: AtomicU64,
     connected: AtomicBool,
     stop: AtomicBool,
+    /// When the node was last told this peer is unreachable (ms since `Inner::epoch`).
+    last_unreachable_ms: AtomicU64,
 }
 
 struct Inner {
@@ -96,6 +100,7 @@ struct Inner {
     next_conn: AtomicU64,
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    epoch: Instant,
 }
 
 /// The TCP transport of one member: its id, the cluster id, a listening socket and the
@@ -183,6 +188,7 @@ impl TcpTransport {
             next_conn: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
         });
         let weak = Arc::downgrade(&inner);
         let acceptor = std::thread::Builder::new()
@@ -222,6 +228,7 @@ impl TcpTransport {
             sent: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            last_unreachable_ms: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&self.inner);
         let p = peer.clone();
@@ -311,17 +318,48 @@ impl Transport for TcpTransport {
                 "to" => to, "bytes" => frame.len(), "max" => self.inner.max_frame);
             return;
         }
+        if !peer.connected.load(Ordering::Acquire) {
+            // Queued all the same (the link may come up any moment), but raft hears that
+            // the peer is unreachable, so a leader probes it instead of streaming to it.
+            self.report_unreachable(&peer);
+        }
         let len = frame.len();
         let queued = peer.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if queued > 0 && queued + len > QUEUE_BYTES {
             peer.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             peer.dropped.fetch_add(1, Ordering::Relaxed);
+            self.report_unreachable(&peer);
             return;
         }
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = peer.tx.try_send(frame)
         {
             peer.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             peer.dropped.fetch_add(1, Ordering::Relaxed);
+            self.report_unreachable(&peer);
+        }
+    }
+}
+
+impl TcpTransport {
+    /// Tells the registered node that `peer` cannot be reached now, at most once per
+    /// [`UNREACHABLE_REPORT_INTERVAL`] per peer.
+    fn report_unreachable(&self, peer: &Peer) {
+        let now = self.inner.epoch.elapsed().as_millis() as u64;
+        let last = peer.last_unreachable_ms.load(Ordering::Relaxed);
+        let every = UNREACHABLE_REPORT_INTERVAL.as_millis() as u64;
+        if last != 0 && now.saturating_sub(last) < every {
+            return;
+        }
+        if peer
+            .last_unreachable_ms
+            .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let inbox = self.inner.inbox.read().clone();
+        if let Some(inbox) = inbox {
+            inbox.unreachable(peer.id);
         }
     }
 }

@@ -10,6 +10,7 @@
 //! sessions it touched (`DataTree::take_dirty`, written to RocksDB with the applied index
 //! in one batch) and the watch events it caused ([`DataTree::take_events`]), in order.
 
+mod digest;
 mod ephemeral;
 mod event;
 mod stat;
@@ -41,11 +42,14 @@ pub struct Znode {
     pub(crate) aversion: i32,
     pub(crate) ephemeral_owner: i64,
     pub(crate) children: BTreeSet<String>,
+    /// Hash of `data`, for the tree digest (computed when the data is set or loaded).
+    pub(crate) data_hash: u64,
 }
 
 impl Znode {
     fn new(zxid: i64, time: i64, data: Vec<u8>) -> Znode {
         Znode {
+            data_hash: digest::data(&data),
             data,
             czxid: zxid,
             mzxid: zxid,
@@ -202,6 +206,10 @@ pub struct DataTree {
     dirty: HashSet<String>,
     dirty_sessions: HashSet<i64>,
     events: Vec<WatchedEvent>,
+    /// Sum of the hashes of every znode and session (see `digest`).
+    digest: u64,
+    /// The raft index of the last entry this tree reflects.
+    zxid: u64,
 }
 
 impl Default for DataTree {
@@ -273,22 +281,92 @@ impl DataTree {
             dirty: HashSet::new(),
             dirty_sessions: HashSet::new(),
             events: Vec::new(),
+            digest: 0,
+            zxid: 0,
         }
     }
 
     /// Inserts a session read back from storage.
     pub(crate) fn insert_session(&mut self, id: i64, record: SessionRecord) {
-        self.sessions.insert(id, record);
+        self.add_session(id, record);
+    }
+
+    fn add_session(&mut self, id: i64, record: SessionRecord) {
+        self.digest = self.digest.wrapping_add(digest::session(id, &record));
+        if let Some(old) = self.sessions.insert(id, record) {
+            self.digest = self.digest.wrapping_sub(digest::session(id, &old));
+        }
+    }
+
+    fn remove_session(&mut self, id: i64) -> Option<SessionRecord> {
+        let old = self.sessions.remove(&id)?;
+        self.digest = self.digest.wrapping_sub(digest::session(id, &old));
+        Some(old)
     }
 
     /// Inserts a znode read back from storage (children are linked afterwards).
     pub(crate) fn insert_loaded(&mut self, path: String, mut node: Znode) {
         node.children.clear();
+        node.data_hash = digest::data(&node.data);
         self.nodes.insert(path, node);
     }
 
-    /// Rebuilds every znode's child set and the ephemeral/container/TTL indexes from the
-    /// znodes present.
+    /// The digest of the tree and its sessions: equal on two replicas at the same
+    /// [`DataTree::zxid`] exactly when they hold the same state (ZooKeeper 3.6's digest).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The raft index of the last entry this tree reflects (its applied index).
+    pub fn zxid(&self) -> u64 {
+        self.zxid
+    }
+
+    /// Records that the tree reflects every entry up to `index` (entries that change
+    /// nothing in the tree still advance it).
+    pub(crate) fn set_zxid(&mut self, index: u64) {
+        self.zxid = self.zxid.max(index);
+    }
+
+    /// The digest computed from scratch (what the kept one must always equal).
+    #[cfg(test)]
+    pub(crate) fn recompute_digest(&self) -> u64 {
+        let nodes = self
+            .nodes
+            .iter()
+            .fold(0u64, |d, (p, n)| d.wrapping_add(digest::znode(p, n)));
+        self.sessions
+            .iter()
+            .fold(nodes, |d, (id, s)| d.wrapping_add(digest::session(*id, s)))
+    }
+
+    /// Changes the znode at `path` through `f`, keeping the digest up to date. False if
+    /// there is no such znode.
+    fn update(&mut self, path: &str, f: impl FnOnce(&mut Znode)) -> bool {
+        let Some(node) = self.nodes.get_mut(path) else {
+            return false;
+        };
+        self.digest = self.digest.wrapping_sub(digest::znode(path, node));
+        f(node);
+        self.digest = self.digest.wrapping_add(digest::znode(path, node));
+        true
+    }
+
+    fn insert_node(&mut self, path: String, node: Znode) {
+        self.digest = self.digest.wrapping_add(digest::znode(&path, &node));
+        if let Some(old) = self.nodes.insert(path.clone(), node) {
+            self.digest = self.digest.wrapping_sub(digest::znode(&path, &old));
+        }
+    }
+
+    fn take_node(&mut self, path: &str) -> Option<Znode> {
+        let node = self.nodes.remove(path)?;
+        self.digest = self.digest.wrapping_sub(digest::znode(path, &node));
+        Some(node)
+    }
+
+    /// Rebuilds every znode's child set, the ephemeral/container/TTL indexes and the
+    /// digest from the znodes and sessions present.
     pub(crate) fn link_children(&mut self) {
         let paths: Vec<(String, i64)> = self
             .nodes
@@ -304,6 +382,14 @@ impl DataTree {
             }
             self.index_owner(&p, owner);
         }
+        let nodes = self
+            .nodes
+            .iter()
+            .fold(0u64, |d, (p, n)| d.wrapping_add(digest::znode(p, n)));
+        self.digest = self
+            .sessions
+            .iter()
+            .fold(nodes, |d, (id, s)| d.wrapping_add(digest::session(*id, s)));
     }
 
     fn index_owner(&mut self, p: &str, owner: i64) {
@@ -439,7 +525,8 @@ impl DataTree {
                 host,
             } => {
                 let session = txn.zxid;
-                self.sessions.insert(
+                self.set_zxid(session as u64);
+                self.add_session(
                     session,
                     SessionRecord {
                         timeout_ms: *timeout_ms,
@@ -450,9 +537,13 @@ impl DataTree {
                 self.dirty_sessions.insert(session);
                 return Ok(OpResult::SessionCreated { session });
             }
-            Op::CloseSession { session, .. } => return Ok(self.close_session(txn, *session)),
+            Op::CloseSession { session, .. } => {
+                self.set_zxid(txn.zxid as u64);
+                return Ok(self.close_session(txn, *session));
+            }
             _ => {}
         }
+        self.set_zxid(txn.zxid as u64);
         if txn.session != 0 && !self.sessions.contains_key(&txn.session) {
             return Err(Error::SessionExpired);
         }
@@ -496,7 +587,7 @@ impl DataTree {
     /// Removes a session and every ephemeral znode it owns (sorted, so every replica
     /// reports the same events). Closing an unknown session changes nothing.
     fn close_session(&mut self, txn: Txn, session: i64) -> OpResult {
-        if self.sessions.remove(&session).is_none() {
+        if self.remove_session(session).is_none() {
             return OpResult::SessionClosed { deleted: vec![] };
         }
         self.dirty_sessions.insert(session);
@@ -518,21 +609,22 @@ impl DataTree {
         let Some(parent_path) = path::parent(p).map(str::to_string) else {
             return;
         };
-        let Some(node) = self.nodes.remove(p) else {
+        if !self.nodes.contains_key(&parent_path) {
+            // A znode's parent always exists; keep the tree as it is if not.
+            return;
+        }
+        let Some(node) = self.take_node(p) else {
             return;
         };
         self.unindex_owner(p, node.ephemeral_owner);
-        let Some(parent) = self.nodes.get_mut(&parent_path) else {
-            // A znode's parent always exists; keep the tree as it was if not.
-            self.index_owner(p, node.ephemeral_owner);
-            self.nodes.insert(p.to_string(), node);
-            return;
-        };
-        parent.children.remove(path::name(p));
-        let pzxid = parent.pzxid;
-        if zxid > parent.pzxid {
-            parent.pzxid = zxid;
-        }
+        let mut pzxid = 0;
+        self.update(&parent_path, |parent| {
+            parent.children.remove(path::name(p));
+            pzxid = parent.pzxid;
+            if zxid > parent.pzxid {
+                parent.pzxid = zxid;
+            }
+        });
         if let Some(undo) = undo {
             undo.push(UndoStep::Deleted {
                 path: p.to_string(),
@@ -557,14 +649,14 @@ impl DataTree {
                 pzxid,
                 creations,
             } => {
-                if let Some(node) = self.nodes.remove(&path) {
+                if let Some(node) = self.take_node(&path) {
                     self.unindex_owner(&path, node.ephemeral_owner);
                 }
-                if let Some(parent) = self.nodes.get_mut(&parent) {
+                self.update(&parent, |parent| {
                     parent.children.remove(path::name(&path));
                     parent.pzxid = pzxid;
                     parent.creations = creations;
-                }
+                });
             }
             UndoStep::Deleted {
                 path,
@@ -572,12 +664,12 @@ impl DataTree {
                 pzxid,
                 node,
             } => {
-                if let Some(parent) = self.nodes.get_mut(&parent) {
+                self.update(&parent, |parent| {
                     parent.children.insert(path::name(&path).to_string());
                     parent.pzxid = pzxid;
-                }
+                });
                 self.index_owner(&path, node.ephemeral_owner);
-                self.nodes.insert(path, node);
+                self.insert_node(path, node);
             }
             UndoStep::DataSet {
                 path,
@@ -586,12 +678,13 @@ impl DataTree {
                 mzxid,
                 mtime,
             } => {
-                if let Some(node) = self.nodes.get_mut(&path) {
+                self.update(&path, |node| {
+                    node.data_hash = digest::data(&data);
                     node.data = data;
                     node.version = version;
                     node.mzxid = mzxid;
                     node.mtime = mtime;
-                }
+                });
             }
         }
     }
@@ -670,16 +763,15 @@ impl DataTree {
                         creations: parent.creations,
                     });
                 }
-                let Some(parent) = self.nodes.get_mut(&parent_path) else {
-                    return Err(Error::NoNode(parent_path));
-                };
-                parent.creations = parent.creations.wrapping_add(1);
-                parent.pzxid = zxid;
-                parent.children.insert(name);
+                self.update(&parent_path, |parent| {
+                    parent.creations = parent.creations.wrapping_add(1);
+                    parent.pzxid = zxid;
+                    parent.children.insert(name);
+                });
                 let mut node = Znode::new(zxid, txn.time, data.clone());
                 node.ephemeral_owner = owner.to_raw();
                 let stat = node.stat();
-                self.nodes.insert(full.clone(), node);
+                self.insert_node(full.clone(), node);
                 self.index_owner(&full, owner.to_raw());
                 self.touch(&parent_path);
                 self.touch(&full);
@@ -706,28 +798,29 @@ impl DataTree {
                 version,
             } => {
                 path::validate(p)?;
-                let node = self
-                    .nodes
-                    .get_mut(p)
-                    .ok_or_else(|| Error::NoNode(p.clone()))?;
+                let node = self.nodes.get(p).ok_or_else(|| Error::NoNode(p.clone()))?;
                 if p == CONFIG_PATH {
                     return Err(Error::NoAuth(p.clone()));
                 }
                 check_version(p, *version, node.version)?;
-                if let Some(undo) = undo {
-                    undo.push(UndoStep::DataSet {
-                        path: p.clone(),
-                        data: std::mem::take(&mut node.data),
-                        version: node.version,
-                        mzxid: node.mzxid,
-                        mtime: node.mtime,
-                    });
-                }
-                node.data = data.clone();
-                node.version = node.version.wrapping_add(1);
-                node.mzxid = zxid;
-                node.mtime = txn.time;
-                let stat = node.stat();
+                let mut stat = node.stat();
+                self.update(p, |node| {
+                    if let Some(undo) = undo {
+                        undo.push(UndoStep::DataSet {
+                            path: p.clone(),
+                            data: std::mem::take(&mut node.data),
+                            version: node.version,
+                            mzxid: node.mzxid,
+                            mtime: node.mtime,
+                        });
+                    }
+                    node.data = data.clone();
+                    node.data_hash = digest::data(data);
+                    node.version = node.version.wrapping_add(1);
+                    node.mzxid = zxid;
+                    node.mtime = txn.time;
+                    stat = node.stat();
+                });
                 self.touch(p);
                 self.event(EventType::NodeDataChanged, p, zxid);
                 Ok(OpResult::SetData { stat })

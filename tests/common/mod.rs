@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use zkraft::{LocalNetwork, Node, Pool, Role, Stat};
+use zkraft::{LocalNetwork, Node, NodeBuilder, Pool, Role, Stat};
 
 /// Tick length in tests: 20 ms ticks, election after 10–20 ticks (200–400 ms).
 pub const TICK: Duration = Duration::from_millis(20);
@@ -22,6 +22,8 @@ pub struct Cluster {
     pub ids: Vec<u64>,
     dirs: BTreeMap<u64, TempDir>,
     nodes: BTreeMap<u64, Node>,
+    /// Applied to every node's builder after the defaults below.
+    configure: fn(NodeBuilder) -> NodeBuilder,
 }
 
 /// Every znode of a replica: path → (data, stat).
@@ -29,6 +31,11 @@ pub type TreeImage = BTreeMap<String, (Vec<u8>, Stat)>;
 
 impl Cluster {
     pub fn new(n: u64) -> Cluster {
+        Cluster::with(n, |b| b)
+    }
+
+    /// A cluster whose nodes' builders also go through `configure`.
+    pub fn with(n: u64, configure: fn(NodeBuilder) -> NodeBuilder) -> Cluster {
         let ids: Vec<u64> = (1..=n).collect();
         let mut c = Cluster {
             net: LocalNetwork::new(),
@@ -36,6 +43,7 @@ impl Cluster {
             ids: ids.clone(),
             dirs: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            configure,
         };
         for id in ids {
             c.dirs.insert(id, tempfile::tempdir().unwrap());
@@ -47,7 +55,7 @@ impl Cluster {
     /// Starts (or restarts) node `id` from its data directory.
     pub fn start(&mut self, id: u64) {
         assert!(!self.nodes.contains_key(&id), "node {id} is running");
-        let node = Node::builder(id)
+        let builder = Node::builder(id)
             .voters(self.ids.clone())
             .data_dir(self.dirs[&id].path())
             .tick_interval(TICK)
@@ -58,9 +66,8 @@ impl Cluster {
             .session_timeout_bounds(Duration::from_millis(300), Duration::from_secs(30))
             .reap_interval(Duration::from_millis(200))
             .transport(self.net.clone())
-            .pool(self.pool.clone())
-            .start()
-            .unwrap();
+            .pool(self.pool.clone());
+        let node = (self.configure)(builder).start().unwrap();
         self.nodes.insert(id, node);
     }
 
@@ -160,7 +167,10 @@ impl Cluster {
                 .map(|n| (n.applied_index(), image(n)))
                 .collect();
             if images.windows(2).all(|w| w[0] == w[1]) {
-                return images.into_iter().next().unwrap().1;
+                let digests: Vec<_> = self.nodes.values().map(|n| n.digest()).collect();
+                if digests.windows(2).all(|w| w[0] == w[1]) {
+                    return images.into_iter().next().unwrap().1;
+                }
             }
             assert!(
                 Instant::now() < deadline,

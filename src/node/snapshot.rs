@@ -1,0 +1,206 @@
+//! Snapshot transfer between members: the leader streams its state to a follower behind
+//! the compacted log in bounded chunks; the follower stages them and installs the result
+//! atomically.
+//!
+//! raft-rs hands the driver a `MsgSnapshot` carrying only metadata. Instead of sending it,
+//! the leader's driver starts an [`Outgoing`] transfer on its own thread: it takes a
+//! RocksDB snapshot, sends the records as [`Envelope::SnapshotChunk`]s with at most
+//! [`WINDOW`] chunks unacknowledged (so neither side ever holds more than a few chunks in
+//! memory, however large the tree), and once the follower has staged the last one, sends
+//! the `MsgSnapshot` — its metadata replaced by the RocksDB snapshot's own index, term and
+//! configuration — and reports the outcome to raft (`report_snapshot`).
+//!
+//! The follower's [`Incoming`] stages each chunk into the tree slot that is not live
+//! (see `storage`), and steps the `MsgSnapshot` into raft only when it names the transfer
+//! just completed. raft then hands the snapshot back in a `Ready`, and the driver
+//! installs it with one synced write. A crash before that write leaves the old state; a
+//! crash after it restarts from the new one.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use raft::eraftpb::Message;
+use rocksdb::DB;
+
+use super::{Msg, Shared};
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::storage::read_snapshot;
+use crate::transport::{Envelope, Transport};
+
+/// Bytes of records per chunk.
+pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
+/// Most chunks sent and not yet acknowledged.
+pub(crate) const WINDOW: u32 = 4;
+/// How long the leader waits for the follower to acknowledge a chunk before giving up.
+pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a `MsgSnapshot`'s data carries: the transfer and the index it installs.
+pub(crate) fn encode_descriptor(transfer: u64, index: u64) -> Vec<u8> {
+    let mut w = Writer::with_capacity(20);
+    w.u32(DESCRIPTOR_MAGIC);
+    w.u64(transfer);
+    w.u64(index);
+    w.finish()
+}
+
+const DESCRIPTOR_MAGIC: u32 = 0x5a4b_534e; // "ZKSN"
+
+/// Parses [`encode_descriptor`]'s bytes: (transfer, index).
+pub(crate) fn decode_descriptor(buf: &[u8]) -> Result<(u64, u64)> {
+    let mut r = Reader::new(buf);
+    if r.u32()? != DESCRIPTOR_MAGIC {
+        return Err(Error::Corrupt("snapshot descriptor".into()));
+    }
+    let out = (r.u64()?, r.u64()?);
+    r.finish()?;
+    Ok(out)
+}
+
+/// A transfer this leader is running to one follower.
+pub(crate) struct Outgoing {
+    pub(crate) transfer: u64,
+    acks: Sender<(u32, bool)>,
+}
+
+impl Outgoing {
+    /// Starts streaming a snapshot of `db` to `msg.to` on a new thread; the outcome
+    /// arrives in the node's mailbox as [`Msg::SnapshotDone`].
+    pub(crate) fn start(s: &Shared, db: Arc<DB>, transfer: u64, msg: Message) -> Result<Outgoing> {
+        let (acks, ack_rx) = bounded(1024);
+        let transport = s.transport.clone();
+        let me: Weak<Shared> = s.me.clone();
+        let logger = s.logger.clone();
+        let (from, to) = (s.id, msg.to);
+        std::thread::Builder::new()
+            .name(format!("zkraft-snap-{from}-{to}"))
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let res = stream(&db, &*transport, from, transfer, msg, &ack_rx);
+                match &res {
+                    Ok((index, chunks)) => slog::info!(logger, "snapshot sent";
+                        "to" => to, "index" => index, "chunks" => chunks,
+                        "ms" => started.elapsed().as_millis() as u64),
+                    Err(e) => slog::warn!(logger, "snapshot transfer failed";
+                        "to" => to, "error" => %e),
+                }
+                if let Some(s) = me.upgrade() {
+                    s.post(Msg::SnapshotDone {
+                        to,
+                        transfer,
+                        ok: res.is_ok(),
+                    });
+                }
+            })
+            .map_err(|e| Error::Io(e.to_string()))?;
+        Ok(Outgoing { transfer, acks })
+    }
+
+    /// A transfer that could not start: it only waits for its failure to be reported.
+    pub(crate) fn failed(transfer: u64) -> Outgoing {
+        Outgoing {
+            transfer,
+            acks: bounded(1).0,
+        }
+    }
+
+    /// Hands the follower's answer to the transfer's thread.
+    pub(crate) fn ack(&self, seq: u32, ok: bool) {
+        let _ = self.acks.try_send((seq, ok));
+    }
+}
+
+/// Sends the chunks, waits for the last acknowledgement, then sends the raft message.
+/// Returns the snapshot's index and the number of chunks.
+fn stream(
+    db: &DB,
+    transport: &dyn Transport,
+    from: u64,
+    transfer: u64,
+    mut msg: Message,
+    acks: &Receiver<(u32, bool)>,
+) -> Result<(u64, u32)> {
+    let to = msg.to;
+    let mut sent = 0u32;
+    // Chunks acknowledged so far (chunk `acked - 1` is the newest).
+    let mut acked = 0u32;
+    let wait_ack = |acked: &mut u32| -> Result<()> {
+        match acks.recv_timeout(ACK_TIMEOUT) {
+            Ok((seq, true)) if seq == *acked => {
+                *acked += 1;
+                Ok(())
+            }
+            Ok((seq, true)) => Err(Error::Raft(format!(
+                "snapshot chunk {seq} acknowledged out of order (expected {acked})"
+            ))),
+            Ok((seq, false)) => Err(Error::Raft(format!("follower refused chunk {seq}"))),
+            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(ACK_TIMEOUT)),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Shutdown),
+        }
+    };
+    let meta = read_snapshot(db, CHUNK_BYTES, |meta, data, last| {
+        while sent - acked >= WINDOW {
+            wait_ack(&mut acked)?;
+        }
+        transport.send(
+            to,
+            Envelope::SnapshotChunk {
+                from,
+                to,
+                transfer,
+                seq: sent,
+                last,
+                index: meta.index,
+                data,
+            },
+        );
+        sent += 1;
+        Ok(())
+    })?;
+    while acked < sent {
+        wait_ack(&mut acked)?;
+    }
+    let snap = msg.mut_snapshot();
+    let m = snap.mut_metadata();
+    m.index = meta.index;
+    m.term = meta.term;
+    m.set_conf_state(meta.conf_state);
+    snap.data = encode_descriptor(transfer, meta.index).into();
+    transport.send(to, Envelope::Raft(msg));
+    Ok((meta.index, sent))
+}
+
+/// A snapshot this follower is receiving (or has received and not installed yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Incoming {
+    pub(crate) from: u64,
+    pub(crate) transfer: u64,
+    pub(crate) index: u64,
+    /// The next chunk expected.
+    pub(crate) next: u32,
+    /// Whether the last chunk is staged.
+    pub(crate) complete: bool,
+}
+
+impl Incoming {
+    /// True when a `MsgSnapshot` from `from` naming (`transfer`, `index`) may be stepped:
+    /// its data is all staged.
+    pub(crate) fn ready_for(&self, from: u64, transfer: u64, index: u64) -> bool {
+        self.complete && self.from == from && self.transfer == transfer && self.index == index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_round_trip_and_refuse_garbage() {
+        let d = encode_descriptor(7, 99);
+        assert_eq!(decode_descriptor(&d).unwrap(), (7, 99));
+        assert!(decode_descriptor(&d[..10]).is_err());
+        assert!(decode_descriptor(b"not a descriptor at all!").is_err());
+        assert!(decode_descriptor(&[]).is_err());
+    }
+}
