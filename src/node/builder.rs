@@ -2,6 +2,7 @@
 //! recovers its state from the data directory and starts it.
 
 use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, Weak};
@@ -13,10 +14,11 @@ use slog::{o, Logger};
 
 use super::driver::Core;
 use super::{Config, Counters, Msg, Node, Shared};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pool::{Pool, Task};
 use crate::storage::{check_identity, open_db, Identity, RaftStorage, TreeStore};
-use crate::transport::{Inbox, LocalNetwork, Transport};
+use crate::transport::tcp::DEFAULT_MAX_FRAME;
+use crate::transport::{Inbox, LocalNetwork, TcpTransport, Transport};
 use crate::watch::WatchManager;
 
 /// Builds and starts a [`Node`].
@@ -38,6 +40,9 @@ pub struct NodeBuilder {
     transport: Option<Arc<dyn Transport>>,
     pool: Option<Pool>,
     logger: Option<Logger>,
+    /// Every member's peer address, for a TCP transport made at start.
+    members: Vec<(u64, String)>,
+    listen: Option<SocketAddr>,
 }
 
 impl NodeBuilder {
@@ -53,7 +58,40 @@ impl NodeBuilder {
             transport: None,
             pool: None,
             logger: None,
+            members: Vec::new(),
+            listen: None,
         }
+    }
+
+    /// Joins an ensemble over TCP. `members` lists every member, this node included, as
+    /// `(id, "host:port")` — ZooKeeper's `server.N` lines. The members are the initial
+    /// voters; at start the node listens on its own entry (or on
+    /// [`NodeBuilder::listen`]) and dials the others with a [`TcpTransport`] of its id and
+    /// cluster id, which [`Node::shutdown`] closes.
+    ///
+    /// ```no_run
+    /// use zkraft::Node;
+    /// let node = Node::builder(1)
+    ///     .cluster_id("orders")
+    ///     .members([(1, "10.0.0.1:2701"), (2, "10.0.0.2:2701"), (3, "10.0.0.3:2701")])
+    ///     .data_dir("/var/lib/orders/zkraft")
+    ///     .start()?;
+    /// # Ok::<(), zkraft::Error>(())
+    /// ```
+    pub fn members<A: Into<String>>(mut self, members: impl IntoIterator<Item = (u64, A)>) -> Self {
+        self.members = members
+            .into_iter()
+            .map(|(id, addr)| (id, addr.into()))
+            .collect();
+        self.config.voters = self.members.iter().map(|(id, _)| *id).collect();
+        self
+    }
+
+    /// The address the TCP transport of [`NodeBuilder::members`] listens on, when not this
+    /// node's own entry (e.g. `0.0.0.0:2701` behind an address the others dial).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
     }
 
     /// Replaces the whole configuration (its `id` included).
@@ -198,9 +236,16 @@ impl NodeBuilder {
             .logger
             .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
             .new(o!("node" => config.id));
-        let transport = self
-            .transport
-            .unwrap_or_else(|| Arc::new(LocalNetwork::new()));
+        let mut owned_tcp = None;
+        let transport = match self.transport {
+            Some(t) => t,
+            None if !self.members.is_empty() => {
+                let tcp = tcp_transport(&config, &self.members, self.listen, &logger)?;
+                owned_tcp = Some(tcp.clone());
+                Arc::new(tcp)
+            }
+            None => Arc::new(LocalNetwork::new()),
+        };
         let pool = match self.pool {
             Some(pool) => pool,
             None => Pool::new(2)?,
@@ -300,6 +345,45 @@ impl NodeBuilder {
             shared,
             timer,
             pool: Mutex::new(Some(pool)),
+            tcp: owned_tcp,
         })
     }
+}
+
+/// The TCP transport of [`NodeBuilder::members`].
+fn tcp_transport(
+    config: &Config,
+    members: &[(u64, String)],
+    listen: Option<SocketAddr>,
+    logger: &Logger,
+) -> Result<TcpTransport> {
+    let listen = match listen {
+        Some(addr) => addr,
+        None => {
+            let own = members
+                .iter()
+                .find(|(id, _)| *id == config.id)
+                .ok_or_else(|| Error::Config(format!("members must include node {}", config.id)))?;
+            own.1
+                .to_socket_addrs()
+                .map_err(|e| Error::Config(format!("address {:?}: {e}", own.1)))?
+                .next()
+                .ok_or_else(|| Error::Config(format!("address {:?} resolves to nothing", own.1)))?
+        }
+    };
+    // One frame carries at least one whole request, with room for raft's own fields.
+    let max_frame = DEFAULT_MAX_FRAME.max(config.max_request_size.saturating_mul(2));
+    let tcp = TcpTransport::bind_with(
+        config.id,
+        &config.cluster_id,
+        listen,
+        max_frame,
+        logger.clone(),
+    )?;
+    for (id, addr) in members {
+        if *id != config.id {
+            tcp.add_peer(*id, addr)?;
+        }
+    }
+    Ok(tcp)
 }

@@ -517,6 +517,9 @@ pub struct Node {
     shared: Arc<Shared>,
     timer: u64,
     pool: Mutex<Option<Pool>>,
+    /// The TCP transport the builder made for [`NodeBuilder::members`], closed with the
+    /// node.
+    tcp: Option<crate::transport::TcpTransport>,
 }
 
 impl std::fmt::Debug for Node {
@@ -751,6 +754,9 @@ impl Node {
         // Sessions hosted here stop with the node (their dispatchers end); the leader will
         // expire them, as it would after a crash.
         s.end_hosted_sessions();
+        if let Some(tcp) = &self.tcp {
+            tcp.shutdown();
+        }
         if first {
             slog::info!(s.logger, "node shut down");
         }

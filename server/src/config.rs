@@ -1,0 +1,250 @@
+//! The server's settings: command-line flags over an optional TOML file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command-line flags. Every setting may also come from `--config FILE`; a flag given on
+/// the command line wins over the file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "zkraft-server",
+    version,
+    about = "One member of a zkraft ensemble: a replicated ZooKeeper-style znode store on raft",
+    after_help = "Example (three servers on one machine):\n  \
+        zkraft-server --id 1 --peers 1=127.0.0.1:2701,2=127.0.0.1:2702,3=127.0.0.1:2703 --data-dir /tmp/zk1\n  \
+        zkraft-server --id 2 --peers 1=127.0.0.1:2701,2=127.0.0.1:2702,3=127.0.0.1:2703 --data-dir /tmp/zk2\n  \
+        zkraft-server --id 3 --peers 1=127.0.0.1:2701,2=127.0.0.1:2702,3=127.0.0.1:2703 --data-dir /tmp/zk3"
+)]
+pub struct Flags {
+    /// A TOML file with the settings below (flags given here win over it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This server's id (non-zero, unique in the ensemble).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Every member, this one included: `ID=HOST:PORT,...` (hostnames allowed).
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub peers: Option<String>,
+    /// The directory of this server's RocksDB database.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The ensemble's name; peers of another cluster are refused.
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// Listen for peers here instead of on this server's own `--peers` entry.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bind: Option<String>,
+    /// Length of a raft tick in milliseconds (default 100).
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Ticks before a follower that hears no leader campaigns (default 10).
+    #[arg(long)]
+    pub election_tick: Option<usize>,
+    /// Ticks between leader heartbeats (default 2).
+    #[arg(long)]
+    pub heartbeat_tick: Option<usize>,
+    /// Compact the raft log after this many applied entries (default 100000).
+    #[arg(long)]
+    pub snapshot_entries: Option<u64>,
+    /// Log level: error, warning, info, debug or trace (default info).
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+/// The settings a config file may hold: the same names as the flags, with `peers` a table.
+///
+/// ```toml
+/// id = 1
+/// data_dir = "/var/lib/zkraft"
+/// cluster_id = "prod"
+///
+/// [peers]
+/// 1 = "zk1.internal:2701"
+/// 2 = "zk2.internal:2701"
+/// 3 = "zk3.internal:2701"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub id: Option<u64>,
+    pub peers: Option<BTreeMap<String, String>>,
+    pub data_dir: Option<PathBuf>,
+    pub cluster_id: Option<String>,
+    pub bind: Option<String>,
+    pub tick_ms: Option<u64>,
+    pub election_tick: Option<usize>,
+    pub heartbeat_tick: Option<usize>,
+    pub snapshot_entries: Option<u64>,
+    pub log_level: Option<String>,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub id: u64,
+    pub peers: Vec<(u64, String)>,
+    pub data_dir: PathBuf,
+    pub cluster_id: String,
+    pub bind: Option<String>,
+    pub tick: Duration,
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    pub snapshot_entries: u64,
+    pub log_level: slog::Level,
+}
+
+impl Settings {
+    /// Flags over the file named by `--config` (if any).
+    pub fn resolve(flags: Flags) -> Result<Settings, String> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => File::default(),
+        };
+        let id = flags.id.or(file.id).ok_or("--id is required")?;
+        let peers = match (&flags.peers, &file.peers) {
+            (Some(list), _) => parse_peers(list)?,
+            (None, Some(table)) => table
+                .iter()
+                .map(|(k, v)| {
+                    k.parse::<u64>()
+                        .map(|id| (id, v.clone()))
+                        .map_err(|_| format!("peer id {k:?} is not a number"))
+                })
+                .collect::<Result<_, _>>()?,
+            (None, None) => return Err("--peers is required".into()),
+        };
+        if !peers.iter().any(|(p, _)| *p == id) {
+            return Err(format!("--peers must list this server (id {id}) too"));
+        }
+        let log_level = flags
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        let log_level = log_level
+            .parse::<slog::Level>()
+            .map_err(|_| format!("unknown log level {log_level:?}"))?;
+        Ok(Settings {
+            id,
+            peers,
+            data_dir: flags
+                .data_dir
+                .or(file.data_dir)
+                .ok_or("--data-dir is required")?,
+            cluster_id: flags
+                .cluster_id
+                .or(file.cluster_id)
+                .unwrap_or_else(|| "zkraft".into()),
+            bind: flags.bind.or(file.bind),
+            tick: Duration::from_millis(flags.tick_ms.or(file.tick_ms).unwrap_or(100)),
+            election_tick: flags.election_tick.or(file.election_tick).unwrap_or(10),
+            heartbeat_tick: flags.heartbeat_tick.or(file.heartbeat_tick).unwrap_or(2),
+            snapshot_entries: flags
+                .snapshot_entries
+                .or(file.snapshot_entries)
+                .unwrap_or(100_000),
+            log_level,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<File, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_peers(list: &str) -> Result<Vec<(u64, String)>, String> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("peer {item:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer id {id:?} is not a number"))?;
+        if id == 0 || out.iter().any(|(p, _)| *p == id) {
+            return Err(format!("peer id {id} is zero or listed twice"));
+        }
+        if !addr.contains(':') {
+            return Err(format!("peer address {addr:?} has no port"));
+        }
+        out.push((id, addr.trim().to_string()));
+    }
+    if out.is_empty() {
+        return Err("no peers given".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::parse_from(std::iter::once("zkraft-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_resolve_and_bad_ones_are_refused() {
+        let s = Settings::resolve(flags(&[
+            "--id",
+            "2",
+            "--peers",
+            "1=a:1,2=b:2,3=c:3",
+            "--data-dir",
+            "/d",
+        ]))
+        .unwrap();
+        assert_eq!(s.id, 2);
+        assert_eq!(s.peers.len(), 3);
+        assert_eq!(s.cluster_id, "zkraft");
+        assert_eq!(s.log_level, slog::Level::Info);
+        for bad in [
+            vec!["--peers", "1=a:1", "--data-dir", "/d"],
+            vec!["--id", "4", "--peers", "1=a:1", "--data-dir", "/d"],
+            vec!["--id", "1", "--peers", "1=a", "--data-dir", "/d"],
+            vec!["--id", "1", "--peers", "1=a:1,1=b:2", "--data-dir", "/d"],
+            vec!["--id", "1", "--peers", "x=a:1", "--data-dir", "/d"],
+            vec!["--id", "1", "--peers", "1=a:1"],
+            vec![
+                "--id",
+                "1",
+                "--peers",
+                "1=a:1",
+                "--data-dir",
+                "/d",
+                "--log-level",
+                "loud",
+            ],
+        ] {
+            assert!(Settings::resolve(flags(&bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_config_file_works_and_flags_win_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zkraft.toml");
+        std::fs::write(
+            &path,
+            "id = 1\ndata_dir = \"/var/z\"\ncluster_id = \"prod\"\ntick_ms = 50\n\
+             [peers]\n1 = \"h1:2701\"\n2 = \"h2:2701\"\n3 = \"h3:2701\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let s = Settings::resolve(flags(&["--config", p])).unwrap();
+        assert_eq!((s.id, s.cluster_id.as_str()), (1, "prod"));
+        assert_eq!(s.tick, Duration::from_millis(50));
+        assert_eq!(s.peers[2], (3, "h3:2701".to_string()));
+        let s = Settings::resolve(flags(&["--config", p, "--id", "3"])).unwrap();
+        assert_eq!(s.id, 3);
+        std::fs::write(&path, "id = 1\nunknown = 2\n").unwrap();
+        assert!(Settings::resolve(flags(&["--config", p])).is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! `zkraft-server`: one member of a zkraft ensemble as a standalone process, for those who
+//! run ZooKeeper-style servers rather than embedding a node.
+//!
+//! It starts a [`zkraft::Node`] on a TCP transport to its peers, logs through slog to
+//! stderr (raft-rs's own lines included: role changes show at the default level), and
+//! shuts down cleanly on SIGTERM or SIGINT. The ZooKeeper client protocol is to be served
+//! on `--client-addr` by a later version; this one serves the ensemble itself.
+
+mod config;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use slog::{o, Drain, Logger};
+
+use config::{Flags, Settings};
+
+fn main() -> ExitCode {
+    let settings = match Settings::resolve(Flags::parse()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zkraft-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let decorator = slog_term::TermDecorator::new().stderr().build();
+    let drain = slog_term::FullFormat::new(decorator).build().fuse();
+    let (drain, guard) = slog_async::Async::new(drain)
+        .chan_size(4096)
+        .build_with_guard();
+    let drain = slog::LevelFilter::new(drain.fuse(), settings.log_level).fuse();
+    let logger = Logger::root(drain, o!());
+    let code = match run(&settings, &logger) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            slog::crit!(logger, "zkraft-server stopped"; "error" => %e);
+            ExitCode::FAILURE
+        }
+    };
+    drop(logger);
+    drop(guard); // flushes the log
+    code
+}
+
+fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::Error>> {
+    // Signals are caught from the start, so one arriving during recovery still stops the
+    // server cleanly once it is up.
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let mut builder = zkraft::Node::builder(settings.id)
+        .cluster_id(&settings.cluster_id)
+        .members(settings.peers.iter().cloned())
+        .data_dir(&settings.data_dir)
+        .tick_interval(settings.tick)
+        .election_tick(settings.election_tick)
+        .heartbeat_tick(settings.heartbeat_tick)
+        .snapshot_entries(settings.snapshot_entries)
+        .logger(logger.clone());
+    if let Some(bind) = &settings.bind {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(bind)?
+            .next()
+            .ok_or_else(|| format!("--bind {bind} resolves to nothing"))?;
+        builder = builder.listen(addr);
+    }
+    let node = builder.start()?;
+    slog::info!(logger, "zkraft-server running";
+        "id" => settings.id, "cluster" => &settings.cluster_id,
+        "data_dir" => settings.data_dir.display().to_string(),
+        "peers" => format!("{:?}", settings.peers));
+    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    let name = if signal == SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    slog::info!(logger, "shutting down"; "signal" => name,
+        "applied" => node.applied_index(), "digest" => %node.digest());
+    node.shutdown();
+    slog::info!(logger, "stopped");
+    Ok(())
+}
