@@ -48,7 +48,11 @@ fn wait_log(path: &Path, what: &str, timeout: Duration) -> String {
         if text.contains(what) {
             return text;
         }
-        assert!(Instant::now() < deadline, "no {what:?} in {}:\n{text}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "no {what:?} in {}:\n{text}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -92,7 +96,10 @@ fn three_servers_elect_a_leader_and_stop_cleanly_on_sigterm_and_sigint() {
         if let Some(i) = found {
             break i;
         }
-        assert!(Instant::now() < deadline, "no server logged becoming leader");
+        assert!(
+            Instant::now() < deadline,
+            "no server logged becoming leader"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     for i in 1..=3 {
@@ -135,7 +142,11 @@ fn a_second_server_on_a_directory_in_use_is_refused() {
         ]
     };
     let mut first = spawn(&args(ports[0]), &dir.path().join("log1"));
-    wait_log(&dir.path().join("log1"), "became leader at term", Duration::from_secs(20));
+    wait_log(
+        &dir.path().join("log1"),
+        "became leader at term",
+        Duration::from_secs(20),
+    );
     let mut second = spawn(&args(ports[1]), &dir.path().join("log2"));
     let status = wait_exit(&mut second, Duration::from_secs(20));
     assert!(!status.success());
