@@ -16,7 +16,7 @@ use super::driver::Core;
 use super::{Config, Counters, Msg, Node, Shared};
 use crate::error::{Error, Result};
 use crate::pool::{Pool, Task};
-use crate::storage::{check_identity, open_db, Identity, RaftStorage, TreeStore};
+use crate::storage::{check_identity, member_addresses, open_db, Identity, RaftStorage, TreeStore};
 use crate::transport::tcp::DEFAULT_MAX_FRAME;
 use crate::transport::{Inbox, LocalNetwork, TcpTransport, Transport};
 use crate::watch::WatchManager;
@@ -84,6 +84,16 @@ impl NodeBuilder {
             .map(|(id, addr)| (id, addr.into()))
             .collect();
         self.config.voters = self.members.iter().map(|(id, _)| *id).collect();
+        self
+    }
+
+    /// Starts a node that is not yet a member of its ensemble: its configuration starts
+    /// empty, and it waits for a member to add it with
+    /// [`Node::add_member`](crate::Node::add_member), then catches up through a snapshot.
+    /// Give it the ensemble's [`NodeBuilder::members`] (itself included) so it can reach
+    /// them. On a directory that already holds a configuration, this changes nothing.
+    pub fn joining(mut self) -> Self {
+        self.config.join = true;
         self
     }
 
@@ -256,21 +266,36 @@ impl NodeBuilder {
             slog::warn!(logger, "data directory had no recorded identity: adopting this one";
                 "cluster" => &config.cluster_id);
         }
-        let storage = RaftStorage::open(db.clone(), &config.voters, config.durable_writes)?;
+        let initial_voters = if config.join {
+            Vec::new()
+        } else {
+            config.voters.clone()
+        };
+        let storage = RaftStorage::open(db.clone(), &initial_voters, config.durable_writes)?;
         let persisted = storage.conf_state().voters;
         let (mut want, mut have) = (config.voters.clone(), persisted.clone());
         want.sort_unstable();
         have.sort_unstable();
-        if want != have {
+        if config.join {
+            config.voters = persisted;
+        } else if want != have {
             slog::warn!(logger, "configured voters differ from the persisted configuration; \
                 using the persisted one"; "configured" => ?config.voters, "persisted" => ?persisted);
             config.voters = persisted;
         }
-        let tree_store = TreeStore::new(db)?;
-        let (tree, applied) = tree_store.load()?;
+        let tree_store = TreeStore::new(db.clone())?;
+        let (mut tree, applied) = tree_store.load()?;
+        // A new ensemble starts from its bootstrap snapshot: the fresh tree is the state
+        // after it, whether or not a first apply batch wrote it out yet.
+        let applied = applied.max(storage.first() - 1);
+        tree.set_zxid(applied);
         // A snapshot half-received before a restart is of no use: free its space.
         tree_store.clear_staging()?;
         storage.set_applied(applied);
+        // Members added by configuration changes since the ensemble was bootstrapped.
+        for (id, addr) in member_addresses(&db)? {
+            transport.peer_added(id, &addr)?;
+        }
         let hs = storage.hard_state();
         slog::info!(logger, "recovered";
             "applied" => applied, "commit" => hs.commit, "term" => hs.term,
@@ -283,6 +308,7 @@ impl NodeBuilder {
             raw.campaign()?;
         }
         let log_first_index = raw.store().first();
+        let voters = raw.store().conf_state().voters;
         let core = Core::new(raw, tree_store, applied, &config);
 
         let (mailbox, inbox) = unbounded::<Msg>();
@@ -317,6 +343,7 @@ impl NodeBuilder {
             },
             watches: Mutex::new(WatchManager::default()),
             sessions: Mutex::new(HashMap::new()),
+            voters: Mutex::new(voters),
             last_ack_ms: AtomicU64::new(0),
             started: Instant::now(),
             me: me.clone(),

@@ -84,6 +84,10 @@ pub struct Config {
     /// entries (half of this, at most [`CATCH_UP_ENTRIES`]) stay, so a follower a little
     /// behind catches up from the log; one further behind gets a snapshot.
     pub snapshot_entries: u64,
+    /// Start as a node joining an existing ensemble (see
+    /// [`NodeBuilder::joining`](crate::NodeBuilder::joining)): `voters` need not include
+    /// this node, and the initial configuration is empty.
+    pub join: bool,
     /// Also compact, keeping nothing, once this many bytes of entries were written to the
     /// log since the last compaction (default 256 MiB).
     pub snapshot_log_bytes: u64,
@@ -115,6 +119,7 @@ impl Default for Config {
             max_session_timeout: Duration::from_secs(40),
             reap_interval: Duration::from_secs(60),
             snapshot_entries: 100_000,
+            join: false,
             snapshot_log_bytes: 256 * 1024 * 1024,
         }
     }
@@ -138,7 +143,7 @@ impl Config {
         {
             return err("cluster_id must be 1-64 bytes of A-Z a-z 0-9 . _ -");
         }
-        if !self.voters.contains(&self.id) {
+        if !self.join && !self.voters.contains(&self.id) {
             return err("voters must include this node's id");
         }
         if self.voters.contains(&0) {

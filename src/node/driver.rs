@@ -35,15 +35,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot,
+};
 use raft::{RawNode, ReadState, SnapshotStatus, INVALID_ID};
 use rocksdb::WriteBatch;
 
-use super::snapshot::{decode_descriptor, Incoming, Outgoing};
+use super::snapshot::{decode_descriptor, Incoming, Outgoing, MAX_SNAPSHOT_PEERS};
 use super::{Config, Msg, Request, Role, Shared, CATCH_UP_ENTRIES};
 use crate::command::{Command, Op};
 use crate::error::{Error, Result};
-use crate::storage::{RaftStorage, TreeStore};
+use crate::storage::{record_address_into, RaftStorage, TreeStore};
 use crate::time::{deadline_after, now_ms};
 use crate::transport::Envelope;
 use crate::tree::{DataTree, EventType, OpResult, Txn, WatchedEvent};
@@ -83,6 +85,8 @@ pub(crate) struct Core {
     pending: HashMap<u64, Waiter<OpResult>>,
     /// ReadIndex requests sent to raft, by request id.
     reads: HashMap<u64, Waiter<u64>>,
+    /// Configuration changes proposed by this node, by request id.
+    conf_pending: HashMap<u64, Waiter<()>>,
     /// Read indexes confirmed by the leader, waiting for the apply to reach them.
     reads_to_apply: Vec<(u64, Waiter<u64>)>,
     /// Requests not yet handed to raft (no leader known yet), in arrival order.
@@ -132,6 +136,7 @@ impl Core {
             applied,
             pending: HashMap::new(),
             reads: HashMap::new(),
+            conf_pending: HashMap::new(),
             reads_to_apply: Vec::new(),
             parked: VecDeque::new(),
             read_retry: config.ticks(config.heartbeat_tick.saturating_mul(2)),
@@ -160,6 +165,9 @@ impl Core {
             let _ = w.reply.send(Err(e.clone()));
         }
         for (_, w) in self.reads {
+            let _ = w.reply.send(Err(e.clone()));
+        }
+        for (_, w) in self.conf_pending {
             let _ = w.reply.send(Err(e.clone()));
         }
         for (_, w) in self.reads_to_apply {
@@ -329,6 +337,29 @@ impl Core {
                         let _ = reply.send(Err(Error::NoQuorum(e.to_string())));
                     }
                 },
+                Request::ConfChange {
+                    request_id,
+                    change,
+                    deadline,
+                    reply,
+                } => {
+                    let context = conf_context(s.id, s.incarnation, request_id);
+                    match self.raw.propose_conf_change(context, change) {
+                        Ok(()) => {
+                            let w = Waiter {
+                                reply,
+                                deadline,
+                                issued: now,
+                            };
+                            self.conf_pending.insert(request_id, w);
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(Error::NoQuorum(format!(
+                                "configuration change not proposed: {e}"
+                            ))));
+                        }
+                    }
+                }
                 Request::ReadIndex {
                     request_id,
                     deadline,
@@ -459,6 +490,7 @@ impl Core {
         let timeout = Error::Timeout(self.request_timeout);
         self.pending.retain(|_, w| w.keep(now, &timeout));
         self.reads.retain(|_, w| w.keep(now, &timeout));
+        self.conf_pending.retain(|_, w| w.keep(now, &timeout));
         self.reads_to_apply.retain(|(_, w)| w.keep(now, &timeout));
         let (live, expired): (VecDeque<Request>, VecDeque<Request>) =
             std::mem::take(&mut self.parked)
@@ -546,6 +578,7 @@ impl Core {
                 index,
                 next: 0,
                 complete: false,
+                peers: Vec::new(),
             });
         }
         let Some(inc) = &mut self.incoming else {
@@ -560,10 +593,16 @@ impl Core {
             return false;
         }
         match self.tree_store.stage_chunk(data) {
-            Ok(()) => {
+            Ok(peers) if inc.peers.len() + peers.len() <= MAX_SNAPSHOT_PEERS => {
+                inc.peers.extend(peers);
                 inc.next += 1;
                 inc.complete = last;
                 true
+            }
+            Ok(_) => {
+                slog::warn!(s.logger, "snapshot with too many member addresses refused");
+                self.incoming = None;
+                false
             }
             Err(e) => {
                 slog::warn!(s.logger, "malformed snapshot chunk refused";
@@ -593,21 +632,36 @@ impl Core {
     fn install_snapshot(&mut self, s: &Shared, snap: &Snapshot) -> Result<()> {
         let meta = snap.get_metadata();
         let (transfer, index) = decode_descriptor(snap.get_data())?;
-        let staged = self.incoming.take();
-        let from = staged.as_ref().map(|i| i.from).unwrap_or(0);
-        if index != meta.index || !staged.is_some_and(|inc| inc.ready_for(from, transfer, index)) {
-            return Err(Error::Raft(format!(
-                "snapshot at {} to install was not staged",
-                meta.index
-            )));
-        }
+        let staged = self
+            .incoming
+            .take()
+            .filter(|inc| index == meta.index && inc.ready_for(inc.from, transfer, index))
+            .ok_or_else(|| {
+                Error::Raft(format!(
+                    "snapshot at {} to install was not staged",
+                    meta.index
+                ))
+            })?;
         let started = Instant::now();
+        let before = crate::storage::member_addresses(self.tree_store.db())?;
+        let cs = meta.get_conf_state();
         let tree = self.tree_store.install(
             self.raw.store(),
-            meta.index,
-            meta.term,
-            meta.get_conf_state(),
+            (meta.index, meta.term, cs),
+            &staged.peers,
         )?;
+        *s.voters.lock() = cs.voters.clone();
+        for (id, addr) in &staged.peers {
+            if let Err(e) = s.transport.peer_added(*id, addr) {
+                slog::warn!(s.logger, "transport cannot reach a member";
+                    "node" => id, "addr" => addr, "error" => %e);
+            }
+        }
+        for (id, _) in before {
+            if !staged.peers.iter().any(|(p, _)| *p == id) && !cs.voters.contains(&id) {
+                s.transport.peer_removed(id);
+            }
+        }
         slog::info!(s.logger, "installed snapshot";
             "index" => meta.index, "term" => meta.term, "znodes" => tree.len(),
             "ms" => started.elapsed().as_millis() as u64);
@@ -768,6 +822,7 @@ impl Core {
         };
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
+        let mut conf_replies = Vec::new();
         for e in &entries {
             if e.index <= self.applied {
                 continue;
@@ -792,14 +847,25 @@ impl Core {
                 EntryType::EntryConfChange => {
                     let cc = ConfChange::parse_from_bytes(&e.data)
                         .map_err(|err| Error::Corrupt(err.to_string()))?;
-                    let cs = self.raw.apply_conf_change(&cc)?;
-                    self.raw.store().conf_state_into(&mut batch, cs)?;
+                    let res = self.apply_membership(s, &cc, &mut batch);
+                    if let Some(request_id) = own_conf_request(s, &e.context) {
+                        if let Some(w) = self.conf_pending.remove(&request_id) {
+                            conf_replies.push((w.reply, res));
+                        }
+                    }
                 }
                 EntryType::EntryConfChangeV2 => {
+                    // Never proposed by zkraft; applied as raft-rs defines it.
                     let cc = ConfChangeV2::parse_from_bytes(&e.data)
                         .map_err(|err| Error::Corrupt(err.to_string()))?;
-                    let cs = self.raw.apply_conf_change(&cc)?;
-                    self.raw.store().conf_state_into(&mut batch, cs)?;
+                    match self.raw.apply_conf_change(&cc) {
+                        Ok(cs) => {
+                            *s.voters.lock() = cs.voters.clone();
+                            self.raw.store().conf_state_into(&mut batch, cs)?;
+                        }
+                        Err(e) => slog::warn!(s.logger, "configuration change refused";
+                            "error" => %e),
+                    }
                 }
             }
         }
@@ -829,7 +895,54 @@ impl Core {
         for (reply, res) in replies {
             let _ = reply.send(res);
         }
+        for (reply, res) in conf_replies {
+            let _ = reply.send(res);
+        }
         self.release_reads();
+        Ok(())
+    }
+
+    /// Applies a membership change: raft's configuration, the persisted configuration and
+    /// member addresses (into the apply batch), and the transport. A change raft refuses
+    /// (every replica refuses it alike) changes nothing and is answered with the reason.
+    fn apply_membership(
+        &mut self,
+        s: &Shared,
+        cc: &ConfChange,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        let cs = match self.raw.apply_conf_change(cc) {
+            Ok(cs) => cs,
+            Err(e) => {
+                slog::warn!(s.logger, "configuration change refused";
+                    "node" => cc.node_id, "error" => %e);
+                return Err(Error::BadArguments(format!(
+                    "configuration change refused: {e}"
+                )));
+            }
+        };
+        slog::info!(s.logger, "configuration changed";
+            "change" => ?cc.get_change_type(), "node" => cc.node_id, "voters" => ?cs.voters);
+        *s.voters.lock() = cs.voters.clone();
+        self.raw.store().conf_state_into(batch, cs)?;
+        let db = self.tree_store.db().clone();
+        match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                let addr = String::from_utf8_lossy(&cc.context).into_owned();
+                if !addr.is_empty() {
+                    record_address_into(&db, batch, cc.node_id, Some(&addr));
+                    if let Err(e) = s.transport.peer_added(cc.node_id, &addr) {
+                        slog::warn!(s.logger, "transport cannot reach the new member";
+                            "node" => cc.node_id, "addr" => &addr, "error" => %e);
+                    }
+                }
+            }
+            ConfChangeType::RemoveNode => {
+                record_address_into(&db, batch, cc.node_id, None);
+                self.outgoing.remove(&cc.node_id);
+                s.transport.peer_removed(cc.node_id);
+            }
+        }
         Ok(())
     }
 
@@ -864,6 +977,23 @@ impl Core {
         }
         res
     }
+}
+
+/// The context of a configuration change entry: who proposed it, so that node can answer
+/// its caller.
+fn conf_context(origin: u64, incarnation: u64, request_id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    for v in [origin, incarnation, request_id] {
+        out.extend(v.to_be_bytes());
+    }
+    out
+}
+
+/// The request id of a configuration change entry this node (this incarnation) proposed.
+fn own_conf_request(s: &Shared, context: &[u8]) -> Option<u64> {
+    let ctx: &[u8; 24] = context.try_into().ok()?;
+    let field = |i: usize| u64::from_be_bytes(ctx[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    (field(0) == s.id && field(1) == s.incarnation).then(|| field(2))
 }
 
 /// The watch events that turn `old` into `new`, as one entry at `zxid` would report them:

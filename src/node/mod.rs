@@ -160,13 +160,22 @@ pub(crate) enum Request {
         deadline: Instant,
         reply: Sender<Result<u64>>,
     },
+    /// Propose a configuration change; reply once it is applied here.
+    ConfChange {
+        request_id: u64,
+        change: raft::eraftpb::ConfChange,
+        deadline: Instant,
+        reply: Sender<Result<()>>,
+    },
 }
 
 impl Request {
     /// When the caller stops waiting.
     pub(crate) fn deadline(&self) -> Instant {
         match self {
-            Request::Propose { deadline, .. } | Request::ReadIndex { deadline, .. } => *deadline,
+            Request::Propose { deadline, .. }
+            | Request::ReadIndex { deadline, .. }
+            | Request::ConfChange { deadline, .. } => *deadline,
         }
     }
 
@@ -177,6 +186,9 @@ impl Request {
                 let _ = reply.send(Err(e));
             }
             Request::ReadIndex { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Request::ConfChange { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
         }
@@ -232,6 +244,8 @@ pub(crate) struct Shared {
     pub(crate) watches: Mutex<WatchManager>,
     /// Sessions hosted by this node (it heartbeats them to the leader).
     pub(crate) sessions: Mutex<HashMap<i64, Arc<SessionInner>>>,
+    /// The voters of the configuration applied here.
+    voters: Mutex<Vec<u64>>,
     /// When the leader last confirmed hearing this node's sessions (ms since `started`).
     last_ack_ms: AtomicU64,
     started: Instant,
@@ -430,6 +444,21 @@ impl Shared {
         wait(&rx, deadline, timeout)?
     }
 
+    /// Proposes a configuration change and waits until it is applied on this node.
+    fn change_members(&self, change: raft::eraftpb::ConfChange) -> Result<()> {
+        self.check_running()?;
+        let timeout = self.config.request_timeout;
+        let deadline = deadline_after(Instant::now(), timeout);
+        let (reply, rx) = bounded(1);
+        self.post(Msg::Request(Request::ConfChange {
+            request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
+            change,
+            deadline,
+            reply,
+        }));
+        wait(&rx, deadline, timeout)?
+    }
+
     /// Runs a ReadIndex round and waits until the read index is applied locally.
     pub(crate) fn read_index(&self) -> Result<u64> {
         self.check_running()?;
@@ -587,6 +616,58 @@ impl Node {
             snapshots_installed: c.snapshots_installed.load(Ordering::Relaxed),
             log_first_index: c.log_first_index.load(Ordering::Relaxed),
         }
+    }
+
+    /// The voters of the ensemble's configuration as this node has applied it, sorted.
+    pub fn members(&self) -> Vec<u64> {
+        let mut v = self.shared.voters.lock().clone();
+        v.sort_unstable();
+        v
+    }
+
+    /// Adds node `id`, which peers reach at `addr` (`host:port`), to the ensemble as a
+    /// voter, and returns once the change is applied on this node. Start the new node
+    /// first with [`NodeBuilder::joining`]; it catches up through a snapshot. Every member
+    /// records the address and its transport starts reaching it
+    /// ([`Transport::peer_added`]).
+    ///
+    /// One change at a time: while one is in flight, another is refused
+    /// ([`Error::NoQuorum`](crate::Error::NoQuorum), as raft-rs drops it). Adding a
+    /// current member is refused with [`Error::BadArguments`](crate::Error::BadArguments).
+    pub fn add_member(&self, id: u64, addr: &str) -> Result<()> {
+        if id == 0 || addr.is_empty() || addr.len() > 255 || !addr.contains(':') {
+            return Err(Error::BadArguments(format!(
+                "add_member needs a non-zero id and a host:port address, got {id} {addr:?}"
+            )));
+        }
+        if self.members().contains(&id) {
+            return Err(Error::BadArguments(format!(
+                "node {id} is a member already"
+            )));
+        }
+        let mut cc = raft::eraftpb::ConfChange::default();
+        cc.set_change_type(raft::eraftpb::ConfChangeType::AddNode);
+        cc.node_id = id;
+        cc.context = addr.as_bytes().to_vec().into();
+        self.shared.change_members(cc)
+    }
+
+    /// Removes member `id` from the ensemble and returns once the change is applied on
+    /// this node; every member's transport stops reaching it
+    /// ([`Transport::peer_removed`]). A node cannot remove itself (ask another member),
+    /// and the last voter cannot be removed ([`Error::BadArguments`](crate::Error::BadArguments)).
+    pub fn remove_member(&self, id: u64) -> Result<()> {
+        let members = self.members();
+        if id == self.shared.id || !members.contains(&id) || members.len() < 2 {
+            return Err(Error::BadArguments(format!(
+                "node {id} cannot be removed by node {} (members {members:?})",
+                self.shared.id
+            )));
+        }
+        let mut cc = raft::eraftpb::ConfChange::default();
+        cc.set_change_type(raft::eraftpb::ConfChangeType::RemoveNode);
+        cc.node_id = id;
+        self.shared.change_members(cc)
     }
 
     /// The digest of this replica's tree and sessions at its applied index. Replicas that

@@ -181,7 +181,12 @@ pub(crate) struct Incoming {
     pub(crate) next: u32,
     /// Whether the last chunk is staged.
     pub(crate) complete: bool,
+    /// Member addresses the snapshot carries (installed with it).
+    pub(crate) peers: Vec<(u64, String)>,
 }
+
+/// Most member addresses one snapshot may carry.
+pub(crate) const MAX_SNAPSHOT_PEERS: usize = 1024;
 
 impl Incoming {
     /// True when a `MsgSnapshot` from `from` naming (`transfer`, `index`) may be stepped:

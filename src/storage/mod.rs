@@ -7,7 +7,7 @@
 //! | `raft_state` | `hard_state`, `conf_state`, `compacted` | protobuf; index + term |
 //! | `tree`, `tree.1` | znode path | encoded znode (stat fields + data) |
 //! | `sessions`, `sessions.1` | session id (i64, big-endian) | timeout, host, password |
-//! | `meta` | `applied_index`, `tree_slot`, `node_id`, `cluster_id` | u64, u8, u64, bytes |
+//! | `meta` | `applied_index`, `tree_slot`, `node_id`, `cluster_id`, `peer_addr.ID` | u64, u8, u64, bytes, `host:port` |
 //!
 //! [`RaftStorage`] is the `raft::Storage` over the first two; [`TreeStore`] loads the tree
 //! and writes each apply batch (tree delta + applied index + commit) atomically.
@@ -22,6 +22,7 @@
 //! written with every batch would otherwise never flush and pin every log file.
 
 mod identity;
+mod members;
 mod raft_log;
 mod snapshot;
 mod tree_store;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 
 pub(crate) use identity::{check_or_record as check_identity, Identity};
+pub(crate) use members::{addresses as member_addresses, record_address_into};
 pub use raft_log::RaftStorage;
 pub(crate) use snapshot::read_snapshot;
 pub use tree_store::TreeStore;

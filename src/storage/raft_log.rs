@@ -17,6 +17,10 @@ use crate::error::{Error, Result};
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
+/// The index and term of the snapshot a new ensemble starts from (see
+/// [`RaftStorage::open`]).
+pub(crate) const BOOTSTRAP_INDEX: u64 = 1;
+pub(crate) const BOOTSTRAP_TERM: u64 = 1;
 /// Index and term of the last entry removed by log compaction (or covered by an
 /// installed snapshot): the log starts right after it.
 pub(crate) const KEY_COMPACTED: &[u8] = b"compacted";
@@ -121,11 +125,46 @@ fn store_err(e: impl std::fmt::Display) -> raft::Error {
 }
 
 impl RaftStorage {
-    /// Opens the raft state in `db`. A fresh database is initialised with `voters` as its
-    /// configuration (every member of a new ensemble starts from the same voter set).
+    /// Opens the raft state in `db`.
+    ///
+    /// A fresh database with `voters` starts a new ensemble the way raft-rs's own examples
+    /// bootstrap one: as if a snapshot at index 1, term 1, holding that configuration (and
+    /// the fresh tree) were installed. Every member of the new ensemble starts from the
+    /// same snapshot, and the log starts at index 2 — so a member added later, whose log
+    /// is empty, is always sent a snapshot (which carries the configuration) rather than
+    /// entries that never held the initial voters. A fresh database with no `voters` is a
+    /// node joining an existing ensemble: empty configuration, empty log.
     /// `sync` selects whether [`RaftStorage::persist`] fsyncs.
     pub fn open(db: Arc<DB>, voters: &[u64], sync: bool) -> Result<RaftStorage> {
         let state_cf = cf(&db, CF_RAFT_STATE);
+        if db.get_cf(state_cf, KEY_CONF_STATE)?.is_none() {
+            let cs = ConfState {
+                voters: voters.to_vec(),
+                ..ConfState::default()
+            };
+            let encode = |m: &dyn protobuf::Message| {
+                m.write_to_bytes()
+                    .map_err(|e| Error::Corrupt(e.to_string()))
+            };
+            let mut batch = WriteBatch::default();
+            batch.put_cf(state_cf, KEY_CONF_STATE, encode(&cs)?);
+            if !voters.is_empty() {
+                let hs = HardState {
+                    term: BOOTSTRAP_TERM,
+                    commit: BOOTSTRAP_INDEX,
+                    ..HardState::default()
+                };
+                batch.put_cf(state_cf, KEY_HARD_STATE, encode(&hs)?);
+                batch.put_cf(
+                    state_cf,
+                    KEY_COMPACTED,
+                    encode_compacted(BOOTSTRAP_INDEX, BOOTSTRAP_TERM),
+                );
+            }
+            let mut opts = WriteOptions::default();
+            opts.set_sync(sync);
+            db.write_opt(batch, &opts)?;
+        }
         let hard_state = match db.get_cf(state_cf, KEY_HARD_STATE)? {
             Some(b) => HardState::parse_from_bytes(&b)
                 .map_err(|e| Error::Corrupt(format!("hard state: {e}")))?,
@@ -134,21 +173,7 @@ impl RaftStorage {
         let conf_state = match db.get_cf(state_cf, KEY_CONF_STATE)? {
             Some(b) => ConfState::parse_from_bytes(&b)
                 .map_err(|e| Error::Corrupt(format!("conf state: {e}")))?,
-            None => {
-                let cs = ConfState {
-                    voters: voters.to_vec(),
-                    ..ConfState::default()
-                };
-                let bytes = cs
-                    .write_to_bytes()
-                    .map_err(|e| Error::Corrupt(e.to_string()))?;
-                let mut opts = WriteOptions::default();
-                opts.set_sync(sync);
-                let mut batch = WriteBatch::default();
-                batch.put_cf(state_cf, KEY_CONF_STATE, bytes);
-                db.write_opt(batch, &opts)?;
-                cs
-            }
+            None => return Err(Error::Corrupt("conf state missing".into())),
         };
         let (compacted_index, compacted_term) = match db.get_cf(state_cf, KEY_COMPACTED)? {
             Some(b) => decode_compacted(&b)?,
@@ -558,10 +583,14 @@ mod tests {
         {
             let db = super::super::open_db(dir.path()).unwrap();
             let s = RaftStorage::open(db, &[1, 2, 3], true).unwrap();
-            assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1, 2, 3]);
-            assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 0));
-            assert_eq!(s.term(0).unwrap(), 0);
-            let ents: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+            let st = s.initial_state().unwrap();
+            assert_eq!(st.conf_state.voters, vec![1, 2, 3]);
+            // A new ensemble starts from the bootstrap snapshot at index 1, term 1.
+            assert_eq!((st.hard_state.term, st.hard_state.commit), (1, 1));
+            assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (2, 1));
+            assert_eq!(s.term(1).unwrap(), 1);
+            assert!(s.term(0).is_err(), "compacted");
+            let ents: Vec<_> = (2..=5).map(|i| entry(i, 1)).collect();
             let hs = HardState {
                 term: 1,
                 vote: 2,
@@ -580,7 +609,7 @@ mod tests {
                 .entries(2, 5, None, GetEntriesContext::empty(false))
                 .unwrap();
             assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), [2, 3, 4]);
-            let one = s.entries(1, 5, 1, GetEntriesContext::empty(false)).unwrap();
+            let one = s.entries(2, 5, 1, GetEntriesContext::empty(false)).unwrap();
             assert_eq!(one.len(), 1, "max_size returns at least one entry");
         }
         let db = super::super::open_db(dir.path()).unwrap();
@@ -612,7 +641,9 @@ mod compaction_tests {
         };
         {
             let db = super::super::open_db(dir.path()).unwrap();
-            let s = RaftStorage::open(db, &[1], true).unwrap();
+            // No voters: a joining node's empty log, starting at index 1.
+            let s = RaftStorage::open(db, &[], true).unwrap();
+            assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 0));
             let ents: Vec<_> = (1..=100).map(|i| entry(i, 1 + i / 50)).collect();
             s.persist(&ents, None).unwrap();
             assert_eq!(s.compact(10).unwrap(), 0, "nothing applied yet");

@@ -7,11 +7,12 @@
 //! stopping writes or holding any lock on the in-memory tree.
 
 use raft::eraftpb::{ConfState, Entry};
-use rocksdb::{IteratorMode, DB};
+use rocksdb::{Direction, IteratorMode, DB};
 
+use super::members;
 use super::raft_log::{decode_compacted, KEY_COMPACTED};
 use super::tree_store::{read_applied, read_slot, KEY_APPLIED, KEY_TREE_SLOT};
-use super::tree_store::{RECORD_SESSION, RECORD_ZNODE};
+use super::tree_store::{RECORD_PEER, RECORD_SESSION, RECORD_ZNODE};
 use super::{cf, slot_cfs, CF_META, CF_RAFT_LOG, CF_RAFT_STATE};
 use crate::codec::Writer;
 use crate::error::{Error, Result};
@@ -81,6 +82,21 @@ pub(crate) fn read_snapshot(
                 size = 0;
             }
         }
+    }
+    // The addresses of members added since the ensemble began, so a follower that never
+    // saw those configuration changes can reach them.
+    let peers = snap.iterator_cf(
+        meta_cf,
+        IteratorMode::From(members::PREFIX, Direction::Forward),
+    );
+    for item in peers {
+        let (k, v) = item?;
+        let Some(id) = members::parse_key(&k) else {
+            break;
+        };
+        w.u8(RECORD_PEER);
+        w.bytes(&id?.to_be_bytes());
+        w.bytes(&v);
     }
     emit(&meta, w.finish(), true)?;
     Ok(meta)

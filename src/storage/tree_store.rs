@@ -10,6 +10,7 @@ use std::sync::Arc;
 use raft::eraftpb::ConfState;
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
+use super::members::{addresses, record_address_into, MAX_ADDRESS_LEN};
 use super::{cf, slot_cfs, RaftStorage, CF_META};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
@@ -105,7 +106,9 @@ impl TreeStore {
 
     /// Writes one chunk of a snapshot being received into the staging slot. Every record
     /// is decoded first, so a malformed chunk is refused whole and never installed.
-    pub(crate) fn stage_chunk(&self, chunk: &[u8]) -> Result<()> {
+    /// Returns the member addresses the chunk carries (installed with the snapshot).
+    pub(crate) fn stage_chunk(&self, chunk: &[u8]) -> Result<Vec<(u64, String)>> {
+        let mut peers = Vec::new();
         let (tree_cf, sessions_cf) = slot_cfs(1 - self.slot);
         let (tree_cf, sessions_cf) = (cf(&self.db, tree_cf), cf(&self.db, sessions_cf));
         let mut batch = WriteBatch::default();
@@ -126,10 +129,21 @@ impl TreeStore {
                     decode_session(&value)?;
                     batch.put_cf(sessions_cf, key, value);
                 }
+                RECORD_PEER => {
+                    let id = <[u8; 8]>::try_from(key.as_slice())
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| Error::Corrupt("snapshot member id".into()))?;
+                    let addr = String::from_utf8(value)
+                        .ok()
+                        .filter(|a| a.len() <= MAX_ADDRESS_LEN)
+                        .ok_or_else(|| Error::Corrupt("snapshot member address".into()))?;
+                    peers.push((id, addr));
+                }
                 other => return Err(Error::Corrupt(format!("snapshot record kind {other}"))),
             }
         }
-        self.commit(batch)
+        self.commit(batch)?;
+        Ok(peers)
     }
 
     /// Makes the staged slot live at (`index`, `term`, `cs`): one synced batch flips the
@@ -138,15 +152,21 @@ impl TreeStore {
     pub(crate) fn install(
         &mut self,
         raft: &RaftStorage,
-        index: u64,
-        term: u64,
-        cs: &ConfState,
+        (index, term, cs): (u64, u64, &ConfState),
+        peers: &[(u64, String)],
     ) -> Result<DataTree> {
         let staged = 1 - self.slot;
         let mut batch = WriteBatch::default();
         let meta = cf(&self.db, CF_META);
         batch.put_cf(meta, KEY_TREE_SLOT, [staged]);
         batch.put_cf(meta, KEY_APPLIED, index.to_le_bytes());
+        // The snapshot's member addresses replace the ones recorded here.
+        for (id, _) in addresses(&self.db)? {
+            record_address_into(&self.db, &mut batch, id, None);
+        }
+        for (id, addr) in peers {
+            record_address_into(&self.db, &mut batch, *id, Some(addr));
+        }
         raft.install_into(&mut batch, index, term, cs)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
@@ -199,6 +219,8 @@ impl TreeStore {
 /// A snapshot chunk record holding a znode (key: path) or a session (key: id).
 pub(crate) const RECORD_ZNODE: u8 = 1;
 pub(crate) const RECORD_SESSION: u8 = 2;
+/// A snapshot chunk record holding a member's address (key: id).
+pub(crate) const RECORD_PEER: u8 = 3;
 
 fn decode_session_key(k: &[u8]) -> Result<i64> {
     Ok(i64::from_be_bytes(
@@ -430,7 +452,13 @@ mod snapshot_tests {
             voters: vec![1, 2, 3],
             ..ConfState::default()
         };
-        let installed = store.install(&raft, 10, 2, &cs).unwrap();
+        let installed = store
+            .install(&raft, (10, 2, &cs), &[(4, "h4:1".to_string())])
+            .unwrap();
+        assert_eq!(
+            crate::storage::member_addresses(store.db()).unwrap(),
+            [(4, "h4:1".to_string())]
+        );
         assert!(installed.get("/new").is_some() && installed.get("/old").is_none());
         assert_eq!(installed.digest(), newer.digest());
         assert_eq!(

@@ -291,6 +291,17 @@ pub trait Transport: Send + Sync + 'static {
     fn deregister(&self, id: u64, inbox: &Inbox);
     /// Sends `envelope` to node `to`.
     fn send(&self, to: u64, envelope: Envelope);
+    /// A configuration change added member `id`, reachable at `addr` (the address given
+    /// to [`Node::add_member`](crate::Node::add_member)); also called at start for every
+    /// member an earlier change added. Transports that need no addresses ignore it.
+    fn peer_added(&self, id: u64, addr: &str) -> Result<()> {
+        let _ = (id, addr);
+        Ok(())
+    }
+    /// A configuration change removed member `id`: stop reaching it.
+    fn peer_removed(&self, id: u64) {
+        let _ = id;
+    }
 }
 
 #[cfg(test)]

@@ -307,6 +307,25 @@ impl Transport for TcpTransport {
         }
     }
 
+    fn peer_added(&self, id: u64, addr: &str) -> Result<()> {
+        if id == self.inner.id {
+            return Ok(());
+        }
+        let known = self.inner.peers.read().get(&id).map(|p| p.addr.clone());
+        if known.as_deref() == Some(addr) {
+            return Ok(());
+        }
+        slog::info!(self.inner.logger, "peer added"; "peer" => id, "addr" => addr);
+        self.add_peer(id, addr)
+    }
+
+    fn peer_removed(&self, id: u64) {
+        if id != self.inner.id {
+            slog::info!(self.inner.logger, "peer removed"; "peer" => id);
+            self.remove_peer(id);
+        }
+    }
+
     fn send(&self, to: u64, envelope: Envelope) {
         let Some(peer) = self.inner.peers.read().get(&to).cloned() else {
             return;
