@@ -1,13 +1,16 @@
-//! Write and read throughput of a 3-node in-process ensemble with fsync on.
+//! Write and read throughput of a 3-node in-process ensemble with fsync on, and of three
+//! processes over loopback TCP.
 //!
 //! ```text
-//! cargo bench --bench throughput            # 5 s per scenario
-//! cargo bench --bench throughput -- --secs 10
-//! cargo bench --bench throughput -- --multis # only the large-multi section
+//! ./dev bench                                # builds zkraft-member, 5 s per scenario
+//! ./dev bench --secs 10
+//! ./dev bench --multis                       # only the large-multi section
 //! ```
 //!
 //! Prints, per scenario: ops/s, p50/p99/max latency, and the mean number of raft entries
-//! per log write (fsync) on the leader and on the followers. Then, for multis of 2,000 to
+//! per log write (fsync) on the leader and on the followers. The TCP rows run the same
+//! create and set_data loads inside the leader's process of a 3-process ensemble of
+//! `zkraft-member` (release build; `ZKRAFT_MEMBER` names another binary). Then, for multis of 2,000 to
 //! 16,000 creates (16,000 short creates are about 912 KB, under the 1 MiB request limit),
 //! the time from call to reply of the creating multi and of the multi deleting them again,
 //! and the latency of local reads made on the same node while they are applied.
@@ -203,6 +206,9 @@ fn main() {
             fol.iter().sum::<f64>() / fol.len().max(1) as f64
         );
     }
+    if scenarios > 0 {
+        over_tcp(secs);
+    }
     for (name, threads) in [
         ("get_data, 1 reader, local", 1usize),
         ("get_data, 4 readers, local", 4),
@@ -221,6 +227,102 @@ fn main() {
     large_multis(leader);
     for n in &e.nodes {
         n.shutdown();
+    }
+}
+
+/// The create and set_data scenarios of 64 writers in a 3-process ensemble over loopback
+/// TCP, run in the leader's process.
+fn over_tcp(secs: f64) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let exe =
+        std::env::var("ZKRAFT_MEMBER").unwrap_or_else(|_| "target/release/zkraft-member".into());
+    if !std::path::Path::new(&exe).exists() {
+        println!("(3 processes over TCP: skipped, {exe} missing: cargo build --release -p zkraft-testkit)");
+        return;
+    }
+    let ports: Vec<u16> = {
+        let l: Vec<_> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        l.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    };
+    let peers = (1..=3)
+        .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let dir = tempfile::tempdir_in("target/bench-data").unwrap();
+    let mut members: Vec<_> = (1..=3)
+        .map(|i| {
+            let mut child = Command::new(&exe)
+                .args([
+                    "--id",
+                    &i.to_string(),
+                    "--peers",
+                    &peers,
+                    "--log-level",
+                    "warning",
+                ])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("m{i}")))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start zkraft-member");
+            let stdin = child.stdin.take().unwrap();
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "ready");
+            (child, stdin, out)
+        })
+        .collect();
+    let mut ask = |i: usize, cmd: &str| -> String {
+        let (_, stdin, out) = &mut members[i];
+        writeln!(stdin, "{cmd}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        if let Some(i) = (0..3).find(|i| ask(*i, "status").contains("role=Leader")) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no leader over TCP");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (name, kind) in [
+        ("create, 64 writers, 3 procs/TCP", "create"),
+        ("set_data, 64 writers, 3 procs/TCP", "set"),
+    ] {
+        let reply = ask(leader, &format!("bench {kind} 64 {secs}"));
+        let field = |k: &str| -> f64 {
+            reply
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let us = |v: f64| Duration::from_micros(v as u64);
+        println!(
+            "{:<34} {:>10.0} {:>9.2?} {:>9.2?} {:>9} {:>14} {:>14}",
+            name,
+            field("rate="),
+            us(field("p50_us=")),
+            us(field("p99_us=")),
+            "-",
+            "-",
+            "-"
+        );
+    }
+    for i in 0..3 {
+        let _ = ask(i, "quit");
+    }
+    for (mut child, ..) in members {
+        let _ = child.wait();
     }
 }
 

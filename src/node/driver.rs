@@ -176,6 +176,10 @@ impl Core {
         for r in self.parked {
             r.fail(e.clone());
         }
+        // Transfers see the node stopped and end; none keeps the database open after.
+        for (_, o) in self.outgoing {
+            o.join();
+        }
     }
 
     /// Runs the node until it has nothing left to do or has had its share of the worker;

@@ -58,10 +58,14 @@ pub(crate) fn decode_descriptor(buf: &[u8]) -> Result<(u64, u64)> {
     Ok(out)
 }
 
+/// How often a transfer waiting for an acknowledgement checks whether its node stopped.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
 /// A transfer this leader is running to one follower.
 pub(crate) struct Outgoing {
     pub(crate) transfer: u64,
     acks: Sender<(u32, bool)>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Outgoing {
@@ -73,11 +77,18 @@ impl Outgoing {
         let me: Weak<Shared> = s.me.clone();
         let logger = s.logger.clone();
         let (from, to) = (s.id, msg.to);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("zkraft-snap-{from}-{to}"))
             .spawn(move || {
                 let started = std::time::Instant::now();
-                let res = stream(&db, &*transport, from, transfer, msg, &ack_rx);
+                // The transfer ends early when its node stops (or is gone), so it never
+                // keeps the database open behind a shutdown.
+                let stopped = || me.upgrade().is_none_or(|s| s.is_stopped());
+                let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    stream(&db, &*transport, from, transfer, msg, &ack_rx, &stopped)
+                }))
+                .unwrap_or_else(|_| Err(Error::Raft("snapshot transfer panicked".into())));
+                drop(db);
                 match &res {
                     Ok((index, chunks)) => slog::info!(logger, "snapshot sent";
                         "to" => to, "index" => index, "chunks" => chunks,
@@ -94,7 +105,19 @@ impl Outgoing {
                 }
             })
             .map_err(|e| Error::Io(e.to_string()))?;
-        Ok(Outgoing { transfer, acks })
+        Ok(Outgoing {
+            transfer,
+            acks,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the transfer's thread (the node is stopping: it ends within
+    /// [`STOP_POLL`]).
+    pub(crate) fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 
     /// A transfer that could not start: it only waits for its failure to be reported.
@@ -102,6 +125,7 @@ impl Outgoing {
         Outgoing {
             transfer,
             acks: bounded(1).0,
+            thread: None,
         }
     }
 
@@ -120,23 +144,35 @@ fn stream(
     transfer: u64,
     mut msg: Message,
     acks: &Receiver<(u32, bool)>,
+    stopped: &dyn Fn() -> bool,
 ) -> Result<(u64, u32)> {
     let to = msg.to;
     let mut sent = 0u32;
     // Chunks acknowledged so far (chunk `acked - 1` is the newest).
     let mut acked = 0u32;
     let wait_ack = |acked: &mut u32| -> Result<()> {
-        match acks.recv_timeout(ACK_TIMEOUT) {
-            Ok((seq, true)) if seq == *acked => {
-                *acked += 1;
-                Ok(())
+        let deadline = std::time::Instant::now() + ACK_TIMEOUT;
+        loop {
+            if stopped() {
+                return Err(Error::Shutdown);
             }
-            Ok((seq, true)) => Err(Error::Raft(format!(
-                "snapshot chunk {seq} acknowledged out of order (expected {acked})"
-            ))),
-            Ok((seq, false)) => Err(Error::Raft(format!("follower refused chunk {seq}"))),
-            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(ACK_TIMEOUT)),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Shutdown),
+            match acks.recv_timeout(STOP_POLL) {
+                Ok((seq, true)) if seq == *acked => {
+                    *acked += 1;
+                    return Ok(());
+                }
+                Ok((seq, true)) => {
+                    return Err(Error::Raft(format!(
+                        "snapshot chunk {seq} acknowledged out of order (expected {acked})"
+                    )))
+                }
+                Ok((seq, false)) => {
+                    return Err(Error::Raft(format!("follower refused chunk {seq}")))
+                }
+                Err(RecvTimeoutError::Timeout) if std::time::Instant::now() < deadline => {}
+                Err(RecvTimeoutError::Timeout) => return Err(Error::Timeout(ACK_TIMEOUT)),
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::Shutdown),
+            }
         }
     };
     let meta = read_snapshot(db, CHUNK_BYTES, |meta, data, last| {

@@ -18,8 +18,9 @@
 //! `tree_slot` together with the applied index and the raft compaction point: a crash
 //! at any instant leaves either the old state or the new one, never a mix.
 //!
-//! RocksDB's write-ahead log is capped (`max_total_wal_size`): the small column families
-//! written with every batch would otherwise never flush and pin every log file.
+//! RocksDB's write-ahead log is capped (`max_total_wal_size`, 32 MiB): the small column
+//! families written with every batch would otherwise never flush and pin every log file.
+//! The raft log's memtable is 16 MiB, so compacted entries leave memory and the log sooner.
 
 mod identity;
 mod members;
@@ -50,7 +51,11 @@ pub(crate) const CF_SESSIONS_1: &str = "sessions.1";
 
 /// Total size of write-ahead log files after which RocksDB flushes the column families
 /// that hold the oldest one, so the log on disk stays bounded.
-const MAX_TOTAL_WAL_SIZE: u64 = 64 * 1024 * 1024;
+const MAX_TOTAL_WAL_SIZE: u64 = 32 * 1024 * 1024;
+/// Memtable size of the raft log's column family: its entries are deleted by compaction
+/// soon after they are written, so a smaller memtable flushes (and frees the
+/// write-ahead log it pins) sooner.
+const RAFT_LOG_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 
 /// The column families of tree slot `slot` (0 or 1): znodes, sessions.
 pub(crate) fn slot_cfs(slot: u8) -> (&'static str, &'static str) {
@@ -85,7 +90,13 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
         CF_SESSIONS_1,
     ]
     .into_iter()
-    .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    .map(|name| {
+        let mut cf_opts = Options::default();
+        if name == CF_RAFT_LOG {
+            cf_opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER);
+        }
+        ColumnFamilyDescriptor::new(name, cf_opts)
+    });
     DB::open_cf_descriptors(&opts, dir, cfs)
         .map(Arc::new)
         .map_err(|e| {
