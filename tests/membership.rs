@@ -101,3 +101,68 @@ fn a_member_is_added_through_a_snapshot_and_another_removed() {
         converged(&[&n1, &n4])
     });
 }
+
+#[test]
+fn a_member_started_with_another_configuration_still_catches_up_through_a_snapshot() {
+    // Node 4 is (wrongly) started as a founding member of a 4-node ensemble instead of
+    // `joining`: its bootstrap differs from the ensemble's (another term at index 1), so
+    // the leader must send it a snapshot rather than a log that never held its voters.
+    let ports = free_ports(4);
+    let addr = |id: u64| format!("127.0.0.1:{}", ports[id as usize - 1]);
+    let first3: Vec<(u64, String)> = (1..=3).map(|i| (i, addr(i))).collect();
+    let all4: Vec<(u64, String)> = (1..=4).map(|i| (i, addr(i))).collect();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let n: Vec<Node> = (1..=3)
+        .map(|i| {
+            builder(i, dirs[i as usize - 1].path(), &first3)
+                .snapshot_entries(100_000)
+                .start()
+                .unwrap()
+        })
+        .collect();
+    retry(|| n[0].create("/x", b"1", CreateMode::Persistent));
+    let n4 = builder(4, dirs[3].path(), &all4).start().unwrap();
+    retry(|| n[0].add_member(4, &addr(4)));
+    wait_until(Duration::from_secs(20), "node 4 caught up", || {
+        converged(&[&n[0], &n[1], &n[2], &n4])
+    });
+    assert!(n4.metrics().snapshots_installed >= 1, "through a snapshot");
+    assert_eq!(n4.members(), [1, 2, 3, 4]);
+}
+
+#[test]
+fn a_log_that_starts_at_index_1_is_compacted_before_members_are_added() {
+    // A directory from before bootstrap snapshots: a configuration but no compaction
+    // point, so its log starts at index 1.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = zkraft::storage::open_db(dir.path()).unwrap();
+        let cs = raft::eraftpb::ConfState {
+            voters: vec![1],
+            ..Default::default()
+        };
+        let bytes = protobuf::Message::write_to_bytes(&cs).unwrap();
+        db.put_cf(db.cf_handle("raft_state").unwrap(), b"conf_state", bytes)
+            .unwrap();
+    }
+    let start = || {
+        Node::builder(1)
+            .data_dir(dir.path())
+            .tick_interval(Duration::from_millis(20))
+            .start()
+            .unwrap()
+    };
+    let node = start();
+    assert_eq!(node.metrics().log_first_index, 1);
+    let refused = node.add_member(2, "127.0.0.1:1");
+    assert!(
+        matches!(refused, Err(Error::BadArguments(_))),
+        "{refused:?}"
+    );
+    retry(|| node.create("/a", b"", CreateMode::Persistent));
+    node.shutdown();
+    drop(node);
+    let node = start();
+    assert!(node.metrics().log_first_index > 1, "compacted at start");
+    assert!(node.exists("/a").unwrap().is_some());
+}

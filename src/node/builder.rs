@@ -292,6 +292,13 @@ impl NodeBuilder {
         // A snapshot half-received before a restart is of no use: free its space.
         tree_store.clear_staging()?;
         storage.set_applied(applied);
+        if storage.first() == 1 && applied > 0 {
+            // A directory from before bootstrap snapshots: its log starts at index 1,
+            // where no entry holds the initial voters. Compacting to the applied index
+            // makes any member added later catch up through a snapshot, which does.
+            storage.compact(applied)?;
+            slog::info!(logger, "compacted a log that started at index 1"; "through" => applied);
+        }
         // Members added by configuration changes since the ensemble was bootstrapped.
         for (id, addr) in member_addresses(&db)? {
             transport.peer_added(id, &addr)?;

@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot,
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot,
 };
 use raft::{RawNode, ReadState, SnapshotStatus, INVALID_ID};
 use rocksdb::WriteBatch;
@@ -347,6 +348,13 @@ impl Core {
                     deadline,
                     reply,
                 } => {
+                    if self.raw.raft.has_pending_conf() {
+                        // raft-rs would replace it with an empty entry and never say so.
+                        let _ = reply.send(Err(Error::NoQuorum(
+                            "another configuration change is not applied yet".into(),
+                        )));
+                        continue;
+                    }
                     let context = conf_context(s.id, s.incarnation, request_id);
                     match self.raw.propose_conf_change(context, change) {
                         Ok(()) => {
@@ -571,6 +579,13 @@ impl Core {
         data: &[u8],
     ) -> bool {
         if seq == 0 {
+            if self.incoming.as_ref().is_some_and(|i| i.complete)
+                && self.raw.raft.raft_log.unstable_snapshot().is_some()
+            {
+                // raft holds the staged snapshot for its next Ready: the staging slot
+                // must stay as it is until that is installed.
+                return false;
+            }
             if let Err(e) = self.tree_store.clear_staging() {
                 slog::warn!(s.logger, "cannot stage a snapshot"; "error" => %e);
                 self.incoming = None;
@@ -633,7 +648,12 @@ impl Core {
     /// Installs the snapshot raft accepted: the staged slot becomes the tree, in one
     /// synced write; then the in-memory tree is replaced, and the watches and hosted
     /// sessions hear what changed.
-    fn install_snapshot(&mut self, s: &Shared, snap: &Snapshot) -> Result<()> {
+    fn install_snapshot(
+        &mut self,
+        s: &Shared,
+        snap: &Snapshot,
+        ready_hs: Option<&HardState>,
+    ) -> Result<()> {
         let meta = snap.get_metadata();
         let (transfer, index) = decode_descriptor(snap.get_data())?;
         let staged = self
@@ -652,6 +672,7 @@ impl Core {
         let tree = self.tree_store.install(
             self.raw.store(),
             (meta.index, meta.term, cs),
+            ready_hs,
             &staged.peers,
         )?;
         *s.voters.lock() = cs.voters.clone();
@@ -760,7 +781,7 @@ impl Core {
             self.send(s, rd.take_messages());
         }
         if !rd.snapshot().is_empty() {
-            self.install_snapshot(s, rd.snapshot())?;
+            self.install_snapshot(s, rd.snapshot(), rd.hs())?;
         }
         self.apply(s, rd.take_committed_entries())?;
         let entries = rd.take_entries();
@@ -943,7 +964,8 @@ impl Core {
             }
             ConfChangeType::RemoveNode => {
                 record_address_into(&db, batch, cc.node_id, None);
-                self.outgoing.remove(&cc.node_id);
+                // A transfer to it ends by itself (no acknowledgements) and is joined then
+                // or at shutdown.
                 s.transport.peer_removed(cc.node_id);
             }
         }

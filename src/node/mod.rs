@@ -631,9 +631,13 @@ impl Node {
     /// records the address and its transport starts reaching it
     /// ([`Transport::peer_added`]).
     ///
-    /// One change at a time: while one is in flight, another is refused
-    /// ([`Error::NoQuorum`](crate::Error::NoQuorum), as raft-rs drops it). Adding a
-    /// current member is refused with [`Error::BadArguments`](crate::Error::BadArguments).
+    /// One change at a time: raft-rs ignores a change proposed while another is not yet
+    /// applied (or before a new leader has applied its predecessors' entries). Proposed on
+    /// the leader, such a change is refused at once with
+    /// [`Error::NoQuorum`](crate::Error::NoQuorum); proposed on a follower, the leader
+    /// drops it and the call ends in [`Error::Timeout`](crate::Error::Timeout) — not
+    /// applied; try again. Adding a current member is refused with
+    /// [`Error::BadArguments`](crate::Error::BadArguments).
     pub fn add_member(&self, id: u64, addr: &str) -> Result<()> {
         if id == 0 || addr.is_empty() || addr.len() > 255 || !addr.contains(':') {
             return Err(Error::BadArguments(format!(
@@ -644,6 +648,14 @@ impl Node {
             return Err(Error::BadArguments(format!(
                 "node {id} is a member already"
             )));
+        }
+        if self.metrics().log_first_index <= 1 {
+            // Only a directory from before bootstrap snapshots, which is compacted at its
+            // next start: until then a new member could be caught up from a log that never
+            // held the initial voters.
+            return Err(Error::BadArguments(
+                "this node's log still starts at index 1: restart it first (it compacts)".into(),
+            ));
         }
         let mut cc = raft::eraftpb::ConfChange::default();
         cc.set_change_type(raft::eraftpb::ConfChangeType::AddNode);

@@ -17,10 +17,25 @@ use crate::error::{Error, Result};
 
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
-/// The index and term of the snapshot a new ensemble starts from (see
-/// [`RaftStorage::open`]).
+/// The index of the snapshot a new ensemble starts from (see [`RaftStorage::open`]).
 pub(crate) const BOOTSTRAP_INDEX: u64 = 1;
-pub(crate) const BOOTSTRAP_TERM: u64 = 1;
+
+/// The term of the snapshot a new ensemble with initial `voters` starts from: derived from
+/// the voter set (1 to 2^20), so a node bootstrapped with another configuration never
+/// matches the ensemble's log at index 1 and is caught up through a snapshot instead.
+pub(crate) fn bootstrap_term(voters: &[u64]) -> u64 {
+    let mut sorted = voters.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in sorted {
+        for b in v.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    1 + h % (1 << 20)
+}
 /// Index and term of the last entry removed by log compaction (or covered by an
 /// installed snapshot): the log starts right after it.
 pub(crate) const KEY_COMPACTED: &[u8] = b"compacted";
@@ -128,11 +143,13 @@ impl RaftStorage {
     /// Opens the raft state in `db`.
     ///
     /// A fresh database with `voters` starts a new ensemble the way raft-rs's own examples
-    /// bootstrap one: as if a snapshot at index 1, term 1, holding that configuration (and
-    /// the fresh tree) were installed. Every member of the new ensemble starts from the
-    /// same snapshot, and the log starts at index 2 — so a member added later, whose log
-    /// is empty, is always sent a snapshot (which carries the configuration) rather than
-    /// entries that never held the initial voters. A fresh database with no `voters` is a
+    /// bootstrap one: as if a snapshot at index 1, holding that configuration (and the
+    /// fresh tree) were installed, with a term derived from the voter set
+    /// ([`bootstrap_term`]). Every member of the new ensemble starts from the same
+    /// snapshot, and the log starts at index 2 — so a member added later, whose log is
+    /// empty (or was bootstrapped with another configuration), is always sent a snapshot,
+    /// which carries the configuration, rather than entries that never held the initial
+    /// voters. A fresh database with no `voters` is a
     /// node joining an existing ensemble: empty configuration, empty log.
     /// `sync` selects whether [`RaftStorage::persist`] fsyncs.
     pub fn open(db: Arc<DB>, voters: &[u64], sync: bool) -> Result<RaftStorage> {
@@ -150,7 +167,7 @@ impl RaftStorage {
             batch.put_cf(state_cf, KEY_CONF_STATE, encode(&cs)?);
             if !voters.is_empty() {
                 let hs = HardState {
-                    term: BOOTSTRAP_TERM,
+                    term: bootstrap_term(voters),
                     commit: BOOTSTRAP_INDEX,
                     ..HardState::default()
                 };
@@ -158,7 +175,7 @@ impl RaftStorage {
                 batch.put_cf(
                     state_cf,
                     KEY_COMPACTED,
-                    encode_compacted(BOOTSTRAP_INDEX, BOOTSTRAP_TERM),
+                    encode_compacted(BOOTSTRAP_INDEX, bootstrap_term(voters)),
                 );
             }
             let mut opts = WriteOptions::default();
@@ -266,37 +283,42 @@ impl RaftStorage {
 
     /// Adds to `batch` what installing a snapshot at (`index`, `term`) with configuration
     /// `cs` does to the raft state: the whole log goes, the compaction point becomes the
-    /// snapshot, the commit index reaches it. [`RaftStorage::snapshot_installed`] updates
-    /// the cached state once the batch is written.
+    /// snapshot, the commit index reaches it. The hard state written is `ready_hs` (the
+    /// `Ready`'s own, when it has one) or the persisted one, with the commit raised to the
+    /// snapshot and — should the snapshot's term be newer — that term with no vote: a
+    /// vote of an older term is never recorded as cast in a newer one. Returns it, for
+    /// [`RaftStorage::snapshot_installed`] once the batch is written.
     pub(crate) fn install_into(
         &self,
         batch: &mut WriteBatch,
-        index: u64,
-        term: u64,
-        cs: &ConfState,
-    ) -> Result<()> {
+        (index, term, cs): (u64, u64, &ConfState),
+        ready_hs: Option<&HardState>,
+    ) -> Result<HardState> {
         let c = self.cached.read();
         let log_cf = cf(&self.db, CF_RAFT_LOG);
         batch.delete_range_cf(log_cf, index_key(0), index_key(c.last_index.max(index) + 1));
         let state_cf = cf(&self.db, CF_RAFT_STATE);
         batch.put_cf(state_cf, KEY_COMPACTED, encode_compacted(index, term));
-        let mut hs = c.hard_state.clone();
+        let mut hs = ready_hs.cloned().unwrap_or_else(|| c.hard_state.clone());
         hs.commit = hs.commit.max(index);
-        hs.term = hs.term.max(term);
+        if term > hs.term {
+            hs.term = term;
+            hs.vote = 0;
+        }
         let encode = |m: &dyn protobuf::Message| {
             m.write_to_bytes()
                 .map_err(|e| Error::Corrupt(e.to_string()))
         };
         batch.put_cf(state_cf, KEY_HARD_STATE, encode(&hs)?);
         batch.put_cf(state_cf, KEY_CONF_STATE, encode(cs)?);
-        Ok(())
+        Ok(hs)
     }
 
-    /// The snapshot written by [`RaftStorage::install_into`] is on disk.
-    pub(crate) fn snapshot_installed(&self, index: u64, term: u64, cs: ConfState) {
+    /// The snapshot written by [`RaftStorage::install_into`] (with hard state `hs`) is on
+    /// disk.
+    pub(crate) fn snapshot_installed(&self, index: u64, term: u64, cs: ConfState, hs: HardState) {
         let mut c = self.cached.write();
-        c.hard_state.commit = c.hard_state.commit.max(index);
-        c.hard_state.term = c.hard_state.term.max(term);
+        c.hard_state = hs;
         c.conf_state = cs;
         c.first_index = index + 1;
         c.last_index = index;
@@ -585,10 +607,18 @@ mod tests {
             let s = RaftStorage::open(db, &[1, 2, 3], true).unwrap();
             let st = s.initial_state().unwrap();
             assert_eq!(st.conf_state.voters, vec![1, 2, 3]);
-            // A new ensemble starts from the bootstrap snapshot at index 1, term 1.
-            assert_eq!((st.hard_state.term, st.hard_state.commit), (1, 1));
+            // A new ensemble starts from the bootstrap snapshot at index 1.
+            let t = bootstrap_term(&[1, 2, 3]);
+            assert_eq!(
+                t,
+                bootstrap_term(&[3, 1, 2, 2]),
+                "the voter set, not its order"
+            );
+            assert_ne!(t, bootstrap_term(&[1, 2, 3, 4]));
+            assert!((1..=1 << 20).contains(&t));
+            assert_eq!((st.hard_state.term, st.hard_state.commit), (t, 1));
             assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (2, 1));
-            assert_eq!(s.term(1).unwrap(), 1);
+            assert_eq!(s.term(1).unwrap(), t);
             assert!(s.term(0).is_err(), "compacted");
             let ents: Vec<_> = (2..=5).map(|i| entry(i, 1)).collect();
             let hs = HardState {
@@ -681,5 +711,49 @@ mod compaction_tests {
             .entries(56, 101, None, GetEntriesContext::empty(false))
             .unwrap();
         assert_eq!(got.len(), 45);
+    }
+}
+
+#[cfg(test)]
+mod install_tests {
+    use super::*;
+
+    #[test]
+    fn an_install_never_records_an_old_vote_in_a_newer_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::open_db(dir.path()).unwrap();
+        let s = RaftStorage::open(db, &[], true).unwrap();
+        let voted = HardState {
+            term: 6,
+            vote: 3,
+            commit: 0,
+            ..HardState::default()
+        };
+        s.persist(&[], Some(&voted)).unwrap();
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..ConfState::default()
+        };
+        let mut batch = WriteBatch::default();
+        let hs = s.install_into(&mut batch, (40, 7, &cs), None).unwrap();
+        assert_eq!((hs.term, hs.vote, hs.commit), (7, 0, 40));
+        let mut batch = WriteBatch::default();
+        let hs = s.install_into(&mut batch, (40, 6, &cs), None).unwrap();
+        assert_eq!((hs.term, hs.vote), (6, 3), "the same term keeps its vote");
+        let ready = HardState {
+            term: 8,
+            vote: 0,
+            commit: 41,
+            ..HardState::default()
+        };
+        let mut batch = WriteBatch::default();
+        let hs = s
+            .install_into(&mut batch, (40, 7, &cs), Some(&ready))
+            .unwrap();
+        assert_eq!(
+            (hs.term, hs.vote, hs.commit),
+            (8, 0, 41),
+            "the Ready's own wins"
+        );
     }
 }

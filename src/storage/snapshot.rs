@@ -36,7 +36,7 @@ pub(crate) fn read_snapshot(
 ) -> Result<SnapshotMeta> {
     let snap = db.snapshot();
     let meta_cf = cf(db, CF_META);
-    let index = read_applied(snap.get_cf(meta_cf, KEY_APPLIED)?)?;
+    let applied = read_applied(snap.get_cf(meta_cf, KEY_APPLIED)?)?;
     let slot = read_slot(snap.get_cf(meta_cf, KEY_TREE_SLOT)?)?;
     let state_cf = cf(db, CF_RAFT_STATE);
     let conf_state = match snap.get_cf(state_cf, b"conf_state")? {
@@ -48,6 +48,11 @@ pub(crate) fn read_snapshot(
         Some(b) => decode_compacted(&b)?,
         None => (0, 0),
     };
+    // Before the first apply batch, the state is the bootstrap snapshot's.
+    let index = applied.max(compacted);
+    if index == 0 {
+        return Err(Error::Raft("nothing applied yet: no snapshot".into()));
+    }
     let term = if index == compacted {
         compacted_term
     } else {
@@ -58,9 +63,6 @@ pub(crate) fn read_snapshot(
             .map_err(|e| Error::Corrupt(format!("log entry: {e}")))?;
         e.term
     };
-    if index == 0 {
-        return Err(Error::Raft("nothing applied yet: no snapshot".into()));
-    }
     let meta = SnapshotMeta {
         index,
         term,

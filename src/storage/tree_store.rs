@@ -153,6 +153,7 @@ impl TreeStore {
         &mut self,
         raft: &RaftStorage,
         (index, term, cs): (u64, u64, &ConfState),
+        ready_hs: Option<&raft::eraftpb::HardState>,
         peers: &[(u64, String)],
     ) -> Result<DataTree> {
         let staged = 1 - self.slot;
@@ -167,11 +168,11 @@ impl TreeStore {
         for (id, addr) in peers {
             record_address_into(&self.db, &mut batch, *id, Some(addr));
         }
-        raft.install_into(&mut batch, index, term, cs)?;
+        let hs = raft.install_into(&mut batch, (index, term, cs), ready_hs)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.db.write_opt(batch, &opts)?;
-        raft.snapshot_installed(index, term, cs.clone());
+        raft.snapshot_installed(index, term, cs.clone(), hs);
         self.slot = staged;
         let (tree, _) = self.load()?;
         self.clear_staging()?;
@@ -440,7 +441,7 @@ mod snapshot_tests {
             // The process dies here, before the install.
         }
         let db = open_db(dir.path()).unwrap();
-        let raft = RaftStorage::open(db.clone(), &[1], true).unwrap();
+        let raft = RaftStorage::open(db.clone(), &[], true).unwrap();
         let mut store = TreeStore::new(db.clone()).unwrap();
         let (tree, applied) = store.load().unwrap();
         assert_eq!(applied, 5);
@@ -453,7 +454,7 @@ mod snapshot_tests {
             ..ConfState::default()
         };
         let installed = store
-            .install(&raft, (10, 2, &cs), &[(4, "h4:1".to_string())])
+            .install(&raft, (10, 2, &cs), None, &[(4, "h4:1".to_string())])
             .unwrap();
         assert_eq!(
             crate::storage::member_addresses(store.db()).unwrap(),
