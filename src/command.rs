@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 
 /// Format version written as the first byte of every encoded command.
 const FORMAT_V1: u8 = 1;
+/// Adds the session order (epoch, sequence number) to the header.
+const FORMAT_V2: u8 = 2;
 
 /// How a znode is created: ZooKeeper's `CreateMode`, with the same numeric values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -372,6 +374,10 @@ pub struct Command {
     pub session: i64,
     /// Proposer's wall clock in milliseconds since the Unix epoch (ctime/mtime).
     pub time_ms: i64,
+    /// The session order: the hosting node's epoch for the session and the request's
+    /// number within it, from 1. `(0, 0)`: unordered (no session, or housekeeping). See
+    /// `DataTree::apply_ordered`.
+    pub order: (u64, u64),
     /// The operation.
     pub op: Op,
 }
@@ -379,13 +385,15 @@ pub struct Command {
 impl Command {
     /// Encodes the command for a raft entry.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64 + self.op.data_len());
-        w.u8(FORMAT_V1);
+        let mut w = Writer::with_capacity(80 + self.op.data_len());
+        w.u8(FORMAT_V2);
         w.u64(self.origin);
         w.u64(self.incarnation);
         w.u64(self.request_id);
         w.i64(self.session);
         w.i64(self.time_ms);
+        w.u64(self.order.0);
+        w.u64(self.order.1);
         self.op.encode_into(&mut w);
         w.finish()
     }
@@ -394,15 +402,23 @@ impl Command {
     pub fn decode(buf: &[u8]) -> Result<Command> {
         let mut r = Reader::new(buf);
         let format = r.u8()?;
-        if format != FORMAT_V1 {
+        if format != FORMAT_V1 && format != FORMAT_V2 {
             return Err(Error::Corrupt(format!("unknown command format {format}")));
         }
+        let (origin, incarnation, request_id) = (r.u64()?, r.u64()?, r.u64()?);
+        let (session, time_ms) = (r.i64()?, r.i64()?);
+        let order = if format == FORMAT_V2 {
+            (r.u64()?, r.u64()?)
+        } else {
+            (0, 0)
+        };
         let cmd = Command {
-            origin: r.u64()?,
-            incarnation: r.u64()?,
-            request_id: r.u64()?,
-            session: r.i64()?,
-            time_ms: r.i64()?,
+            origin,
+            incarnation,
+            request_id,
+            session,
+            time_ms,
+            order,
             op: Op::decode_from(&mut r, 0)?,
         };
         r.finish()?;
@@ -422,6 +438,7 @@ mod tests {
             request_id: 42,
             session: 7,
             time_ms: 1_700_000_000_000,
+            order: (3, 17),
             op: Op::Multi(vec![
                 Op::create("/a", b"x".to_vec(), CreateMode::PersistentSequential),
                 Op::create_ttl(
@@ -451,6 +468,15 @@ mod tests {
             let cmd = Command { op, ..cmd.clone() };
             assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
         }
+        // A command of the first format (no order) still decodes, unordered.
+        let mut v1 = Writer::default();
+        v1.u8(FORMAT_V1);
+        for v in [3u64, 99, 42, 7, 5] {
+            v1.u64(v);
+        }
+        Op::check("/b", None).encode_into(&mut v1);
+        let old = Command::decode(&v1.finish()).unwrap();
+        assert_eq!((old.request_id, old.order), (42, (0, 0)));
     }
 
     #[test]
@@ -486,6 +512,7 @@ mod tests {
             request_id: 1,
             session: 0,
             time_ms: 0,
+            order: (0, 0),
             op: Op::create("/a", vec![1, 2, 3], CreateMode::Persistent),
         };
         let buf = cmd.encode();

@@ -10,9 +10,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in a zkraft call.
 ///
 /// Logical errors (`NoNode`, `BadVersion`, …) are decided by the replicated state machine and
-/// leave the tree unchanged. `Timeout` and `NoQuorum` say that the outcome of a write is
-/// *unknown* to the caller (as ZooKeeper's `ConnectionLoss`): the write may still be applied
-/// later, exactly once, or never.
+/// leave the tree unchanged. `ConnectionLoss`, `Timeout` and `NoQuorum` say that the outcome
+/// of a write is *unknown* to the caller (as ZooKeeper's `ConnectionLoss`): the write may
+/// still be applied later, exactly once, or never — and a write of a session is never
+/// applied after a later write of the same session.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The znode (or the parent of a znode being created) does not exist.
@@ -88,6 +89,13 @@ pub enum Error {
     /// No leader is known or the node cannot reach a quorum; the request was not proposed.
     #[error("no quorum: {0}")]
     NoQuorum(String),
+    /// The request's fate became unknown before it was answered (ZooKeeper's
+    /// ConnectionLoss): the raft leader changed while it was in flight, or an earlier
+    /// request of its session was lost. It may have been applied — then before any later
+    /// request of its session — or never will be. Answered at once, not after the request
+    /// timeout.
+    #[error("connection loss: {0}")]
+    ConnectionLoss(String),
     /// The request did not complete within the request timeout. Its outcome is unknown.
     #[error("request timed out after {0:?}")]
     Timeout(std::time::Duration),
@@ -129,7 +137,7 @@ impl Error {
             Error::SessionClosed => -112,
             Error::NoWatcher(_) => -121,
             Error::MultiFailed { source, .. } => source.code(),
-            Error::NoQuorum(_) | Error::Shutdown => -4,
+            Error::NoQuorum(_) | Error::Shutdown | Error::ConnectionLoss(_) => -4,
             Error::Timeout(_) => -7,
             Error::Storage(_) | Error::Io(_) | Error::Corrupt(_) | Error::Raft(_) => -1,
             Error::Config(_) => -8,

@@ -22,6 +22,41 @@ const OPEN: u8 = 0;
 const EXPIRED: u8 = 1;
 const CLOSED: u8 = 2;
 
+/// How a host numbers a session's requests (see `DataTree::apply_ordered`): an epoch,
+/// and the next sequence number in it.
+#[derive(Debug)]
+pub(crate) struct SessionOrder {
+    epoch: u64,
+    next: u64,
+}
+
+impl SessionOrder {
+    /// The order of a session just opened (or just taken over) whose replicated epoch is
+    /// `applied_epoch`.
+    pub(crate) fn after(applied_epoch: u64) -> SessionOrder {
+        SessionOrder {
+            epoch: applied_epoch + 1,
+            next: 1,
+        }
+    }
+
+    /// The (epoch, number) of the next request.
+    pub(crate) fn take_next(&mut self) -> (u64, u64) {
+        let n = (self.epoch, self.next);
+        self.next += 1;
+        n
+    }
+
+    /// Starts a new epoch unless one was started since `epoch`: a request of `epoch` may
+    /// be lost, so no later request may count on following it.
+    pub(crate) fn restart_after(&mut self, epoch: u64) {
+        if self.epoch == epoch {
+            self.epoch += 1;
+            self.next = 1;
+        }
+    }
+}
+
 /// What the hosting node keeps of a live session.
 pub(crate) struct SessionInner {
     pub(crate) id: i64,
@@ -30,6 +65,8 @@ pub(crate) struct SessionInner {
     state: AtomicU8,
     wait_for_watchers: bool,
     pub(crate) dispatcher: Arc<Dispatcher>,
+    /// Numbers the session's requests; locked while one is numbered and queued.
+    pub(crate) order: parking_lot::Mutex<SessionOrder>,
 }
 
 impl SessionInner {
@@ -133,7 +170,7 @@ impl SessionBuilder {
             host: s.id(),
         };
         let dispatcher = Dispatcher::start(self.watcher, s.logger().clone())?;
-        let id = match s.submit(0, op) {
+        let id = match s.submit(None, op) {
             Ok(OpResult::SessionCreated { session }) => session,
             other => {
                 dispatcher.stop();
@@ -151,6 +188,7 @@ impl SessionBuilder {
             state: AtomicU8::new(OPEN),
             wait_for_watchers: self.wait_for_watchers,
             dispatcher: dispatcher.clone(),
+            order: parking_lot::Mutex::new(SessionOrder::after(0)),
         });
         {
             // Registered under the tree lock, so an expiry applied meanwhile is seen here
@@ -276,7 +314,7 @@ impl Session {
 
     fn write(&self, op: Op) -> Result<OpResult> {
         self.check()?;
-        let res = self.shared.submit(self.inner.id, op);
+        let res = self.shared.submit(Some(&self.inner), op);
         self.settle();
         match res {
             // The session ended while the request was in flight: say which way.
@@ -480,7 +518,7 @@ impl Session {
             return Ok(());
         }
         self.shared.submit(
-            self.inner.id,
+            Some(&self.inner),
             Op::CloseSession {
                 session: self.inner.id,
                 expired: false,

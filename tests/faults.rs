@@ -65,7 +65,10 @@ fn minority_partition_cannot_write_majority_can_and_heal_converges() {
             .create(&format!("/p/minority-{id}"), b"", CreateMode::Persistent)
             .unwrap_err();
         assert!(
-            matches!(err, Error::Timeout(_) | Error::NoQuorum(_)),
+            matches!(
+                err,
+                Error::Timeout(_) | Error::NoQuorum(_) | Error::ConnectionLoss(_)
+            ),
             "minority write on {id} gave {err:?}"
         );
     }
@@ -122,7 +125,7 @@ fn writes_survive_message_loss_and_delay() {
         {
             Ok(_) => done += 1,
             // Leadership may move under heavy loss; the outcome is then unknown.
-            Err(Error::Timeout(_)) | Err(Error::NoQuorum(_)) => {}
+            Err(Error::Timeout(_) | Error::NoQuorum(_) | Error::ConnectionLoss(_)) => {}
             Err(e) => panic!("{e}"),
         }
     }

@@ -36,9 +36,9 @@ fn random_partitions_lose_nothing_acknowledged_and_apply_nothing_twice() {
                         CreateMode::PersistentSequential,
                     ) {
                         Ok(_) => acked.lock().unwrap().push(value),
-                        Err(Error::Timeout(_)) | Err(Error::NoQuorum(_)) => {
-                            *unknown.lock().unwrap() += 1
-                        }
+                        Err(Error::Timeout(_))
+                        | Err(Error::NoQuorum(_))
+                        | Err(Error::ConnectionLoss(_)) => *unknown.lock().unwrap() += 1,
                         Err(e) => panic!("unexpected {e}"),
                     }
                     i += 1;

@@ -77,13 +77,22 @@ impl<T> Waiter<T> {
     }
 }
 
+/// A write this node proposed, waiting to be applied.
+struct PendingWrite {
+    waiter: Waiter<OpResult>,
+    /// The session and host epoch it was numbered in.
+    order: Option<(i64, u64)>,
+    /// The leader it was handed to (this node, or the one raft forwarded it to).
+    leader: u64,
+}
+
 /// The raft side of a node: owned by whichever worker runs the node.
 pub(crate) struct Core {
     raw: RawNode<RaftStorage>,
     tree_store: TreeStore,
     applied: u64,
     /// Proposed writes of this node, by request id, waiting to be applied.
-    pending: HashMap<u64, Waiter<OpResult>>,
+    pending: HashMap<u64, PendingWrite>,
     /// ReadIndex requests sent to raft, by request id.
     reads: HashMap<u64, Waiter<u64>>,
     /// Configuration changes proposed by this node, by request id.
@@ -162,8 +171,8 @@ impl Core {
 
     /// Fails every waiting request (the node is stopping).
     pub(crate) fn fail_all(self, e: Error) {
-        for (_, w) in self.pending {
-            let _ = w.reply.send(Err(e.clone()));
+        for (_, p) in self.pending {
+            let _ = p.waiter.reply.send(Err(e.clone()));
         }
         for (_, w) in self.reads {
             let _ = w.reply.send(Err(e.clone()));
@@ -316,7 +325,8 @@ impl Core {
         while let Some(p) = self.parked.pop_front() {
             if p.deadline() <= now {
                 // The caller has given up: proposing now could apply a write that was
-                // reported as failed.
+                // reported as failed. The session's later requests must not count on it.
+                restart_order(s, p.order());
                 p.fail(Error::Timeout(self.request_timeout));
                 continue;
             }
@@ -324,21 +334,32 @@ impl Core {
                 Request::Propose {
                     request_id,
                     data,
+                    order,
                     deadline,
                     reply,
                 } => match self.raw.propose(vec![], data) {
                     Ok(()) => {
                         s.counters.proposals.fetch_add(1, Ordering::Relaxed);
-                        let w = Waiter {
+                        let waiter = Waiter {
                             reply,
                             deadline,
                             issued: now,
                         };
-                        self.pending.insert(request_id, w);
+                        let leader = self.raw.raft.leader_id;
+                        self.pending.insert(
+                            request_id,
+                            PendingWrite {
+                                waiter,
+                                order,
+                                leader,
+                            },
+                        );
                     }
                     Err(e) => {
                         // Nothing was appended or forwarded (raft-rs drops a proposal
-                        // whole), so failing it is final.
+                        // whole), so failing it is final — but the session's later
+                        // requests must not count on it.
+                        restart_order(s, order);
                         let _ = reply.send(Err(Error::NoQuorum(e.to_string())));
                     }
                 },
@@ -409,7 +430,7 @@ impl Core {
 
     /// Proposes a housekeeping command from this node (no caller waits for it).
     fn propose_internal(&mut self, s: &Shared, op: Op) {
-        let (_, data) = s.command(0, op);
+        let (_, data) = s.command(0, (0, 0), op);
         if let Err(e) = self.raw.propose(vec![], data) {
             slog::warn!(s.logger, "housekeeping proposal dropped"; "error" => %e);
         }
@@ -500,7 +521,12 @@ impl Core {
         // Callers past their deadline are told Timeout (they may already have seen it) and
         // forgotten; no reply channel is ever dropped unanswered.
         let timeout = Error::Timeout(self.request_timeout);
-        self.pending.retain(|_, w| w.keep(now, &timeout));
+        self.pending.retain(|_, p| {
+            p.waiter.keep(now, &timeout) || {
+                restart_order(s, p.order);
+                false
+            }
+        });
         self.reads.retain(|_, w| w.keep(now, &timeout));
         self.conf_pending.retain(|_, w| w.keep(now, &timeout));
         self.reads_to_apply.retain(|(_, w)| w.keep(now, &timeout));
@@ -510,6 +536,7 @@ impl Core {
                 .partition(|p| p.deadline() > now);
         self.parked = live;
         for p in expired {
+            restart_order(s, p.order());
             p.fail(timeout.clone());
         }
         let retry: Vec<u64> = self
@@ -690,13 +717,14 @@ impl Core {
         slog::info!(s.logger, "installed snapshot";
             "index" => meta.index, "term" => meta.term, "znodes" => tree.len(),
             "ms" => started.elapsed().as_millis() as u64);
-        self.replace_tree(s, tree, meta.index);
+        // Counted before the new tree is visible: whoever sees it sees the count too.
         s.counters
             .snapshots_installed
             .fetch_add(1, Ordering::Relaxed);
         s.counters
             .log_first_index
             .store(self.raw.store().first(), Ordering::Relaxed);
+        self.replace_tree(s, tree, meta.index);
         self.applied = meta.index;
         s.applied.store(meta.index, Ordering::Release);
         self.log_bytes = 0;
@@ -770,7 +798,10 @@ impl Core {
         if let Some(ss) = rd.ss() {
             let role = Role::from_raft(ss.raft_state);
             let previous = s.role.swap(role, Ordering::AcqRel);
-            s.leader.store(ss.leader_id, Ordering::Release);
+            let previous_leader = s.leader.swap(ss.leader_id, Ordering::AcqRel);
+            if previous_leader != ss.leader_id {
+                self.leader_changed(s, ss.leader_id);
+            }
             if previous != role {
                 slog::info!(s.logger, "role changed";
                     "role" => ?Role::from_u8(role), "leader" => ss.leader_id,
@@ -805,6 +836,32 @@ impl Core {
         s.term.store(self.raw.raft.term, Ordering::Release);
         self.on_read_states(read_states);
         self.maybe_compact(s)
+    }
+
+    /// The leader changed: writes handed to another leader may be lost (or committed after
+    /// all). Their callers hear `ConnectionLoss` now rather than a timeout later, and their
+    /// sessions start a new epoch, so nothing the session sends afterwards can be applied
+    /// before them (see `DataTree::apply_ordered`).
+    fn leader_changed(&mut self, s: &Shared, leader: u64) {
+        let lost: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.leader != leader)
+            .map(|(id, _)| *id)
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
+        slog::info!(s.logger, "leader changed with writes in flight: outcome unknown";
+            "leader" => leader, "writes" => lost.len());
+        for id in lost {
+            if let Some(p) = self.pending.remove(&id) {
+                restart_order(s, p.order);
+                let _ = p.waiter.reply.send(Err(Error::ConnectionLoss(format!(
+                    "the raft leader changed (now {leader}) while the write was in flight"
+                ))));
+            }
+        }
     }
 
     fn on_read_states(&mut self, states: Vec<ReadState>) {
@@ -858,8 +915,12 @@ impl Core {
                     Ok(cmd) => {
                         let res = self.apply_command(s, e.index, &cmd);
                         if cmd.origin == s.id && cmd.incarnation == s.incarnation {
-                            if let Some(w) = self.pending.remove(&cmd.request_id) {
-                                replies.push((w.reply, res));
+                            if let Some(p) = self.pending.remove(&cmd.request_id) {
+                                if matches!(res, Err(Error::ConnectionLoss(_))) {
+                                    // An earlier request of the session was lost.
+                                    restart_order(s, p.order);
+                                }
+                                replies.push((p.waiter.reply, res));
                             }
                         }
                     }
@@ -981,7 +1042,7 @@ impl Core {
             session: cmd.session,
         };
         let mut tree = s.tree.write();
-        let res = tree.apply(txn, &cmd.op);
+        let res = tree.apply_ordered(txn, cmd.order, &cmd.op);
         let events = tree.take_events();
         // Lock order everywhere: tree, then watches.
         let mut watches = s.watches.lock();
@@ -1002,6 +1063,16 @@ impl Core {
             }
         }
         res
+    }
+}
+
+/// A request of `order`'s session and epoch was lost, or may have been: its session
+/// starts a new epoch (once per epoch), so no later request counts on following it.
+fn restart_order(s: &Shared, order: Option<(i64, u64)>) {
+    if let Some((session, epoch)) = order {
+        if let Some(inner) = s.sessions.lock().get(&session) {
+            inner.order.lock().restart_after(epoch);
+        }
     }
 }
 

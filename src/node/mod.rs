@@ -151,6 +151,8 @@ pub(crate) enum Request {
     Propose {
         request_id: u64,
         data: Vec<u8>,
+        /// The session and host epoch it was numbered in (see `DataTree::apply_ordered`).
+        order: Option<(i64, u64)>,
         deadline: Instant,
         reply: Sender<Result<OpResult>>,
     },
@@ -176,6 +178,14 @@ impl Request {
             Request::Propose { deadline, .. }
             | Request::ReadIndex { deadline, .. }
             | Request::ConfChange { deadline, .. } => *deadline,
+        }
+    }
+
+    /// The session and host epoch of a write numbered in its session's order.
+    pub(crate) fn order(&self) -> Option<(i64, u64)> {
+        match self {
+            Request::Propose { order, .. } => *order,
+            _ => None,
         }
     }
 
@@ -410,8 +420,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Encodes `op` for `session` (0: none) into a command from this node.
-    pub(crate) fn command(&self, session: i64, op: Op) -> (u64, Vec<u8>) {
+    /// Encodes `op` for `session` (0: none) in session order `order` ((0, 0): unordered)
+    /// into a command from this node.
+    pub(crate) fn command(&self, session: i64, order: (u64, u64), op: Op) -> (u64, Vec<u8>) {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let data = Command {
             origin: self.id,
@@ -419,28 +430,48 @@ impl Shared {
             request_id,
             session,
             time_ms: now_ms(),
+            order,
             op,
         }
         .encode();
         (request_id, data)
     }
 
-    /// Validates and proposes `op` on behalf of `session`, and waits until it is committed
-    /// and applied on this node.
-    pub(crate) fn submit(&self, session: i64, op: Op) -> Result<OpResult> {
+    /// Validates and proposes `op` — on behalf of `session`, numbered in its session order,
+    /// or of no session — and waits until it is committed and applied on this node.
+    pub(crate) fn submit(&self, session: Option<&SessionInner>, op: Op) -> Result<OpResult> {
         self.check_running()?;
         self.check_request_size(op.request_size())?;
         self.validate_op(&op, true)?;
-        let (request_id, data) = self.command(session, op);
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
         let (reply, rx) = bounded(1);
-        self.post(Msg::Request(Request::Propose {
-            request_id,
-            data,
-            deadline,
-            reply,
-        }));
+        match session {
+            None => {
+                let (request_id, data) = self.command(0, (0, 0), op);
+                self.post(Msg::Request(Request::Propose {
+                    request_id,
+                    data,
+                    order: None,
+                    deadline,
+                    reply,
+                }));
+            }
+            Some(inner) => {
+                // Numbered and queued under the session's order lock, so the mailbox (and
+                // so raft) sees the session's requests in the order of their numbers.
+                let mut order = inner.order.lock();
+                let (epoch, seq) = order.take_next();
+                let (request_id, data) = self.command(inner.id, (epoch, seq), op);
+                self.post(Msg::Request(Request::Propose {
+                    request_id,
+                    data,
+                    order: Some((inner.id, epoch)),
+                    deadline,
+                    reply,
+                }));
+            }
+        }
         wait(&rx, deadline, timeout)?
     }
 
@@ -766,7 +797,7 @@ impl Node {
 
     /// Proposes `op` and waits until it is committed and applied on this node.
     fn write(&self, op: Op) -> Result<OpResult> {
-        self.shared.submit(0, op)
+        self.shared.submit(None, op)
     }
 
     // ----- reads -----

@@ -20,6 +20,8 @@ pub(crate) const KEY_APPLIED: &[u8] = b"applied_index";
 pub(crate) const KEY_TREE_SLOT: &[u8] = b"tree_slot";
 const ZNODE_FORMAT_V1: u8 = 1;
 const SESSION_FORMAT_V1: u8 = 1;
+/// Adds the session order (epoch, last sequence number applied).
+const SESSION_FORMAT_V2: u8 = 2;
 
 /// Durable home of the znode tree.
 pub struct TreeStore {
@@ -247,24 +249,34 @@ fn encode_znode(n: &Znode) -> Vec<u8> {
 }
 
 fn encode_session(s: &SessionRecord) -> Vec<u8> {
-    let mut w = Writer::with_capacity(32 + s.password.len());
-    w.u8(SESSION_FORMAT_V1);
+    let mut w = Writer::with_capacity(48 + s.password.len());
+    w.u8(SESSION_FORMAT_V2);
     w.i32(s.timeout_ms);
     w.u64(s.host);
     w.bytes(&s.password);
+    w.u64(s.epoch);
+    w.u64(s.last_seq);
     w.finish()
 }
 
 fn decode_session(buf: &[u8]) -> Result<SessionRecord> {
     let mut r = Reader::new(buf);
     let format = r.u8()?;
-    if format != SESSION_FORMAT_V1 {
+    if format != SESSION_FORMAT_V1 && format != SESSION_FORMAT_V2 {
         return Err(Error::Corrupt(format!("unknown session format {format}")));
     }
+    let (timeout_ms, host, password) = (r.i32()?, r.u64()?, r.bytes()?);
+    let (epoch, last_seq) = if format == SESSION_FORMAT_V2 {
+        (r.u64()?, r.u64()?)
+    } else {
+        (0, 0)
+    };
     let rec = SessionRecord {
-        timeout_ms: r.i32()?,
-        host: r.u64()?,
-        password: r.bytes()?,
+        timeout_ms,
+        host,
+        password,
+        epoch,
+        last_seq,
     };
     r.finish()?;
     Ok(rec)

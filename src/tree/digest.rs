@@ -60,5 +60,7 @@ pub(crate) fn session(id: i64, s: &SessionRecord) -> u64 {
     let mut h = fnv(FNV_OFFSET ^ 0x5e55, &id.to_le_bytes());
     h = fnv(h, &s.timeout_ms.to_le_bytes());
     h = fnv(h, &s.host.to_le_bytes());
+    h = fnv(h, &s.epoch.to_le_bytes());
+    h = fnv(h, &s.last_seq.to_le_bytes());
     mix(fnv(h, &s.password))
 }

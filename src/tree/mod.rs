@@ -169,6 +169,11 @@ pub struct SessionRecord {
     pub password: Vec<u8>,
     /// Node hosting the session (sending its heartbeats).
     pub host: u64,
+    /// The session order applied so far: the host's epoch and the sequence number of the
+    /// last request of that epoch (see [`DataTree::apply_ordered`]).
+    pub epoch: u64,
+    /// See `epoch`.
+    pub last_seq: u64,
 }
 
 /// The context of one applied entry: the change id, the proposer's time and the session
@@ -513,6 +518,52 @@ impl DataTree {
         });
     }
 
+    /// Applies one request of a session in its session order: `(epoch, seq)` as its host
+    /// numbered it (`(0, 0)`, or no session: unordered, as [`DataTree::apply`]).
+    ///
+    /// A host numbers a session's requests 1, 2, 3… within an epoch, and starts a new,
+    /// higher epoch (from 1 again) whenever it can no longer vouch that every earlier
+    /// request will arrive — a raft leader change with requests in flight, a request
+    /// found missing. The request is applied only in order: the next number of the
+    /// session's current epoch, or number 1 of a newer epoch. Anything else — a gap (an
+    /// earlier request was lost) or an older epoch — is refused with
+    /// [`Error::ConnectionLoss`] and changes nothing. So a request of a session is never
+    /// applied after a later one of the same session, whatever raft lost or reordered.
+    /// The order is replicated state; a request that passes it advances it even when the
+    /// operation itself fails.
+    pub fn apply_ordered(
+        &mut self,
+        txn: Txn,
+        (epoch, seq): (u64, u64),
+        op: &Op,
+    ) -> Result<OpResult> {
+        if txn.session != 0 && seq != 0 {
+            self.set_zxid(txn.zxid as u64);
+            let Some(rec) = self.sessions.get(&txn.session) else {
+                return Err(Error::SessionExpired);
+            };
+            let in_order = if epoch == rec.epoch {
+                seq == rec.last_seq.wrapping_add(1)
+            } else {
+                epoch > rec.epoch && seq == 1
+            };
+            if !in_order {
+                return Err(Error::ConnectionLoss(format!(
+                    "request {seq} of epoch {epoch} out of session order (session at {}:{})",
+                    rec.epoch, rec.last_seq
+                )));
+            }
+            let rec = SessionRecord {
+                epoch,
+                last_seq: seq,
+                ..rec.clone()
+            };
+            self.add_session(txn.session, rec);
+            self.dirty_sessions.insert(txn.session);
+        }
+        self.apply(txn, op)
+    }
+
     /// Applies one operation in the context `txn`.
     ///
     /// On error the tree is exactly as before (a failing multi is rolled back) and no
@@ -532,6 +583,8 @@ impl DataTree {
                         timeout_ms: *timeout_ms,
                         password: password.clone(),
                         host: *host,
+                        epoch: 0,
+                        last_seq: 0,
                     },
                 );
                 self.dirty_sessions.insert(session);

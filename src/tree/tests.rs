@@ -1109,3 +1109,54 @@ fn the_kept_digest_always_equals_a_full_recomputation() {
         "a reloaded tree has the same digest"
     );
 }
+
+#[test]
+fn a_sessions_requests_apply_only_in_their_order() {
+    let (mut t, _) = tree_with(&["/o"]);
+    let s = open_session(&mut t, 10);
+    let mut zxid = 10;
+    let mut apply = |t: &mut DataTree, order: (u64, u64), name: &str| {
+        zxid += 1;
+        t.apply_ordered(
+            stx(zxid, s),
+            order,
+            &Op::create(format!("/o/{name}"), vec![], Persistent),
+        )
+    };
+    apply(&mut t, (1, 1), "a").unwrap();
+    apply(&mut t, (1, 2), "b").unwrap();
+    // A gap: request 3 of epoch 1 was lost; 4 must not apply, and changes nothing.
+    let before = (t.digest(), snapshot(&t));
+    let gap = apply(&mut t, (1, 4), "d");
+    assert!(matches!(gap, Err(Error::ConnectionLoss(_))), "{gap:?}");
+    assert_eq!((t.digest(), snapshot(&t)), before);
+    // The host starts epoch 2; a late request of epoch 1 is stale from then on.
+    apply(&mut t, (2, 1), "e").unwrap();
+    assert!(matches!(
+        apply(&mut t, (1, 3), "c"),
+        Err(Error::ConnectionLoss(_))
+    ));
+    // A new epoch must start at 1.
+    assert!(matches!(
+        apply(&mut t, (3, 2), "f"),
+        Err(Error::ConnectionLoss(_))
+    ));
+    // A request whose operation fails still takes its place in the order.
+    assert!(matches!(
+        apply(&mut t, (2, 2), "e"),
+        Err(Error::NodeExists(_))
+    ));
+    apply(&mut t, (2, 3), "g").unwrap();
+    assert!(
+        matches!(apply(&mut t, (2, 3), "h"), Err(Error::ConnectionLoss(_))),
+        "no replay"
+    );
+    let rec = &t.sessions()[&s];
+    assert_eq!((rec.epoch, rec.last_seq), (2, 3));
+    assert_eq!(t.digest(), t.recompute_digest());
+    // Unordered requests (the node's own API) pass untouched.
+    t.apply_ordered(stx(99, 0), (0, 0), &Op::create("/o/z", vec![], Persistent))
+        .unwrap();
+    let names: Vec<_> = t.get("/o").unwrap().children().collect();
+    assert_eq!(names, ["a", "b", "e", "g", "z"]);
+}
