@@ -28,6 +28,7 @@
 
 mod codec;
 pub mod command;
+mod delivery;
 pub mod error;
 mod node;
 pub mod path;

@@ -4,7 +4,8 @@
 //! zxid of its `CreateSession` entry). The node that opened it hosts it: it heartbeats the
 //! session to the leader, and the leader expires it when the heartbeats stop for longer than
 //! its timeout, deleting its ephemeral znodes in the same entry on every replica.
-//! Watches set through a session are delivered on the session's own dispatcher thread.
+//! Watches set through a session are delivered in order by the session's dispatcher, on
+//! the process's shared callback threads.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -146,7 +147,7 @@ impl SessionBuilder {
         self
     }
 
-    /// Called on the session's dispatcher thread with its state changes (Connected first,
+    /// Called by the session's dispatcher with its state changes (Connected first,
     /// then Expired or Closed).
     pub fn watcher(mut self, f: impl Fn(SessionEvent) + Send + Sync + 'static) -> Self {
         self.watcher = Some(Arc::new(f));
@@ -155,7 +156,7 @@ impl SessionBuilder {
 
     /// Opens the session through the raft log.
     ///
-    /// Everything the session needs on this node (its dispatcher thread) is set up before
+    /// Everything the session needs on this node (its dispatcher) is set up before
     /// the session is proposed, so a resource failure ([`Error::Io`]) leaves no session
     /// behind. A `Timeout` leaves the outcome unknown, as any write's: a session committed
     /// after its caller gave up has no host and expires after its timeout.

@@ -1,5 +1,6 @@
 //! Watches: registrations made by sessions on this node, matched against the events the
-//! tree reports, and delivered on each session's own dispatcher thread.
+//! tree reports, and delivered through each session's dispatcher — a queue run in order
+//! on the process's shared callback threads (`delivery`), never a thread per session.
 //!
 //! ZooKeeper's rules: `exists`/`get_data` set a one-shot *data* watch (fired by
 //! NodeCreated, NodeDataChanged, NodeDeleted on the path); `get_children` sets a one-shot
@@ -14,14 +15,14 @@
 //! data newer than an event it has not been told about yet.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use crossbeam_channel::{unbounded, Sender};
 use parking_lot::{Condvar, Mutex};
 use slog::Logger;
+
+use crate::delivery::Executor;
 
 use crate::path;
 use crate::tree::{EventType, WatchedEvent};
@@ -89,10 +90,9 @@ thread_local! {
     pub(crate) static FAIL_SPAWN: Cell<bool> = const { Cell::new(false) };
 }
 
-thread_local! {
-    /// Set on dispatcher threads: a watcher calling any session must not wait for any
-    /// dispatcher (its own, or another one that may be waiting for it).
-    static ON_DISPATCHER: Cell<bool> = const { Cell::new(false) };
+/// True on a thread that runs watcher callbacks.
+fn on_dispatcher() -> bool {
+    crate::delivery::ON_WORKER.with(Cell::get)
 }
 
 /// How far a session's dispatcher has got: events queued and events delivered.
@@ -109,9 +109,9 @@ impl Progress {
     }
 
     /// Waits until the first `target` jobs have been delivered. Returns at once on any
-    /// dispatcher thread (a watcher calling back into a session).
+    /// callback thread (a watcher calling back into a session).
     pub(crate) fn wait_delivered(&self, target: u64) {
-        if ON_DISPATCHER.with(Cell::get) {
+        if on_dispatcher() {
             return;
         }
         let mut delivered = self.delivered.lock();
@@ -119,20 +119,37 @@ impl Progress {
             self.cond.wait(&mut delivered);
         }
     }
+
+    fn delivered_one(&self) {
+        *self.delivered.lock() += 1;
+        self.cond.notify_all();
+    }
 }
 
-/// One session's event thread (ZooKeeper's client `EventThread`).
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Queued on the executor or being run.
+    scheduled: bool,
+    /// The stop job has run: later jobs are counted and dropped.
+    stopped: bool,
+}
+
+/// One session's callbacks (the role of ZooKeeper's client `EventThread`), run in order
+/// on the process's shared callback threads (`delivery`), one job at a time.
 pub(crate) struct Dispatcher {
-    tx: Sender<Job>,
+    queue: Mutex<Queue>,
     pub(crate) progress: Arc<Progress>,
-    thread: Mutex<Option<JoinHandle<()>>>,
     state_watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
+    executor: &'static Executor,
+    logger: Logger,
+    me: std::sync::Weak<Dispatcher>,
 }
 
 impl Dispatcher {
-    /// Starts a dispatcher thread. It is started before its session exists (so a session is
-    /// never committed without one): `logger` names the session once it is known.
-    /// [`Error::Io`] if the thread cannot be started.
+    /// Makes a session's dispatcher, before its session exists (so a session is never
+    /// committed without one). [`Error::Io`](crate::Error::Io) if the callback threads
+    /// cannot be started.
     pub(crate) fn start(
         state_watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
         logger: Logger,
@@ -141,51 +158,40 @@ impl Dispatcher {
         if FAIL_SPAWN.with(Cell::get) {
             return Err(crate::Error::Io("injected: cannot spawn a thread".into()));
         }
-        let (tx, rx) = unbounded::<Job>();
-        let progress = Arc::new(Progress {
-            queued: AtomicU64::new(0),
-            delivered: Mutex::new(0),
-            cond: Condvar::new(),
-        });
-        let p = progress.clone();
-        let handle = std::thread::Builder::new()
-            .name("zkraft-watch".into())
-            .spawn(move || {
-                ON_DISPATCHER.with(|d| d.set(true));
-                while let Ok(job) = rx.recv() {
-                    let stop = matches!(job, Job::Stop);
-                    let outcome =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
-                            Job::Event(w, e) => w(e),
-                            Job::Persistent(w, e) => w(e),
-                            Job::State(w, e) => w(e),
-                            Job::Discard(one_shot, persistent) => drop((one_shot, persistent)),
-                            Job::Stop => {}
-                        }));
-                    if outcome.is_err() {
-                        slog::error!(logger, "a watcher panicked; the panic was contained");
-                    }
-                    *p.delivered.lock() += 1;
-                    p.cond.notify_all();
-                    if stop {
-                        return;
-                    }
-                }
-            })?;
-        Ok(Arc::new(Dispatcher {
-            tx,
-            progress,
-            thread: Mutex::new(Some(handle)),
+        let executor = Executor::global()?;
+        Ok(Arc::new_cyclic(|me| Dispatcher {
+            queue: Mutex::new(Queue::default()),
+            progress: Arc::new(Progress {
+                queued: AtomicU64::new(0),
+                delivered: Mutex::new(0),
+                cond: Condvar::new(),
+            }),
             state_watcher,
+            executor,
+            logger,
+            me: me.clone(),
         }))
     }
 
     fn push(&self, job: Job) {
         self.progress.queued.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(job).is_err() {
-            // The thread is gone: count the job as delivered so nobody waits for it.
-            *self.progress.delivered.lock() += 1;
-            self.progress.cond.notify_all();
+        let mut q = self.queue.lock();
+        if q.stopped {
+            drop(q);
+            // Counted as delivered so nobody waits for it; dropped here, as a send to an
+            // ended thread's channel dropped it.
+            drop(job);
+            self.progress.delivered_one();
+            return;
+        }
+        q.jobs.push_back(job);
+        let schedule = !q.scheduled;
+        q.scheduled = true;
+        drop(q);
+        if schedule {
+            if let Some(me) = self.me.upgrade() {
+                self.executor.schedule(me);
+            }
         }
     }
 
@@ -200,18 +206,45 @@ impl Dispatcher {
         self.push(Job::Stop);
     }
 
-    /// Waits for the thread to finish (unless called on it).
-    /// Waits for the thread to finish (a stop must be queued). On any dispatcher thread it
-    /// returns at once: two dispatchers could otherwise wait for each other (a watcher of
-    /// one session owning another session); the thread still ends after its stop.
+    /// Waits until everything queued so far (a stop included) has been delivered. On a
+    /// callback thread it returns at once: two sessions' callbacks could otherwise wait
+    /// for each other (a watcher of one session owning another session).
     pub(crate) fn join(&self) {
-        if ON_DISPATCHER.with(Cell::get) {
-            return;
+        self.progress.wait_delivered(self.progress.queued());
+    }
+}
+
+impl crate::delivery::Runnable for Dispatcher {
+    fn run(&self, budget: usize) -> bool {
+        for _ in 0..budget {
+            let job = {
+                let mut q = self.queue.lock();
+                match q.jobs.pop_front() {
+                    Some(job) => {
+                        if matches!(job, Job::Stop) {
+                            q.stopped = true;
+                        }
+                        job
+                    }
+                    None => {
+                        q.scheduled = false;
+                        return false;
+                    }
+                }
+            };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+                Job::Event(w, e) => w(e),
+                Job::Persistent(w, e) => w(e),
+                Job::State(w, e) => w(e),
+                Job::Discard(one_shot, persistent) => drop((one_shot, persistent)),
+                Job::Stop => {}
+            }));
+            if outcome.is_err() {
+                slog::error!(self.logger, "a watcher panicked; the panic was contained");
+            }
+            self.progress.delivered_one();
         }
-        let handle = self.thread.lock().take();
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
+        true
     }
 }
 
@@ -394,6 +427,7 @@ impl WatchManager {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+    use std::time::Duration;
 
     fn ev(t: EventType, p: &str, zxid: i64) -> WatchedEvent {
         WatchedEvent {
@@ -481,5 +515,78 @@ mod tests {
         );
         m.end_session(7, None);
         d.join();
+    }
+
+    fn dispatcher() -> Arc<Dispatcher> {
+        Dispatcher::start(None, Logger::root(slog::Discard, slog::o!())).unwrap()
+    }
+
+    #[test]
+    fn a_sessions_callbacks_run_in_order_without_a_thread_of_their_own() {
+        let sessions: Vec<Arc<Dispatcher>> = (0..200).map(|_| dispatcher()).collect();
+        let (tx, rx) = mpsc::channel();
+        for i in 0..50i64 {
+            for (n, d) in sessions.iter().enumerate() {
+                let tx = tx.clone();
+                d.push(Job::Event(
+                    Box::new(move |e: WatchedEvent| tx.send((n, e.zxid)).unwrap()),
+                    ev(EventType::NodeDataChanged, "/o", i),
+                ));
+            }
+        }
+        for d in &sessions {
+            d.stop();
+            d.join();
+        }
+        let mut next = vec![0i64; sessions.len()];
+        for (n, zxid) in rx.try_iter() {
+            assert_eq!(zxid, next[n], "session {n} out of order");
+            next[n] += 1;
+        }
+        assert!(next.iter().all(|n| *n == 50));
+        let workers = Executor::global().unwrap().workers();
+        assert!(workers < 20, "{workers} callback threads for 200 sessions");
+    }
+
+    #[test]
+    fn a_blocked_watcher_stalls_only_its_own_session() {
+        let (release, blocked) = mpsc::channel::<()>();
+        let (blockers, others): (Vec<_>, Vec<_>) = (0..2 * crate::delivery::MIN_WORKERS + 2)
+            .map(|_| dispatcher())
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        let blocked = Arc::new(Mutex::new(blocked));
+        for (_, d) in &blockers {
+            let blocked = blocked.clone();
+            d.push(Job::Event(
+                Box::new(move |_| {
+                    let _ = blocked.lock().recv_timeout(Duration::from_secs(20));
+                }),
+                ev(EventType::NodeDataChanged, "/b", 1),
+            ));
+        }
+        // Every worker may be stuck in a blocker: the others still get delivered.
+        let started = std::time::Instant::now();
+        let (tx, rx) = mpsc::channel();
+        for (i, d) in &others {
+            let tx = tx.clone();
+            let i = *i;
+            d.push(Job::Event(
+                Box::new(move |_| tx.send(i).unwrap()),
+                ev(EventType::NodeDataChanged, "/o", 2),
+            ));
+        }
+        for _ in &others {
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("delivered despite blockers");
+        }
+        assert!(started.elapsed() < Duration::from_secs(3));
+        for _ in &blockers {
+            release.send(()).unwrap();
+        }
+        for (_, d) in blockers.iter().chain(&others) {
+            d.stop();
+            d.join();
+        }
     }
 }

@@ -75,7 +75,7 @@ impl Group {
     }
 
     /// Calls `on_change` with the member list after every join and leave (on the session's
-    /// dispatcher thread) until [`Group::unwatch`]; returns the list as of now.
+    /// dispatcher) until [`Group::unwatch`]; returns the list as of now.
     ///
     /// Built from one-shot child watches re-armed with each read (as Curator's caches):
     /// changes that land while the list is re-read are folded into the next call, so
