@@ -7,6 +7,7 @@
 mod builder;
 mod config;
 mod driver;
+mod session_tracker;
 mod snapshot;
 
 use std::collections::HashMap;

@@ -18,16 +18,20 @@
 //! a long batch; the batch's RocksDB write is built under a read lock and written with no
 //! lock held, so reads never wait on the disk.
 //!
-//! After applying, the driver compacts the raft log once it is long enough
-//! (`Config::snapshot_entries`, `Config::snapshot_log_bytes`): the tree on disk is the
-//! snapshot, so compaction is one range delete. A follower behind the compacted log is
-//! sent a snapshot in bounded chunks and installs it atomically (see `snapshot`).
+//! Writes proposed by this node are tracked until applied; when the leader changes with
+//! some in flight, they are answered `ConnectionLoss` at once and their sessions start a
+//! new epoch of their order (see `DataTree::apply_ordered`).
 //!
-//! The driver also runs the out-of-log session machinery: every node heartbeats the
-//! sessions it hosts to the leader; the leader keeps a deadline per session (a fresh full
-//! timeout for every session when it takes over) and proposes `CloseSession` for the ones
-//! whose deadline passes, and periodically proposes `Reap` for empty containers and
-//! expired TTL znodes.
+//! The rest lives beside this file, each part an `impl Core` of its own:
+//!
+//! - `snapshots`: compacting the log once it is long enough (`Config::snapshot_entries`,
+//!   `Config::snapshot_log_bytes`; the tree on disk is the snapshot, so compaction is one
+//!   range delete), starting transfers to followers behind it, staging and installing
+//!   one received (see `node::snapshot`);
+//! - `membership`: applying configuration changes;
+//! - `sessions`: heartbeats of the sessions this node hosts, the leader's liveness
+//!   bookkeeping (`SessionTracker`) and expiry proposals, and reaping of containers and
+//!   TTL znodes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -35,22 +39,24 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use protobuf::Message as _;
-use raft::eraftpb::{
-    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message, MessageType,
-    Snapshot,
-};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadState, SnapshotStatus, INVALID_ID};
 use rocksdb::WriteBatch;
 
-use super::snapshot::{decode_descriptor, Incoming, Outgoing, MAX_SNAPSHOT_PEERS};
-use super::{Config, Msg, Request, Role, Shared, CATCH_UP_ENTRIES};
+mod membership;
+mod sessions;
+mod snapshots;
+
+use super::session_tracker::SessionTracker;
+use super::snapshot::{Incoming, Outgoing};
+use super::{Config, Msg, Request, Role, Shared};
 use crate::command::{Command, Op};
 use crate::error::{Error, Result};
-use crate::storage::{record_address_into, RaftStorage, TreeStore};
-use crate::time::{deadline_after, now_ms};
+use crate::storage::{RaftStorage, TreeStore};
 use crate::transport::Envelope;
-use crate::tree::{DataTree, EventType, OpResult, Txn, WatchedEvent};
+use crate::tree::{OpResult, Txn};
 use crate::watch::SessionEvent;
+use membership::{conf_context, own_conf_request};
 
 /// Most mailbox messages handled before raft gets to produce a `Ready`.
 const MAX_MESSAGES_PER_ROUND: usize = 4096;
@@ -104,19 +110,12 @@ pub(crate) struct Core {
     /// Re-issue a ReadIndex that got no answer after this long (raft-rs drops them while a
     /// new leader has not committed in its term yet).
     read_retry: Duration,
-    /// Leader only: when each session expires unless heard from.
-    session_deadlines: HashMap<i64, Instant>,
-    /// Leader only: sessions whose expiry was proposed, and when to propose it again if
-    /// the proposal got lost.
-    expiring: HashMap<i64, Instant>,
-    /// Whether this node was leader at the previous tick.
-    leading: bool,
+    /// Leader only: which sessions are alive.
+    tracker: SessionTracker,
     last_ping: Instant,
     ping_interval: Duration,
     last_reap: Instant,
     reap_interval: Duration,
-    /// How long to wait before re-proposing a lost housekeeping proposal.
-    retry_after: Duration,
     /// The callers' request timeout, to tell them so.
     request_timeout: Duration,
     /// Most bytes of proposals and peer entries taken from the mailbox per round.
@@ -150,14 +149,11 @@ impl Core {
             reads_to_apply: Vec::new(),
             parked: VecDeque::new(),
             read_retry: config.ticks(config.heartbeat_tick.saturating_mul(2)),
-            session_deadlines: HashMap::new(),
-            expiring: HashMap::new(),
-            leading: false,
+            tracker: SessionTracker::new(config.election_timeout()),
             last_ping: Instant::now(),
             ping_interval: config.session_ping_interval(),
             last_reap: Instant::now(),
             reap_interval: config.reap_interval,
-            retry_after: config.election_timeout(),
             request_timeout: config.request_timeout,
             max_bytes_per_round: config.max_bytes_per_round(),
             outgoing: HashMap::new(),
@@ -296,7 +292,7 @@ impl Core {
             }
             Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
             Msg::Envelope(Envelope::SessionPing { from, sessions, .. }) => {
-                if self.leading {
+                if self.tracker.leading() {
                     self.heard_from(s, &sessions);
                     s.transport.send(
                         from,
@@ -412,109 +408,6 @@ impl Core {
         }
     }
 
-    /// Leader: the sessions named were heard from; push their deadlines out.
-    fn heard_from(&mut self, s: &Shared, sessions: &[i64]) {
-        if !self.leading {
-            return;
-        }
-        let now = Instant::now();
-        let tree = s.tree.read();
-        for id in sessions {
-            if let Some(rec) = tree.sessions().get(id) {
-                let timeout = Duration::from_millis(rec.timeout_ms.max(0) as u64);
-                self.session_deadlines
-                    .insert(*id, deadline_after(now, timeout));
-            }
-        }
-    }
-
-    /// Proposes a housekeeping command from this node (no caller waits for it).
-    fn propose_internal(&mut self, s: &Shared, op: Op) {
-        let (_, data) = s.command(0, (0, 0), op);
-        if let Err(e) = self.raw.propose(vec![], data) {
-            slog::warn!(s.logger, "housekeeping proposal dropped"; "error" => %e);
-        }
-    }
-
-    /// Heartbeats, session expiry and reaping: the session machinery's tick.
-    fn sessions_tick(&mut self, s: &Shared) {
-        let now = Instant::now();
-        let leader = self.raw.raft.leader_id;
-        let is_leader = self.raw.raft.state == raft::StateRole::Leader;
-        if is_leader && !self.leading {
-            // A new leader knows nothing of when sessions were last heard from: every live
-            // session gets a fresh, full timeout from now.
-            self.session_deadlines.clear();
-            self.expiring.clear();
-            self.last_reap = now;
-        }
-        self.leading = is_leader;
-        if !is_leader {
-            self.session_deadlines.clear();
-            self.expiring.clear();
-        }
-        if now.duration_since(self.last_ping) >= self.ping_interval {
-            self.last_ping = now;
-            let hosted: Vec<i64> = s.sessions.lock().keys().copied().collect();
-            if !hosted.is_empty() {
-                if leader == s.id && is_leader {
-                    self.heard_from(s, &hosted);
-                    s.sessions_acknowledged();
-                } else if leader != INVALID_ID {
-                    s.transport.send(
-                        leader,
-                        Envelope::SessionPing {
-                            from: s.id,
-                            to: leader,
-                            sessions: hosted,
-                        },
-                    );
-                }
-            }
-        }
-        if !is_leader {
-            return;
-        }
-        let mut expired = Vec::new();
-        {
-            let tree = s.tree.read();
-            let live = tree.sessions();
-            self.session_deadlines.retain(|id, _| live.contains_key(id));
-            self.expiring.retain(|id, _| live.contains_key(id));
-            for (id, rec) in live {
-                let timeout = Duration::from_millis(rec.timeout_ms.max(0) as u64);
-                let deadline = *self
-                    .session_deadlines
-                    .entry(*id)
-                    .or_insert_with(|| deadline_after(now, timeout));
-                let retry_due = self.expiring.get(id).is_none_or(|at| now >= *at);
-                if now >= deadline && retry_due {
-                    expired.push(*id);
-                }
-            }
-        }
-        for id in expired {
-            slog::info!(s.logger, "expiring session"; "session" => format!("{id:#x}"));
-            self.expiring
-                .insert(id, deadline_after(now, self.retry_after));
-            self.propose_internal(
-                s,
-                Op::CloseSession {
-                    session: id,
-                    expired: true,
-                },
-            );
-        }
-        if now.duration_since(self.last_reap) >= self.reap_interval {
-            self.last_reap = now;
-            let reapable = s.tree.read().reapable(now_ms());
-            for path in reapable.into_iter().take(1000) {
-                slog::debug!(s.logger, "reaping"; "path" => &path);
-                self.propose_internal(s, Op::Reap { path });
-            }
-        }
-    }
-
     fn on_tick(&mut self, s: &Shared) {
         self.sessions_tick(s);
         let now = Instant::now();
@@ -564,233 +457,6 @@ impl Core {
             let to = m.to;
             s.transport.send(to, Envelope::Raft(m));
         }
-    }
-
-    /// Leader: streams a snapshot to `m.to` instead of sending raft's metadata-only
-    /// message (which the transfer sends, completed, at its end).
-    fn start_transfer(&mut self, s: &Shared, m: Message) {
-        let to = m.to;
-        if self.outgoing.contains_key(&to) {
-            return; // one transfer per follower; raft hears how it ended
-        }
-        let transfer = (s.incarnation << 16) ^ self.next_transfer;
-        self.next_transfer += 1;
-        slog::info!(s.logger, "sending snapshot"; "to" => to, "transfer" => transfer);
-        match Outgoing::start(s, self.tree_store.db().clone(), transfer, m) {
-            Ok(o) => {
-                self.outgoing.insert(to, o);
-            }
-            Err(e) => {
-                slog::warn!(s.logger, "snapshot transfer not started"; "to" => to, "error" => %e);
-                // Told to raft on the next round, outside this Ready.
-                self.outgoing.insert(to, Outgoing::failed(transfer));
-                s.post(Msg::SnapshotDone {
-                    to,
-                    transfer,
-                    ok: false,
-                });
-            }
-        }
-    }
-
-    /// Follower: stages one chunk of a snapshot; false refuses it (and the transfer).
-    #[allow(clippy::too_many_arguments)]
-    fn stage_chunk(
-        &mut self,
-        s: &Shared,
-        from: u64,
-        transfer: u64,
-        seq: u32,
-        last: bool,
-        index: u64,
-        data: &[u8],
-    ) -> bool {
-        if seq == 0 {
-            if self.incoming.as_ref().is_some_and(|i| i.complete)
-                && self.raw.raft.raft_log.unstable_snapshot().is_some()
-            {
-                // raft holds the staged snapshot for its next Ready: the staging slot
-                // must stay as it is until that is installed.
-                return false;
-            }
-            if let Err(e) = self.tree_store.clear_staging() {
-                slog::warn!(s.logger, "cannot stage a snapshot"; "error" => %e);
-                self.incoming = None;
-                return false;
-            }
-            self.incoming = Some(Incoming {
-                from,
-                transfer,
-                index,
-                next: 0,
-                complete: false,
-                peers: Vec::new(),
-            });
-        }
-        let Some(inc) = &mut self.incoming else {
-            return false;
-        };
-        if inc.from != from
-            || inc.transfer != transfer
-            || inc.index != index
-            || inc.next != seq
-            || inc.complete
-        {
-            return false;
-        }
-        match self.tree_store.stage_chunk(data) {
-            Ok(peers) if inc.peers.len() + peers.len() <= MAX_SNAPSHOT_PEERS => {
-                inc.peers.extend(peers);
-                inc.next += 1;
-                inc.complete = last;
-                true
-            }
-            Ok(_) => {
-                slog::warn!(s.logger, "snapshot with too many member addresses refused");
-                self.incoming = None;
-                false
-            }
-            Err(e) => {
-                slog::warn!(s.logger, "malformed snapshot chunk refused";
-                    "from" => from, "seq" => seq, "error" => %e);
-                self.incoming = None;
-                false
-            }
-        }
-    }
-
-    /// Whether a `MsgSnapshot` names the transfer this follower has completely staged.
-    fn snapshot_staged(&self, m: &Message) -> bool {
-        let snap = m.get_snapshot();
-        let Ok((transfer, index)) = decode_descriptor(snap.get_data()) else {
-            return false;
-        };
-        index == snap.get_metadata().index
-            && self
-                .incoming
-                .as_ref()
-                .is_some_and(|inc| inc.ready_for(m.from, transfer, index))
-    }
-
-    /// Installs the snapshot raft accepted: the staged slot becomes the tree, in one
-    /// synced write; then the in-memory tree is replaced, and the watches and hosted
-    /// sessions hear what changed.
-    fn install_snapshot(
-        &mut self,
-        s: &Shared,
-        snap: &Snapshot,
-        ready_hs: Option<&HardState>,
-    ) -> Result<()> {
-        let meta = snap.get_metadata();
-        let (transfer, index) = decode_descriptor(snap.get_data())?;
-        let staged = self
-            .incoming
-            .take()
-            .filter(|inc| index == meta.index && inc.ready_for(inc.from, transfer, index))
-            .ok_or_else(|| {
-                Error::Raft(format!(
-                    "snapshot at {} to install was not staged",
-                    meta.index
-                ))
-            })?;
-        let started = Instant::now();
-        let before = crate::storage::member_addresses(self.tree_store.db())?;
-        let cs = meta.get_conf_state();
-        let tree = self.tree_store.install(
-            self.raw.store(),
-            (meta.index, meta.term, cs),
-            ready_hs,
-            &staged.peers,
-        )?;
-        *s.voters.lock() = cs.voters.clone();
-        for (id, addr) in &staged.peers {
-            if let Err(e) = s.transport.peer_added(*id, addr) {
-                slog::warn!(s.logger, "transport cannot reach a member";
-                    "node" => id, "addr" => addr, "error" => %e);
-            }
-        }
-        for (id, _) in before {
-            if !staged.peers.iter().any(|(p, _)| *p == id) && !cs.voters.contains(&id) {
-                s.transport.peer_removed(id);
-            }
-        }
-        slog::info!(s.logger, "installed snapshot";
-            "index" => meta.index, "term" => meta.term, "znodes" => tree.len(),
-            "ms" => started.elapsed().as_millis() as u64);
-        // Counted before the new tree is visible: whoever sees it sees the count too.
-        s.counters
-            .snapshots_installed
-            .fetch_add(1, Ordering::Relaxed);
-        s.counters
-            .log_first_index
-            .store(self.raw.store().first(), Ordering::Relaxed);
-        self.replace_tree(s, tree, meta.index);
-        self.applied = meta.index;
-        s.applied.store(meta.index, Ordering::Release);
-        self.log_bytes = 0;
-        self.release_reads();
-        Ok(())
-    }
-
-    /// Swaps in a tree loaded from a snapshot. Watches fire for every znode that differs
-    /// (as ZooKeeper's `setWatches` reports what a client missed), and sessions hosted here
-    /// that the snapshot no longer holds have expired.
-    fn replace_tree(&mut self, s: &Shared, mut tree: DataTree, index: u64) {
-        let mut guard = s.tree.write();
-        tree.set_zxid(index);
-        let old = std::mem::replace(&mut *guard, tree);
-        let events = tree_changes(&old, &guard, index as i64);
-        drop(old);
-        let mut watches = s.watches.lock();
-        if !events.is_empty() {
-            watches.trigger(&events);
-        }
-        let gone: Vec<i64> = s
-            .sessions
-            .lock()
-            .keys()
-            .copied()
-            .filter(|id| !guard.sessions().contains_key(id))
-            .collect();
-        for id in gone {
-            if let Some(inner) = s.sessions.lock().remove(&id) {
-                inner.mark_ended(true);
-                watches.end_session(id, Some(SessionEvent::Expired));
-            }
-        }
-    }
-
-    /// Compacts the log once it is long enough: keeps the newest entries for followers
-    /// slightly behind when compacting by count, none when compacting by bytes.
-    fn maybe_compact(&mut self, s: &Shared) -> Result<()> {
-        let first = self.raw.store().first();
-        if self.applied < first {
-            return Ok(());
-        }
-        let entries = self.applied - first + 1;
-        let by_bytes = self.log_bytes > self.snapshot_log_bytes;
-        if entries <= self.snapshot_entries && !by_bytes {
-            return Ok(());
-        }
-        let retain = if by_bytes {
-            0
-        } else {
-            (self.snapshot_entries / 2).min(CATCH_UP_ENTRIES)
-        };
-        let to = self.applied - retain;
-        let started = Instant::now();
-        let removed = self.raw.store().compact(to)?;
-        self.log_bytes = 0;
-        s.counters
-            .log_first_index
-            .store(self.raw.store().first(), Ordering::Relaxed);
-        if removed > 0 {
-            s.counters.log_compactions.fetch_add(1, Ordering::Relaxed);
-            slog::info!(s.logger, "compacted raft log";
-                "through" => to, "removed" => removed, "applied" => self.applied,
-                "ms" => started.elapsed().as_millis() as u64);
-        }
-        Ok(())
     }
 
     fn handle_ready(&mut self, s: &Shared) -> Result<()> {
@@ -988,51 +654,6 @@ impl Core {
         Ok(())
     }
 
-    /// Applies a membership change: raft's configuration, the persisted configuration and
-    /// member addresses (into the apply batch), and the transport. A change raft refuses
-    /// (every replica refuses it alike) changes nothing and is answered with the reason.
-    fn apply_membership(
-        &mut self,
-        s: &Shared,
-        cc: &ConfChange,
-        batch: &mut WriteBatch,
-    ) -> Result<()> {
-        let cs = match self.raw.apply_conf_change(cc) {
-            Ok(cs) => cs,
-            Err(e) => {
-                slog::warn!(s.logger, "configuration change refused";
-                    "node" => cc.node_id, "error" => %e);
-                return Err(Error::BadArguments(format!(
-                    "configuration change refused: {e}"
-                )));
-            }
-        };
-        slog::info!(s.logger, "configuration changed";
-            "change" => ?cc.get_change_type(), "node" => cc.node_id, "voters" => ?cs.voters);
-        *s.voters.lock() = cs.voters.clone();
-        self.raw.store().conf_state_into(batch, cs)?;
-        let db = self.tree_store.db().clone();
-        match cc.get_change_type() {
-            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                let addr = String::from_utf8_lossy(&cc.context).into_owned();
-                if !addr.is_empty() {
-                    record_address_into(&db, batch, cc.node_id, Some(&addr));
-                    if let Err(e) = s.transport.peer_added(cc.node_id, &addr) {
-                        slog::warn!(s.logger, "transport cannot reach the new member";
-                            "node" => cc.node_id, "addr" => &addr, "error" => %e);
-                    }
-                }
-            }
-            ConfChangeType::RemoveNode => {
-                record_address_into(&db, batch, cc.node_id, None);
-                // A transfer to it ends by itself (no acknowledgements) and is joined then
-                // or at shutdown.
-                s.transport.peer_removed(cc.node_id);
-            }
-        }
-        Ok(())
-    }
-
     /// Applies one command under the tree's write lock and queues the watch events it
     /// caused before the lock is released.
     fn apply_command(&self, s: &Shared, index: u64, cmd: &Command) -> Result<OpResult> {
@@ -1074,64 +695,4 @@ fn restart_order(s: &Shared, order: Option<(i64, u64)>) {
             inner.order.lock().restart_after(epoch);
         }
     }
-}
-
-/// The context of a configuration change entry: who proposed it, so that node can answer
-/// its caller.
-fn conf_context(origin: u64, incarnation: u64, request_id: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    for v in [origin, incarnation, request_id] {
-        out.extend(v.to_be_bytes());
-    }
-    out
-}
-
-/// The request id of a configuration change entry this node (this incarnation) proposed.
-fn own_conf_request(s: &Shared, context: &[u8]) -> Option<u64> {
-    let ctx: &[u8; 24] = context.try_into().ok()?;
-    let field = |i: usize| u64::from_be_bytes(ctx[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-    (field(0) == s.id && field(1) == s.incarnation).then(|| field(2))
-}
-
-/// The watch events that turn `old` into `new`, as one entry at `zxid` would report them:
-/// deletions, creations, data and child-list changes, in path order.
-fn tree_changes(old: &DataTree, new: &DataTree, zxid: i64) -> Vec<WatchedEvent> {
-    let mut out = Vec::new();
-    let mut ev = |event_type, path: &str| {
-        out.push(WatchedEvent {
-            event_type,
-            path: path.to_string(),
-            zxid,
-        })
-    };
-    let mut paths: Vec<&String> = old
-        .iter()
-        .map(|(p, _)| p)
-        .chain(
-            new.iter()
-                .filter(|(p, _)| old.get(p).is_none())
-                .map(|(p, _)| p),
-        )
-        .collect();
-    paths.sort_unstable();
-    for p in paths {
-        match (old.get(p), new.get(p)) {
-            (Some(_), None) => ev(EventType::NodeDeleted, p),
-            (None, Some(_)) => ev(EventType::NodeCreated, p),
-            (Some(a), Some(b)) => {
-                if a.czxid != b.czxid {
-                    // Deleted and created again in between.
-                    ev(EventType::NodeDeleted, p);
-                    ev(EventType::NodeCreated, p);
-                } else if a.mzxid != b.mzxid {
-                    ev(EventType::NodeDataChanged, p);
-                }
-                if a.pzxid != b.pzxid || a.children != b.children {
-                    ev(EventType::NodeChildrenChanged, p);
-                }
-            }
-            (None, None) => {}
-        }
-    }
-    out
 }
