@@ -1,4 +1,4 @@
-//! What is replicated: every raft entry zkraft proposes carries one [`Command`], a header
+//! What is replicated: every raft entry zkraft proposes carries one `Command`, a header
 //! (who proposed it, a request id, the proposer's clock) and an [`Op`]. The encoding is a
 //! compact, versioned binary format (see `codec`).
 
@@ -361,7 +361,7 @@ impl Op {
 /// (the time comes from the proposer, not from the replica's clock) and lets the proposing
 /// node match the committed entry to its waiting caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
+pub(crate) struct Command {
     /// Raft id of the node that proposed the command.
     pub origin: u64,
     /// Distinguishes runs of the proposing node so that a restarted node never mistakes an

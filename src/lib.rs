@@ -35,7 +35,7 @@ pub mod path;
 mod pool;
 pub mod recipes;
 mod session;
-pub mod storage;
+mod storage;
 mod time;
 pub mod transport;
 pub mod tree;

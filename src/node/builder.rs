@@ -421,3 +421,47 @@ fn tcp_transport(
     }
     Ok(tcp)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{CreateMode, Error, Node};
+
+    #[test]
+    fn a_log_that_starts_at_index_1_is_compacted_before_members_are_added() {
+        // A directory from before bootstrap snapshots: a configuration but no compaction
+        // point, so its log starts at index 1.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = crate::storage::open_db(dir.path()).unwrap();
+            let cs = raft::eraftpb::ConfState {
+                voters: vec![1],
+                ..Default::default()
+            };
+            let bytes = protobuf::Message::write_to_bytes(&cs).unwrap();
+            db.put_cf(db.cf_handle("raft_state").unwrap(), b"conf_state", bytes)
+                .unwrap();
+        }
+        let start = || {
+            Node::builder(1)
+                .data_dir(dir.path())
+                .tick_interval(Duration::from_millis(20))
+                .start()
+                .unwrap()
+        };
+        let node = start();
+        assert_eq!(node.metrics().log_first_index, 1);
+        let refused = node.add_member(2, "127.0.0.1:1");
+        assert!(
+            matches!(refused, Err(Error::BadArguments(_))),
+            "{refused:?}"
+        );
+        node.create("/a", b"", CreateMode::Persistent).unwrap();
+        node.shutdown();
+        drop(node);
+        let node = start();
+        assert!(node.metrics().log_first_index > 1, "compacted at start");
+        assert!(node.exists("/a").unwrap().is_some());
+    }
+}
