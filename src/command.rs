@@ -144,6 +144,17 @@ pub enum Op {
         /// The container or TTL znode.
         path: String,
     },
+    /// Move a session to another host, if `password` is the session's (ZooKeeper's
+    /// reconnect to another server). The new host heartbeats it from then on; requests
+    /// from the old host are refused with `SessionMoved`.
+    MoveSession {
+        /// The session.
+        session: i64,
+        /// Its password.
+        password: Vec<u8>,
+        /// The node that hosts it from now on.
+        host: u64,
+    },
 }
 
 impl Op {
@@ -253,6 +264,16 @@ impl Op {
                 w.u8(8);
                 w.str(path);
             }
+            Op::MoveSession {
+                session,
+                password,
+                host,
+            } => {
+                w.u8(9);
+                w.i64(*session);
+                w.bytes(password);
+                w.u64(*host);
+            }
         }
     }
 
@@ -296,6 +317,11 @@ impl Op {
                 expired: r.u8()? != 0,
             },
             8 => Op::Reap { path: r.str()? },
+            9 => Op::MoveSession {
+                session: r.i64()?,
+                password: r.bytes()?,
+                host: r.u64()?,
+            },
             t => return Err(Error::Corrupt(format!("unknown op tag {t}"))),
         })
     }
@@ -350,7 +376,9 @@ impl Op {
             }),
             // ConnectRequest: protocol version, last zxid, timeout, session id, password,
             // read-only flag.
-            Op::CreateSession { password, .. } => string(password.len()) + 4 + 8 + 4 + 8 + 1,
+            Op::CreateSession { password, .. } | Op::MoveSession { password, .. } => {
+                string(password.len()) + 4 + 8 + 4 + 8 + 1
+            }
             Op::CloseSession { .. } => 0,
             Op::Reap { path } => string(path.len()),
         }
@@ -464,6 +492,11 @@ mod tests {
                 expired: true,
             },
             Op::Reap { path: "/c".into() },
+            Op::MoveSession {
+                session: 11,
+                password: vec![3; 16],
+                host: 2,
+            },
         ] {
             let cmd = Command { op, ..cmd.clone() };
             assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);

@@ -72,6 +72,10 @@ pub enum Error {
     /// The session has expired.
     #[error("session expired")]
     SessionExpired,
+    /// The session now lives on another member (it was re-attached there): this handle,
+    /// on its old host, can no longer be used (ZooKeeper's SessionMoved).
+    #[error("session moved to another member")]
+    SessionMoved,
     /// The session was closed by its owner.
     #[error("session closed")]
     SessionClosed,
@@ -135,6 +139,7 @@ impl Error {
             Error::NoAuth(_) => -102,
             Error::SessionExpired => -112,
             Error::SessionClosed => -112,
+            Error::SessionMoved => -118,
             Error::NoWatcher(_) => -121,
             Error::MultiFailed { source, .. } => source.code(),
             Error::NoQuorum(_) | Error::Shutdown | Error::ConnectionLoss(_) => -4,
@@ -161,6 +166,7 @@ impl Error {
                 | Error::NoAuth(_)
                 | Error::BadArguments(_)
                 | Error::MultiFailed { .. }
+                | Error::SessionMoved
         )
     }
 }

@@ -22,6 +22,7 @@ use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, WatchManager, Watcher
 const OPEN: u8 = 0;
 const EXPIRED: u8 = 1;
 const CLOSED: u8 = 2;
+const MOVED: u8 = 3;
 
 /// How a host numbers a session's requests (see `DataTree::apply_ordered`): an epoch,
 /// and the next sequence number in it.
@@ -76,6 +77,11 @@ impl SessionInner {
         self.state
             .store(if expired { EXPIRED } else { CLOSED }, Ordering::SeqCst);
     }
+
+    /// Records that the session moved to another host (the apply of its `MoveSession`).
+    pub(crate) fn mark_moved(&self) {
+        self.state.store(MOVED, Ordering::SeqCst);
+    }
 }
 
 /// The state of a [`Session`].
@@ -93,6 +99,9 @@ pub enum SessionState {
     Expired,
     /// Closed by its owner: calls return [`Error::SessionClosed`].
     Closed,
+    /// Moved to another member ([`Session::move_to`], [`crate::Node::attach_session`]):
+    /// this handle's calls return [`Error::SessionMoved`]; the session lives on there.
+    Moved,
 }
 
 /// Opens a [`Session`] (from [`crate::Node::session_builder`]).
@@ -161,7 +170,7 @@ impl SessionBuilder {
     /// behind. A `Timeout` leaves the outcome unknown, as any write's: a session committed
     /// after its caller gave up has no host and expires after its timeout.
     pub fn open(self) -> Result<Session> {
-        let s = self.shared;
+        let s = self.shared.clone();
         s.check_running()?;
         let timeout = s.config().negotiate_session_timeout(self.timeout);
         let password = random_bytes(16);
@@ -170,16 +179,54 @@ impl SessionBuilder {
             password: password.clone(),
             host: s.id(),
         };
+        self.host(op, password, None)
+    }
+
+    /// Takes over an existing session, by id and password, on this builder's node (as a
+    /// ZooKeeper client reconnects to another server): from then on this node heartbeats
+    /// it, its ephemerals stay, and calls through its old handle on the old node return
+    /// [`Error::SessionMoved`]. A wrong password (or a session that no longer exists) is
+    /// refused with [`Error::SessionExpired`], as ZooKeeper refuses the reconnect; nothing
+    /// changes then. The takeover is a log entry applied on this node before this returns,
+    /// so the session never sees older data here than it saw on its old node. Watches are
+    /// not carried over (see [`Session::move_to`] for a move within one process).
+    pub fn attach(self, session: i64, password: &[u8]) -> Result<Session> {
+        let op = Op::MoveSession {
+            session,
+            password: password.to_vec(),
+            host: self.shared.id(),
+        };
+        self.host(op, password.to_vec(), Some(session))
+    }
+
+    /// Proposes `op` (a `CreateSession`, or a `MoveSession` of `moving`) and hosts the
+    /// session it names here.
+    fn host(self, op: Op, password: Vec<u8>, moving: Option<i64>) -> Result<Session> {
+        let s = self.shared;
+        s.check_running()?;
         let dispatcher = Dispatcher::start(self.watcher, s.logger().clone())?;
-        let id = match s.submit(None, op) {
-            Ok(OpResult::SessionCreated { session }) => session,
-            other => {
+        let (id, epoch) = match (s.submit(None, op), moving) {
+            (Ok(OpResult::SessionCreated { session }), None) => (session, 0),
+            (Ok(OpResult::SessionAttached { session, epoch }), Some(_)) => (session, epoch),
+            (other, _) => {
                 dispatcher.stop();
                 dispatcher.join();
                 return Err(match other {
                     Err(e) => e,
-                    Ok(r) => Error::Corrupt(format!("create session answered with {r:?}")),
+                    Ok(r) => Error::Corrupt(format!("session request answered with {r:?}")),
                 });
+            }
+        };
+        // Registered under the tree lock, so an expiry (or a move away) applied meanwhile
+        // is seen here and one applied later finds the session registered.
+        let tree = s.tree().read();
+        let timeout = match tree.sessions().get(&id) {
+            Some(rec) if rec.host == s.id() => Duration::from_millis(rec.timeout_ms.max(0) as u64),
+            _ => {
+                drop(tree);
+                dispatcher.stop();
+                dispatcher.join();
+                return Err(Error::SessionExpired);
             }
         };
         let inner = Arc::new(SessionInner {
@@ -189,25 +236,16 @@ impl SessionBuilder {
             state: AtomicU8::new(OPEN),
             wait_for_watchers: self.wait_for_watchers,
             dispatcher: dispatcher.clone(),
-            order: parking_lot::Mutex::new(SessionOrder::after(0)),
+            order: parking_lot::Mutex::new(SessionOrder::after(epoch)),
         });
-        {
-            // Registered under the tree lock, so an expiry applied meanwhile is seen here
-            // and one applied later finds the session registered.
-            let tree = s.tree().read();
-            if !tree.sessions().contains_key(&id) {
-                dispatcher.stop();
-                dispatcher.join();
-                return Err(Error::SessionExpired);
-            }
-            // Queued before the session is visible to the apply, so Connected always comes
-            // first.
-            dispatcher.state(SessionEvent::Connected);
-            s.watches.lock().add_session(id, dispatcher.clone());
-            s.sessions.lock().insert(id, inner.clone());
-            // The session just committed through the leader: as good as a heartbeat ack.
-            s.sessions_acknowledged();
-        }
+        // Queued before the session is visible to the apply, so Connected always comes
+        // first.
+        dispatcher.state(SessionEvent::Connected);
+        s.watches.lock().add_session(id, dispatcher.clone());
+        s.sessions.lock().insert(id, inner.clone());
+        // The session just committed through the leader: as good as a heartbeat ack.
+        s.sessions_acknowledged();
+        drop(tree);
         Ok(Session { inner, shared: s })
     }
 }
@@ -284,6 +322,7 @@ impl Session {
             }
             OPEN => SessionState::Connected,
             EXPIRED => SessionState::Expired,
+            MOVED => SessionState::Moved,
             _ => SessionState::Closed,
         }
     }
@@ -297,6 +336,7 @@ impl Session {
         match self.inner.state.load(Ordering::SeqCst) {
             OPEN => self.shared.check_running(),
             EXPIRED => Err(Error::SessionExpired),
+            MOVED => Err(Error::SessionMoved),
             _ => Err(Error::SessionClosed),
         }
     }
@@ -509,6 +549,44 @@ impl Session {
     pub fn get_ephemerals(&self, prefix: &str) -> Result<Vec<String>> {
         self.check()?;
         Ok(self.shared.tree().read().ephemerals(self.inner.id, prefix))
+    }
+
+    /// Moves the session to `node`, another member in this process, with its watches (as
+    /// a ZooKeeper client that loses its server reconnects to another and re-arms its
+    /// watches): [`SessionBuilder::attach`] there, then every watch armed here is armed
+    /// there — or fires now, if its znode changed after what this session had seen. Its
+    /// ephemerals stay, and this handle answers [`Error::SessionMoved`] from then on.
+    /// If the move fails, the watches stay armed here.
+    pub fn move_to(&self, node: &crate::Node) -> Result<Session> {
+        self.check()?;
+        let (since, watches) = {
+            let tree = self.shared.tree().read();
+            let taken = self
+                .shared
+                .watches
+                .lock()
+                .take_watches(self.inner.id, &tree);
+            (tree.zxid(), taken)
+        };
+        let mut builder = node
+            .session_builder()
+            .timeout(self.inner.timeout)
+            .wait_for_watchers(self.inner.wait_for_watchers);
+        if let Some(w) = self.inner.dispatcher.state_watcher() {
+            builder = builder.watcher(move |e| w(e));
+        }
+        let (target, result) = match builder.attach(self.inner.id, &self.inner.password) {
+            Ok(moved) => (moved.shared.clone(), Ok(moved)),
+            Err(e) => (self.shared.clone(), Err(e)),
+        };
+        {
+            let tree = target.tree().read();
+            target
+                .watches
+                .lock()
+                .arm_moved(self.inner.id, watches, &tree, since);
+        }
+        result
     }
 
     /// Closes the session: its ephemerals are deleted in the same log entry, every call

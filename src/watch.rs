@@ -25,7 +25,7 @@ use slog::Logger;
 use crate::delivery::Executor;
 
 use crate::path;
-use crate::tree::{EventType, WatchedEvent};
+use crate::tree::{DataTree, EventType, WatchedEvent};
 
 /// A one-shot watch callback, as passed to `exists`, `get_data` and `get_children`.
 pub type Watcher = Box<dyn FnOnce(WatchedEvent) + Send + 'static>;
@@ -195,6 +195,11 @@ impl Dispatcher {
         }
     }
 
+    /// The session watcher, to carry over when the session moves.
+    pub(crate) fn state_watcher(&self) -> Option<Arc<dyn Fn(SessionEvent) + Send + Sync>> {
+        self.state_watcher.clone()
+    }
+
     pub(crate) fn state(&self, event: SessionEvent) {
         if let Some(w) = &self.state_watcher {
             self.push(Job::State(w.clone(), event));
@@ -270,7 +275,101 @@ fn take_session<W>(map: &mut HashMap<String, Vec<(i64, W)>>, path: &str, session
     mine.into_iter().map(|(_, w)| w).collect()
 }
 
+/// A session's watches taken off one node to be armed on another (a session move), with
+/// whether each watched znode existed when they were taken.
+#[derive(Default)]
+pub(crate) struct MovingWatches {
+    data: Vec<(String, bool, Watcher)>,
+    child: Vec<(String, bool, Watcher)>,
+    persistent: Vec<(String, PersistentWatcher)>,
+    recursive: Vec<(String, PersistentWatcher)>,
+}
+
 impl WatchManager {
+    /// Takes `session`'s watches off this node (its dispatcher stays), noting which
+    /// watched znodes exist in `tree` — the state the session has been told about.
+    pub(crate) fn take_watches(&mut self, session: i64, tree: &DataTree) -> MovingWatches {
+        let mut out = MovingWatches::default();
+        let exists = |p: &str| tree.get(p).is_some();
+        for (map, into) in [
+            (&mut self.data, &mut out.data),
+            (&mut self.child, &mut out.child),
+        ] {
+            let paths: Vec<String> = map.keys().cloned().collect();
+            for p in paths {
+                for w in take_session(map, &p, session) {
+                    into.push((p.clone(), exists(&p), w));
+                }
+            }
+        }
+        for (map, into) in [
+            (&mut self.persistent, &mut out.persistent),
+            (&mut self.recursive, &mut out.recursive),
+        ] {
+            let paths: Vec<String> = map.keys().cloned().collect();
+            for p in paths {
+                for w in take_session(map, &p, session) {
+                    into.push((p.clone(), w));
+                }
+            }
+        }
+        out
+    }
+
+    /// Arms watches taken with [`WatchManager::take_watches`] for `session` here, whose
+    /// `tree` has applied at least everything up to `since` (what the session had seen).
+    /// As ZooKeeper's `setWatches` after a reconnect, a one-shot watch whose znode changed
+    /// after `since` fires now instead (created, deleted, data or children changed); the
+    /// rest are armed as they were. Persistent watches are armed again (events between
+    /// `since` and now are not replayed to them).
+    pub(crate) fn arm_moved(
+        &mut self,
+        session: i64,
+        moved: MovingWatches,
+        tree: &DataTree,
+        since: u64,
+    ) {
+        let Some(d) = self.dispatchers.get(&session).cloned() else {
+            return;
+        };
+        let since = i64::try_from(since).unwrap_or(i64::MAX);
+        let fire = |d: &Dispatcher, w: Watcher, t: EventType, p: &str, zxid: i64| {
+            d.push(Job::Event(
+                w,
+                WatchedEvent {
+                    event_type: t,
+                    path: p.to_string(),
+                    zxid,
+                },
+            ))
+        };
+        for (p, existed, w) in moved.data {
+            match (existed, tree.get(&p)) {
+                (true, None) => fire(&d, w, EventType::NodeDeleted, &p, since),
+                (false, Some(n)) => fire(&d, w, EventType::NodeCreated, &p, n.czxid),
+                (true, Some(n)) if n.mzxid > since => {
+                    fire(&d, w, EventType::NodeDataChanged, &p, n.mzxid)
+                }
+                _ => self.add_data(session, &p, w),
+            }
+        }
+        for (p, existed, w) in moved.child {
+            match (existed, tree.get(&p)) {
+                (true, None) => fire(&d, w, EventType::NodeDeleted, &p, since),
+                (true, Some(n)) if n.pzxid > since => {
+                    fire(&d, w, EventType::NodeChildrenChanged, &p, n.pzxid)
+                }
+                _ => self.add_child(session, &p, w),
+            }
+        }
+        for (p, w) in moved.persistent {
+            self.add_persistent(session, &p, AddWatchMode::Persistent, w);
+        }
+        for (p, w) in moved.recursive {
+            self.add_persistent(session, &p, AddWatchMode::PersistentRecursive, w);
+        }
+    }
+
     pub(crate) fn add_session(&mut self, session: i64, dispatcher: Arc<Dispatcher>) {
         self.dispatchers.insert(session, dispatcher);
     }
@@ -588,5 +687,69 @@ mod tests {
             d.stop();
             d.join();
         }
+    }
+
+    #[test]
+    fn moved_watches_fire_for_what_changed_since_and_the_rest_are_armed() {
+        use crate::command::{CreateMode, Op};
+        use crate::tree::{DataTree, Txn};
+        let tx_at = |zxid| Txn {
+            zxid,
+            time: 0,
+            session: 0,
+        };
+        let mut tree = DataTree::new();
+        for (z, p) in [(2, "/same"), (3, "/changed"), (4, "/gone"), (5, "/kids")] {
+            tree.apply(tx_at(z), &Op::create(p, vec![], CreateMode::Persistent))
+                .unwrap();
+        }
+        let (mut old, _d, _) = manager();
+        let (tx, rx) = mpsc::channel();
+        for (p, tag) in [
+            ("/same", "same"),
+            ("/changed", "changed"),
+            ("/gone", "gone"),
+        ] {
+            old.add_data(7, p, recorder(tag, &tx));
+        }
+        old.add_data(7, "/born", recorder("born", &tx));
+        old.add_data(7, "/unborn", recorder("unborn", &tx));
+        old.add_child(7, "/kids", recorder("kids", &tx));
+        let since = 5;
+        let moved = old.take_watches(7, &tree);
+        assert_eq!(old.len(), 0, "taken off the old node");
+        // What happened after the session last looked, before the new node arms them.
+        tree.apply(tx_at(6), &Op::set_data("/changed", vec![1], None))
+            .unwrap();
+        tree.apply(tx_at(7), &Op::delete("/gone", None)).unwrap();
+        tree.apply(
+            tx_at(8),
+            &Op::create("/born", vec![], CreateMode::Persistent),
+        )
+        .unwrap();
+        tree.apply(
+            tx_at(9),
+            &Op::create("/kids/k", vec![], CreateMode::Persistent),
+        )
+        .unwrap();
+        let (mut new, d, _) = manager();
+        new.arm_moved(7, moved, &tree, since);
+        d.progress.wait_delivered(d.progress.queued());
+        let mut got: Vec<(String, EventType)> =
+            rx.try_iter().map(|(t, e)| (t, e.event_type)).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("born".to_string(), EventType::NodeCreated),
+                ("changed".into(), EventType::NodeDataChanged),
+                ("gone".into(), EventType::NodeDeleted),
+                ("kids".into(), EventType::NodeChildrenChanged),
+            ]
+        );
+        assert_eq!(new.len(), 2, "/same and /unborn stay armed");
+        new.trigger(&[ev(EventType::NodeDataChanged, "/same", 10)]);
+        d.progress.wait_delivered(d.progress.queued());
+        assert_eq!(rx.try_recv().unwrap().0, "same");
     }
 }

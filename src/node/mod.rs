@@ -407,8 +407,11 @@ impl Shared {
                 }
             }
             Op::Multi(_) => return Err(Error::BadArguments("multi cannot nest".into())),
-            Op::CreateSession { .. } | Op::CloseSession { .. } if top => {}
-            Op::CreateSession { .. } | Op::CloseSession { .. } | Op::Reap { .. } => {
+            Op::CreateSession { .. } | Op::CloseSession { .. } | Op::MoveSession { .. } if top => {}
+            Op::CreateSession { .. }
+            | Op::CloseSession { .. }
+            | Op::MoveSession { .. }
+            | Op::Reap { .. } => {
                 return Err(Error::BadArguments("operation not allowed here".into()))
             }
         }
@@ -648,6 +651,12 @@ impl Node {
             snapshots_installed: c.snapshots_installed.load(Ordering::Relaxed),
             log_first_index: c.log_first_index.load(Ordering::Relaxed),
         }
+    }
+
+    /// Takes over session `id` on this node, given its password (see
+    /// [`SessionBuilder::attach`]).
+    pub fn attach_session(&self, id: i64, password: &[u8]) -> Result<crate::Session> {
+        self.session_builder().attach(id, password)
     }
 
     /// The voters of the ensemble's configuration as this node has applied it, sorted.

@@ -174,6 +174,7 @@ impl LeaderElection {
             match self.inner.session.state() {
                 SessionState::Expired => return Err(Error::SessionExpired),
                 SessionState::Closed => return Err(Error::SessionClosed),
+                SessionState::Moved => return Err(Error::SessionMoved),
                 SessionState::Connected if st.leader => return Ok(true),
                 SessionState::Connected | SessionState::Suspended => {}
             }

@@ -76,6 +76,7 @@ pub(crate) fn wait_signal(
         Err(RecvTimeoutError::Disconnected) => Err(match session.state() {
             SessionState::Expired => Error::SessionExpired,
             SessionState::Closed => Error::SessionClosed,
+            SessionState::Moved => Error::SessionMoved,
             _ => Error::Shutdown,
         }),
     }
@@ -152,6 +153,7 @@ pub(crate) fn gone(session: &Session, my_path: &str) -> Error {
     match session.state() {
         SessionState::Expired => Error::SessionExpired,
         SessionState::Closed => Error::SessionClosed,
+        SessionState::Moved => Error::SessionMoved,
         _ if session.node_stopped() => Error::Shutdown,
         _ => Error::NoNode(my_path.to_string()),
     }

@@ -126,6 +126,13 @@ pub enum OpResult {
     },
     /// A container or TTL znode was reaped.
     Reaped,
+    /// A session was moved to the host that asked; its order continues after `epoch`.
+    SessionAttached {
+        /// The session.
+        session: i64,
+        /// The session's epoch as applied so far (the new host numbers from the next).
+        epoch: u64,
+    },
 }
 
 impl OpResult {
@@ -531,9 +538,13 @@ impl DataTree {
     /// applied after a later one of the same session, whatever raft lost or reordered.
     /// The order is replicated state; a request that passes it advances it even when the
     /// operation itself fails.
+    ///
+    /// An ordered request from a node that no longer hosts the session (`origin`) is
+    /// refused with [`Error::SessionMoved`]: the session moved away from it.
     pub fn apply_ordered(
         &mut self,
         txn: Txn,
+        origin: u64,
         (epoch, seq): (u64, u64),
         op: &Op,
     ) -> Result<OpResult> {
@@ -542,6 +553,9 @@ impl DataTree {
             let Some(rec) = self.sessions.get(&txn.session) else {
                 return Err(Error::SessionExpired);
             };
+            if rec.host != origin {
+                return Err(Error::SessionMoved);
+            }
             let in_order = if epoch == rec.epoch {
                 seq == rec.last_seq.wrapping_add(1)
             } else {
@@ -594,6 +608,14 @@ impl DataTree {
                 self.set_zxid(txn.zxid as u64);
                 return Ok(self.close_session(txn, *session));
             }
+            Op::MoveSession {
+                session,
+                password,
+                host,
+            } => {
+                self.set_zxid(txn.zxid as u64);
+                return self.move_session(*session, password, *host);
+            }
             _ => {}
         }
         self.set_zxid(txn.zxid as u64);
@@ -635,6 +657,34 @@ impl DataTree {
             }
             op => self.apply_one(txn, op, None),
         }
+    }
+
+    /// Makes `host` the host of `session` if `password` is its password. A wrong password
+    /// answers `SessionExpired`, as ZooKeeper answers a reconnect with one; nothing
+    /// changes.
+    fn move_session(&mut self, session: i64, password: &[u8], host: u64) -> Result<OpResult> {
+        let Some(rec) = self.sessions.get(&session) else {
+            return Err(Error::SessionExpired);
+        };
+        // Compared in time independent of where the bytes differ.
+        let same = rec.password.len() == password.len()
+            && rec
+                .password
+                .iter()
+                .zip(password)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(Error::SessionExpired);
+        }
+        let epoch = rec.epoch;
+        let rec = SessionRecord {
+            host,
+            ..rec.clone()
+        };
+        self.add_session(session, rec);
+        self.dirty_sessions.insert(session);
+        Ok(OpResult::SessionAttached { session, epoch })
     }
 
     /// Removes a session and every ephemeral znode it owns (sorted, so every replica
@@ -902,7 +952,10 @@ impl DataTree {
                 self.remove_node(zxid, p, undo);
                 Ok(OpResult::Reaped)
             }
-            Op::Multi(_) | Op::CreateSession { .. } | Op::CloseSession { .. } => {
+            Op::Multi(_)
+            | Op::CreateSession { .. }
+            | Op::CloseSession { .. }
+            | Op::MoveSession { .. } => {
                 Err(Error::BadArguments("operation not allowed here".into()))
             }
         }

@@ -1119,6 +1119,7 @@ fn a_sessions_requests_apply_only_in_their_order() {
         zxid += 1;
         t.apply_ordered(
             stx(zxid, s),
+            1,
             order,
             &Op::create(format!("/o/{name}"), vec![], Persistent),
         )
@@ -1155,8 +1156,13 @@ fn a_sessions_requests_apply_only_in_their_order() {
     assert_eq!((rec.epoch, rec.last_seq), (2, 3));
     assert_eq!(t.digest(), t.recompute_digest());
     // Unordered requests (the node's own API) pass untouched.
-    t.apply_ordered(stx(99, 0), (0, 0), &Op::create("/o/z", vec![], Persistent))
-        .unwrap();
+    t.apply_ordered(
+        stx(99, 0),
+        1,
+        (0, 0),
+        &Op::create("/o/z", vec![], Persistent),
+    )
+    .unwrap();
     let names: Vec<_> = t.get("/o").unwrap().children().collect();
     assert_eq!(names, ["a", "b", "e", "g", "z"]);
 }

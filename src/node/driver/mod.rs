@@ -663,12 +663,22 @@ impl Core {
             session: cmd.session,
         };
         let mut tree = s.tree.write();
-        let res = tree.apply_ordered(txn, cmd.order, &cmd.op);
+        let res = tree.apply_ordered(txn, cmd.origin, cmd.order, &cmd.op);
         let events = tree.take_events();
         // Lock order everywhere: tree, then watches.
         let mut watches = s.watches.lock();
         if !events.is_empty() {
             watches.trigger(&events);
+        }
+        if let (Op::MoveSession { session, host, .. }, Ok(_)) = (&cmd.op, &res) {
+            if *host != s.id {
+                // It moved away from here (if it was here): its old handle is done, and
+                // its watches here go with it.
+                if let Some(inner) = s.sessions.lock().remove(session) {
+                    inner.mark_moved();
+                    watches.end_session(*session, None);
+                }
+            }
         }
         if let (Op::CloseSession { session, expired }, Ok(OpResult::SessionClosed { .. })) =
             (&cmd.op, &res)
