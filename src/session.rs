@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::node::Shared;
@@ -275,6 +276,23 @@ pub struct Session {
     shared: Arc<Shared>,
 }
 
+impl api::Write for Session {
+    /// In the session's order; returns after its watchers have run for what the write
+    /// could reflect.
+    fn write(&self, op: Op) -> Result<OpResult> {
+        self.check()?;
+        let res = self.shared.submit(Some(&self.inner), op);
+        self.settle();
+        match res {
+            // The session ended while the request was in flight: say which way.
+            Err(Error::SessionExpired) if self.state() == SessionState::Closed => {
+                Err(Error::SessionClosed)
+            }
+            res => res,
+        }
+    }
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
@@ -353,19 +371,6 @@ impl Session {
         self.wait_watchers(self.inner.dispatcher.progress.queued());
     }
 
-    fn write(&self, op: Op) -> Result<OpResult> {
-        self.check()?;
-        let res = self.shared.submit(Some(&self.inner), op);
-        self.settle();
-        match res {
-            // The session ended while the request was in flight: say which way.
-            Err(Error::SessionExpired) if self.state() == SessionState::Closed => {
-                Err(Error::SessionClosed)
-            }
-            res => res,
-        }
-    }
-
     /// Reads under the tree lock, registering a watch in the same critical section so no
     /// change can slip between the read and the registration. `f` hands back a watcher it
     /// did not register: it is dropped only after the locks are released (its captures
@@ -408,11 +413,7 @@ impl Session {
         data: &[u8],
         mode: CreateMode,
     ) -> Result<(String, Stat)> {
-        if mode.is_ttl() {
-            return Err(Error::BadArguments("TTL modes need create_ttl".into()));
-        }
-        self.write(Op::create(path, data, mode))
-            .and_then(OpResult::into_created)
+        api::create(self, path, data, mode)
     }
 
     /// Creates a TTL znode (`PersistentWithTtl` or `PersistentSequentialWithTtl`): the
@@ -424,28 +425,22 @@ impl Session {
         mode: CreateMode,
         ttl: Duration,
     ) -> Result<String> {
-        if !mode.is_ttl() {
-            return Err(Error::BadArguments(format!("{mode:?} takes no TTL")));
-        }
-        self.write(Op::create_ttl(path, data, mode, ttl))
-            .and_then(OpResult::into_created)
-            .map(|(p, _)| p)
+        api::create_ttl(self, path, data, mode, ttl).map(|(p, _)| p)
     }
 
     /// Deletes a znode (see [`crate::Node::delete`]).
     pub fn delete(&self, path: &str, version: Option<i32>) -> Result<()> {
-        self.write(Op::delete(path, version)).map(|_| ())
+        api::delete(self, path, version)
     }
 
     /// Replaces a znode's data (see [`crate::Node::set_data`]).
     pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
-        self.write(Op::set_data(path, data, version))
-            .and_then(OpResult::into_stat)
+        api::set_data(self, path, data, version)
     }
 
     /// Applies `ops` atomically (see [`crate::Node::multi`]).
     pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
-        self.write(Op::Multi(ops)).and_then(OpResult::into_multi)
+        api::multi(self, ops)
     }
 
     /// ZooKeeper's `sync`: the next read on this session sees every write committed before.
@@ -477,13 +472,14 @@ impl Session {
         let id = self.inner.id;
         self.read(path, |node, watches| {
             // No watch is set on a missing node (ZooKeeper's getData).
-            let Some(node) = node else {
-                return (Err(Error::NoNode(path.to_string())), watcher);
-            };
+            let out = api::data_of(path, node);
+            if out.is_err() {
+                return (out, watcher);
+            }
             if let Some(w) = watcher {
                 watches.add_data(id, path, w);
             }
-            (Ok((node.data.clone(), node.stat())), None)
+            (out, None)
         })
     }
 
@@ -501,16 +497,14 @@ impl Session {
     ) -> Result<(Vec<String>, Stat)> {
         let id = self.inner.id;
         self.read(path, |node, watches| {
-            let Some(node) = node else {
-                return (Err(Error::NoNode(path.to_string())), watcher);
-            };
+            let out = api::children_of(path, node);
+            if out.is_err() {
+                return (out, watcher);
+            }
             if let Some(w) = watcher {
                 watches.add_child(id, path, w);
             }
-            (
-                Ok((node.children().map(str::to_string).collect(), node.stat())),
-                None,
-            )
+            (out, None)
         })
     }
 

@@ -25,6 +25,7 @@ pub use config::{
     MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
 
+use crate::api;
 use crate::command::{Command, CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::path;
@@ -586,6 +587,13 @@ pub struct Node {
     tcp: Option<crate::transport::TcpTransport>,
 }
 
+impl api::Write for Node {
+    /// No session: unordered, as ZooKeeper's requests of distinct clients.
+    fn write(&self, op: Op) -> Result<OpResult> {
+        self.shared.submit(None, op)
+    }
+}
+
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
@@ -776,38 +784,44 @@ impl Node {
     }
 
     /// Like [`Node::create`], also returning the new znode's [`Stat`] (ZooKeeper's create2).
+    /// TTL modes go through [`Node::create_ttl`].
     pub fn create_with_stat(
         &self,
         path: &str,
         data: &[u8],
         mode: CreateMode,
     ) -> Result<(String, Stat)> {
-        self.write(Op::create(path, data, mode))
-            .and_then(OpResult::into_created)
+        api::create(self, path, data, mode)
+    }
+
+    /// Creates a TTL znode (`PersistentWithTtl` or `PersistentSequentialWithTtl`): the
+    /// leader deletes it once it has had no children and no change for `ttl`.
+    pub fn create_ttl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        ttl: Duration,
+    ) -> Result<String> {
+        api::create_ttl(self, path, data, mode, ttl).map(|(p, _)| p)
     }
 
     /// Deletes a znode; `version` `None` matches any. Errors: `NoNode`, `BadVersion`,
     /// `NotEmpty`, `BadArguments` (the root and `/zookeeper`), `InvalidPath`.
     pub fn delete(&self, path: &str, version: Option<i32>) -> Result<()> {
-        self.write(Op::delete(path, version)).map(|_| ())
+        api::delete(self, path, version)
     }
 
     /// Replaces a znode's data and returns its new stat; `version` `None` matches any.
     /// Errors: `NoNode`, `BadVersion`, `DataTooLarge`, `InvalidPath`.
     pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
-        self.write(Op::set_data(path, data, version))
-            .and_then(OpResult::into_stat)
+        api::set_data(self, path, data, version)
     }
 
     /// Applies `ops` atomically: all of them or, with [`Error::MultiFailed`] naming the
     /// first failing operation, none.
     pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
-        self.write(Op::Multi(ops)).and_then(OpResult::into_multi)
-    }
-
-    /// Proposes `op` and waits until it is committed and applied on this node.
-    fn write(&self, op: Op) -> Result<OpResult> {
-        self.shared.submit(None, op)
+        api::multi(self, ops)
     }
 
     // ----- reads -----
@@ -820,8 +834,7 @@ impl Node {
     /// The data and stat of the znode at `path`. Served locally: it reflects every write
     /// this node has applied (including this node's own acknowledged writes).
     pub fn get_data(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
-        self.read(path, |n| n.map(|n| (n.data.clone(), n.stat())))?
-            .ok_or_else(|| Error::NoNode(path.to_string()))
+        self.read(path, |n| api::data_of(path, n))?
     }
 
     /// The names of the children of `path`, sorted. Served locally.
@@ -831,10 +844,7 @@ impl Node {
 
     /// The children of `path` and the parent's stat (ZooKeeper's getChildren2).
     pub fn get_children_with_stat(&self, path: &str) -> Result<(Vec<String>, Stat)> {
-        self.read(path, |n| {
-            n.map(|n| (n.children().map(str::to_string).collect(), n.stat()))
-        })?
-        .ok_or_else(|| Error::NoNode(path.to_string()))
+        self.read(path, |n| api::children_of(path, n))?
     }
 
     /// Waits until this node has applied every write committed in the ensemble before the
