@@ -130,7 +130,9 @@ impl Executor {
             !st.ready.is_empty()
                 && st.idle == 0
                 && st.live < MAX_WORKERS
-                && (st.live < MIN_WORKERS || st.busy.values().all(|t| t.elapsed() >= STALLED_AFTER))
+                && (st.live < MIN_WORKERS
+                    || (!st.busy.is_empty()
+                        && st.busy.values().all(|t| t.elapsed() >= STALLED_AFTER)))
         };
         if stalled {
             let _ = self.spawn_worker();

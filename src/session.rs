@@ -34,11 +34,14 @@ pub(crate) struct SessionOrder {
 }
 
 impl SessionOrder {
-    /// The order of a session just opened (or just taken over) whose replicated epoch is
-    /// `applied_epoch`.
-    pub(crate) fn after(applied_epoch: u64) -> SessionOrder {
+    /// The order of a session a host took on in log entry `zxid` (its `CreateSession` or
+    /// `MoveSession`). Its epochs start at `zxid << 24`: above every epoch any earlier host
+    /// of the session (or an earlier handle on this node) could have used, so a write
+    /// still in flight from one of them is always stale here — never taken for this
+    /// host's next one.
+    pub(crate) fn hosted_from(zxid: u64) -> SessionOrder {
         SessionOrder {
-            epoch: applied_epoch + 1,
+            epoch: zxid.saturating_mul(1 << 24).max(1),
             next: 1,
         }
     }
@@ -206,9 +209,9 @@ impl SessionBuilder {
         let s = self.shared;
         s.check_running()?;
         let dispatcher = Dispatcher::start(self.watcher, s.logger().clone())?;
-        let (id, epoch) = match (s.submit(None, op), moving) {
-            (Ok(OpResult::SessionCreated { session }), None) => (session, 0),
-            (Ok(OpResult::SessionAttached { session, epoch }), Some(_)) => (session, epoch),
+        let (id, since) = match (s.submit(None, op), moving) {
+            (Ok(OpResult::SessionCreated { session }), None) => (session, session as u64),
+            (Ok(OpResult::SessionAttached { session, zxid }), Some(_)) => (session, zxid),
             (other, _) => {
                 dispatcher.stop();
                 dispatcher.join();
@@ -237,7 +240,7 @@ impl SessionBuilder {
             state: AtomicU8::new(OPEN),
             wait_for_watchers: self.wait_for_watchers,
             dispatcher: dispatcher.clone(),
-            order: parking_lot::Mutex::new(SessionOrder::after(epoch)),
+            order: parking_lot::Mutex::new(SessionOrder::hosted_from(since)),
         });
         // Queued before the session is visible to the apply, so Connected always comes
         // first.
@@ -562,6 +565,9 @@ impl Session {
                 .take_watches(self.inner.id, &tree);
             (tree.zxid(), taken)
         };
+        // Everything already queued here runs before anything is armed there: no watcher
+        // runs twice at once, and no event comes after a newer one.
+        self.settle();
         let mut builder = node
             .session_builder()
             .timeout(self.inner.timeout)
@@ -573,13 +579,14 @@ impl Session {
             Ok(moved) => (moved.shared.clone(), Ok(moved)),
             Err(e) => (self.shared.clone(), Err(e)),
         };
-        {
+        let unarmed = {
             let tree = target.tree().read();
             target
                 .watches
                 .lock()
-                .arm_moved(self.inner.id, watches, &tree, since);
-        }
+                .arm_moved(self.inner.id, watches, &tree, since)
+        };
+        drop(unarmed); // no lock held
         result
     }
 

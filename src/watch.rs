@@ -131,7 +131,8 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Queued on the executor or being run.
     scheduled: bool,
-    /// The stop job has run: later jobs are counted and dropped.
+    /// The stop job has run: jobs queued from then on are counted and dropped (those
+    /// queued before it ran still ran).
     stopped: bool,
 }
 
@@ -322,15 +323,19 @@ impl WatchManager {
     /// after `since` fires now instead (created, deleted, data or children changed); the
     /// rest are armed as they were. Persistent watches are armed again (events between
     /// `since` and now are not replayed to them).
+    ///
+    /// Returns the watches it could not arm (the session is no longer here): the caller
+    /// drops them once it holds no lock, as their captures may run arbitrary code.
+    #[must_use]
     pub(crate) fn arm_moved(
         &mut self,
         session: i64,
         moved: MovingWatches,
         tree: &DataTree,
         since: u64,
-    ) {
+    ) -> Option<MovingWatches> {
         let Some(d) = self.dispatchers.get(&session).cloned() else {
-            return;
+            return Some(moved);
         };
         let since = i64::try_from(since).unwrap_or(i64::MAX);
         let fire = |d: &Dispatcher, w: Watcher, t: EventType, p: &str, zxid: i64| {
@@ -368,6 +373,7 @@ impl WatchManager {
         for (p, w) in moved.recursive {
             self.add_persistent(session, &p, AddWatchMode::PersistentRecursive, w);
         }
+        None
     }
 
     pub(crate) fn add_session(&mut self, session: i64, dispatcher: Arc<Dispatcher>) {
@@ -733,7 +739,7 @@ mod tests {
         )
         .unwrap();
         let (mut new, d, _) = manager();
-        new.arm_moved(7, moved, &tree, since);
+        assert!(new.arm_moved(7, moved, &tree, since).is_none());
         d.progress.wait_delivered(d.progress.queued());
         let mut got: Vec<(String, EventType)> =
             rx.try_iter().map(|(t, e)| (t, e.event_type)).collect();

@@ -114,3 +114,24 @@ fn a_wrong_password_is_refused_and_changes_nothing() {
         Err(Error::SessionMoved)
     ));
 }
+
+#[test]
+fn re_attaching_on_the_same_node_retires_the_old_handle() {
+    let c = Cluster::new(1);
+    c.wait_leader();
+    let node = c.node(1);
+    let old = node.session().unwrap();
+    let eph = old.create("/here", b"", CreateMode::Ephemeral).unwrap();
+    let new = node.attach_session(old.id(), old.password()).unwrap();
+    assert_eq!(old.state(), SessionState::Moved);
+    assert_eq!(node.hosted_sessions(), 1);
+    drop(old); // must not close the session it no longer holds
+    new.set_data(&eph, b"still here", None).unwrap();
+    assert_eq!(new.state(), SessionState::Connected);
+    // And back and forth within the process, ending where it started.
+    let moved = new.move_to(node).unwrap();
+    moved.create("/again", b"", CreateMode::Persistent).unwrap();
+    assert!(node.exists(&eph).unwrap().is_some());
+    moved.close().unwrap();
+    assert!(node.exists(&eph).unwrap().is_none());
+}

@@ -126,12 +126,13 @@ pub enum OpResult {
     },
     /// A container or TTL znode was reaped.
     Reaped,
-    /// A session was moved to the host that asked; its order continues after `epoch`.
+    /// A session was moved to the host that asked, by the entry at `zxid` (the new host
+    /// numbers the session's writes from epochs based on it).
     SessionAttached {
         /// The session.
         session: i64,
-        /// The session's epoch as applied so far (the new host numbers from the next).
-        epoch: u64,
+        /// The zxid of the move.
+        zxid: u64,
     },
 }
 
@@ -614,7 +615,7 @@ impl DataTree {
                 host,
             } => {
                 self.set_zxid(txn.zxid as u64);
-                return self.move_session(*session, password, *host);
+                return self.move_session(txn.zxid, *session, password, *host);
             }
             _ => {}
         }
@@ -662,7 +663,13 @@ impl DataTree {
     /// Makes `host` the host of `session` if `password` is its password. A wrong password
     /// answers `SessionExpired`, as ZooKeeper answers a reconnect with one; nothing
     /// changes.
-    fn move_session(&mut self, session: i64, password: &[u8], host: u64) -> Result<OpResult> {
+    fn move_session(
+        &mut self,
+        zxid: i64,
+        session: i64,
+        password: &[u8],
+        host: u64,
+    ) -> Result<OpResult> {
         let Some(rec) = self.sessions.get(&session) else {
             return Err(Error::SessionExpired);
         };
@@ -677,14 +684,16 @@ impl DataTree {
         if !same {
             return Err(Error::SessionExpired);
         }
-        let epoch = rec.epoch;
         let rec = SessionRecord {
             host,
             ..rec.clone()
         };
         self.add_session(session, rec);
         self.dirty_sessions.insert(session);
-        Ok(OpResult::SessionAttached { session, epoch })
+        Ok(OpResult::SessionAttached {
+            session,
+            zxid: u64::try_from(zxid).unwrap_or(0),
+        })
     }
 
     /// Removes a session and every ephemeral znode it owns (sorted, so every replica

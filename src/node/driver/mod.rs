@@ -293,7 +293,7 @@ impl Core {
             Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
             Msg::Envelope(Envelope::SessionPing { from, sessions, .. }) => {
                 if self.tracker.leading() {
-                    self.heard_from(s, &sessions);
+                    self.heard_from(s, from, &sessions);
                     s.transport.send(
                         from,
                         Envelope::SessionPingAck {
@@ -461,12 +461,15 @@ impl Core {
 
     fn handle_ready(&mut self, s: &Shared) -> Result<()> {
         let mut rd = self.raw.ready();
+        let mut new_leader = None;
         if let Some(ss) = rd.ss() {
             let role = Role::from_raft(ss.raft_state);
             let previous = s.role.swap(role, Ordering::AcqRel);
             let previous_leader = s.leader.swap(ss.leader_id, Ordering::AcqRel);
             if previous_leader != ss.leader_id {
-                self.leader_changed(s, ss.leader_id);
+                // Answered after this Ready's entries are applied: a write committed in
+                // it gets its real outcome.
+                new_leader = Some(ss.leader_id);
             }
             if previous != role {
                 slog::info!(s.logger, "role changed";
@@ -501,6 +504,9 @@ impl Core {
         self.raw.advance_apply();
         s.term.store(self.raw.raft.term, Ordering::Release);
         self.on_read_states(read_states);
+        if let Some(leader) = new_leader {
+            self.leader_changed(s, leader);
+        }
         self.maybe_compact(s)
     }
 
@@ -670,14 +676,13 @@ impl Core {
         if !events.is_empty() {
             watches.trigger(&events);
         }
-        if let (Op::MoveSession { session, host, .. }, Ok(_)) = (&cmd.op, &res) {
-            if *host != s.id {
-                // It moved away from here (if it was here): its old handle is done, and
-                // its watches here go with it.
-                if let Some(inner) = s.sessions.lock().remove(session) {
-                    inner.mark_moved();
-                    watches.end_session(*session, None);
-                }
+        if let (Op::MoveSession { session, .. }, Ok(_)) = (&cmd.op, &res) {
+            // A handle hosted here is done, whoever takes over — even this node again
+            // (the taker registers its own handle once this apply returns): its
+            // watches here go with it.
+            if let Some(inner) = s.sessions.lock().remove(session) {
+                inner.mark_moved();
+                watches.end_session(*session, None);
             }
         }
         if let (Op::CloseSession { session, expired }, Ok(OpResult::SessionClosed { .. })) =

@@ -15,14 +15,19 @@ use crate::transport::Envelope;
 
 impl Core {
     /// Leader: the sessions named were heard from; push their deadlines out.
-    pub(super) fn heard_from(&mut self, s: &Shared, sessions: &[i64]) {
+    /// Only the sessions `host` hosts count: a node that still believes it hosts a session
+    /// that moved away cannot keep it alive.
+    pub(super) fn heard_from(&mut self, s: &Shared, host: u64, sessions: &[i64]) {
         if !self.tracker.leading() {
             return;
         }
         let tree = s.tree.read();
-        let heard = sessions
-            .iter()
-            .filter_map(|id| tree.sessions().get(id).map(|rec| (*id, timeout_of(rec))));
+        let heard = sessions.iter().filter_map(|id| {
+            tree.sessions()
+                .get(id)
+                .filter(|rec| rec.host == host)
+                .map(|rec| (*id, timeout_of(rec)))
+        });
         self.tracker.heard(Instant::now(), heard);
     }
 
@@ -47,7 +52,7 @@ impl Core {
             let hosted: Vec<i64> = s.sessions.lock().keys().copied().collect();
             if !hosted.is_empty() {
                 if leader == s.id && is_leader {
-                    self.heard_from(s, &hosted);
+                    self.heard_from(s, s.id, &hosted);
                     s.sessions_acknowledged();
                 } else if leader != INVALID_ID {
                     s.transport.send(

@@ -195,17 +195,21 @@ impl Core {
         if !events.is_empty() {
             watches.trigger(&events);
         }
-        let gone: Vec<i64> = s
-            .sessions
-            .lock()
-            .keys()
-            .copied()
-            .filter(|id| !guard.sessions().contains_key(id))
-            .collect();
-        for id in gone {
+        let hosted: Vec<i64> = s.sessions.lock().keys().copied().collect();
+        for id in hosted {
+            let host = guard.sessions().get(&id).map(|rec| rec.host);
+            if host == Some(s.id) {
+                continue;
+            }
             if let Some(inner) = s.sessions.lock().remove(&id) {
-                inner.mark_ended(true);
-                watches.end_session(id, Some(SessionEvent::Expired));
+                if host.is_some() {
+                    // It moved to another member meanwhile.
+                    inner.mark_moved();
+                    watches.end_session(id, None);
+                } else {
+                    inner.mark_ended(true);
+                    watches.end_session(id, Some(SessionEvent::Expired));
+                }
             }
         }
     }
