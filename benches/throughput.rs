@@ -83,6 +83,7 @@ fn diff(a: Metrics, b: Metrics) -> Metrics {
         snapshots_sent: a.snapshots_sent - b.snapshots_sent,
         snapshots_installed: a.snapshots_installed - b.snapshots_installed,
         log_first_index: a.log_first_index,
+        dropped_envelopes: a.dropped_envelopes - b.dropped_envelopes,
     }
 }
 

@@ -46,7 +46,8 @@ pub use command::{CreateMode, Op};
 pub use error::{Error, Result};
 pub use node::{
     Config, Digest, Metrics, Node, NodeBuilder, Role, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE,
-    MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK, MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
+    MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES,
+    MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
 pub use pool::Pool;
 pub use session::{Session, SessionBuilder, SessionState};

@@ -351,6 +351,8 @@ impl NodeBuilder {
             watches: Mutex::new(WatchManager::default()),
             sessions: Mutex::new(HashMap::new()),
             voters: Mutex::new(voters),
+            backlog_bytes: Default::default(),
+            backlog_envelopes: Default::default(),
             last_ack_ms: AtomicU64::new(0),
             started: Instant::now(),
             me: me.clone(),
@@ -359,7 +361,7 @@ impl NodeBuilder {
         let weak_report = weak.clone();
         let inbox = Inbox::new(move |env| {
             if let Some(s) = weak.upgrade() {
-                s.post(Msg::Envelope(env));
+                s.deliver(env);
             }
         })
         .on_unreachable(move |peer| {

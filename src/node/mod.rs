@@ -92,6 +92,9 @@ pub struct Metrics {
     pub snapshots_installed: u64,
     /// The first index still in the raft log (everything before it was compacted).
     pub log_first_index: u64,
+    /// Envelopes from peers dropped because this node's backlog of them was full (see
+    /// docs/limits.md; raft retransmits).
+    pub dropped_envelopes: u64,
 }
 
 /// A replica's digest of its tree and sessions at its applied index (ZooKeeper 3.6's
@@ -133,6 +136,22 @@ struct Counters {
     snapshots_sent: AtomicU64,
     snapshots_installed: AtomicU64,
     log_first_index: AtomicU64,
+    dropped_envelopes: AtomicU64,
+}
+
+/// Most bytes of envelopes from peers waiting in one node's mailbox.
+pub const MAX_PEER_BACKLOG_BYTES: usize = 256 * 1024 * 1024;
+/// Most envelopes from peers waiting in one node's mailbox.
+pub const MAX_PEER_BACKLOG_ENVELOPES: usize = 65_536;
+/// What an envelope counts for beyond its payload.
+const ENVELOPE_OVERHEAD: usize = 128;
+
+/// Whether a peer envelope of `cost` bytes fits a backlog of `bytes` in `count`
+/// envelopes. An empty backlog takes any one envelope (the frame limit bounds it).
+fn backlog_admits(bytes: usize, count: usize, cost: usize) -> bool {
+    count == 0
+        || (bytes.saturating_add(cost) <= MAX_PEER_BACKLOG_BYTES
+            && count < MAX_PEER_BACKLOG_ENVELOPES)
 }
 
 /// What travels through a node's mailbox to its driver.
@@ -258,6 +277,9 @@ pub(crate) struct Shared {
     pub(crate) sessions: Mutex<HashMap<i64, Arc<SessionInner>>>,
     /// The voters of the configuration applied here.
     voters: Mutex<Vec<u64>>,
+    /// Bytes and number of peer envelopes in the mailbox (see [`Shared::deliver`]).
+    backlog_bytes: std::sync::atomic::AtomicUsize,
+    backlog_envelopes: std::sync::atomic::AtomicUsize,
     /// When the leader last confirmed hearing this node's sessions (ms since `started`).
     last_ack_ms: AtomicU64,
     started: Instant,
@@ -281,6 +303,36 @@ impl Shared {
             return;
         }
         self.wake();
+    }
+
+    /// Hands an envelope from a peer to the driver, unless this node's backlog of peer
+    /// envelopes is full ([`MAX_PEER_BACKLOG_BYTES`], [`MAX_PEER_BACKLOG_ENVELOPES`]): a
+    /// peer faster than this node can then not grow its memory without bound. A dropped
+    /// envelope is what the network could have lost: raft retransmits, a snapshot
+    /// transfer fails and is retried, a session heartbeat comes again.
+    pub(crate) fn deliver(&self, env: Envelope) {
+        let msg = Msg::Envelope(env);
+        let cost = msg.cost().saturating_add(ENVELOPE_OVERHEAD);
+        let bytes = self.backlog_bytes.load(Ordering::Acquire);
+        let count = self.backlog_envelopes.load(Ordering::Acquire);
+        if !backlog_admits(bytes, count, cost) {
+            self.counters
+                .dropped_envelopes
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.backlog_bytes.fetch_add(cost, Ordering::AcqRel);
+        self.backlog_envelopes.fetch_add(1, Ordering::AcqRel);
+        self.post(msg);
+    }
+
+    /// The driver took an envelope out of the mailbox.
+    pub(crate) fn delivered(&self, msg: &Msg) {
+        if let Msg::Envelope(_) = msg {
+            let cost = msg.cost().saturating_add(ENVELOPE_OVERHEAD);
+            self.backlog_bytes.fetch_sub(cost, Ordering::AcqRel);
+            self.backlog_envelopes.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Fails everything left in the mailbox of a stopped node.
@@ -658,6 +710,7 @@ impl Node {
             snapshots_sent: c.snapshots_sent.load(Ordering::Relaxed),
             snapshots_installed: c.snapshots_installed.load(Ordering::Relaxed),
             log_first_index: c.log_first_index.load(Ordering::Relaxed),
+            dropped_envelopes: c.dropped_envelopes.load(Ordering::Relaxed),
         }
     }
 
@@ -922,5 +975,23 @@ fn wait<T>(rx: &Receiver<T>, deadline: Instant, timeout: Duration) -> Result<T> 
         // means the node went away.
         Err(RecvTimeoutError::Disconnected) if Instant::now() < deadline => Err(Error::Shutdown),
         Err(RecvTimeoutError::Disconnected) => Err(Error::Timeout(timeout)),
+    }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_backlog_is_bounded_by_bytes_and_count() {
+        assert!(backlog_admits(0, 0, usize::MAX), "one envelope always fits");
+        assert!(backlog_admits(1000, 10, MAX_PEER_BACKLOG_BYTES - 1000));
+        assert!(!backlog_admits(1000, 10, MAX_PEER_BACKLOG_BYTES - 999));
+        assert!(!backlog_admits(10, MAX_PEER_BACKLOG_ENVELOPES, 1));
+        assert!(backlog_admits(10, MAX_PEER_BACKLOG_ENVELOPES - 1, 1));
+        assert!(
+            !backlog_admits(usize::MAX, 1, usize::MAX),
+            "never overflows"
+        );
     }
 }

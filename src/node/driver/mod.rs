@@ -197,6 +197,7 @@ impl Core {
             let (mut handled, mut bytes) = (0, 0usize);
             while handled < MAX_MESSAGES_PER_ROUND && bytes < self.max_bytes_per_round {
                 let Ok(msg) = s.inbox.try_recv() else { break };
+                s.delivered(&msg);
                 handled += 1;
                 bytes = bytes.saturating_add(msg.cost());
                 self.handle(s, msg);
