@@ -33,6 +33,7 @@ mod delivery;
 pub mod error;
 mod node;
 pub mod path;
+mod pipeline;
 mod pool;
 pub mod recipes;
 mod session;
@@ -49,6 +50,7 @@ pub use node::{
     MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES,
     MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
+pub use pipeline::{Reply, Request, Sink};
 pub use pool::Pool;
 pub use session::{Session, SessionBuilder, SessionState};
 pub use transport::{Envelope, Inbox, LocalNetwork, TcpTransport, Transport};

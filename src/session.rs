@@ -17,6 +17,7 @@ use crate::api;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::node::Shared;
+use crate::pipeline::{self, Answer, Pipe, Reply, Request, Sink};
 use crate::tree::{OpResult, Stat, WatchedEvent, Znode};
 use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, WatchManager, Watcher, WatcherType};
 
@@ -73,6 +74,8 @@ pub(crate) struct SessionInner {
     pub(crate) dispatcher: Arc<Dispatcher>,
     /// Numbers the session's requests; locked while one is numbered and queued.
     pub(crate) order: parking_lot::Mutex<SessionOrder>,
+    /// The session's requests not answered yet (see `pipeline`).
+    pub(crate) pipe: parking_lot::Mutex<Pipe>,
 }
 
 impl SessionInner {
@@ -80,6 +83,22 @@ impl SessionInner {
     pub(crate) fn mark_ended(&self, expired: bool) {
         self.state
             .store(if expired { EXPIRED } else { CLOSED }, Ordering::SeqCst);
+    }
+
+    /// Refuses requests of an ended session, or on a stopped node.
+    pub(crate) fn check(&self, shared: &Shared) -> Result<()> {
+        match self.state.load(Ordering::SeqCst) {
+            OPEN => shared.check_running(),
+            EXPIRED => Err(Error::SessionExpired),
+            MOVED => Err(Error::SessionMoved),
+            _ => Err(Error::SessionClosed),
+        }
+    }
+
+    /// Whether the calling thread must be answered without waiting for the session's
+    /// watchers: it runs one of them (on a callback thread), or the session opted out.
+    pub(crate) fn caller_skips_watchers(&self) -> bool {
+        !self.wait_for_watchers || crate::delivery::ON_WORKER.with(std::cell::Cell::get)
     }
 
     /// Records that the session moved to another host (the apply of its `MoveSession`).
@@ -241,6 +260,7 @@ impl SessionBuilder {
             wait_for_watchers: self.wait_for_watchers,
             dispatcher: dispatcher.clone(),
             order: parking_lot::Mutex::new(SessionOrder::hosted_from(since)),
+            pipe: parking_lot::Mutex::new(Pipe::default()),
         });
         // Queued before the session is visible to the apply, so Connected always comes
         // first.
@@ -279,13 +299,21 @@ pub struct Session {
     shared: Arc<Shared>,
 }
 
+/// An answer of the wrong kind: the pipeline never gives one, but a caller gets an error
+/// rather than a panic if it ever did.
+fn mismatch(call: &str, reply: &Reply) -> Error {
+    Error::Corrupt(format!("{call} answered with {reply:?}"))
+}
+
 impl api::Write for Session {
     /// In the session's order; returns after its watchers have run for what the write
     /// could reflect.
     fn write(&self, op: Op) -> Result<OpResult> {
-        self.check()?;
-        let res = self.shared.submit(Some(&self.inner), op);
-        self.settle();
+        let res = match self.call(Request::Write(op)) {
+            Ok(Reply::Write(r)) => Ok(r),
+            Ok(other) => Err(Error::Corrupt(format!("a write answered with {other:?}"))),
+            Err(e) => Err(e),
+        };
         match res {
             // The session ended while the request was in flight: say which way.
             Err(Error::SessionExpired) if self.state() == SessionState::Closed => {
@@ -354,11 +382,67 @@ impl Session {
     }
 
     fn check(&self) -> Result<()> {
-        match self.inner.state.load(Ordering::SeqCst) {
-            OPEN => self.shared.check_running(),
-            EXPIRED => Err(Error::SessionExpired),
-            MOVED => Err(Error::SessionMoved),
-            _ => Err(Error::SessionClosed),
+        self.inner.check(&self.shared)
+    }
+
+    /// Submits `request` without waiting: `sink` hears its answer, with `xid`, in
+    /// submission order among this session's requests, on the session's dispatcher and
+    /// after every watch event the answer reflects. Writes go to raft at once, many in
+    /// flight; a read waits for the requests submitted before it, then runs on this
+    /// node's tree. The synchronous calls are this, waited on.
+    ///
+    /// ```
+    /// use std::sync::{mpsc, Arc, Mutex};
+    /// use zkraft::{CreateMode, Node, Op, Reply, Request, Sink};
+    /// struct Replies(Mutex<mpsc::Sender<i64>>);
+    /// impl Sink for Replies {
+    ///     fn reply(&self, xid: i64, reply: zkraft::Result<Reply>) {
+    ///         reply.unwrap();
+    ///         self.0.lock().unwrap().send(xid).unwrap();
+    ///     }
+    /// }
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+    /// let s = node.session().unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// let sink: Arc<dyn Sink> = Arc::new(Replies(Mutex::new(tx)));
+    /// for xid in 0..100 {
+    ///     let op = Op::create(format!("/n{xid}"), vec![], CreateMode::Persistent);
+    ///     s.submit(xid, Request::Write(op), &sink);
+    /// }
+    /// s.submit(100, Request::GetChildren { path: "/".into(), watcher: None }, &sink);
+    /// assert_eq!(rx.iter().take(101).collect::<Vec<_>>(), (0..=100).collect::<Vec<_>>());
+    /// ```
+    pub fn submit(&self, xid: i64, request: Request, sink: &Arc<dyn Sink>) {
+        pipeline::submit(
+            &self.shared,
+            &self.inner,
+            request,
+            Answer::Sink(sink.clone(), xid),
+        );
+    }
+
+    /// Submits `request` and waits for its answer.
+    fn call(&self, request: Request) -> Result<Reply> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let direct = self.inner.caller_skips_watchers();
+        pipeline::submit(
+            &self.shared,
+            &self.inner,
+            request,
+            Answer::Wait { tx, direct },
+        );
+        // Every write is answered by its deadline (or at shutdown), and a read as soon as
+        // the requests before it are: the margin only guards against a bug.
+        let patience = self
+            .shared
+            .config()
+            .request_timeout
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(5));
+        match rx.recv_timeout(patience) {
+            Ok(result) => result,
+            Err(_) => Err(self.check().err().unwrap_or(Error::Shutdown)),
         }
     }
 
@@ -460,30 +544,21 @@ impl Session {
     /// The stat of `path`, or `None`. With a watcher, it fires once on the next
     /// NodeCreated (if absent), NodeDataChanged or NodeDeleted of `path`.
     pub fn exists(&self, path: &str, watcher: Option<Watcher>) -> Result<Option<Stat>> {
-        let id = self.inner.id;
-        self.read(path, |node, watches| {
-            if let Some(w) = watcher {
-                watches.add_data(id, path, w);
-            }
-            (Ok(node.map(Znode::stat)), None)
-        })
+        let path = path.to_string();
+        match self.call(Request::Exists { path, watcher })? {
+            Reply::Exists(stat) => Ok(stat),
+            other => Err(mismatch("exists", &other)),
+        }
     }
 
     /// The data and stat of `path`. With a watcher, it fires once on the next
     /// NodeDataChanged or NodeDeleted (no watch is set if the node does not exist).
     pub fn get_data(&self, path: &str, watcher: Option<Watcher>) -> Result<(Vec<u8>, Stat)> {
-        let id = self.inner.id;
-        self.read(path, |node, watches| {
-            // No watch is set on a missing node (ZooKeeper's getData).
-            let out = api::data_of(path, node);
-            if out.is_err() {
-                return (out, watcher);
-            }
-            if let Some(w) = watcher {
-                watches.add_data(id, path, w);
-            }
-            (out, None)
-        })
+        let path = path.to_string();
+        match self.call(Request::GetData { path, watcher })? {
+            Reply::Data(data, stat) => Ok((data, stat)),
+            other => Err(mismatch("get_data", &other)),
+        }
     }
 
     /// The sorted child names of `path`. With a watcher, it fires once on the next
@@ -498,17 +573,11 @@ impl Session {
         path: &str,
         watcher: Option<Watcher>,
     ) -> Result<(Vec<String>, Stat)> {
-        let id = self.inner.id;
-        self.read(path, |node, watches| {
-            let out = api::children_of(path, node);
-            if out.is_err() {
-                return (out, watcher);
-            }
-            if let Some(w) = watcher {
-                watches.add_child(id, path, w);
-            }
-            (out, None)
-        })
+        let path = path.to_string();
+        match self.call(Request::GetChildren { path, watcher })? {
+            Reply::Children(children, stat) => Ok((children, stat)),
+            other => Err(mismatch("get_children", &other)),
+        }
     }
 
     /// Sets a watch that stays until removed: `Persistent` hears every event on `path`;

@@ -74,6 +74,8 @@ pub enum SessionEvent {
 }
 
 enum Job {
+    /// An answer to a session's request, run after everything queued before it.
+    Answer(Box<dyn FnOnce() + Send>),
     Event(Watcher, WatchedEvent),
     Persistent(PersistentWatcher, WatchedEvent),
     State(Arc<dyn Fn(SessionEvent) + Send + Sync>, SessionEvent),
@@ -196,6 +198,18 @@ impl Dispatcher {
         }
     }
 
+    /// Runs `f` after everything queued so far (an answer to the session's request, after
+    /// the watch events it may reflect).
+    pub(crate) fn run_after_queued(&self, f: Box<dyn FnOnce() + Send>) {
+        self.push(Job::Answer(f));
+    }
+
+    /// True when everything queued has been delivered (read under the tree lock: no event
+    /// of an applied entry can be missing from `queued` then).
+    pub(crate) fn idle(&self) -> bool {
+        *self.progress.delivered.lock() >= self.progress.queued()
+    }
+
     /// The session watcher, to carry over when the session moves.
     pub(crate) fn state_watcher(&self) -> Option<Arc<dyn Fn(SessionEvent) + Send + Sync>> {
         self.state_watcher.clone()
@@ -239,6 +253,7 @@ impl crate::delivery::Runnable for Dispatcher {
                 }
             };
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+                Job::Answer(f) => f(),
                 Job::Event(w, e) => w(e),
                 Job::Persistent(w, e) => w(e),
                 Job::State(w, e) => w(e),

@@ -166,6 +166,43 @@ pub(crate) enum Msg {
     SnapshotDone { to: u64, transfer: u64, ok: bool },
 }
 
+/// Where the answer to a request goes: a channel its caller waits on, or a callback (a
+/// pipelined session request), called once, on the driver's thread — it must be quick.
+pub(crate) enum Responder<T> {
+    Channel(Sender<Result<T>>),
+    Callback(Mutex<Option<Callback<T>>>),
+}
+
+/// A one-shot answer callback.
+pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+impl<T> Responder<T> {
+    /// A responder calling `f`.
+    pub(crate) fn callback(f: impl FnOnce(Result<T>) + Send + 'static) -> Responder<T> {
+        Responder::Callback(Mutex::new(Some(Box::new(f))))
+    }
+
+    /// Answers (the first time; later answers are ignored). Err if nobody listens.
+    pub(crate) fn send(&self, r: Result<T>) -> std::result::Result<(), ()> {
+        match self {
+            Responder::Channel(s) => s.send(r).map_err(|_| ()),
+            Responder::Callback(f) => {
+                let f = f.lock().take();
+                if let Some(f) = f {
+                    f(r);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<T> From<Sender<Result<T>>> for Responder<T> {
+    fn from(s: Sender<Result<T>>) -> Self {
+        Responder::Channel(s)
+    }
+}
+
 /// A caller's request to the driver.
 pub(crate) enum Request {
     /// Propose an encoded command; reply once it is applied here.
@@ -175,7 +212,7 @@ pub(crate) enum Request {
         /// The session and host epoch it was numbered in (see `DataTree::apply_ordered`).
         order: Option<(i64, u64)>,
         deadline: Instant,
-        reply: Sender<Result<OpResult>>,
+        reply: Responder<OpResult>,
     },
     /// Run a ReadIndex round; reply once the read index is applied here.
     ReadIndex {
@@ -497,12 +534,26 @@ impl Shared {
     /// Validates and proposes `op` — on behalf of `session`, numbered in its session order,
     /// or of no session — and waits until it is committed and applied on this node.
     pub(crate) fn submit(&self, session: Option<&SessionInner>, op: Op) -> Result<OpResult> {
-        self.check_running()?;
-        self.check_request_size(op.request_size())?;
-        self.validate_op(&op, true)?;
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
         let (reply, rx) = bounded(1);
+        self.propose(session, op, deadline, reply.into())?;
+        wait(&rx, deadline, timeout)?
+    }
+
+    /// Validates `op` and hands it to the driver for `session` (numbered in its session
+    /// order) or for no session; `reply` hears the outcome once it is applied here, or why
+    /// it was not. A refusal before proposing is returned here, and `reply` hears nothing.
+    pub(crate) fn propose(
+        &self,
+        session: Option<&SessionInner>,
+        op: Op,
+        deadline: Instant,
+        reply: Responder<OpResult>,
+    ) -> Result<()> {
+        self.check_running()?;
+        self.check_request_size(op.request_size())?;
+        self.validate_op(&op, true)?;
         match session {
             None => {
                 let (request_id, data) = self.command(0, (0, 0), op);
@@ -529,7 +580,7 @@ impl Shared {
                 }));
             }
         }
-        wait(&rx, deadline, timeout)?
+        Ok(())
     }
 
     /// Proposes a configuration change and waits until it is applied on this node.

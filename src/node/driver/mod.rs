@@ -37,7 +37,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadState, SnapshotStatus, INVALID_ID};
@@ -49,7 +48,7 @@ mod snapshots;
 
 use super::session_tracker::SessionTracker;
 use super::snapshot::{Incoming, Outgoing};
-use super::{Config, Msg, Request, Role, Shared};
+use super::{Config, Msg, Request, Responder, Role, Shared};
 use crate::command::{Command, Op};
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
@@ -67,7 +66,7 @@ const MAX_ROUNDS_PER_RUN: usize = 16;
 
 /// A caller waiting on the driver until a deadline.
 struct Waiter<T> {
-    reply: Sender<Result<T>>,
+    reply: Responder<T>,
     deadline: Instant,
     /// When the request was handed to raft (ReadIndex requests are re-issued if unanswered).
     issued: Instant,
@@ -377,7 +376,7 @@ impl Core {
                     match self.raw.propose_conf_change(context, change) {
                         Ok(()) => {
                             let w = Waiter {
-                                reply,
+                                reply: reply.into(),
                                 deadline,
                                 issued: now,
                             };
@@ -399,7 +398,7 @@ impl Core {
                     self.reads.insert(
                         request_id,
                         Waiter {
-                            reply,
+                            reply: reply.into(),
                             deadline,
                             issued: now,
                         },

@@ -1,0 +1,303 @@
+//! A session's request pipeline: requests submitted without waiting, answered in the order
+//! they were submitted.
+//!
+//! Every request of a session takes a slot at the back of the session's pipe. A read
+//! waits in its slot until every request before it is answered, then runs on the tree as
+//! it is: it sees the session's earlier writes and none of its later ones, because a write
+//! is handed to raft only once no read of the session is waiting before it (ZooKeeper's
+//! CommitProcessor holds a session's requests the same way). Writes after writes go to
+//! raft at once, numbered in the session's order, many in flight. Answers leave from the
+//! front of the pipe only, so they come out in submission order whatever order raft
+//! completes things in.
+//!
+//! An answer goes out under the tree's read lock: every watch event of an entry it
+//! reflects was queued (under the write lock, by the apply) on the session's dispatcher
+//! before it. A [`Sink`] hears its answers through the dispatcher, after those events; a
+//! synchronous caller is answered directly when nothing is queued before it, and through
+//! the dispatcher otherwise — so no caller sees data newer than an event its watchers have
+//! not had, with no thread handoff in the common case.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use crate::api;
+use crate::command::Op;
+use crate::error::{Error, Result};
+use crate::node::{Responder, Shared};
+use crate::session::SessionInner;
+use crate::time::deadline_after;
+use crate::tree::{DataTree, OpResult, Stat};
+use crate::watch::{WatchManager, Watcher};
+
+/// A request a [`Session`](crate::Session) can pipeline.
+pub enum Request {
+    /// A write: create, delete, set_data, check or multi.
+    Write(Op),
+    /// `exists`, with an optional one-shot watch.
+    Exists {
+        /// The path.
+        path: String,
+        /// Fires on the next NodeCreated, NodeDataChanged or NodeDeleted of `path`.
+        watcher: Option<Watcher>,
+    },
+    /// `getData`, with an optional one-shot watch (not set if the znode is missing).
+    GetData {
+        /// The path.
+        path: String,
+        /// Fires on the next NodeDataChanged or NodeDeleted of `path`.
+        watcher: Option<Watcher>,
+    },
+    /// `getChildren2`, with an optional one-shot watch (not set if the znode is missing).
+    GetChildren {
+        /// The path.
+        path: String,
+        /// Fires on the next NodeChildrenChanged or NodeDeleted of `path`.
+        watcher: Option<Watcher>,
+    },
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Write(op) => f.debug_tuple("Write").field(op).finish(),
+            Request::Exists { path, .. } => f.debug_struct("Exists").field("path", path).finish(),
+            Request::GetData { path, .. } => f.debug_struct("GetData").field("path", path).finish(),
+            Request::GetChildren { path, .. } => {
+                f.debug_struct("GetChildren").field("path", path).finish()
+            }
+        }
+    }
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// What the write did.
+    Write(OpResult),
+    /// The stat, if the znode exists.
+    Exists(Option<Stat>),
+    /// Data and stat.
+    Data(Vec<u8>, Stat),
+    /// Child names (sorted) and the parent's stat.
+    Children(Vec<String>, Stat),
+}
+
+/// Receives the answers of a session's pipelined requests, each with the request number
+/// (ZooKeeper's xid) it was submitted with, in submission order, on the session's
+/// dispatcher (after every watch event the answer reflects).
+pub trait Sink: Send + Sync + 'static {
+    /// The answer to request `xid`.
+    fn reply(&self, xid: i64, reply: Result<Reply>);
+}
+
+/// Where an answer goes.
+pub(crate) enum Answer {
+    /// A pipelined request's sink.
+    Sink(Arc<dyn Sink>, i64),
+    /// A synchronous caller, waiting. `direct`: it must not wait for the session's
+    /// watchers (it is one of them, on a callback thread, or the session opted out).
+    Wait {
+        /// Where the caller waits.
+        tx: Sender<Result<Reply>>,
+        /// See the variant.
+        direct: bool,
+    },
+}
+
+enum State {
+    /// A write held until the reads before it have run.
+    Held(Op),
+    /// Handed to raft; the driver completes it.
+    Waiting,
+    Done(Result<Reply>),
+    /// A read waiting for the requests before it.
+    Read(Request),
+}
+
+struct Slot {
+    id: u64,
+    state: State,
+    answer: Answer,
+}
+
+/// A session's requests not answered yet, in submission order.
+#[derive(Default)]
+pub(crate) struct Pipe {
+    slots: VecDeque<Slot>,
+    next: u64,
+}
+
+/// Submits `request` for the session `inner`, hosted by `shared`; `answer` hears the
+/// outcome in submission order.
+pub(crate) fn submit(
+    shared: &Arc<Shared>,
+    inner: &Arc<SessionInner>,
+    request: Request,
+    answer: Answer,
+) {
+    let mut unarmed = Vec::new();
+    {
+        let mut pipe = inner.pipe.lock();
+        let id = pipe.next;
+        pipe.next += 1;
+        let state = match inner.check(shared) {
+            Err(e) => State::Done(Err(e)),
+            Ok(()) => match request {
+                Request::Write(op) => {
+                    if pipe.slots.iter().any(|s| matches!(s.state, State::Read(_))) {
+                        State::Held(op)
+                    } else {
+                        propose(shared, inner, id, op)
+                    }
+                }
+                Request::Exists { ref path, .. }
+                | Request::GetData { ref path, .. }
+                | Request::GetChildren { ref path, .. } => match shared.check_read_path(path) {
+                    Ok(()) => State::Read(request),
+                    Err(e) => State::Done(Err(e)),
+                },
+            },
+        };
+        pipe.slots.push_back(Slot { id, state, answer });
+        drain(shared, inner, &mut pipe, &mut unarmed);
+    }
+    // Watchers of reads that set none: dropped with no lock held (their captures may own
+    // anything, a session included).
+    drop(unarmed);
+}
+
+/// Hands write `id` to raft, numbered in the session's order (the caller holds the pipe,
+/// so numbers follow the pipe's order).
+fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op) -> State {
+    let (s, i) = (shared.clone(), inner.clone());
+    let reply = Responder::callback(move |res: Result<OpResult>| {
+        complete(&s, &i, id, res.map(Reply::Write))
+    });
+    let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
+    match shared.propose(Some(inner), op, deadline, reply) {
+        Ok(()) => State::Waiting,
+        Err(e) => State::Done(Err(e)),
+    }
+}
+
+/// The driver finished write `id`.
+fn complete(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, result: Result<Reply>) {
+    let mut unarmed = Vec::new();
+    {
+        let mut pipe = inner.pipe.lock();
+        if let Some(slot) = pipe.slots.iter_mut().find(|s| s.id == id) {
+            slot.state = State::Done(result);
+        }
+        drain(shared, inner, &mut pipe, &mut unarmed);
+    }
+    drop(unarmed);
+}
+
+/// Answers the front of the pipe while it is answerable, running reads as they reach it,
+/// then hands to raft the held writes no read waits before any more.
+fn drain(
+    shared: &Arc<Shared>,
+    inner: &Arc<SessionInner>,
+    pipe: &mut Pipe,
+    unarmed: &mut Vec<Watcher>,
+) {
+    let answerable = |p: &Pipe| {
+        p.slots
+            .front()
+            .is_some_and(|s| matches!(s.state, State::Done(_) | State::Read(_)))
+    };
+    while answerable(pipe) {
+        {
+            let tree = shared.tree().read();
+            let mut watches = None;
+            while answerable(pipe) {
+                let Some(slot) = pipe.slots.pop_front() else {
+                    break;
+                };
+                let result = match slot.state {
+                    State::Done(r) => r,
+                    State::Read(request) => {
+                        let w = watches.get_or_insert_with(|| shared.watches.lock());
+                        read(inner.id, request, &tree, w, unarmed)
+                    }
+                    State::Held(_) | State::Waiting => unreachable!("checked above"),
+                };
+                deliver(inner, slot.answer, result);
+            }
+        }
+        // Held writes with no read before them go to raft now (a refusal before
+        // proposing makes its slot answerable at once: the loop goes round again).
+        for slot in pipe.slots.iter_mut() {
+            if matches!(slot.state, State::Read(_)) {
+                break;
+            }
+            if matches!(slot.state, State::Held(_)) {
+                if let State::Held(op) = std::mem::replace(&mut slot.state, State::Waiting) {
+                    slot.state = propose(shared, inner, slot.id, op);
+                }
+            }
+        }
+    }
+}
+
+fn deliver(inner: &SessionInner, answer: Answer, result: Result<Reply>) {
+    match answer {
+        // Nothing queued before it (or the caller must not wait for the dispatcher): the
+        // waiting caller gets it at once.
+        Answer::Wait { tx, direct } if direct || inner.dispatcher.idle() => {
+            let _ = tx.send(result);
+        }
+        Answer::Wait { tx, .. } => inner.dispatcher.run_after_queued(Box::new(move || {
+            let _ = tx.send(result);
+        })),
+        Answer::Sink(sink, xid) => inner
+            .dispatcher
+            .run_after_queued(Box::new(move || sink.reply(xid, result))),
+    }
+}
+
+/// Runs a read on `tree`, setting its watch in the same critical section.
+fn read(
+    session: i64,
+    request: Request,
+    tree: &DataTree,
+    watches: &mut WatchManager,
+    unarmed: &mut Vec<Watcher>,
+) -> Result<Reply> {
+    match request {
+        Request::Exists { path, watcher } => {
+            if let Some(w) = watcher {
+                watches.add_data(session, &path, w);
+            }
+            Ok(Reply::Exists(tree.get(&path).map(|n| n.stat())))
+        }
+        Request::GetData { path, watcher } => match api::data_of(&path, tree.get(&path)) {
+            Ok((data, stat)) => {
+                if let Some(w) = watcher {
+                    watches.add_data(session, &path, w);
+                }
+                Ok(Reply::Data(data, stat))
+            }
+            Err(e) => {
+                unarmed.extend(watcher);
+                Err(e)
+            }
+        },
+        Request::GetChildren { path, watcher } => match api::children_of(&path, tree.get(&path)) {
+            Ok((children, stat)) => {
+                if let Some(w) = watcher {
+                    watches.add_child(session, &path, w);
+                }
+                Ok(Reply::Children(children, stat))
+            }
+            Err(e) => {
+                unarmed.extend(watcher);
+                Err(e)
+            }
+        },
+        Request::Write(_) => Err(Error::BadArguments("a write is not a read".into())),
+    }
+}
