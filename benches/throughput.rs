@@ -208,6 +208,7 @@ fn main() {
         );
     }
     if scenarios > 0 {
+        pipelined(leader, secs);
         over_tcp(secs);
     }
     for (name, threads) in [
@@ -228,6 +229,118 @@ fn main() {
     large_multis(leader);
     for n in &e.nodes {
         n.shutdown();
+    }
+}
+
+/// Counts the answers of pipelined requests and their latency (submit to answer).
+struct Timed {
+    starts: std::sync::Mutex<std::collections::HashMap<i64, Instant>>,
+    latencies: std::sync::Mutex<Vec<Duration>>,
+    outstanding: std::sync::atomic::AtomicUsize,
+}
+
+impl zkraft::Sink for Timed {
+    fn reply(&self, xid: i64, reply: zkraft::Result<zkraft::Reply>) {
+        reply.expect("pipelined write");
+        if let Some(t) = self.starts.lock().unwrap().remove(&xid) {
+            self.latencies.lock().unwrap().push(t.elapsed());
+        }
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The create and set_data scenarios with 64 pipelined sessions on the leader, driven
+/// from 4 threads (each keeps up to 16 requests in flight per session).
+fn pipelined(leader: &Node, secs: f64) {
+    use std::sync::Arc;
+    const SESSIONS: usize = 64;
+    const THREADS: usize = 4;
+    const WINDOW: usize = 16;
+    for (name, set) in [
+        ("create, 64 pipelined sessions", false),
+        ("set_data, 64 pipelined sessions", true),
+    ] {
+        let sessions: Vec<_> = (0..SESSIONS)
+            .map(|i| {
+                let s = leader.session().expect("session");
+                if set {
+                    let _ = s.create(&format!("/bench/p{i}"), b"", CreateMode::Persistent);
+                }
+                let timed = Arc::new(Timed {
+                    starts: Default::default(),
+                    latencies: Default::default(),
+                    outstanding: Default::default(),
+                });
+                (s, timed)
+            })
+            .collect();
+        let stop = AtomicBool::new(false);
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let (sessions, stop) = (&sessions, &stop);
+                scope.spawn(move || {
+                    let mine: Vec<usize> = (t..SESSIONS).step_by(THREADS).collect();
+                    let mut xid = 0i64;
+                    let value = vec![b'x'; 100];
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut sent = false;
+                        for &i in &mine {
+                            let (s, timed) = &sessions[i];
+                            while timed.outstanding.load(Ordering::Acquire) < WINDOW {
+                                let op = if set {
+                                    zkraft::Op::set_data(
+                                        format!("/bench/p{i}"),
+                                        value.clone(),
+                                        None,
+                                    )
+                                } else {
+                                    zkraft::Op::create(
+                                        format!("/bench/q{i}-{xid}"),
+                                        value.clone(),
+                                        CreateMode::Persistent,
+                                    )
+                                };
+                                timed.outstanding.fetch_add(1, Ordering::AcqRel);
+                                timed.starts.lock().unwrap().insert(xid, Instant::now());
+                                let sink: Arc<dyn zkraft::Sink> = timed.clone();
+                                s.submit(xid, zkraft::Request::Write(op), &sink);
+                                xid += 1;
+                                sent = true;
+                            }
+                        }
+                        if !sent {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            stop.store(true, Ordering::Relaxed);
+        });
+        let elapsed = start.elapsed().as_secs_f64();
+        // Let what is in flight land before the sessions close.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sessions
+            .iter()
+            .any(|(_, t)| t.outstanding.load(Ordering::Acquire) > 0)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut lat: Vec<Duration> = sessions
+            .iter()
+            .flat_map(|(_, t)| t.latencies.lock().unwrap().clone())
+            .collect();
+        lat.sort();
+        println!(
+            "{:<34} {:>10.0} {:>9.2?} {:>9.2?} {:>9.2?}",
+            name,
+            lat.len() as f64 / elapsed,
+            percentile(&lat, 0.50),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or_default()
+        );
     }
 }
 

@@ -83,3 +83,101 @@ fn a_leader_crash_answers_every_write_in_flight_within_an_election() {
         "{applied} applied and acknowledged, {lost} answered ConnectionLoss, {created} created"
     );
 }
+
+/// What a pipelined session heard.
+#[derive(Default)]
+struct Answers(std::sync::Mutex<Vec<(i64, zkraft::Result<zkraft::Reply>)>>);
+
+impl zkraft::Sink for Answers {
+    fn reply(&self, xid: i64, reply: zkraft::Result<zkraft::Reply>) {
+        self.0.lock().unwrap().push((xid, reply));
+    }
+}
+
+#[test]
+fn a_leader_crash_under_a_pipelined_session_never_applies_a_write_after_a_later_one() {
+    let mut c = Cluster::new(3);
+    let leader = c.wait_leader();
+    let host = c.ids.iter().copied().find(|id| *id != leader).unwrap();
+    let other = c
+        .ids
+        .iter()
+        .copied()
+        .find(|id| *id != leader && *id != host)
+        .unwrap();
+    let session = c
+        .node(host)
+        .session_with_timeout(Duration::from_secs(30))
+        .unwrap();
+    retry(|| session.create("/q", b"", CreateMode::Persistent));
+    c.net
+        .delay(leader, host, Duration::from_millis(300))
+        .unwrap();
+    c.net
+        .delay(leader, other, Duration::from_millis(300))
+        .unwrap();
+    let answers = Arc::new(Answers::default());
+    let sink: Arc<dyn zkraft::Sink> = answers.clone();
+    // 100 writes in flight from one thread; the data says which request each was.
+    for xid in 0..100i64 {
+        let op = zkraft::Op::create(
+            "/q/e-",
+            xid.to_string().into_bytes(),
+            CreateMode::PersistentSequential,
+        );
+        session.submit(xid, zkraft::Request::Write(op), &sink);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let crashed = Instant::now();
+    c.stop(leader);
+    let deadline = crashed + ELECTION_TIMEOUT * 3;
+    while answers.0.lock().unwrap().len() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "not every write was answered within three election timeouts"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let heard = answers.0.lock().unwrap();
+    assert_eq!(
+        heard.iter().map(|(x, _)| *x).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>(),
+        "answered in submission order"
+    );
+    for (xid, r) in heard.iter() {
+        assert!(
+            matches!(r, Ok(_) | Err(Error::ConnectionLoss(_))),
+            "request {xid}: {r:?}"
+        );
+    }
+    let acknowledged: Vec<i64> = heard
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(x, _)| *x)
+        .collect();
+    drop(heard);
+    c.net.heal();
+    retry(|| session.create("/q/after", b"", CreateMode::Persistent));
+    let image = c.wait_converged(Duration::from_secs(10));
+    // In apply order (the sequence numbers), the requests applied must be in submission
+    // order: none after a later one.
+    let mut applied: Vec<(String, i64)> = image
+        .iter()
+        .filter(|(p, _)| p.starts_with("/q/e-"))
+        .map(|(p, (data, _))| (p.clone(), String::from_utf8_lossy(data).parse().unwrap()))
+        .collect();
+    applied.sort();
+    let order: Vec<i64> = applied.iter().map(|(_, x)| *x).collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "applied out of order: {order:?}"
+    );
+    for x in &acknowledged {
+        assert!(order.contains(x), "acknowledged write {x} missing");
+    }
+    println!(
+        "{} acknowledged, {} applied in order",
+        acknowledged.len(),
+        order.len()
+    );
+}
