@@ -123,6 +123,10 @@ struct Slot {
     answer: Answer,
 }
 
+/// Most requests of one session submitted and not answered yet; [`submit`] waits for room
+/// beyond it (back-pressure, as a ZooKeeper server stops reading a connection).
+pub const MAX_OUTSTANDING: usize = 10_000;
+
 /// A session's requests not answered yet, in submission order.
 #[derive(Default)]
 pub(crate) struct Pipe {
@@ -141,6 +145,12 @@ pub(crate) fn submit(
     let mut unarmed = Vec::new();
     {
         let mut pipe = inner.pipe.lock();
+        // Back-pressure: a session has at most MAX_OUTSTANDING requests unanswered; the
+        // submitter waits for room (the driver answers every write by its deadline, and
+        // room never depends on a watcher running, so this cannot wait on itself).
+        while pipe.slots.len() >= MAX_OUTSTANDING {
+            inner.pipe_room.wait(&mut pipe);
+        }
         let id = pipe.next;
         pipe.next += 1;
         let state = match inner.check(shared) {
@@ -226,6 +236,7 @@ fn drain(
                     State::Held(_) | State::Waiting => unreachable!("checked above"),
                 };
                 deliver(inner, slot.answer, result);
+                inner.pipe_room.notify_one();
             }
         }
         // Held writes with no read before them go to raft now (a refusal before

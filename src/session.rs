@@ -76,6 +76,8 @@ pub(crate) struct SessionInner {
     pub(crate) order: parking_lot::Mutex<SessionOrder>,
     /// The session's requests not answered yet (see `pipeline`).
     pub(crate) pipe: parking_lot::Mutex<Pipe>,
+    /// Signalled when the pipe has room again.
+    pub(crate) pipe_room: parking_lot::Condvar,
 }
 
 impl SessionInner {
@@ -261,6 +263,7 @@ impl SessionBuilder {
             dispatcher: dispatcher.clone(),
             order: parking_lot::Mutex::new(SessionOrder::hosted_from(since)),
             pipe: parking_lot::Mutex::new(Pipe::default()),
+            pipe_room: parking_lot::Condvar::new(),
         });
         // Queued before the session is visible to the apply, so Connected always comes
         // first.
@@ -389,7 +392,9 @@ impl Session {
     /// submission order among this session's requests, on the session's dispatcher and
     /// after every watch event the answer reflects. Writes go to raft at once, many in
     /// flight; a read waits for the requests submitted before it, then runs on this
-    /// node's tree. The synchronous calls are this, waited on.
+    /// node's tree. The synchronous calls are this, waited on. At most
+    /// [`MAX_OUTSTANDING`](crate::MAX_OUTSTANDING) requests of a session are unanswered at
+    /// once: beyond that, `submit` waits for room (back-pressure).
     ///
     /// ```
     /// use std::sync::{mpsc, Arc, Mutex};

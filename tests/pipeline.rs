@@ -221,3 +221,30 @@ fn a_watch_event_always_comes_before_an_answer_that_reflects_it() {
         "only {checked} answers checked against an armed watch"
     );
 }
+
+#[test]
+fn a_full_pipe_makes_the_submitter_wait_for_room() {
+    let c = Cluster::new(1);
+    c.wait_leader();
+    let session = c.node(1).session().unwrap();
+    retry(|| session.create("/bp", b"", CreateMode::Persistent));
+    let log = Arc::new(Log::default());
+    let sink: Arc<dyn Sink> = log.clone();
+    let n = zkraft::MAX_OUTSTANDING as i64 + 500;
+    for xid in 0..n {
+        let op = Op::set_data("/bp", xid.to_string().into_bytes(), None);
+        session.submit(xid, Request::Write(op), &sink);
+    }
+    let heard = wait_for(&log, n as usize);
+    let xids: Vec<i64> = heard
+        .iter()
+        .map(|h| match h {
+            Heard::Answer(x, Ok(_)) => *x,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(xids, (0..n).collect::<Vec<_>>());
+    let (data, stat) = session.get_data("/bp", None).unwrap();
+    assert_eq!(data, (n - 1).to_string().into_bytes());
+    assert_eq!(stat.version as i64, n);
+}
