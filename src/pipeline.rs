@@ -30,7 +30,7 @@ use crate::node::{Responder, Shared};
 use crate::session::SessionInner;
 use crate::time::deadline_after;
 use crate::tree::{DataTree, OpResult, Stat};
-use crate::watch::{WatchManager, Watcher};
+use crate::watch::{AddWatchMode, PersistentWatcher, WatchManager, Watcher, WatcherType};
 
 /// A request a [`Session`](crate::Session) can pipeline.
 pub enum Request {
@@ -57,6 +57,32 @@ pub enum Request {
         /// Fires on the next NodeChildrenChanged or NodeDeleted of `path`.
         watcher: Option<Watcher>,
     },
+    /// `sync`: answered once this node has applied every write committed before it.
+    Sync {
+        /// The path (validated; ZooKeeper syncs the whole tree).
+        path: String,
+    },
+    /// `addWatch`: a persistent (or persistent recursive) watch on `path`.
+    AddWatch {
+        /// The path (need not exist).
+        path: String,
+        /// Which kind.
+        mode: AddWatchMode,
+        /// Called for every event until removed.
+        watcher: PersistentWatcher,
+    },
+    /// `removeWatches`: this session's watches of `kind` on `path` (`NoWatcher` if none).
+    RemoveWatches {
+        /// The path.
+        path: String,
+        /// Which watches.
+        kind: WatcherType,
+    },
+    /// `getEphemerals`: this session's ephemeral znodes under `prefix`, sorted.
+    GetEphemerals {
+        /// A path prefix.
+        prefix: String,
+    },
 }
 
 impl std::fmt::Debug for Request {
@@ -68,6 +94,21 @@ impl std::fmt::Debug for Request {
             Request::GetChildren { path, .. } => {
                 f.debug_struct("GetChildren").field("path", path).finish()
             }
+            Request::Sync { path } => f.debug_struct("Sync").field("path", path).finish(),
+            Request::AddWatch { path, mode, .. } => f
+                .debug_struct("AddWatch")
+                .field("path", path)
+                .field("mode", mode)
+                .finish(),
+            Request::RemoveWatches { path, kind } => f
+                .debug_struct("RemoveWatches")
+                .field("path", path)
+                .field("kind", kind)
+                .finish(),
+            Request::GetEphemerals { prefix } => f
+                .debug_struct("GetEphemerals")
+                .field("prefix", prefix)
+                .finish(),
         }
     }
 }
@@ -83,6 +124,10 @@ pub enum Reply {
     Data(Vec<u8>, Stat),
     /// Child names (sorted) and the parent's stat.
     Children(Vec<String>, Stat),
+    /// Done (`sync`, `addWatch`, `removeWatches`).
+    Done,
+    /// Ephemeral paths, sorted.
+    Ephemerals(Vec<String>),
 }
 
 /// Receives the answers of a session's pipelined requests, each with the request number
@@ -163,9 +208,16 @@ pub(crate) fn submit(
                         propose(shared, inner, id, op)
                     }
                 }
+                Request::Sync { path } => match shared.check_read_path(&path) {
+                    Ok(()) => start_sync(shared, inner, id),
+                    Err(e) => State::Done(Err(e)),
+                },
+                Request::GetEphemerals { .. } => State::Read(request),
                 Request::Exists { ref path, .. }
                 | Request::GetData { ref path, .. }
-                | Request::GetChildren { ref path, .. } => match shared.check_read_path(path) {
+                | Request::GetChildren { ref path, .. }
+                | Request::AddWatch { ref path, .. }
+                | Request::RemoveWatches { ref path, .. } => match shared.check_read_path(path) {
                     Ok(()) => State::Read(request),
                     Err(e) => State::Done(Err(e)),
                 },
@@ -193,7 +245,19 @@ fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op) -> 
     }
 }
 
-/// The driver finished write `id`.
+/// Starts a ReadIndex round for sync `id`; its slot is answered once the index is applied.
+fn start_sync(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State {
+    let (s, i) = (shared.clone(), inner.clone());
+    let reply =
+        Responder::callback(move |res: Result<u64>| complete(&s, &i, id, res.map(|_| Reply::Done)));
+    let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
+    match shared.start_read_index(deadline, reply) {
+        Ok(()) => State::Waiting,
+        Err(e) => State::Done(Err(e)),
+    }
+}
+
+/// The driver finished write (or sync) `id`.
 fn complete(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, result: Result<Reply>) {
     let mut unarmed = Vec::new();
     {
@@ -309,6 +373,24 @@ fn read(
                 Err(e)
             }
         },
-        Request::Write(_) => Err(Error::BadArguments("a write is not a read".into())),
+        Request::AddWatch {
+            path,
+            mode,
+            watcher,
+        } => {
+            watches.add_persistent(session, &path, mode, watcher);
+            Ok(Reply::Done)
+        }
+        Request::RemoveWatches { path, kind } => {
+            if watches.remove(session, &path, kind) {
+                Ok(Reply::Done)
+            } else {
+                Err(Error::NoWatcher(path))
+            }
+        }
+        Request::GetEphemerals { prefix } => {
+            Ok(Reply::Ephemerals(tree.ephemerals(session, &prefix)))
+        }
+        Request::Write(_) | Request::Sync { .. } => Err(Error::BadArguments("not a read".into())),
     }
 }

@@ -18,8 +18,8 @@ use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::node::Shared;
 use crate::pipeline::{self, Answer, Pipe, Reply, Request, Sink};
-use crate::tree::{OpResult, Stat, WatchedEvent, Znode};
-use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, WatchManager, Watcher, WatcherType};
+use crate::tree::{OpResult, Stat, WatchedEvent};
+use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, Watcher, WatcherType};
 
 const OPEN: u8 = 0;
 const EXPIRED: u8 = 1;
@@ -463,33 +463,6 @@ impl Session {
         self.wait_watchers(self.inner.dispatcher.progress.queued());
     }
 
-    /// Reads under the tree lock, registering a watch in the same critical section so no
-    /// change can slip between the read and the registration. `f` hands back a watcher it
-    /// did not register: it is dropped only after the locks are released (its captures
-    /// may run arbitrary code on drop, such as closing another session).
-    fn read<T>(
-        &self,
-        p: &str,
-        f: impl FnOnce(Option<&Znode>, &mut WatchManager) -> (Result<T>, Option<Watcher>),
-    ) -> Result<T> {
-        self.check()?;
-        self.shared.check_read_path(p)?;
-        let (out, unused, target) = {
-            let tree = self.shared.tree().read();
-            // Re-checked under the lock: an expiry cannot be half applied here.
-            if let Err(e) = self.check() {
-                (Err(e), None, 0)
-            } else {
-                let mut watches = self.shared.watches.lock();
-                let (out, unused) = f(tree.get(p), &mut watches);
-                (out, unused, self.inner.dispatcher.progress.queued())
-            }
-        };
-        drop(unused);
-        self.wait_watchers(target);
-        out
-    }
-
     // ----- writes -----
 
     /// Creates a znode (see [`crate::Node::create`]); ephemeral modes make this session its
@@ -537,11 +510,11 @@ impl Session {
 
     /// ZooKeeper's `sync`: the next read on this session sees every write committed before.
     pub fn sync(&self, path: &str) -> Result<()> {
-        self.check()?;
-        self.shared.check_read_path(path)?;
-        self.shared.read_index()?;
-        self.settle();
-        Ok(())
+        let path = path.to_string();
+        match self.call(Request::Sync { path })? {
+            Reply::Done => Ok(()),
+            other => Err(mismatch("sync", &other)),
+        }
     }
 
     // ----- reads with watches -----
@@ -594,32 +567,35 @@ impl Session {
         mode: AddWatchMode,
         watcher: impl Fn(WatchedEvent) + Send + Sync + 'static,
     ) -> Result<()> {
-        let id = self.inner.id;
-        let w: crate::watch::PersistentWatcher = Arc::new(watcher);
-        self.read(path, |_, watches| {
-            watches.add_persistent(id, path, mode, w);
-            (Ok(()), None)
-        })
+        let request = Request::AddWatch {
+            path: path.to_string(),
+            mode,
+            watcher: Arc::new(watcher),
+        };
+        match self.call(request)? {
+            Reply::Done => Ok(()),
+            other => Err(mismatch("add_watch", &other)),
+        }
     }
 
     /// Removes this session's watches of `kind` on `path`; each removed watcher hears a
     /// *WatchRemoved event. [`Error::NoWatcher`] if there was none.
     pub fn remove_watches(&self, path: &str, kind: WatcherType) -> Result<()> {
-        let id = self.inner.id;
-        self.read(path, |_, watches| {
-            if watches.remove(id, path, kind) {
-                (Ok(()), None)
-            } else {
-                (Err(Error::NoWatcher(path.to_string())), None)
-            }
-        })
+        let path = path.to_string();
+        match self.call(Request::RemoveWatches { path, kind })? {
+            Reply::Done => Ok(()),
+            other => Err(mismatch("remove_watches", &other)),
+        }
     }
 
     /// This session's ephemeral znodes whose path starts with `prefix`, sorted
     /// (ZooKeeper 3.6's getEphemerals).
     pub fn get_ephemerals(&self, prefix: &str) -> Result<Vec<String>> {
-        self.check()?;
-        Ok(self.shared.tree().read().ephemerals(self.inner.id, prefix))
+        let prefix = prefix.to_string();
+        match self.call(Request::GetEphemerals { prefix })? {
+            Reply::Ephemerals(paths) => Ok(paths),
+            other => Err(mismatch("get_ephemerals", &other)),
+        }
     }
 
     /// Moves the session to `node`, another member in this process, with its watches (as
@@ -671,13 +647,10 @@ impl Session {
         if self.ended() {
             return Ok(());
         }
-        self.shared.submit(
-            Some(&self.inner),
-            Op::CloseSession {
-                session: self.inner.id,
-                expired: false,
-            },
-        )?;
+        self.call(Request::Write(Op::CloseSession {
+            session: self.inner.id,
+            expired: false,
+        }))?;
         self.join_dispatcher();
         Ok(())
     }

@@ -179,7 +179,8 @@ impl Dispatcher {
     fn push(&self, job: Job) {
         self.progress.queued.fetch_add(1, Ordering::AcqRel);
         let mut q = self.queue.lock();
-        if q.stopped {
+        // An answer is owed even after the session ended: it still runs.
+        if q.stopped && !matches!(job, Job::Answer(_)) {
             drop(q);
             // Counted as delivered so nobody waits for it; dropped here, as a send to an
             // ended thread's channel dropped it.

@@ -248,3 +248,67 @@ fn a_full_pipe_makes_the_submitter_wait_for_room() {
     assert_eq!(data, (n - 1).to_string().into_bytes());
     assert_eq!(stat.version as i64, n);
 }
+
+#[test]
+fn sync_watch_management_and_ephemerals_take_their_turn_in_the_pipeline() {
+    let c = Cluster::new(3);
+    let leader = c.wait_leader();
+    let host = c.ids.iter().copied().find(|i| *i != leader).unwrap();
+    let session = c.node(host).session().unwrap();
+    retry(|| session.create("/w", b"", CreateMode::Persistent));
+    let log = Arc::new(Log::default());
+    let sink: Arc<dyn Sink> = log.clone();
+    let l = log.clone();
+    let requests = vec![
+        Request::Write(Op::create("/w/eph", vec![], CreateMode::Ephemeral)),
+        Request::GetEphemerals {
+            prefix: "/w".into(),
+        },
+        Request::AddWatch {
+            path: "/w".into(),
+            mode: zkraft::AddWatchMode::PersistentRecursive,
+            watcher: Arc::new(move |e: zkraft::WatchedEvent| {
+                l.0.lock().unwrap().push(Heard::Event(e.zxid))
+            }),
+        },
+        Request::Write(Op::create("/w/x", vec![], CreateMode::Persistent)),
+        Request::Sync { path: "/".into() },
+        Request::RemoveWatches {
+            path: "/w".into(),
+            kind: zkraft::WatcherType::Persistent,
+        },
+        Request::RemoveWatches {
+            path: "/w".into(),
+            kind: zkraft::WatcherType::Persistent,
+        },
+    ];
+    let n = requests.len();
+    for (xid, r) in requests.into_iter().enumerate() {
+        session.submit(xid as i64, r, &sink);
+    }
+    let heard = wait_for(&log, n);
+    let shown: Vec<String> = heard
+        .iter()
+        .map(|h| match h {
+            Heard::Event(_) => "event".to_string(),
+            Heard::Answer(x, Ok(Reply::Ephemerals(p))) => format!("{x}:{p:?}"),
+            Heard::Answer(x, Ok(_)) => format!("{x}:ok"),
+            Heard::Answer(x, Err(e)) => format!("{x}:{}", e.split(':').next().unwrap()),
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "0:ok",
+            "1:[\"/w/eph\"]",
+            "2:ok",
+            "event", // NodeCreated /w/x, before the answer of the create that caused it
+            "3:ok",
+            "4:ok",
+            "event", // the removed watch hears PersistentWatchRemoved
+            "5:ok",
+            "6:no watcher on /w",
+        ],
+        "{heard:?}"
+    );
+}

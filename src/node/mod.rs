@@ -218,7 +218,7 @@ pub(crate) enum Request {
     ReadIndex {
         request_id: u64,
         deadline: Instant,
-        reply: Sender<Result<u64>>,
+        reply: Responder<u64>,
     },
     /// Propose a configuration change; reply once it is applied here.
     ConfChange {
@@ -600,16 +600,22 @@ impl Shared {
 
     /// Runs a ReadIndex round and waits until the read index is applied locally.
     pub(crate) fn read_index(&self) -> Result<u64> {
-        self.check_running()?;
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
         let (reply, rx) = bounded(1);
+        self.start_read_index(deadline, reply.into())?;
+        wait(&rx, deadline, timeout)?
+    }
+
+    /// Starts a ReadIndex round; `reply` hears the index once it is applied here.
+    pub(crate) fn start_read_index(&self, deadline: Instant, reply: Responder<u64>) -> Result<()> {
+        self.check_running()?;
         self.post(Msg::Request(Request::ReadIndex {
             request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
             deadline,
             reply,
         }));
-        wait(&rx, deadline, timeout)?
+        Ok(())
     }
 }
 

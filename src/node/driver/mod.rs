@@ -398,7 +398,7 @@ impl Core {
                     self.reads.insert(
                         request_id,
                         Waiter {
-                            reply: reply.into(),
+                            reply,
                             deadline,
                             issued: now,
                         },
