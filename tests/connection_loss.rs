@@ -10,30 +10,28 @@ use std::time::{Duration, Instant};
 use common::{retry, Cluster, ELECTION_TIMEOUT, REQUEST_TIMEOUT};
 use zkraft::{CreateMode, Error};
 
+/// A 3-node cluster and a session (30 s timeout) hosted by a follower, created `dir`; the
+/// leader's appends to both followers delayed by 300 ms, so writes stay in flight.
+/// Returns the cluster, the leader's id and the session.
+fn slow_leader_with_a_follower_session(dir: &str) -> (Cluster, u64, zkraft::Session) {
+    let c = Cluster::new(3);
+    let leader = c.wait_leader();
+    let followers: Vec<u64> = c.ids.iter().copied().filter(|id| *id != leader).collect();
+    let session = c
+        .node(followers[0])
+        .session_with_timeout(Duration::from_secs(30))
+        .unwrap();
+    retry(|| session.create(dir, b"", CreateMode::Persistent));
+    for f in followers {
+        c.net.delay(leader, f, Duration::from_millis(300)).unwrap();
+    }
+    (c, leader, session)
+}
+
 #[test]
 fn a_leader_crash_answers_every_write_in_flight_within_an_election() {
-    let mut c = Cluster::new(3);
-    let leader = c.wait_leader();
-    let host = c.ids.iter().copied().find(|id| *id != leader).unwrap();
-    let other = c
-        .ids
-        .iter()
-        .copied()
-        .find(|id| *id != leader && *id != host)
-        .unwrap();
-    let session = Arc::new(
-        c.node(host)
-            .session_with_timeout(Duration::from_secs(30))
-            .unwrap(),
-    );
-    retry(|| session.create("/w", b"", CreateMode::Persistent));
-    // The leader's appends take a while to arrive, so the writes stay in flight.
-    c.net
-        .delay(leader, host, Duration::from_millis(300))
-        .unwrap();
-    c.net
-        .delay(leader, other, Duration::from_millis(300))
-        .unwrap();
+    let (mut c, leader, session) = slow_leader_with_a_follower_session("/w");
+    let session = Arc::new(session);
 
     let writers: Vec<_> = (0..100)
         .map(|i| {
@@ -96,26 +94,7 @@ impl zkraft::Sink for Answers {
 
 #[test]
 fn a_leader_crash_under_a_pipelined_session_never_applies_a_write_after_a_later_one() {
-    let mut c = Cluster::new(3);
-    let leader = c.wait_leader();
-    let host = c.ids.iter().copied().find(|id| *id != leader).unwrap();
-    let other = c
-        .ids
-        .iter()
-        .copied()
-        .find(|id| *id != leader && *id != host)
-        .unwrap();
-    let session = c
-        .node(host)
-        .session_with_timeout(Duration::from_secs(30))
-        .unwrap();
-    retry(|| session.create("/q", b"", CreateMode::Persistent));
-    c.net
-        .delay(leader, host, Duration::from_millis(300))
-        .unwrap();
-    c.net
-        .delay(leader, other, Duration::from_millis(300))
-        .unwrap();
+    let (mut c, leader, session) = slow_leader_with_a_follower_session("/q");
     let answers = Arc::new(Answers::default());
     let sink: Arc<dyn zkraft::Sink> = answers.clone();
     // 100 writes in flight from one thread; the data says which request each was.

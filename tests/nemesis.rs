@@ -12,6 +12,21 @@ use std::time::Duration;
 use common::Cluster;
 use zkraft::{CreateMode, Error};
 
+/// The nemesis: `rounds` random 2|3 splits of 400 ms each, with short healed gaps.
+fn nemesis(c: &Cluster, mut seed: u64, rounds: usize) {
+    for _ in 0..rounds {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut ids = c.ids.clone();
+        ids.sort_by_key(|id| (seed.rotate_left(*id as u32 * 7)) & 0xff);
+        c.net.partition(&[&ids[..2], &ids[2..]]);
+        std::thread::sleep(Duration::from_millis(400));
+        c.net.heal();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn random_partitions_lose_nothing_acknowledged_and_apply_nothing_twice() {
     let c = Cluster::new(5);
@@ -45,19 +60,7 @@ fn random_partitions_lose_nothing_acknowledged_and_apply_nothing_twice() {
                 }
             });
         }
-        // The nemesis: a random 2|3 split every 400 ms, with short healed gaps.
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for _ in 0..10 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let mut ids = c.ids.clone();
-            ids.sort_by_key(|id| (seed.rotate_left(*id as u32 * 7)) & 0xff);
-            c.net.partition(&[&ids[..2], &ids[2..]]);
-            std::thread::sleep(Duration::from_millis(400));
-            c.net.heal();
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        nemesis(&c, 0x2545_f491_4f6c_dd1du64, 10);
         stop.store(true, Ordering::SeqCst);
     });
     c.net.heal();
@@ -138,18 +141,7 @@ fn random_partitions_under_pipelined_sessions_keep_each_sessions_order() {
                 })
             })
             .collect();
-        let mut seed = 0x1234_5678_9abc_def1u64;
-        for _ in 0..8 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let mut ids = c.ids.clone();
-            ids.sort_by_key(|id| (seed.rotate_left(*id as u32 * 7)) & 0xff);
-            c.net.partition(&[&ids[..2], &ids[2..]]);
-            std::thread::sleep(Duration::from_millis(400));
-            c.net.heal();
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        nemesis(&c, 0x1234_5678_9abc_def1u64, 8);
         stop.store(true, Ordering::SeqCst);
         writers.into_iter().map(|w| w.join().unwrap()).collect()
     });
