@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{retry, Cluster, ELECTION_TIMEOUT, REQUEST_TIMEOUT};
 use zkraft::{CreateMode, Error};
 
-/// A 3-node cluster and a session (30 s timeout) hosted by a follower, created `dir`; the
+/// A 3-node cluster and a session (30 s timeout) hosted by a follower, which created `dir`; the
 /// leader's appends to both followers delayed by 300 ms, so writes stay in flight.
 /// Returns the cluster, the leader's id and the session.
 fn slow_leader_with_a_follower_session(dir: &str) -> (Cluster, u64, zkraft::Session) {
