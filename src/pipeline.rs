@@ -15,7 +15,14 @@
 //! before it. A [`Sink`] hears its answers through the dispatcher, after those events; a
 //! synchronous caller is answered directly when nothing is queued before it, and through
 //! the dispatcher otherwise — so no caller sees data newer than an event its watchers have
-//! not had, with no thread handoff in the common case.
+//! not had, with no thread handoff in the common case. (A caller that must not wait for
+//! the session's watchers — one running on a callback thread, or a session with
+//! `wait_for_watchers(false)` — is always answered directly, so its answer may come before
+//! a sink has heard the answers of earlier requests still queued for it.)
+//!
+//! Every request is answered exactly once: a callback the driver drops unanswered (on an
+//! error path) answers `Shutdown` as it is dropped, and one refused before it is handed
+//! over is disarmed, its refusal answered in its slot.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -83,6 +90,18 @@ pub enum Request {
         /// A path prefix.
         prefix: String,
     },
+}
+
+impl Request {
+    /// The one-shot watcher the request carries, if any.
+    fn into_watcher(self) -> Option<Watcher> {
+        match self {
+            Request::Exists { watcher, .. }
+            | Request::GetData { watcher, .. }
+            | Request::GetChildren { watcher, .. } => watcher,
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Request {
@@ -257,7 +276,8 @@ fn start_sync(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State
     }
 }
 
-/// The driver finished write (or sync) `id`.
+/// The driver finished write (or sync) `id`. Runs on the driver's thread: watchers of
+/// reads that set none go to the session's dispatcher to be dropped there.
 fn complete(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, result: Result<Reply>) {
     let mut unarmed = Vec::new();
     {
@@ -267,7 +287,7 @@ fn complete(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, result: Re
         }
         drain(shared, inner, &mut pipe, &mut unarmed);
     }
-    drop(unarmed);
+    inner.dispatcher.discard(unarmed);
 }
 
 /// Answers the front of the pipe while it is answerable, running reads as they reach it,
@@ -293,6 +313,13 @@ fn drain(
                 };
                 let result = match slot.state {
                     State::Done(r) => r,
+                    // The session ended (closed, expired, moved) while the read waited:
+                    // it sets no watch any more (its state changes under the tree's
+                    // write lock, so this check holds while the read runs).
+                    State::Read(request) if inner.check(shared).is_err() => {
+                        unarmed.extend(request.into_watcher());
+                        Err(inner.check(shared).err().unwrap_or(Error::Shutdown))
+                    }
                     State::Read(request) => {
                         let w = watches.get_or_insert_with(|| shared.watches.lock());
                         read(inner.id, request, &tree, w, unarmed)

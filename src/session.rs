@@ -447,7 +447,12 @@ impl Session {
             .saturating_add(Duration::from_secs(5));
         match rx.recv_timeout(patience) {
             Ok(result) => result,
-            Err(_) => Err(self.check().err().unwrap_or(Error::Shutdown)),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                Err(self.check().err().unwrap_or(Error::Timeout(patience)))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(self.check().err().unwrap_or(Error::Shutdown))
+            }
         }
     }
 

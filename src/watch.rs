@@ -199,6 +199,15 @@ impl Dispatcher {
         }
     }
 
+    /// Drops `watchers` on a callback thread, after everything queued so far: their
+    /// captures may own anything (a session, a node) and must not be dropped under the
+    /// node's locks or on its driver.
+    pub(crate) fn discard(&self, watchers: Vec<Watcher>) {
+        if !watchers.is_empty() {
+            self.run_after_queued(Box::new(move || drop(watchers)));
+        }
+    }
+
     /// Runs `f` after everything queued so far (an answer to the session's request, after
     /// the watch events it may reflect).
     pub(crate) fn run_after_queued(&self, f: Box<dyn FnOnce() + Send>) {

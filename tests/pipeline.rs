@@ -312,3 +312,44 @@ fn sync_watch_management_and_ephemerals_take_their_turn_in_the_pipeline() {
         "{heard:?}"
     );
 }
+
+#[test]
+fn a_node_stopping_under_pipelined_requests_answers_every_one() {
+    let c = Cluster::new(3);
+    let leader = c.wait_leader();
+    let host = c.ids.iter().copied().find(|i| *i != leader).unwrap();
+    let session = c.node(host).session().unwrap();
+    retry(|| session.create("/s", b"", CreateMode::Persistent));
+    let log = Arc::new(Log::default());
+    let sink: Arc<dyn Sink> = log.clone();
+    for xid in 0..300i64 {
+        let req = if xid % 3 == 2 {
+            Request::GetData {
+                path: "/s".into(),
+                watcher: None,
+            }
+        } else {
+            Request::Write(Op::set_data("/s", xid.to_string().into_bytes(), None))
+        };
+        session.submit(xid, req, &sink);
+        if xid == 150 {
+            c.node(host).shutdown();
+        }
+    }
+    let heard = wait_for(&log, 300);
+    let xids: Vec<i64> = heard
+        .iter()
+        .filter_map(|h| match h {
+            Heard::Answer(x, _) => Some(*x),
+            Heard::Event(_) => None,
+        })
+        .collect();
+    assert_eq!(xids, (0..300).collect::<Vec<_>>(), "all answered, in order");
+    assert!(
+        heard
+            .iter()
+            .any(|h| matches!(h, Heard::Answer(_, Err(e)) if e.contains("shut"))),
+        "the later ones were refused: {:?}",
+        heard.last()
+    );
+}

@@ -366,7 +366,7 @@ impl NodeBuilder {
         })
         .on_unreachable(move |peer| {
             if let Some(s) = weak_report.upgrade() {
-                s.post(Msg::Unreachable(peer));
+                let _ = s.post(Msg::Unreachable(peer));
             }
         });
         transport.register(config.id, inbox.clone())?;

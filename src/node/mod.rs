@@ -182,6 +182,14 @@ impl<T> Responder<T> {
         Responder::Callback(Mutex::new(Some(Box::new(f))))
     }
 
+    /// Forgets a callback without calling it: the request was refused before it was
+    /// handed over, and the refusal is returned to the submitter instead.
+    pub(crate) fn disarm(&self) {
+        if let Responder::Callback(f) = self {
+            drop(f.lock().take());
+        }
+    }
+
     /// Answers (the first time; later answers are ignored). Err if nobody listens.
     pub(crate) fn send(&self, r: Result<T>) -> std::result::Result<(), ()> {
         match self {
@@ -192,6 +200,18 @@ impl<T> Responder<T> {
                     f(r);
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+impl<T> Drop for Responder<T> {
+    /// A callback never answered (its request was dropped on an error path) hears
+    /// `Shutdown`: no pipelined request is ever left waiting.
+    fn drop(&mut self) {
+        if let Responder::Callback(f) = self {
+            if let Some(f) = f.get_mut().take() {
+                f(Err(Error::Shutdown));
             }
         }
     }
@@ -236,6 +256,15 @@ impl Request {
             Request::Propose { deadline, .. }
             | Request::ReadIndex { deadline, .. }
             | Request::ConfChange { deadline, .. } => *deadline,
+        }
+    }
+
+    /// Forgets its callback without calling it (see [`Responder::disarm`]).
+    fn disarm(&self) {
+        match self {
+            Request::Propose { reply, .. } => reply.disarm(),
+            Request::ReadIndex { reply, .. } => reply.disarm(),
+            Request::ConfChange { .. } => {}
         }
     }
 
@@ -325,21 +354,41 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Puts a message in the mailbox and makes sure a worker will run the node.
-    fn post(&self, msg: Msg) {
+    /// Hands back a message refused because the node is stopped (nothing was answered:
+    /// the caller decides).
+    #[allow(clippy::result_large_err)] // handed straight back to the caller, never stored
+    fn post(&self, msg: Msg) -> std::result::Result<(), Msg> {
         if self.stopped.load(Ordering::SeqCst) {
-            msg.fail(Error::Shutdown);
-            return;
+            return Err(msg);
         }
         if let Err(e) = self.mailbox.send(msg) {
-            e.into_inner().fail(Error::Shutdown);
-            return;
+            return Err(e.into_inner());
         }
         if self.stopped.load(Ordering::SeqCst) {
             // Shutdown may have drained the mailbox between the check above and the send.
-            self.drain_failed();
-            return;
+            // Drained on a thread of its own: the caller may hold locks (a session's pipe)
+            // that the answers of other requests in the mailbox take.
+            if let Some(me) = self.me.upgrade() {
+                let _ = std::thread::Builder::new()
+                    .name("zkraft-drain".into())
+                    .spawn(move || me.drain_failed());
+            }
+            return Ok(());
         }
         self.wake();
+        Ok(())
+    }
+
+    /// Posts a caller's request; a refusal disarms its callback and is returned.
+    fn post_request(&self, r: Request) -> Result<()> {
+        match self.post(Msg::Request(r)) {
+            Ok(()) => Ok(()),
+            Err(Msg::Request(r)) => {
+                r.disarm();
+                Err(Error::Shutdown)
+            }
+            Err(_) => Err(Error::Shutdown),
+        }
     }
 
     /// Hands an envelope from a peer to the driver, unless this node's backlog of peer
@@ -360,7 +409,7 @@ impl Shared {
         }
         self.backlog_bytes.fetch_add(cost, Ordering::AcqRel);
         self.backlog_envelopes.fetch_add(1, Ordering::AcqRel);
-        self.post(msg);
+        let _ = self.post(msg);
     }
 
     /// The driver took an envelope out of the mailbox.
@@ -551,19 +600,25 @@ impl Shared {
         deadline: Instant,
         reply: Responder<OpResult>,
     ) -> Result<()> {
-        self.check_running()?;
-        self.check_request_size(op.request_size())?;
-        self.validate_op(&op, true)?;
+        let checked = self
+            .check_running()
+            .and_then(|()| self.check_request_size(op.request_size()))
+            .and_then(|()| self.validate_op(&op, true));
+        if let Err(e) = checked {
+            // Refused here: the submitter hears it from the return value, not `reply`.
+            reply.disarm();
+            return Err(e);
+        }
         match session {
             None => {
                 let (request_id, data) = self.command(0, (0, 0), op);
-                self.post(Msg::Request(Request::Propose {
+                self.post_request(Request::Propose {
                     request_id,
                     data,
                     order: None,
                     deadline,
                     reply,
-                }));
+                })?;
             }
             Some(inner) => {
                 // Numbered and queued under the session's order lock, so the mailbox (and
@@ -571,13 +626,13 @@ impl Shared {
                 let mut order = inner.order.lock();
                 let (epoch, seq) = order.take_next();
                 let (request_id, data) = self.command(inner.id, (epoch, seq), op);
-                self.post(Msg::Request(Request::Propose {
+                self.post_request(Request::Propose {
                     request_id,
                     data,
                     order: Some((inner.id, epoch)),
                     deadline,
                     reply,
-                }));
+                })?;
             }
         }
         Ok(())
@@ -589,12 +644,12 @@ impl Shared {
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
         let (reply, rx) = bounded(1);
-        self.post(Msg::Request(Request::ConfChange {
+        self.post_request(Request::ConfChange {
             request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
             change,
             deadline,
             reply,
-        }));
+        })?;
         wait(&rx, deadline, timeout)?
     }
 
@@ -609,13 +664,15 @@ impl Shared {
 
     /// Starts a ReadIndex round; `reply` hears the index once it is applied here.
     pub(crate) fn start_read_index(&self, deadline: Instant, reply: Responder<u64>) -> Result<()> {
-        self.check_running()?;
-        self.post(Msg::Request(Request::ReadIndex {
+        if let Err(e) = self.check_running() {
+            reply.disarm();
+            return Err(e);
+        }
+        self.post_request(Request::ReadIndex {
             request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
             deadline,
             reply,
-        }));
-        Ok(())
+        })
     }
 }
 

@@ -97,7 +97,7 @@ impl Outgoing {
                         "to" => to, "error" => %e),
                 }
                 if let Some(s) = me.upgrade() {
-                    s.post(Msg::SnapshotDone {
+                    let _ = s.post(Msg::SnapshotDone {
                         to,
                         transfer,
                         ok: res.is_ok(),

@@ -34,7 +34,7 @@ impl Core {
                 slog::warn!(s.logger, "snapshot transfer not started"; "to" => to, "error" => %e);
                 // Told to raft on the next round, outside this Ready.
                 self.outgoing.insert(to, Outgoing::failed(transfer));
-                s.post(Msg::SnapshotDone {
+                let _ = s.post(Msg::SnapshotDone {
                     to,
                     transfer,
                     ok: false,
