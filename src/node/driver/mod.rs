@@ -83,7 +83,7 @@ impl<T> Waiter<T> {
 }
 
 /// A write this node proposed, waiting to be applied.
-struct PendingWrite {
+pub(super) struct PendingWrite {
     waiter: Waiter<OpResult>,
     /// The session and host epoch it was numbered in.
     order: Option<(i64, u64)>,
@@ -515,23 +515,37 @@ impl Core {
     /// sessions start a new epoch, so nothing the session sends afterwards can be applied
     /// before them (see `DataTree::apply_ordered`).
     fn leader_changed(&mut self, s: &Shared, leader: u64) {
-        let lost: Vec<u64> = self
+        let reason =
+            format!("the raft leader changed (now {leader}) while the write was in flight");
+        self.lose_pending(s, |p| p.leader != leader, &reason);
+    }
+
+    /// Answers the pending writes `lost` picks with `ConnectionLoss` (their outcome is
+    /// unknown: they may be applied, or never), and restarts their sessions' order.
+    pub(super) fn lose_pending(
+        &mut self,
+        s: &Shared,
+        lost: impl Fn(&PendingWrite) -> bool,
+        reason: &str,
+    ) {
+        let ids: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.leader != leader)
+            .filter(|(_, p)| lost(p))
             .map(|(id, _)| *id)
             .collect();
-        if lost.is_empty() {
+        if ids.is_empty() {
             return;
         }
-        slog::info!(s.logger, "leader changed with writes in flight: outcome unknown";
-            "leader" => leader, "writes" => lost.len());
-        for id in lost {
+        slog::info!(s.logger, "writes in flight answered: outcome unknown";
+            "writes" => ids.len(), "reason" => reason);
+        for id in ids {
             if let Some(p) = self.pending.remove(&id) {
                 restart_order(s, p.order);
-                let _ = p.waiter.reply.send(Err(Error::ConnectionLoss(format!(
-                    "the raft leader changed (now {leader}) while the write was in flight"
-                ))));
+                let _ = p
+                    .waiter
+                    .reply
+                    .send(Err(Error::ConnectionLoss(reason.to_string())));
             }
         }
     }

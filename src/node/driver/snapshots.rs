@@ -179,6 +179,13 @@ impl Core {
         s.applied.store(meta.index, Ordering::Release);
         self.log_bytes = 0;
         self.release_reads();
+        // This node's writes the snapshot may cover will never be applied here one by
+        // one: their callers hear now that their outcome is unknown.
+        self.lose_pending(
+            s,
+            |_| true,
+            "a snapshot replaced this node's log while the write was in flight",
+        );
         Ok(())
     }
 
