@@ -9,7 +9,7 @@
 //! [`MAX_WORKERS`]); workers beyond the minimum leave after [`IDLE_EXIT`] without work.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -53,13 +53,16 @@ pub(crate) struct Executor {
     shared: Arc<Shared>,
 }
 
-static GLOBAL: OnceLock<Executor> = OnceLock::new();
+/// The process's executor, made once (under the lock, so two first users cannot both
+/// start one) and never dropped.
+static GLOBAL: Mutex<Option<&'static Executor>> = Mutex::new(None);
 
 impl Executor {
     /// The process-wide executor, started on first use. [`crate::Error::Io`] if not even
-    /// its first worker can be started.
+    /// its first worker can be started (a later call tries again).
     pub(crate) fn global() -> crate::Result<&'static Executor> {
-        if let Some(e) = GLOBAL.get() {
+        let mut global = GLOBAL.lock();
+        if let Some(e) = *global {
             return Ok(e);
         }
         let shared = Arc::new(Shared {
@@ -77,9 +80,9 @@ impl Executor {
                 Executor { shared }.supervise();
             })
             .map_err(|e| crate::Error::Io(e.to_string()))?;
-        // Two racing first users: one executor wins, the other's workers idle out… except
-        // the minimum, which is why this is rare enough to accept (it happens once).
-        Ok(GLOBAL.get_or_init(|| exec))
+        let exec: &'static Executor = Box::leak(Box::new(exec));
+        *global = Some(exec);
+        Ok(exec)
     }
 
     /// Number of workers alive now.
