@@ -42,6 +42,7 @@ mod time;
 pub mod transport;
 pub mod tree;
 pub mod watch;
+mod wire;
 
 pub use command::{CreateMode, Op};
 pub use error::{Error, Result};
