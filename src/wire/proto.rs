@@ -131,42 +131,9 @@ impl WatcherEvent {
     }
 }
 
-/// One operation of a `multi` (or `multiRead`).
+/// A write record: the operations a request or a `multi` may carry that change the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum MultiOp {
-    Create {
-        path: String,
-        data: Vec<u8>,
-        acl: Vec<Acl>,
-        flags: i32,
-        ttl: Option<i64>,
-    },
-    Delete {
-        path: String,
-        version: i32,
-    },
-    SetData {
-        path: String,
-        data: Vec<u8>,
-        version: i32,
-    },
-    Check {
-        path: String,
-        version: i32,
-    },
-    GetChildren {
-        path: String,
-    },
-    GetData {
-        path: String,
-    },
-}
-
-/// A client request after the handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ClientRequest {
-    Ping,
-    CloseSession,
+pub(crate) enum Write {
     /// create, create2, createContainer and createTTL (`op` says which).
     Create {
         op: i32,
@@ -180,12 +147,6 @@ pub(crate) enum ClientRequest {
         path: String,
         version: i32,
     },
-    /// exists, getData, getChildren, getChildren2 (`op` says which).
-    Read {
-        op: i32,
-        path: String,
-        watch: bool,
-    },
     SetData {
         path: String,
         data: Vec<u8>,
@@ -194,6 +155,29 @@ pub(crate) enum ClientRequest {
     Check {
         path: String,
         version: i32,
+    },
+}
+
+/// One operation of a `multi` (or `multiRead`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MultiOp {
+    Write(Write),
+    GetChildren { path: String },
+    GetData { path: String },
+}
+
+/// A client request after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClientRequest {
+    Ping,
+    CloseSession,
+    /// create(2/Container/TTL), delete, setData or check.
+    Write(Write),
+    /// exists, getData, getChildren, getChildren2 (`op` says which).
+    Read {
+        op: i32,
+        path: String,
+        watch: bool,
     },
     Sync {
         path: String,
@@ -242,23 +226,36 @@ pub(crate) enum ClientRequest {
     },
 }
 
-/// The fields of a create record (`CreateRequest`, or `CreateTTLRequest` with a TTL).
-struct CreateRecord {
-    path: String,
-    data: Vec<u8>,
-    acl: Vec<Acl>,
-    flags: i32,
-    ttl: Option<i64>,
-}
-
-fn read_create(r: &mut JuteReader<'_>, with_ttl: bool) -> WireResult<CreateRecord> {
-    Ok(CreateRecord {
-        path: r.string()?,
-        data: r.buffer()?,
-        acl: read_acls(r)?,
-        flags: r.int()?,
-        ttl: if with_ttl { Some(r.long()?) } else { None },
-    })
+/// Reads the record of write operation `code`; `None` if `code` is not a write.
+fn read_write(code: i32, r: &mut JuteReader<'_>) -> WireResult<Option<Write>> {
+    Ok(Some(match code {
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => Write::Create {
+            op: code,
+            path: r.string()?,
+            data: r.buffer()?,
+            acl: read_acls(r)?,
+            flags: r.int()?,
+            ttl: if code == op::CREATE_TTL {
+                Some(r.long()?)
+            } else {
+                None
+            },
+        },
+        op::DELETE => Write::Delete {
+            path: r.string()?,
+            version: r.int()?,
+        },
+        op::SET_DATA => Write::SetData {
+            path: r.string()?,
+            data: r.buffer()?,
+            version: r.int()?,
+        },
+        op::CHECK => Write::Check {
+            path: r.string()?,
+            version: r.int()?,
+        },
+        _ => return Ok(None),
+    }))
 }
 
 /// Decodes one request frame (header and record): its xid and the request.
@@ -266,37 +263,17 @@ pub(crate) fn decode_request(frame: &[u8]) -> WireResult<(i32, ClientRequest)> {
     let mut r = JuteReader::new(frame);
     let xid = r.int()?;
     let code = r.int()?;
+    if let Some(write) = read_write(code, &mut r)? {
+        r.finish()?;
+        return Ok((xid, ClientRequest::Write(write)));
+    }
     let req = match code {
         op::PING => ClientRequest::Ping,
         op::CLOSE_SESSION => ClientRequest::CloseSession,
-        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
-            let c = read_create(&mut r, code == op::CREATE_TTL)?;
-            ClientRequest::Create {
-                op: code,
-                path: c.path,
-                data: c.data,
-                acl: c.acl,
-                flags: c.flags,
-                ttl: c.ttl,
-            }
-        }
-        op::DELETE => ClientRequest::Delete {
-            path: r.string()?,
-            version: r.int()?,
-        },
         op::EXISTS | op::GET_DATA | op::GET_CHILDREN | op::GET_CHILDREN2 => ClientRequest::Read {
             op: code,
             path: r.string()?,
             watch: r.boolean()?,
-        },
-        op::SET_DATA => ClientRequest::SetData {
-            path: r.string()?,
-            data: r.buffer()?,
-            version: r.int()?,
-        },
-        op::CHECK => ClientRequest::Check {
-            path: r.string()?,
-            version: r.int()?,
         },
         op::SYNC => ClientRequest::Sync { path: r.string()? },
         op::GET_ACL => ClientRequest::GetAcl { path: r.string()? },
@@ -368,30 +345,11 @@ fn read_multi(r: &mut JuteReader<'_>) -> WireResult<Vec<MultiOp>> {
         if ops.len() >= MAX_MULTI_OPS {
             return Err(WireError::BadValue("too many operations in a multi".into()));
         }
+        if let Some(write) = read_write(code, r)? {
+            ops.push(MultiOp::Write(write));
+            continue;
+        }
         ops.push(match code {
-            op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => {
-                let c = read_create(r, code == op::CREATE_TTL)?;
-                MultiOp::Create {
-                    path: c.path,
-                    data: c.data,
-                    acl: c.acl,
-                    flags: c.flags,
-                    ttl: c.ttl,
-                }
-            }
-            op::DELETE => MultiOp::Delete {
-                path: r.string()?,
-                version: r.int()?,
-            },
-            op::SET_DATA => MultiOp::SetData {
-                path: r.string()?,
-                data: r.buffer()?,
-                version: r.int()?,
-            },
-            op::CHECK => MultiOp::Check {
-                path: r.string()?,
-                version: r.int()?,
-            },
             op::GET_CHILDREN => MultiOp::GetChildren { path: r.string()? },
             op::GET_DATA => MultiOp::GetData { path: r.string()? },
             other => return Err(WireError::UnknownOp(other)),

@@ -4,7 +4,7 @@
 use super::jute::{read_stat, write_acls, Acl, Id, JuteReader, JuteWriter, WireError};
 use super::proto::{
     decode_request, encode_data, op, ClientRequest, ConnectRequest, ConnectResponse, MultiOp,
-    ReplyHeader, WatcherEvent,
+    ReplyHeader, WatcherEvent, Write,
 };
 use crate::command::{CreateMode, Op};
 
@@ -62,14 +62,14 @@ fn requests_decode_and_their_size_is_what_the_request_limit_measures() {
     assert_eq!(xid, 7);
     assert_eq!(
         req,
-        ClientRequest::Create {
+        ClientRequest::Write(Write::Create {
             op: op::CREATE,
             path: "/a".into(),
             data: b"x".to_vec(),
             acl: open_acl(),
             flags: 0,
             ttl: None,
-        }
+        })
     );
     // Op::request_size counts exactly what a client puts on the wire for it.
     let op = Op::create("/a", b"x".to_vec(), CreateMode::Persistent);
@@ -105,15 +105,15 @@ fn requests_decode_and_their_size_is_what_the_request_limit_measures() {
         ClientRequest::Multi {
             read: false,
             ops: vec![
-                MultiOp::SetData {
+                MultiOp::Write(Write::SetData {
                     path: "/a".into(),
                     data: b"y".to_vec(),
                     version: -1
-                },
-                MultiOp::Check {
+                }),
+                MultiOp::Write(Write::Check {
                     path: "/a".into(),
                     version: 1
-                },
+                }),
             ]
         }
     );
