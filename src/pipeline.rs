@@ -376,30 +376,20 @@ fn read(
             }
             Ok(Reply::Exists(tree.get(&path).map(|n| n.stat())))
         }
-        Request::GetData { path, watcher } => match api::data_of(&path, tree.get(&path)) {
-            Ok((data, stat)) => {
-                if let Some(w) = watcher {
-                    watches.add_data(session, &path, w);
-                }
-                Ok(Reply::Data(data, stat))
-            }
-            Err(e) => {
-                unarmed.extend(watcher);
-                Err(e)
-            }
-        },
-        Request::GetChildren { path, watcher } => match api::children_of(&path, tree.get(&path)) {
-            Ok((children, stat)) => {
-                if let Some(w) = watcher {
-                    watches.add_child(session, &path, w);
-                }
-                Ok(Reply::Children(children, stat))
-            }
-            Err(e) => {
-                unarmed.extend(watcher);
-                Err(e)
-            }
-        },
+        Request::GetData { path, watcher } => {
+            let out = api::data_of(&path, tree.get(&path));
+            armed_if_found(out, watcher, unarmed, |w| {
+                watches.add_data(session, &path, w)
+            })
+            .map(|(data, stat)| Reply::Data(data, stat))
+        }
+        Request::GetChildren { path, watcher } => {
+            let out = api::children_of(&path, tree.get(&path));
+            armed_if_found(out, watcher, unarmed, |w| {
+                watches.add_child(session, &path, w)
+            })
+            .map(|(children, stat)| Reply::Children(children, stat))
+        }
         Request::AddWatch {
             path,
             mode,
@@ -420,4 +410,20 @@ fn read(
         }
         Request::Write(_) | Request::Sync { .. } => Err(Error::BadArguments("not a read".into())),
     }
+}
+
+/// A getData or getChildren result: its watch is set (`arm`) only if the znode was found,
+/// as ZooKeeper sets none on a missing znode; an unused watcher goes to `unarmed`.
+fn armed_if_found<T>(
+    out: Result<T>,
+    watcher: Option<Watcher>,
+    unarmed: &mut Vec<Watcher>,
+    arm: impl FnOnce(Watcher),
+) -> Result<T> {
+    match (&out, watcher) {
+        (Ok(_), Some(w)) => arm(w),
+        (Err(_), Some(w)) => unarmed.push(w),
+        (_, None) => {}
+    }
+    out
 }
