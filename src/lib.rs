@@ -31,6 +31,7 @@ mod codec;
 pub mod command;
 mod delivery;
 pub mod error;
+mod listener;
 mod node;
 pub mod path;
 mod pipeline;
@@ -51,7 +52,7 @@ pub use node::{
     MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES,
     MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
-pub use pipeline::{Reply, Request, Sink, MAX_OUTSTANDING};
+pub use pipeline::{ReadOp, Reply, Request, Sink, MAX_OUTSTANDING};
 pub use pool::Pool;
 pub use session::{Session, SessionBuilder, SessionState};
 pub use transport::{Envelope, Inbox, LocalNetwork, TcpTransport, Transport};

@@ -9,7 +9,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +78,10 @@ pub(crate) struct SessionInner {
     pub(crate) pipe: parking_lot::Mutex<Pipe>,
     /// Signalled when the pipe has room again.
     pub(crate) pipe_room: parking_lot::Condvar,
+    /// Kept alive by its client's requests and pings (a wire session), not by its host
+    /// alone: heartbeated only if `touched` since the last heartbeat.
+    client_pings: bool,
+    touched: AtomicBool,
 }
 
 impl SessionInner {
@@ -101,6 +105,13 @@ impl SessionInner {
     /// watchers: it runs one of them (on a callback thread), or the session opted out.
     pub(crate) fn caller_skips_watchers(&self) -> bool {
         !self.wait_for_watchers || crate::delivery::ON_WORKER.with(std::cell::Cell::get)
+    }
+
+    /// Whether the host should heartbeat the session now: always for an embedded
+    /// session; for a wire session, only if its client was heard from since the last
+    /// heartbeat (so a client that goes silent lets it expire, as ZooKeeper's).
+    pub(crate) fn heartbeat_due(&self) -> bool {
+        !self.client_pings || self.touched.swap(false, Ordering::Relaxed)
     }
 
     /// Records that the session moved to another host (the apply of its `MoveSession`).
@@ -135,6 +146,7 @@ pub struct SessionBuilder {
     timeout: Duration,
     watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
     wait_for_watchers: bool,
+    client_pings: bool,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -161,7 +173,17 @@ impl SessionBuilder {
             timeout,
             watcher: None,
             wait_for_watchers: true,
+            client_pings: false,
         }
+    }
+
+    /// A session of a wire client: kept alive only while its client is heard from
+    /// ([`Session::touch`]), with at most one watch of a kind per path (the server
+    /// watches for the connection, as ZooKeeper's).
+    pub(crate) fn for_client(mut self) -> Self {
+        self.client_pings = true;
+        self.wait_for_watchers = false;
+        self
     }
 
     /// Whether calls wait until the session's watchers have run for every event their
@@ -264,11 +286,19 @@ impl SessionBuilder {
             order: parking_lot::Mutex::new(SessionOrder::hosted_from(since)),
             pipe: parking_lot::Mutex::new(Pipe::default()),
             pipe_room: parking_lot::Condvar::new(),
+            client_pings: self.client_pings,
+            touched: AtomicBool::new(true),
         });
         // Queued before the session is visible to the apply, so Connected always comes
         // first.
         dispatcher.state(SessionEvent::Connected);
-        s.watches.lock().add_session(id, dispatcher.clone());
+        {
+            let mut watches = s.watches.lock();
+            watches.add_session(id, dispatcher.clone());
+            if self.client_pings {
+                watches.one_watch_per_path(id);
+            }
+        }
         s.sessions.lock().insert(id, inner.clone());
         // The session just committed through the leader: as good as a heartbeat ack.
         s.sessions_acknowledged();
@@ -425,6 +455,44 @@ impl Session {
             request,
             Answer::Sink(sink.clone(), xid),
         );
+    }
+
+    /// Queues an answer already known for request `xid`, in the session's order.
+    pub(crate) fn submit_answered(&self, xid: i64, result: Result<Reply>, sink: &Arc<dyn Sink>) {
+        pipeline::submit_answered(
+            &self.shared,
+            &self.inner,
+            result,
+            Answer::Sink(sink.clone(), xid),
+        );
+    }
+
+    /// The client of a wire session was heard from: keep the session alive.
+    pub(crate) fn touch(&self) {
+        self.inner.touched.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops hosting the session here without closing it (its client went away, and
+    /// may reconnect to any member): no more heartbeats, so the leader expires it after
+    /// its timeout unless a member takes it over first. Only this handle's hosting ends:
+    /// a newer handle of the session on this node (the client reconnected) stays.
+    pub(crate) fn detach(self) {
+        {
+            let _tree = self.shared.tree().read();
+            let mut sessions = self.shared.sessions.lock();
+            let mine = sessions
+                .get(&self.inner.id)
+                .is_some_and(|i| Arc::ptr_eq(i, &self.inner));
+            if mine {
+                sessions.remove(&self.inner.id);
+                self.shared.watches.lock().end_session(self.inner.id, None);
+            }
+            // Ended for this handle: dropping it closes nothing.
+            let _ =
+                self.inner
+                    .state
+                    .compare_exchange(OPEN, MOVED, Ordering::SeqCst, Ordering::SeqCst);
+        }
     }
 
     /// Submits `request` and waits for its answer.
