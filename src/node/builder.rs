@@ -127,6 +127,20 @@ impl NodeBuilder {
         self
     }
 
+    /// Closes client connections that send no handshake for this long (see
+    /// [`Config::client_handshake_timeout`]).
+    pub fn client_handshake_timeout(mut self, d: Duration) -> Self {
+        self.config.client_handshake_timeout = d;
+        self
+    }
+
+    /// Most requests of one client connection unanswered at once (see
+    /// [`Config::max_outstanding_per_connection`]).
+    pub fn max_outstanding_per_connection(mut self, n: usize) -> Self {
+        self.config.max_outstanding_per_connection = n;
+        self
+    }
+
     /// Replaces the whole configuration (its `id` included).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
