@@ -17,7 +17,7 @@ use crate::session::SessionBuilder;
 use crate::wire::proto::{ConnectRequest, ConnectResponse};
 
 /// Threads opening sessions.
-pub(crate) const WORKERS: usize = 4;
+pub(crate) const WORKERS: usize = 8;
 
 /// The queue of handshakes to do.
 pub(crate) struct Handshakes {
