@@ -31,6 +31,11 @@ mod codec;
 pub mod command;
 mod delivery;
 pub mod error;
+// Hidden entry points for `cargo fuzz` (fuzz/, `./dev fuzz`): only with the `fuzzing`
+// feature, never part of the API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod listener;
 mod node;
 pub mod path;

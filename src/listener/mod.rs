@@ -39,6 +39,39 @@ use event_loop::{Cmd, SelectorHandle};
 use handshake::Handshakes;
 use stats::ServerStats;
 
+/// The client port's handling of a decoded request, without a connection: for the fuzz
+/// target (`crate::fuzzing`). Watchers are made and dropped; a refusal's answer is encoded
+/// and its frame checked.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fuzz_request(xid: i32, req: crate::wire::proto::ClientRequest) {
+    struct Nobody;
+    impl requests::Notifiers for Nobody {
+        fn one(&self) -> crate::watch::Watcher {
+            Box::new(|_| {})
+        }
+        fn lasting(&self) -> crate::watch::PersistentWatcher {
+            Arc::new(|_| {})
+        }
+    }
+    use crate::wire::proto::ClientRequest;
+    if matches!(
+        req,
+        ClientRequest::Ping | ClientRequest::CloseSession | ClientRequest::Auth { .. }
+    ) {
+        return;
+    }
+    let (result, shape) = match requests::action(&Nobody, req) {
+        requests::Action::Submit(request, shape) => {
+            drop(request);
+            (Err(Error::ConnectionLoss("fuzz".into())), shape)
+        }
+        requests::Action::Answer(result, shape) => (result, shape),
+    };
+    let frame = requests::encode_reply(&shape, xid, 1, result);
+    let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    assert_eq!(len + 4, frame.len(), "answer frame length");
+}
+
 /// What every thread of a listener shares.
 pub(crate) struct Ctx {
     pub(crate) shared: Arc<Shared>,

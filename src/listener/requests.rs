@@ -105,16 +105,26 @@ fn write_code(w: &Write) -> i32 {
     }
 }
 
-/// A one-shot watcher that tells the connection (ZooKeeper's server-side watcher is the
-/// connection itself, which tells the client; the client tells its own watchers).
-fn notifier(io: &Arc<ConnIo>) -> Watcher {
-    let io = io.clone();
-    Box::new(move |e: WatchedEvent| io.notify(&e))
+/// Makes the watchers a connection's requests set: each tells the connection
+/// (ZooKeeper's server-side watcher is the connection itself, which tells the client;
+/// the client tells its own watchers).
+pub(crate) trait Notifiers {
+    /// A one-shot watcher.
+    fn one(&self) -> Watcher;
+    /// A persistent watcher.
+    fn lasting(&self) -> PersistentWatcher;
 }
 
-fn persistent_notifier(io: &Arc<ConnIo>) -> PersistentWatcher {
-    let io = io.clone();
-    Arc::new(move |e: WatchedEvent| io.notify(&e))
+impl Notifiers for Arc<ConnIo> {
+    fn one(&self) -> Watcher {
+        let io = self.clone();
+        Box::new(move |e: WatchedEvent| io.notify(&e))
+    }
+
+    fn lasting(&self) -> PersistentWatcher {
+        let io = self.clone();
+        Arc::new(move |e: WatchedEvent| io.notify(&e))
+    }
 }
 
 /// What the connection does with a decoded request.
@@ -127,7 +137,7 @@ pub(crate) enum Action {
 
 /// The pipeline request for a client request (ping, closeSession and auth are handled by
 /// the connection itself and never reach here).
-pub(crate) fn action(io: &Arc<ConnIo>, req: ClientRequest) -> Action {
+pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
     match req {
         ClientRequest::Write(w) => {
             let shape = Shape::of(write_code(&w));
@@ -137,7 +147,7 @@ pub(crate) fn action(io: &Arc<ConnIo>, req: ClientRequest) -> Action {
             }
         }
         ClientRequest::Read { op, path, watch } => {
-            let watcher = watch.then(|| notifier(io));
+            let watcher = watch.then(|| io.one());
             let request = match op {
                 op::EXISTS => Request::Exists { path, watcher },
                 op::GET_DATA => Request::GetData { path, watcher },
@@ -207,13 +217,10 @@ pub(crate) fn action(io: &Arc<ConnIo>, req: ClientRequest) -> Action {
             recursive,
         } => {
             let one = |paths: Vec<String>| -> Vec<(String, Watcher)> {
-                paths.into_iter().map(|p| (p, notifier(io))).collect()
+                paths.into_iter().map(|p| (p, io.one())).collect()
             };
             let lasting = |paths: Vec<String>| -> Vec<(String, PersistentWatcher)> {
-                paths
-                    .into_iter()
-                    .map(|p| (p, persistent_notifier(io)))
-                    .collect()
+                paths.into_iter().map(|p| (p, io.lasting())).collect()
             };
             let request = Request::SetWatches {
                 relative_zxid,
@@ -269,7 +276,7 @@ pub(crate) fn action(io: &Arc<ConnIo>, req: ClientRequest) -> Action {
             let request = Request::AddWatch {
                 path,
                 mode,
-                watcher: persistent_notifier(io),
+                watcher: io.lasting(),
             };
             Action::Submit(request, Shape::of(op::ADD_WATCH))
         }
