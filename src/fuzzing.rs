@@ -280,10 +280,18 @@ fn encode_request(xid: i32, req: &ClientRequest, set_watches2: bool, capacity: u
                         write_op(&mut w, write);
                     }
                     MultiOp::GetChildren { path } => {
-                        w.int(op::GET_CHILDREN).boolean(false).int(-1).string(path);
+                        w.int(op::GET_CHILDREN)
+                            .boolean(false)
+                            .int(-1)
+                            .string(path)
+                            .boolean(false);
                     }
                     MultiOp::GetData { path } => {
-                        w.int(op::GET_DATA).boolean(false).int(-1).string(path);
+                        w.int(op::GET_DATA)
+                            .boolean(false)
+                            .int(-1)
+                            .string(path)
+                            .boolean(false);
                     }
                 }
             }

@@ -234,9 +234,10 @@ impl ConnIo {
         });
     }
 
-    /// A watch notification for this connection's client.
+    /// A watch notification for this connection's client, with the zxid of the change
+    /// that fired it (as ZooKeeper 3.9 sends it).
     pub(crate) fn notify(&self, e: &WatchedEvent) {
-        if let Some(frame) = requests::encode_notification(e, self.zxid()) {
+        if let Some(frame) = requests::encode_notification(e, e.zxid) {
             self.send(frame);
         }
     }

@@ -349,8 +349,18 @@ fn read_multi(r: &mut JuteReader<'_>) -> WireResult<Vec<MultiOp>> {
             continue;
         }
         ops.push(match code {
-            op::GET_CHILDREN => MultiOp::GetChildren { path: r.string()? },
-            op::GET_DATA => MultiOp::GetData { path: r.string()? },
+            // The records of getChildren and getData: a path and a watch flag, which
+            // clients send false in a multiRead (and which sets nothing here).
+            op::GET_CHILDREN => {
+                let path = r.string()?;
+                let _watch = r.boolean()?;
+                MultiOp::GetChildren { path }
+            }
+            op::GET_DATA => {
+                let path = r.string()?;
+                let _watch = r.boolean()?;
+                MultiOp::GetData { path }
+            }
             other => return Err(WireError::UnknownOp(other)),
         });
     }

@@ -274,3 +274,34 @@ fn answers_and_notifications_encode_as_clients_read_them() {
     assert_eq!(r.string().unwrap(), "/a");
     assert_eq!(ReplyHeader::PING_XID, -2);
 }
+
+#[test]
+fn a_multi_read_carries_each_reads_watch_flag() {
+    // As the Java client and zookeeper-client send it: each getData/getChildren record
+    // is a path and a watch flag.
+    let mut w = JuteWriter::default();
+    w.int(9).int(op::MULTI_READ);
+    w.int(op::GET_DATA)
+        .boolean(false)
+        .int(-1)
+        .string("/a")
+        .boolean(false);
+    w.int(op::GET_CHILDREN)
+        .boolean(false)
+        .int(-1)
+        .string("/")
+        .boolean(false);
+    w.int(-1).boolean(true).int(-1);
+    let (xid, req) = decode_request(&w.finish()).unwrap();
+    assert_eq!(xid, 9);
+    assert_eq!(
+        req,
+        ClientRequest::Multi {
+            read: true,
+            ops: vec![
+                MultiOp::GetData { path: "/a".into() },
+                MultiOp::GetChildren { path: "/".into() }
+            ]
+        }
+    );
+}
