@@ -641,7 +641,9 @@ impl WatchManager {
         }
     }
 
-    /// The paths each session watches (any kind), for the four-letter words.
+    /// The paths each session watches as ZooKeeper's `wchs`/`wchc`/`wchp` list them:
+    /// its data-watch table (data and exists watches, and the persistent ones, which
+    /// ZooKeeper keeps in both tables).
     pub(crate) fn paths_by_session(&self) -> BTreeMap<i64, BTreeSet<String>> {
         let mut out: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
         fn add<W>(out: &mut BTreeMap<i64, BTreeSet<String>>, map: &HashMap<String, Vec<(i64, W)>>) {
@@ -652,10 +654,17 @@ impl WatchManager {
             }
         }
         add(&mut out, &self.data);
-        add(&mut out, &self.child);
         add(&mut out, &self.persistent);
         add(&mut out, &self.recursive);
         out
+    }
+
+    /// Watches as ZooKeeper's `zk_watch_count` counts them: data and child tables, a
+    /// persistent watch in each.
+    pub(crate) fn zookeeper_count(&self) -> usize {
+        let lasting = self.persistent.values().map(Vec::len).sum::<usize>()
+            + self.recursive.values().map(Vec::len).sum::<usize>();
+        self.len() + lasting
     }
 
     /// Number of registrations (all kinds), for tests and metrics.

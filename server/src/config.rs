@@ -70,6 +70,10 @@ pub struct Flags {
     /// Most client connections at once (default 20000).
     #[arg(long)]
     pub max_client_connections: Option<usize>,
+    /// How often the leader deletes empty containers and expired TTL znodes, in
+    /// milliseconds (ZooKeeper's znode.container.checkIntervalMs; default 60000).
+    #[arg(long)]
+    pub container_check_interval_ms: Option<u64>,
 }
 
 /// The settings a config file may hold: the same names as the flags, with `peers` a table.
@@ -103,6 +107,7 @@ pub struct File {
     pub min_session_timeout_ms: Option<u64>,
     pub max_session_timeout_ms: Option<u64>,
     pub max_client_connections: Option<usize>,
+    pub container_check_interval_ms: Option<u64>,
 }
 
 /// The resolved settings.
@@ -122,6 +127,7 @@ pub struct Settings {
     pub four_letter_words: Vec<String>,
     pub session_timeout_bounds: (Duration, Duration),
     pub max_client_connections: Option<usize>,
+    pub container_check_interval: Duration,
 }
 
 impl Settings {
@@ -198,6 +204,12 @@ impl Settings {
                 ),
             ),
             max_client_connections: flags.max_client_connections.or(file.max_client_connections),
+            container_check_interval: Duration::from_millis(
+                flags
+                    .container_check_interval_ms
+                    .or(file.container_check_interval_ms)
+                    .unwrap_or(60_000),
+            ),
         })
     }
 }

@@ -72,7 +72,8 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
     let (min, max) = settings.session_timeout_bounds;
     builder = builder
         .four_letter_words(settings.four_letter_words.iter().cloned())
-        .session_timeout_bounds(min, max);
+        .session_timeout_bounds(min, max)
+        .reap_interval(settings.container_check_interval);
     if let Some(n) = settings.max_client_connections {
         builder = builder.max_client_connections(n);
     }

@@ -80,6 +80,8 @@ pub(crate) struct ConnIo {
     outstanding: AtomicUsize,
     /// The I/O thread stopped reading for back-pressure.
     paused: AtomicBool,
+    /// The client asked to close its session.
+    closing_session: AtomicBool,
     pub(crate) session: AtomicI64,
     pub(crate) timeout_ms: AtomicI64,
     pub(crate) established_ms: i64,
@@ -110,6 +112,7 @@ impl ConnIo {
             owed: Mutex::new(VecDeque::new()),
             outstanding: AtomicUsize::new(0),
             paused: AtomicBool::new(false),
+            closing_session: AtomicBool::new(false),
             session: AtomicI64::new(0),
             timeout_ms: AtomicI64::new(0),
             established_ms: crate::time::now_ms(),
@@ -117,6 +120,11 @@ impl ConnIo {
             selector,
             ctx,
         }
+    }
+
+    /// Whether the client asked to close its session on this connection.
+    pub(crate) fn closing_session(&self) -> bool {
+        self.closing_session.load(Ordering::Acquire)
     }
 
     pub(crate) fn selector(&self) -> &SelectorHandle {
@@ -453,6 +461,7 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) {
             }
         }
         ClientRequest::CloseSession => {
+            io.closing_session.store(true, Ordering::Release);
             let shape = Shape {
                 op: op::CLOSE_SESSION,
                 ops: Vec::new(),

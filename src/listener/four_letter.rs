@@ -128,6 +128,10 @@ fn srvr(ctx: &Ctx, with_clients: bool) -> String {
     let _ = writeln!(out, "Zxid: {:#x}", zxid(ctx));
     let _ = writeln!(out, "Mode: {}", mode(ctx));
     let _ = writeln!(out, "Node count: {}", ctx.shared.tree().read().len());
+    if mode(ctx) == "leader" {
+        // ZooKeeper's leader reports its proposal sizes; zkraft batches entries instead.
+        out.push_str("Proposal sizes last/min/max: -1/-1/-1\n");
+    }
     out
 }
 
@@ -143,7 +147,7 @@ fn mntr(ctx: &Ctx) -> String {
             .count();
         (tree.len(), eph, data, tree.sessions().len())
     };
-    let watches = ctx.shared.watch_count();
+    let watches = ctx.shared.zookeeper_watch_count();
     let mut rows: Vec<(&str, String)> = vec![
         ("zk_version", version()),
         ("zk_server_state", mode(ctx).into()),

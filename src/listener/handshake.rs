@@ -73,7 +73,7 @@ fn handshake(ctx: &Arc<Ctx>, io: &Arc<ConnIo>, req: &ConnectRequest) {
     match res {
         Ok(session) => {
             let timeout = i32::try_from(session.timeout().as_millis()).unwrap_or(i32::MAX);
-            io.session.store(session.id(), Ordering::Relaxed);
+            ctx.serves(io, session.id());
             io.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);
             io.send(response_frame(&ConnectResponse {
                 protocol_version: 0,

@@ -85,6 +85,9 @@ pub(crate) struct Ctx {
     pub(crate) stopping: AtomicBool,
     four_letter_words: Vec<String>,
     conns: Mutex<HashMap<Token, Weak<ConnIo>>>,
+    /// The connections of each session (more than one while a client's old connection
+    /// has not been noticed gone).
+    by_session: Mutex<HashMap<i64, Vec<Weak<ConnIo>>>>,
 }
 
 impl Ctx {
@@ -101,6 +104,38 @@ impl Ctx {
 
     fn unregister(&self, io: &ConnIo) {
         self.conns.lock().remove(&io.token);
+        let session = io.session.load(Ordering::Relaxed);
+        if session != 0 {
+            let mut by = self.by_session.lock();
+            if let Some(list) = by.get_mut(&session) {
+                list.retain(|w| w.upgrade().is_some_and(|c| c.token != io.token));
+                if list.is_empty() {
+                    by.remove(&session);
+                }
+            }
+        }
+    }
+
+    /// Records that connection `io` serves `session`.
+    pub(crate) fn serves(&self, io: &Arc<ConnIo>, session: i64) {
+        io.session.store(session, Ordering::Relaxed);
+        self.by_session
+            .lock()
+            .entry(session)
+            .or_default()
+            .push(Arc::downgrade(io));
+    }
+
+    /// The log closed or expired `session`: its connections here are closed (but for the
+    /// one that asked, which closes once its answer is written), as ZooKeeper's servers
+    /// close every connection of a closed session.
+    fn session_ended(&self, session: i64) {
+        let conns = self.by_session.lock().remove(&session).unwrap_or_default();
+        for io in conns.iter().filter_map(Weak::upgrade) {
+            if !io.closing_session() {
+                io.close_when_flushed();
+            }
+        }
     }
 
     /// The open connections, oldest first.
@@ -167,7 +202,14 @@ impl Listener {
             stopping: AtomicBool::new(false),
             four_letter_words: config.four_letter_words.clone(),
             conns: Mutex::new(HashMap::new()),
+            by_session: Mutex::new(HashMap::new()),
         });
+        let weak = Arc::downgrade(&ctx);
+        *ctx.shared.session_ended.lock() = Some(Box::new(move |session| {
+            if let Some(ctx) = weak.upgrade() {
+                ctx.session_ended(session);
+            }
+        }));
         let mut threads = Vec::new();
         let mut selectors = Vec::new();
         let stop_started =
@@ -233,6 +275,7 @@ impl Listener {
     /// elsewhere) and stops the threads. Idempotent.
     pub(crate) fn stop(&self) {
         self.ctx.stopping.store(true, Ordering::Release);
+        self.ctx.shared.session_ended.lock().take();
         let _ = self.acceptor_waker.wake();
         for s in &self.selectors {
             s.send(Cmd::Stop);

@@ -393,6 +393,7 @@ impl NodeBuilder {
             last_ack_ms: AtomicU64::new(0),
             started: Instant::now(),
             me: me.clone(),
+            session_ended: Mutex::new(None),
         });
         let weak = Arc::downgrade(&shared);
         let weak_report = weak.clone();

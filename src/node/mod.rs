@@ -350,6 +350,10 @@ pub(crate) struct Shared {
     last_ack_ms: AtomicU64,
     started: Instant,
     me: Weak<Shared>,
+    /// Told of every session the log closes or expires (the client port closes the
+    /// session's connections here, as ZooKeeper's servers do). Called on the driver
+    /// with the tree locked: it must only hand the work over.
+    pub(crate) session_ended: Mutex<Option<Box<dyn Fn(i64) + Send + Sync>>>,
 }
 
 impl Shared {
@@ -494,6 +498,11 @@ impl Shared {
     /// Watch registrations held for the sessions hosted here.
     pub(crate) fn watch_count(&self) -> usize {
         self.watches.lock().len()
+    }
+
+    /// Watches as ZooKeeper's `mntr` counts them (a persistent watch twice).
+    pub(crate) fn zookeeper_watch_count(&self) -> usize {
+        self.watches.lock().zookeeper_count()
     }
 
     /// The paths each hosted session watches.

@@ -702,6 +702,9 @@ impl Core {
         if let (Op::CloseSession { session, expired }, Ok(OpResult::SessionClosed { .. })) =
             (&cmd.op, &res)
         {
+            if let Some(hook) = &*s.session_ended.lock() {
+                hook(*session);
+            }
             if let Some(inner) = s.sessions.lock().remove(session) {
                 inner.mark_ended(*expired);
                 let event = if *expired {

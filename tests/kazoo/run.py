@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""Start a 3-member ensemble on loopback, run the kazoo compatibility suite against it, stop it.
+
+    python3 tests/kazoo/run.py --target zookeeper [pytest args...]
+    python3 tests/kazoo/run.py --target zkraft    [pytest args...]
+
+--target zookeeper runs Apache ZooKeeper 3.8 (QuorumPeerMain from the jars in /usr/share/java,
+or --zk-classpath / ZK_CLASSPATH). --target zkraft runs three `zkraft-server` processes
+(target/debug/zkraft-server under the repository root, or ZKRAFT_SERVER; extra flags for every
+member may be given in ZKRAFT_ARGS).
+
+The suite gets, in its environment:
+  ZK_HOSTS       127.0.0.1:c1,127.0.0.1:c2,127.0.0.1:c3
+  ZK_MEMBERS     a JSON file: [{"id": 1, "host": "127.0.0.1", "port": c1}, ...]
+  ZK_CONTROL     a unix socket where this harness takes one-line commands about its members:
+                 "stop N" (SIGTERM, then SIGKILL after a bounded wait), "kill N" (SIGKILL),
+                 "start N" (start it again and wait until it serves); the reply is one line,
+                 "ok" or "error ...".
+  ZK_SUPER_AUTH  "super:PASSWORD", the credentials of the super user the ensemble was given.
+  ZK_TARGET      zookeeper | zkraft
+
+Only processes this harness started are ever signalled, and only by their pid. Its exit code is
+pytest's, or 2 when the ensemble could not be started.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+SUPER_USER = "super"
+SUPER_PASSWORD = "zkraft-kazoo-super"
+READY_TIMEOUT = 60.0  # seconds for the whole ensemble (or one restarted member) to serve
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+LOG_TAIL_LINES = 60
+
+ZK_JARS = [
+    "zookeeper.jar",
+    "zookeeper-jute.jar",
+    "slf4j-api.jar",
+    "slf4j-simple.jar",
+    "netty-handler.jar",
+    "netty-common.jar",
+    "netty-buffer.jar",
+    "netty-transport.jar",
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-epoll.jar",
+    "netty-transport-native-unix-common.jar",
+    "metrics-core.jar",
+    "commons-cli.jar",
+    "snappy-java.jar",
+]
+
+
+def super_digest(user, password):
+    """ZooKeeper's digest of `user:password`: base64(sha1("user:password"))."""
+    raw = hashlib.sha1(f"{user}:{password}".encode()).digest()
+    return f"{user}:{base64.b64encode(raw).decode()}"
+
+
+def free_ports(count):
+    """Ports the kernel hands out on 127.0.0.1 right now (all held open until all are picked)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def four_letter(port, cmd, timeout=2.0):
+    """Send a four-letter word to 127.0.0.1:port and read the answer until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(cmd.encode())
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+def log(msg):
+    print(f"[run.py {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Member:
+    def __init__(self, mid, client_port, argv, cwd, log_path):
+        self.id = mid
+        self.client_port = client_port
+        self.argv = argv
+        self.cwd = cwd
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self):
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        with open(self.log_path, "ab") as out:
+            out.write(f"\n==== run.py starts member {self.id}: {shlex.join(self.argv)}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        log(f"member {self.id} started, pid {self.proc.pid}, client port {self.client_port}")
+
+    def stop(self, hard=False):
+        """SIGTERM (or SIGKILL when hard), then SIGKILL after STOP_GRACE; waits for the exit."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        if not hard:
+            proc.send_signal(signal.SIGTERM)  # Popen signals only its own, still-unreaped child
+            try:
+                proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                log(f"member {self.id} (pid {proc.pid}) ignored SIGTERM for {STOP_GRACE}s")
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                log(f"member {self.id} (pid {proc.pid}) did not exit after SIGKILL")
+        log(f"member {self.id} (pid {proc.pid}) stopped, exit status {proc.returncode}")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def serves(self):
+        """One bounded probe: a kazoo session on this member alone that can read `/`."""
+        from kazoo.client import KazooClient
+
+        client = KazooClient(
+            hosts=f"127.0.0.1:{self.client_port}",
+            timeout=10.0,
+            connection_retry={"max_tries": 1, "delay": 0.2, "max_delay": 0.5},
+        )
+        try:
+            client.start(timeout=3.0)
+            client.sync("/")
+            return client.exists("/") is not None
+        except Exception:
+            return False
+        finally:
+            try:
+                client.stop()
+                client.close()
+            except Exception:
+                pass
+
+    def wait_serving(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return False
+            if self.serves():
+                return True
+            time.sleep(0.3)
+        return False
+
+    def tail(self, lines=LOG_TAIL_LINES):
+        try:
+            with open(self.log_path, "rb") as f:
+                data = f.read().decode("utf-8", "replace").splitlines()
+        except OSError as e:
+            return f"(no log: {e})"
+        return "\n".join(data[-lines:])
+
+
+def zookeeper_members(workdir, args):
+    classpath = args.zk_classpath or os.environ.get("ZK_CLASSPATH")
+    if not classpath:
+        jars = [os.path.join("/usr/share/java", j) for j in ZK_JARS]
+        classpath = ":".join(j for j in jars if os.path.exists(j))
+    java = os.environ.get("JAVA", shutil.which("java") or "/usr/bin/java")
+    ports = free_ports(9)
+    client_ports, peer_ports = ports[:3], ports[3:]
+    servers = [
+        f"server.{i + 1}=127.0.0.1:{peer_ports[2 * i]}:{peer_ports[2 * i + 1]}" for i in range(3)
+    ]
+    members = []
+    for i in range(3):
+        mid = i + 1
+        data_dir = os.path.join(workdir, f"member{mid}")
+        os.makedirs(data_dir)
+        with open(os.path.join(data_dir, "myid"), "w") as f:
+            f.write(f"{mid}\n")
+        cfg = os.path.join(workdir, f"zoo{mid}.cfg")
+        with open(cfg, "w") as f:
+            f.write(
+                "\n".join(
+                    [
+                        "tickTime=2000",
+                        "initLimit=5",
+                        "syncLimit=2",
+                        f"dataDir={data_dir}",
+                        f"clientPort={client_ports[i]}",
+                        "clientPortAddress=127.0.0.1",
+                        "4lw.commands.whitelist=*",
+                        "admin.enableServer=false",
+                        "maxClientCnxns=0",
+                        *servers,
+                    ]
+                )
+                + "\n"
+            )
+        argv = [
+            java,
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.net.preferIPv4Stack=true",
+            "-Dzookeeper.extendedTypesEnabled=true",
+            # Containers and TTL nodes are reaped by a periodic check (60 s by default).
+            "-Dznode.container.checkIntervalMs=1000",
+            f"-Dzookeeper.DigestAuthenticationProvider.superDigest="
+            f"{super_digest(SUPER_USER, SUPER_PASSWORD)}",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+            "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            "-cp",
+            classpath,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            cfg,
+        ]
+        members.append(
+            Member(mid, client_ports[i], argv, workdir, os.path.join(workdir, f"member{mid}.log"))
+        )
+    return members
+
+
+def zkraft_members(workdir, args):
+    binary = args.zkraft_server or os.environ.get("ZKRAFT_SERVER") or os.path.join(
+        REPO, "target", "debug", "zkraft-server"
+    )
+    if not os.path.exists(binary):
+        raise SystemExit(f"run.py: no zkraft-server at {binary} (build it, or set ZKRAFT_SERVER)")
+    extra = shlex.split(os.environ.get("ZKRAFT_ARGS", ""))
+    ports = free_ports(6)
+    client_ports, raft_ports = ports[:3], ports[3:]
+    peers = ",".join(f"{i + 1}=127.0.0.1:{raft_ports[i]}" for i in range(3))
+    members = []
+    for i in range(3):
+        mid = i + 1
+        data_dir = os.path.join(workdir, f"member{mid}")
+        os.makedirs(data_dir)
+        argv = [
+            os.path.abspath(binary),
+            "--id",
+            str(mid),
+            "--peers",
+            peers,
+            "--data-dir",
+            data_dir,
+            "--client-addr",
+            f"127.0.0.1:{client_ports[i]}",
+            "--4lw-whitelist",
+            "*",
+            # Containers and TTL znodes are reaped every second, as the ZooKeeper members
+            # are configured (znode.container.checkIntervalMs).
+            "--container-check-interval-ms",
+            "1000",
+            "--super-digest",
+            super_digest(SUPER_USER, SUPER_PASSWORD),
+            *extra,
+        ]
+        members.append(
+            Member(mid, client_ports[i], argv, workdir, os.path.join(workdir, f"member{mid}.log"))
+        )
+    return members
+
+
+class Control(threading.Thread):
+    """Takes "stop N" / "kill N" / "start N" on a unix socket, one command per connection."""
+
+    def __init__(self, path, members):
+        super().__init__(daemon=True)
+        self.path = path
+        self.members = {m.id: m for m in members}
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(4)
+        self.sock.settimeout(0.5)
+        self.closing = threading.Event()
+
+    def run(self):
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(READY_TIMEOUT + 30)
+                try:
+                    line = b""
+                    while not line.endswith(b"\n") and len(line) < 256:
+                        chunk = conn.recv(256)
+                        if not chunk:
+                            break
+                        line += chunk
+                    reply = self.handle(line.decode().strip())
+                    conn.sendall((reply + "\n").encode())
+                except OSError:
+                    pass
+
+    def handle(self, line):
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in self.members:
+            return f"error bad command {line!r}"
+        verb, member = parts[0], self.members[int(parts[1])]
+        with self.lock:
+            log(f"control: {line}")
+            if verb == "stop":
+                member.stop()
+                return "ok"
+            if verb == "kill":
+                member.stop(hard=True)
+                return "ok"
+            if verb == "start":
+                member.start()
+                if member.wait_serving(READY_TIMEOUT):
+                    log(f"member {member.id} serves again")
+                    return "ok"
+                return f"error member {member.id} does not serve after {READY_TIMEOUT}s"
+            return f"error unknown verb {verb!r}"
+
+    def close(self):
+        self.closing.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", choices=["zookeeper", "zkraft"], required=True)
+    parser.add_argument("--zk-classpath", help="classpath of ZooKeeper's jars")
+    parser.add_argument("--zkraft-server", help="path of the zkraft-server binary")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds before pytest itself is stopped"
+    )
+    args, pytest_args = parser.parse_known_args()
+
+    def on_term(signum, _frame):
+        raise SystemExit(128 + signum)  # runs the cleanup in main's finally
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    workdir = tempfile.mkdtemp(prefix="zkraft-kazoo-")
+    log(f"target {args.target}, work dir {workdir}")
+    make = zookeeper_members if args.target == "zookeeper" else zkraft_members
+    members = make(workdir, args)
+    control = None
+    code = 2
+    started = time.monotonic()
+    try:
+        for m in members:
+            m.start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        for m in members:
+            if not m.wait_serving(max(1.0, deadline - time.monotonic())):
+                log(f"member {m.id} does not serve after {READY_TIMEOUT}s")
+                return 2
+        log(f"ensemble serves after {time.monotonic() - started:.1f}s")
+
+        members_file = os.path.join(workdir, "members.json")
+        with open(members_file, "w") as f:
+            json.dump([{"id": m.id, "host": "127.0.0.1", "port": m.client_port} for m in members], f)
+        control_path = os.path.join(workdir, "control.sock")
+        control = Control(control_path, members)
+        control.start()
+
+        env = dict(os.environ)
+        env.update(
+            ZK_HOSTS=",".join(f"127.0.0.1:{m.client_port}" for m in members),
+            ZK_MEMBERS=members_file,
+            ZK_CONTROL=control_path,
+            ZK_SUPER_AUTH=f"{SUPER_USER}:{SUPER_PASSWORD}",
+            ZK_TARGET=args.target,
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", HERE, *pytest_args]
+        log(f"running {shlex.join(cmd)}")
+        pytest = subprocess.Popen(cmd, cwd=HERE, env=env)
+        try:
+            code = pytest.wait(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            log(f"pytest still running after {args.timeout}s: stopping it")
+            pytest.terminate()
+            try:
+                pytest.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                pytest.kill()
+                pytest.wait(timeout=STOP_GRACE)
+            code = 3
+        return code
+    finally:
+        if control is not None:
+            control.close()
+        for m in members:
+            m.stop()
+        if code != 0:
+            for m in members:
+                print(f"\n---- member {m.id} log tail ({m.log_path}) ----\n{m.tail()}", flush=True)
+        log(f"exit {code} after {time.monotonic() - started:.1f}s")
+        if args.keep or code != 0:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
