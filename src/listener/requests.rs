@@ -60,9 +60,6 @@ fn create_mode(code: i32, flags: i32, ttl: Option<i64>) -> Result<(CreateMode, i
         (op::CREATE_CONTAINER, _) if mode != CreateMode::Container => Err(Error::BadArguments(
             "createContainer needs the container mode".into(),
         )),
-        (op::CREATE | op::CREATE2, _) if mode == CreateMode::Container => Err(Error::BadArguments(
-            "a container is made with createContainer".into(),
-        )),
         _ => Ok((mode, 0)),
     }
 }

@@ -315,6 +315,9 @@ impl Msg {
 }
 
 /// State shared between a node's API handle, its driver and its transport inbox.
+/// See [`Shared::session_ended`].
+pub(crate) type SessionEndedHook = Box<dyn Fn(i64) + Send + Sync>;
+
 pub(crate) struct Shared {
     id: u64,
     config: Config,
@@ -353,7 +356,7 @@ pub(crate) struct Shared {
     /// Told of every session the log closes or expires (the client port closes the
     /// session's connections here, as ZooKeeper's servers do). Called on the driver
     /// with the tree locked: it must only hand the work over.
-    pub(crate) session_ended: Mutex<Option<Box<dyn Fn(i64) + Send + Sync>>>,
+    pub(crate) session_ended: Mutex<Option<SessionEndedHook>>,
 }
 
 impl Shared {
