@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acl;
 mod api;
 mod codec;
 pub mod command;
@@ -44,6 +45,7 @@ pub mod tree;
 pub mod watch;
 mod wire;
 
+pub use acl::{Acl, Id};
 pub use command::{CreateMode, Op};
 pub use error::{Error, Result};
 pub use node::{
