@@ -177,6 +177,12 @@ pub(crate) fn open_shared() -> Arc<[Acl]> {
     OPEN.get_or_init(|| Acl::open_unsafe().into()).clone()
 }
 
+/// `[super:]`: the identities of the super user (a node's own calls).
+pub(crate) fn super_ids() -> &'static [Id] {
+    static SUPER_IDS: OnceLock<[Id; 1]> = OnceLock::new();
+    SUPER_IDS.get_or_init(|| [Id::super_user()])
+}
+
 /// The digest id of `user` with `password`: `user:` followed by the base64 of the SHA-1
 /// of `user:password`, exactly as ZooKeeper's
 /// `DigestAuthenticationProvider.generateDigest("user:password")`. Use it to write a

@@ -12,6 +12,7 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
 use super::members::{addresses, record_address_into, MAX_ADDRESS_LEN};
 use super::{cf, slot_cfs, RaftStorage, CF_META};
+use crate::acl;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::tree::{DataTree, SessionRecord, Znode};
@@ -19,6 +20,11 @@ use crate::tree::{DataTree, SessionRecord, Znode};
 pub(crate) const KEY_APPLIED: &[u8] = b"applied_index";
 pub(crate) const KEY_TREE_SLOT: &[u8] = b"tree_slot";
 const ZNODE_FORMAT_V1: u8 = 1;
+/// Adds the ACL (a record of the first format has the open ACL).
+const ZNODE_FORMAT_V2: u8 = 2;
+/// How a record of the second format holds the ACL: the open ACL as one byte.
+const ACL_OPEN: u8 = 0;
+const ACL_LIST: u8 = 1;
 const SESSION_FORMAT_V1: u8 = 1;
 /// Adds the session order (epoch, last sequence number applied).
 const SESSION_FORMAT_V2: u8 = 2;
@@ -233,8 +239,8 @@ fn decode_session_key(k: &[u8]) -> Result<i64> {
 }
 
 fn encode_znode(n: &Znode) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64 + n.data.len());
-    w.u8(ZNODE_FORMAT_V1);
+    let mut w = Writer::with_capacity(72 + n.data.len());
+    w.u8(ZNODE_FORMAT_V2);
     w.i64(n.czxid);
     w.i64(n.mzxid);
     w.i64(n.pzxid);
@@ -245,6 +251,12 @@ fn encode_znode(n: &Znode) -> Vec<u8> {
     w.i32(n.aversion);
     w.i64(n.ephemeral_owner);
     w.bytes(&n.data);
+    if *n.acl == *acl::open_shared() {
+        w.u8(ACL_OPEN);
+    } else {
+        w.u8(ACL_LIST);
+        w.acl(&n.acl);
+    }
     w.finish()
 }
 
@@ -285,10 +297,10 @@ fn decode_session(buf: &[u8]) -> Result<SessionRecord> {
 fn decode_znode(buf: &[u8]) -> Result<Znode> {
     let mut r = Reader::new(buf);
     let format = r.u8()?;
-    if format != ZNODE_FORMAT_V1 {
+    if format != ZNODE_FORMAT_V1 && format != ZNODE_FORMAT_V2 {
         return Err(Error::Corrupt(format!("unknown znode format {format}")));
     }
-    let node = Znode {
+    let mut node = Znode {
         czxid: r.i64()?,
         mzxid: r.i64()?,
         pzxid: r.i64()?,
@@ -302,7 +314,15 @@ fn decode_znode(buf: &[u8]) -> Result<Znode> {
         children: Default::default(),
         // Filled in when the znode is inserted into a tree.
         data_hash: 0,
+        acl: acl::open_shared(),
     };
+    if format == ZNODE_FORMAT_V2 {
+        match r.u8()? {
+            ACL_OPEN => {}
+            ACL_LIST => node.acl = r.acl()?.into(),
+            other => return Err(Error::Corrupt(format!("znode ACL kind {other}"))),
+        }
+    }
     r.finish()?;
     Ok(node)
 }

@@ -5,6 +5,9 @@
 //! two replicas at the same index hold the same state exactly when their digests agree
 //! (up to a 2^-64 chance).
 //!
+//! A znode's hash covers its ACL too (ZooKeeper's leaves it out): replicas that differ
+//! only in an ACL differ in what they allow, and the digest is there to catch that.
+//!
 //! The hash is FNV-1a with a SplitMix64 finaliser: fixed, so every build and every
 //! platform computes the same digest.
 
@@ -51,6 +54,14 @@ pub(crate) fn znode(path: &str, n: &Znode) -> u64 {
         n.children.len() as i64,
     ] {
         h = fnv(h, &v.to_le_bytes());
+    }
+    for a in n.acl.iter() {
+        h = fnv(h, &a.perms.to_le_bytes());
+        // Lengths first, so no two lists hash alike by shifting bytes between fields.
+        for s in [&a.id.scheme, &a.id.id] {
+            h = fnv(h, &(s.len() as u64).to_le_bytes());
+            h = fnv(h, s.as_bytes());
+        }
     }
     mix(fnv(h, &n.data_hash.to_le_bytes()))
 }
