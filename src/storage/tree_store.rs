@@ -330,6 +330,7 @@ fn decode_znode(buf: &[u8]) -> Result<Znode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acl::{perms, Acl, Id};
     use crate::command::{CreateMode, Op};
     use crate::tree::Txn;
 
@@ -386,6 +387,11 @@ mod tests {
                         expired: true,
                     },
                 ),
+                (
+                    0,
+                    Op::create_with_acl("/locked", vec![], CreateMode::Persistent, locked()),
+                ),
+                (0, Op::set_acl("/a", Acl::read_unsafe(), None)),
             ];
             for (i, (session, op)) in ops.iter().enumerate() {
                 tree.apply(txn(i as i64 + 1, *session), op).unwrap();
@@ -408,6 +414,56 @@ mod tests {
             loaded.reapable(0).is_empty(),
             "container never had children"
         );
+        assert_eq!(loaded.get("/locked").unwrap().acl(), locked());
+        assert_eq!(loaded.get("/a").unwrap().acl(), Acl::read_unsafe());
+        assert_eq!(loaded.get("/a").unwrap().stat().aversion, 1);
+        assert_eq!(loaded.get("/b").map(|n| n.acl().to_vec()), None);
+        assert_eq!(
+            loaded.get("/zookeeper/config").unwrap().acl(),
+            Acl::read_unsafe()
+        );
+        assert_eq!(
+            loaded.get("/a/0000000000").unwrap().acl(),
+            Acl::open_unsafe()
+        );
+        assert_eq!(loaded.digest(), tree.digest());
+    }
+
+    fn locked() -> Vec<Acl> {
+        vec![
+            Acl::new(perms::ALL, Id::digest("alice", "pw")),
+            Acl::new(perms::READ, Id::new("ip", "10.0.0.0/8")),
+        ]
+    }
+
+    #[test]
+    fn znode_records_hold_their_acl_and_old_records_load_open() {
+        let mut node = Znode {
+            data: b"data".to_vec(),
+            czxid: 3,
+            aversion: 2,
+            // Not stored: computed when a tree takes the znode.
+            data_hash: 0,
+            ..Znode::default()
+        };
+        let open = encode_znode(&node);
+        assert_eq!(open.last(), Some(&ACL_OPEN), "the open ACL takes one byte");
+        assert_eq!(decode_znode(&open).unwrap(), node);
+        node.acl = locked().into();
+        let rec = encode_znode(&node);
+        assert_eq!(decode_znode(&rec).unwrap(), node);
+        for cut in 0..rec.len() {
+            assert!(decode_znode(&rec[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = open.clone();
+        *bad.last_mut().unwrap() = 7;
+        assert!(decode_znode(&bad).is_err(), "unknown ACL kind");
+        // A record of the first format (no ACL) loads with the open ACL.
+        let mut v1 = open[..open.len() - 1].to_vec();
+        v1[0] = ZNODE_FORMAT_V1;
+        let old = decode_znode(&v1).unwrap();
+        assert_eq!(old.acl(), Acl::open_unsafe());
+        assert_eq!((old.data.as_slice(), old.aversion), (&b"data"[..], 2));
     }
 }
 
@@ -443,10 +499,16 @@ mod snapshot_tests {
         };
         t.apply(
             txn,
-            &Op::create(path, b"x".to_vec(), CreateMode::Persistent),
+            &Op::create_with_acl(path, b"x".to_vec(), CreateMode::Persistent, acl_of(path)),
         )
         .unwrap();
         t
+    }
+
+    /// A different ACL for each path.
+    fn acl_of(path: &str) -> Vec<crate::acl::Acl> {
+        use crate::acl::{perms, Acl, Id};
+        vec![Acl::new(perms::ALL, Id::digest(path, "pw"))]
     }
 
     #[test]
@@ -493,6 +555,7 @@ mod snapshot_tests {
             [(4, "h4:1".to_string())]
         );
         assert!(installed.get("/new").is_some() && installed.get("/old").is_none());
+        assert_eq!(installed.get("/new").unwrap().acl(), acl_of("/new"));
         assert_eq!(installed.digest(), newer.digest());
         assert_eq!(
             (raft.first_index().unwrap(), raft.last_index().unwrap()),

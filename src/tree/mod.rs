@@ -1123,3 +1123,6 @@ fn check_version(path: &str, expected: Option<i32>, actual: i32) -> Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod acl_tests;
