@@ -171,6 +171,12 @@ impl std::fmt::Display for Acl {
     }
 }
 
+/// True for the open ACL (`world:anyone` with every permission, alone), checked without
+/// allocating.
+pub(crate) fn is_open(acl: &[Acl]) -> bool {
+    matches!(acl, [a] if a.perms == perms::ALL && a.id.scheme == WORLD && a.id.id == ANYONE)
+}
+
 /// The open ACL, shared: every znode with it points at this one allocation.
 pub(crate) fn open_shared() -> Arc<[Acl]> {
     static OPEN: OnceLock<Arc<[Acl]>> = OnceLock::new();

@@ -263,7 +263,7 @@ impl Op {
                 ttl_ms,
                 acl,
             } => {
-                let open = is_open(acl);
+                let open = crate::acl::is_open(acl);
                 w.u8(if open {
                     TAG_CREATE
                 } else {
@@ -504,12 +504,6 @@ pub(crate) struct Command {
     pub auth: Vec<Id>,
     /// The operation.
     pub op: Op,
-}
-
-/// True for the open ACL (`world:anyone` with every permission), which a create encodes
-/// as nothing.
-fn is_open(acl: &[Acl]) -> bool {
-    matches!(acl, [a] if *a == Acl::open_unsafe()[0])
 }
 
 impl Command {

@@ -562,7 +562,9 @@ impl Shared {
             }
         }
         if let Op::Create { path: p, acl, .. } = op {
-            acl::fixup(p, acl, auth)?;
+            if !acl::is_open(acl) {
+                acl::fixup(p, acl, auth)?;
+            }
         }
         if let Op::Create { data, .. } | Op::SetData { data, .. } = op {
             let (len, max) = (data.len(), self.config.max_data_size);

@@ -251,7 +251,7 @@ fn encode_znode(n: &Znode) -> Vec<u8> {
     w.i32(n.aversion);
     w.i64(n.ephemeral_owner);
     w.bytes(&n.data);
-    if *n.acl == *acl::open_shared() {
+    if acl::is_open(&n.acl) {
         w.u8(ACL_OPEN);
     } else {
         w.u8(ACL_LIST);

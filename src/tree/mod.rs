@@ -948,7 +948,12 @@ impl DataTree {
                 if p == "/" && !mode.is_sequential() {
                     return Err(Error::NodeExists(p.clone()));
                 }
-                let node_acl = acl::fixup(p, given, auth)?;
+                // The open ACL (nearly every create's) needs no checking or copying.
+                let node_acl = if acl::is_open(given) {
+                    None
+                } else {
+                    Some(acl::fixup(p, given, auth)?)
+                };
                 // For a sequential create "/q/" the parent is "/q"; for "/q/x-" it is "/q".
                 let parent_path = match p.rfind('/') {
                     Some(0) | None => "/".to_string(),
@@ -987,7 +992,10 @@ impl DataTree {
                     parent.pzxid = zxid;
                     parent.children.insert(name);
                 });
-                let node_acl = self.intern_acl_vec(node_acl);
+                let node_acl = match node_acl {
+                    None => acl::open_shared(),
+                    Some(list) => self.intern_acl_vec(list),
+                };
                 let mut node = Znode::new(zxid, txn.time, data.clone(), node_acl);
                 node.ephemeral_owner = owner.to_raw();
                 let stat = node.stat();
