@@ -179,8 +179,13 @@ pub(crate) fn is_open(acl: &[Acl]) -> bool {
 
 /// The open ACL, shared: every znode with it points at this one allocation.
 pub(crate) fn open_shared() -> Arc<[Acl]> {
+    open_shared_ref().clone()
+}
+
+/// [`open_shared`], borrowed.
+pub(crate) fn open_shared_ref() -> &'static Arc<[Acl]> {
     static OPEN: OnceLock<Arc<[Acl]>> = OnceLock::new();
-    OPEN.get_or_init(|| Acl::open_unsafe().into()).clone()
+    OPEN.get_or_init(|| Acl::open_unsafe().into())
 }
 
 /// `[super:]`: the identities of the super user (a node's own calls).
