@@ -360,6 +360,9 @@ impl DataTree {
     /// The shared copy of `acl`: the one some znode already holds if equal, else `acl`
     /// itself, remembered for the next znode.
     fn intern_acl(&mut self, acl: Arc<[Acl]>) -> Arc<[Acl]> {
+        if Arc::ptr_eq(&acl, acl::open_shared_ref()) {
+            return acl;
+        }
         if let Some(shared) = self.acls.get(&acl) {
             return shared.clone();
         }
