@@ -32,6 +32,12 @@ mod codec;
 pub mod command;
 mod delivery;
 pub mod error;
+// Hidden entry points for `cargo fuzz` (fuzz/, `./dev fuzz`): only with the `fuzzing`
+// feature, never part of the API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+mod listener;
 mod node;
 pub mod path;
 mod pipeline;
@@ -53,7 +59,7 @@ pub use node::{
     MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES,
     MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
-pub use pipeline::{Reply, Request, Sink, MAX_OUTSTANDING};
+pub use pipeline::{ReadOp, Reply, Request, Sink, MAX_OUTSTANDING};
 pub use pool::Pool;
 pub use session::{Session, SessionBuilder, SessionState};
 pub use transport::{Envelope, Inbox, LocalNetwork, TcpTransport, Transport};

@@ -42,7 +42,9 @@ use crate::node::{Responder, Shared};
 use crate::session::SessionInner;
 use crate::time::deadline_after;
 use crate::tree::{DataTree, OpResult, Stat, Znode};
-use crate::watch::{AddWatchMode, PersistentWatcher, WatchManager, Watcher, WatcherType};
+use crate::watch::{
+    AddWatchMode, MovingWatches, PersistentWatcher, WatchManager, Watcher, WatcherType,
+};
 
 /// A request a [`Session`](crate::Session) can pipeline.
 pub enum Request {
@@ -93,6 +95,14 @@ pub enum Request {
         /// Which watches.
         kind: WatcherType,
     },
+    /// `checkWatches`: whether this session has watches of `kind` on `path` (`NoWatcher`
+    /// if none); nothing is removed.
+    CheckWatches {
+        /// The path.
+        path: String,
+        /// Which watches.
+        kind: WatcherType,
+    },
     /// `getEphemerals`: this session's ephemeral znodes under `prefix`, sorted.
     GetEphemerals {
         /// A path prefix.
@@ -104,18 +114,86 @@ pub enum Request {
         /// The path.
         path: String,
     },
+    /// `getAllChildrenNumber`: how many znodes are below `path` (all levels).
+    GetAllChildrenNumber {
+        /// The path.
+        path: String,
+    },
+    /// `multiRead`: reads run together, on one state of the tree; each succeeds or fails
+    /// on its own (nothing is rolled back, there is nothing to roll back).
+    MultiRead(Vec<ReadOp>),
+    /// `setWatches`: arms watches a session had on its previous server, as ZooKeeper
+    /// does after a reconnect (use it after [`SessionBuilder::attach`](crate::SessionBuilder::attach)).
+    /// `relative_zxid` is the last zxid the session saw: a data watch whose znode is gone
+    /// fires NodeDeleted now, one whose data changed after it fires NodeDataChanged; an
+    /// exists watch whose znode now exists fires NodeCreated; a child watch whose znode is
+    /// gone or whose children changed after it fires at once; the rest are armed.
+    /// Persistent watches are armed again.
+    SetWatches {
+        /// The last zxid the session saw.
+        relative_zxid: i64,
+        /// Data watches (set by getData).
+        data: Vec<(String, Watcher)>,
+        /// Exists watches (set by exists, on a znode that may be missing).
+        exist: Vec<(String, Watcher)>,
+        /// Child watches.
+        child: Vec<(String, Watcher)>,
+        /// Persistent watches.
+        persistent: Vec<(String, PersistentWatcher)>,
+        /// Persistent recursive watches.
+        recursive: Vec<(String, PersistentWatcher)>,
+    },
+}
+
+/// One read of a [`Request::MultiRead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOp {
+    /// getData of the path (no watch).
+    GetData(String),
+    /// getChildren of the path (no watch).
+    GetChildren(String),
+}
+
+impl ReadOp {
+    fn path(&self) -> &str {
+        match self {
+            ReadOp::GetData(p) | ReadOp::GetChildren(p) => p,
+        }
+    }
 }
 
 impl Request {
-    /// The one-shot watcher the request carries, if any.
-    fn into_watcher(self) -> Option<Watcher> {
+    /// The watchers the request carries (a persistent one wrapped in a one-shot that
+    /// owns it), to be dropped with no lock held.
+    fn into_watchers(self) -> Vec<Watcher> {
         match self {
             Request::Exists { watcher, .. }
             | Request::GetData { watcher, .. }
-            | Request::GetChildren { watcher, .. } => watcher,
-            _ => None,
+            | Request::GetChildren { watcher, .. } => watcher.into_iter().collect(),
+            Request::AddWatch { watcher, .. } => vec![owning(watcher)],
+            Request::SetWatches {
+                data,
+                exist,
+                child,
+                persistent,
+                recursive,
+                ..
+            } => {
+                let one_shot = data.into_iter().chain(exist).chain(child);
+                let lasting = persistent.into_iter().chain(recursive);
+                one_shot
+                    .map(|(_, w)| w)
+                    .chain(lasting.map(|(_, w)| owning(w)))
+                    .collect()
+            }
+            _ => Vec::new(),
         }
     }
+}
+
+/// A one-shot watcher that only owns `w` (dropping it drops `w`).
+fn owning(w: PersistentWatcher) -> Watcher {
+    Box::new(move |_| drop(w))
 }
 
 impl std::fmt::Debug for Request {
@@ -143,6 +221,20 @@ impl std::fmt::Debug for Request {
                 .field("prefix", prefix)
                 .finish(),
             Request::GetAcl { path } => f.debug_struct("GetAcl").field("path", path).finish(),
+            Request::CheckWatches { path, kind } => f
+                .debug_struct("CheckWatches")
+                .field("path", path)
+                .field("kind", kind)
+                .finish(),
+            Request::GetAllChildrenNumber { path } => f
+                .debug_struct("GetAllChildrenNumber")
+                .field("path", path)
+                .finish(),
+            Request::MultiRead(ops) => f.debug_tuple("MultiRead").field(ops).finish(),
+            Request::SetWatches { relative_zxid, .. } => f
+                .debug_struct("SetWatches")
+                .field("relative_zxid", relative_zxid)
+                .finish(),
         }
     }
 }
@@ -164,6 +256,10 @@ pub enum Reply {
     Ephemerals(Vec<String>),
     /// A znode's ACL and stat.
     Acl(Vec<Acl>, Stat),
+    /// A count (`getAllChildrenNumber`).
+    Count(i32),
+    /// One answer per read of a `MultiRead`, in order.
+    MultiRead(Vec<Result<Reply>>),
 }
 
 /// Receives the answers of a session's pipelined requests, each with the request number
@@ -225,6 +321,66 @@ pub(crate) fn submit(
     request: Request,
     answer: Answer,
 ) {
+    enqueue(shared, inner, answer, |pipe, id, auth| {
+        match inner.check(shared) {
+            Err(e) => State::Done(Err(e)),
+            Ok(()) => match request {
+                Request::Write(op) => {
+                    if pipe.slots.iter().any(|s| matches!(s.state, State::Read(_))) {
+                        State::Held(op)
+                    } else {
+                        propose(shared, inner, id, op, auth)
+                    }
+                }
+                Request::Sync { path } => match shared.check_read_path(&path) {
+                    Ok(()) => start_sync(shared, inner, id),
+                    Err(e) => State::Done(Err(e)),
+                },
+                Request::GetEphemerals { .. } | Request::SetWatches { .. } => State::Read(request),
+                Request::MultiRead(ref ops) => {
+                    match ops
+                        .iter()
+                        .try_for_each(|op| shared.check_read_path(op.path()))
+                    {
+                        Ok(()) => State::Read(request),
+                        Err(e) => State::Done(Err(e)),
+                    }
+                }
+                Request::Exists { ref path, .. }
+                | Request::GetData { ref path, .. }
+                | Request::GetChildren { ref path, .. }
+                | Request::GetAcl { ref path }
+                | Request::AddWatch { ref path, .. }
+                | Request::GetAllChildrenNumber { ref path }
+                | Request::CheckWatches { ref path, .. }
+                | Request::RemoveWatches { ref path, .. } => match shared.check_read_path(path) {
+                    Ok(()) => State::Read(request),
+                    Err(e) => State::Done(Err(e)),
+                },
+            },
+        }
+    });
+}
+
+/// Queues an answer already known (a request refused before it could be submitted, such
+/// as a malformed record of the wire protocol), in the session's order.
+pub(crate) fn submit_answered(
+    shared: &Arc<Shared>,
+    inner: &Arc<SessionInner>,
+    result: Result<Reply>,
+    answer: Answer,
+) {
+    enqueue(shared, inner, answer, |_, _, _| State::Done(result));
+}
+
+/// Takes a slot at the back of the pipe (waiting for room), fills it with `state` and
+/// answers what has become answerable.
+fn enqueue(
+    shared: &Arc<Shared>,
+    inner: &Arc<SessionInner>,
+    answer: Answer,
+    state: impl FnOnce(&Pipe, u64, &[Id]) -> State,
+) {
     let mut unarmed = Vec::new();
     {
         let mut pipe = inner.pipe.lock();
@@ -236,33 +392,9 @@ pub(crate) fn submit(
         }
         let id = pipe.next;
         pipe.next += 1;
+        // The session's identities now: the request runs with these.
         let auth = inner.identities();
-        let state = match inner.check(shared) {
-            Err(e) => State::Done(Err(e)),
-            Ok(()) => match request {
-                Request::Write(op) => {
-                    if pipe.slots.iter().any(|s| matches!(s.state, State::Read(_))) {
-                        State::Held(op)
-                    } else {
-                        propose(shared, inner, id, op, &auth)
-                    }
-                }
-                Request::Sync { path } => match shared.check_read_path(&path) {
-                    Ok(()) => start_sync(shared, inner, id),
-                    Err(e) => State::Done(Err(e)),
-                },
-                Request::GetEphemerals { .. } => State::Read(request),
-                Request::Exists { ref path, .. }
-                | Request::GetData { ref path, .. }
-                | Request::GetChildren { ref path, .. }
-                | Request::GetAcl { ref path }
-                | Request::AddWatch { ref path, .. }
-                | Request::RemoveWatches { ref path, .. } => match shared.check_read_path(path) {
-                    Ok(()) => State::Read(request),
-                    Err(e) => State::Done(Err(e)),
-                },
-            },
-        };
+        let state = state(&pipe, id, &auth);
         pipe.slots.push_back(Slot {
             id,
             state,
@@ -343,7 +475,7 @@ fn drain(
                     // it sets no watch any more (its state changes under the tree's
                     // write lock, so this check holds while the read runs).
                     State::Read(request) if inner.check(shared).is_err() => {
-                        unarmed.extend(request.into_watcher());
+                        unarmed.extend(request.into_watchers());
                         Err(inner.check(shared).err().unwrap_or(Error::Shutdown))
                     }
                     State::Read(request) => {
@@ -464,11 +596,52 @@ fn read(
                 Err(Error::NoWatcher(path))
             }
         }
+        Request::CheckWatches { path, kind } => {
+            if watches.has(session, &path, kind) {
+                Ok(Reply::Done)
+            } else {
+                Err(Error::NoWatcher(path))
+            }
+        }
         Request::GetEphemerals { prefix } => {
             Ok(Reply::Ephemerals(tree.ephemerals(session, &prefix)))
         }
         Request::GetAcl { path } => {
             acl_of(tree, &path, auth).map(|(acl, stat)| Reply::Acl(acl, stat))
+        }
+        Request::GetAllChildrenNumber { path } => {
+            readable(tree, &path, auth, perms::READ)?;
+            tree.descendants(&path)
+                .map(|n| Reply::Count(i32::try_from(n).unwrap_or(i32::MAX)))
+                .ok_or(Error::NoNode(path))
+        }
+        // Each read is checked on its own, as ZooKeeper's multiRead: a denied one is its
+        // own NoAuth, the others still answer.
+        Request::MultiRead(ops) => Ok(Reply::MultiRead(
+            ops.into_iter()
+                .map(|op| match op {
+                    ReadOp::GetData(p) => readable(tree, &p, auth, perms::READ)
+                        .and_then(|n| api::data_of(&p, Some(n)))
+                        .map(|(d, s)| Reply::Data(d, s)),
+                    ReadOp::GetChildren(p) => readable(tree, &p, auth, perms::READ)
+                        .and_then(|n| api::children_of(&p, Some(n)))
+                        .map(|(c, s)| Reply::Children(c, s)),
+                })
+                .collect(),
+        )),
+        Request::SetWatches {
+            relative_zxid,
+            data,
+            exist,
+            child,
+            persistent,
+            recursive,
+        } => {
+            let moving = MovingWatches::from_set_watches(data, exist, child, persistent, recursive);
+            if let Some(left) = watches.set_watches(session, moving, tree, relative_zxid) {
+                unarmed.extend(left.into_watchers());
+            }
+            Ok(Reply::Done)
         }
         Request::Write(_) | Request::Sync { .. } => Err(Error::BadArguments("not a read".into())),
     }

@@ -9,7 +9,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +83,10 @@ pub(crate) struct SessionInner {
     /// `authInfo`): in memory on the hosting node only, never replicated. Each request
     /// takes the list as it is when submitted; writes carry it in their command.
     auth: parking_lot::RwLock<Arc<[Id]>>,
+    /// Kept alive by its client's requests and pings (a wire session), not by its host
+    /// alone: heartbeated only if `touched` since the last heartbeat.
+    client_pings: bool,
+    touched: AtomicBool,
 }
 
 impl SessionInner {
@@ -106,6 +110,13 @@ impl SessionInner {
     /// watchers: it runs one of them (on a callback thread), or the session opted out.
     pub(crate) fn caller_skips_watchers(&self) -> bool {
         !self.wait_for_watchers || crate::delivery::ON_WORKER.with(std::cell::Cell::get)
+    }
+
+    /// Whether the host should heartbeat the session now: always for an embedded
+    /// session; for a wire session, only if its client was heard from since the last
+    /// heartbeat (so a client that goes silent lets it expire, as ZooKeeper's).
+    pub(crate) fn heartbeat_due(&self) -> bool {
+        !self.client_pings || self.touched.swap(false, Ordering::Relaxed)
     }
 
     /// Records that the session moved to another host (the apply of its `MoveSession`).
@@ -161,6 +172,7 @@ pub struct SessionBuilder {
     wait_for_watchers: bool,
     /// Identities the session starts with (a move carries its old handle's).
     auth: Vec<Id>,
+    client_pings: bool,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -188,7 +200,17 @@ impl SessionBuilder {
             watcher: None,
             wait_for_watchers: true,
             auth: Vec::new(),
+            client_pings: false,
         }
+    }
+
+    /// A session of a wire client: kept alive only while its client is heard from
+    /// ([`Session::touch`]), with at most one watch of a kind per path (the server
+    /// watches for the connection, as ZooKeeper's).
+    pub(crate) fn for_client(mut self) -> Self {
+        self.client_pings = true;
+        self.wait_for_watchers = false;
+        self
     }
 
     /// Whether calls wait until the session's watchers have run for every event their
@@ -292,11 +314,19 @@ impl SessionBuilder {
             pipe: parking_lot::Mutex::new(Pipe::default()),
             pipe_room: parking_lot::Condvar::new(),
             auth: parking_lot::RwLock::new(self.auth.into()),
+            client_pings: self.client_pings,
+            touched: AtomicBool::new(true),
         });
         // Queued before the session is visible to the apply, so Connected always comes
         // first.
         dispatcher.state(SessionEvent::Connected);
-        s.watches.lock().add_session(id, dispatcher.clone());
+        {
+            let mut watches = s.watches.lock();
+            watches.add_session(id, dispatcher.clone());
+            if self.client_pings {
+                watches.one_watch_per_path(id);
+            }
+        }
         s.sessions.lock().insert(id, inner.clone());
         // The session just committed through the leader: as good as a heartbeat ack.
         s.sessions_acknowledged();
@@ -453,6 +483,44 @@ impl Session {
             request,
             Answer::Sink(sink.clone(), xid),
         );
+    }
+
+    /// Queues an answer already known for request `xid`, in the session's order.
+    pub(crate) fn submit_answered(&self, xid: i64, result: Result<Reply>, sink: &Arc<dyn Sink>) {
+        pipeline::submit_answered(
+            &self.shared,
+            &self.inner,
+            result,
+            Answer::Sink(sink.clone(), xid),
+        );
+    }
+
+    /// The client of a wire session was heard from: keep the session alive.
+    pub(crate) fn touch(&self) {
+        self.inner.touched.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops hosting the session here without closing it (its client went away, and
+    /// may reconnect to any member): no more heartbeats, so the leader expires it after
+    /// its timeout unless a member takes it over first. Only this handle's hosting ends:
+    /// a newer handle of the session on this node (the client reconnected) stays.
+    pub(crate) fn detach(self) {
+        {
+            let _tree = self.shared.tree().read();
+            let mut sessions = self.shared.sessions.lock();
+            let mine = sessions
+                .get(&self.inner.id)
+                .is_some_and(|i| Arc::ptr_eq(i, &self.inner));
+            if mine {
+                sessions.remove(&self.inner.id);
+                self.shared.watches.lock().end_session(self.inner.id, None);
+            }
+            // Ended for this handle: dropping it closes nothing.
+            let _ =
+                self.inner
+                    .state
+                    .compare_exchange(OPEN, MOVED, Ordering::SeqCst, Ordering::SeqCst);
+        }
     }
 
     /// Submits `request` and waits for its answer.
@@ -701,7 +769,6 @@ impl Session {
 
     /// Adds an identity directly, without credentials: for a network front end, which
     /// adds `ip:<client address>` for each connection as ZooKeeper does.
-    #[cfg_attr(not(test), allow(dead_code))] // for the wire listener (issue 9)
     pub(crate) fn add_identity(&self, id: Id) {
         self.inner.add_identities([id]);
     }

@@ -15,7 +15,7 @@
 //! data newer than an event it has not been told about yet.
 
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -282,6 +282,10 @@ impl crate::delivery::Runnable for Dispatcher {
 /// All watch registrations of the sessions hosted on one node.
 #[derive(Default)]
 pub(crate) struct WatchManager {
+    /// Sessions with at most one watch of each kind per path (wire clients: the server
+    /// watches for the connection, which tells each of its own watchers — as ZooKeeper's
+    /// WatchManager, which keeps a set of watchers per path).
+    one_per_path: HashSet<i64>,
     data: HashMap<String, Vec<(i64, Watcher)>>,
     child: HashMap<String, Vec<(i64, Watcher)>>,
     persistent: HashMap<String, Vec<(i64, PersistentWatcher)>>,
@@ -311,7 +315,69 @@ pub(crate) struct MovingWatches {
     recursive: Vec<(String, PersistentWatcher)>,
 }
 
+impl MovingWatches {
+    /// The watches a client lists in ZooKeeper's `setWatches`: data watches were set on
+    /// znodes it saw, exists watches on znodes it saw missing, child watches on znodes it
+    /// saw.
+    pub(crate) fn from_set_watches(
+        data: Vec<(String, Watcher)>,
+        exist: Vec<(String, Watcher)>,
+        child: Vec<(String, Watcher)>,
+        persistent: Vec<(String, PersistentWatcher)>,
+        recursive: Vec<(String, PersistentWatcher)>,
+    ) -> MovingWatches {
+        let seen = |(p, w): (String, Watcher)| (p, true, w);
+        MovingWatches {
+            data: data
+                .into_iter()
+                .map(seen)
+                .chain(exist.into_iter().map(|(p, w)| (p, false, w)))
+                .collect(),
+            child: child.into_iter().map(seen).collect(),
+            persistent,
+            recursive,
+        }
+    }
+
+    /// The watchers, as one-shots to be dropped (a persistent one wrapped in a one-shot
+    /// that owns it).
+    pub(crate) fn into_watchers(self) -> Vec<Watcher> {
+        let one_shot = self.data.into_iter().chain(self.child).map(|(_, _, w)| w);
+        let lasting = self.persistent.into_iter().chain(self.recursive);
+        one_shot
+            .chain(lasting.map(|(_, w)| -> Watcher { Box::new(move |_| drop(w)) }))
+            .collect()
+    }
+}
+
 impl WatchManager {
+    /// `session` keeps at most one watch of each kind per path: a second is dropped.
+    pub(crate) fn one_watch_per_path(&mut self, session: i64) {
+        self.one_per_path.insert(session);
+    }
+
+    /// ZooKeeper's `setWatches` for `session`, whose client last saw `relative_zxid`: see
+    /// [`crate::Request::SetWatches`]. Returns the watches it could not arm (the session
+    /// is not here), to be dropped with no lock held.
+    #[must_use]
+    pub(crate) fn set_watches(
+        &mut self,
+        session: i64,
+        watches: MovingWatches,
+        tree: &DataTree,
+        relative_zxid: i64,
+    ) -> Option<MovingWatches> {
+        self.arm_moved(session, watches, tree, relative_zxid.max(0) as u64)
+    }
+
+    /// Whether `session` may add a watch of `map` on `path`.
+    fn wanted<W>(&self, map: &HashMap<String, Vec<(i64, W)>>, session: i64, path: &str) -> bool {
+        !self.one_per_path.contains(&session)
+            || !map
+                .get(path)
+                .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
+    }
+
     /// Takes `session`'s watches off this node (its dispatcher stays), noting which
     /// watched znodes exist in `tree` — the state the session has been told about.
     pub(crate) fn take_watches(&mut self, session: i64, tree: &DataTree) -> MovingWatches {
@@ -422,6 +488,7 @@ impl WatchManager {
                 persistent.extend(take_session(map, &p, session));
             }
         }
+        self.one_per_path.remove(&session);
         if let Some(d) = self.dispatchers.remove(&session) {
             if let Some(e) = event {
                 d.state(e);
@@ -432,6 +499,9 @@ impl WatchManager {
     }
 
     pub(crate) fn add_data(&mut self, session: i64, path: &str, w: Watcher) {
+        if !self.wanted(&self.data, session, path) {
+            return;
+        }
         self.data
             .entry(path.to_string())
             .or_default()
@@ -439,6 +509,9 @@ impl WatchManager {
     }
 
     pub(crate) fn add_child(&mut self, session: i64, path: &str, w: Watcher) {
+        if !self.wanted(&self.child, session, path) {
+            return;
+        }
         self.child
             .entry(path.to_string())
             .or_default()
@@ -456,7 +529,31 @@ impl WatchManager {
             AddWatchMode::Persistent => &mut self.persistent,
             AddWatchMode::PersistentRecursive => &mut self.recursive,
         };
+        if self.one_per_path.contains(&session)
+            && map
+                .get(path)
+                .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
+        {
+            return;
+        }
         map.entry(path.to_string()).or_default().push((session, w));
+    }
+
+    /// Whether `session` has watches of `kind` on `path`.
+    pub(crate) fn has(&self, session: i64, path: &str, kind: WatcherType) -> bool {
+        fn any<W>(map: &HashMap<String, Vec<(i64, W)>>, session: i64, path: &str) -> bool {
+            map.get(path)
+                .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
+        }
+        let data = any(&self.data, session, path);
+        let child = any(&self.child, session, path);
+        let lasting = any(&self.persistent, session, path) || any(&self.recursive, session, path);
+        match kind {
+            WatcherType::Data => data,
+            WatcherType::Children => child,
+            WatcherType::Persistent => lasting,
+            WatcherType::Any => data || child || lasting,
+        }
     }
 
     /// Removes `session`'s watches of `kind` on `path`, telling each removed watcher with a
@@ -542,6 +639,23 @@ impl WatchManager {
                 }
             }
         }
+    }
+
+    /// The paths each session watches (any kind), for the four-letter words.
+    pub(crate) fn paths_by_session(&self) -> BTreeMap<i64, BTreeSet<String>> {
+        let mut out: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        fn add<W>(out: &mut BTreeMap<i64, BTreeSet<String>>, map: &HashMap<String, Vec<(i64, W)>>) {
+            for (p, list) in map {
+                for (s, _) in list {
+                    out.entry(*s).or_default().insert(p.clone());
+                }
+            }
+        }
+        add(&mut out, &self.data);
+        add(&mut out, &self.child);
+        add(&mut out, &self.persistent);
+        add(&mut out, &self.recursive);
+        out
     }
 
     /// Number of registrations (all kinds), for tests and metrics.

@@ -53,6 +53,23 @@ pub struct Flags {
     /// Log level: error, warning, info, debug or trace (default info).
     #[arg(long)]
     pub log_level: Option<String>,
+    /// Serve ZooKeeper's client protocol here (ZooKeeper's clientPortAddress:clientPort),
+    /// e.g. 127.0.0.1:2181.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub client_addr: Option<String>,
+    /// The four-letter words answered on the client port, comma-separated, or `*` for all
+    /// (ZooKeeper's 4lw.commands.whitelist; default srvr).
+    #[arg(long = "4lw-whitelist", value_name = "WORDS")]
+    pub four_letter_words: Option<String>,
+    /// Smallest session timeout granted, in milliseconds (default 4000).
+    #[arg(long)]
+    pub min_session_timeout_ms: Option<u64>,
+    /// Largest session timeout granted, in milliseconds (default 40000).
+    #[arg(long)]
+    pub max_session_timeout_ms: Option<u64>,
+    /// Most client connections at once (default 20000).
+    #[arg(long)]
+    pub max_client_connections: Option<usize>,
 }
 
 /// The settings a config file may hold: the same names as the flags, with `peers` a table.
@@ -80,6 +97,12 @@ pub struct File {
     pub heartbeat_tick: Option<usize>,
     pub snapshot_entries: Option<u64>,
     pub log_level: Option<String>,
+    pub client_addr: Option<String>,
+    #[serde(rename = "4lw_whitelist")]
+    pub four_letter_words: Option<String>,
+    pub min_session_timeout_ms: Option<u64>,
+    pub max_session_timeout_ms: Option<u64>,
+    pub max_client_connections: Option<usize>,
 }
 
 /// The resolved settings.
@@ -95,6 +118,10 @@ pub struct Settings {
     pub heartbeat_tick: usize,
     pub snapshot_entries: u64,
     pub log_level: slog::Level,
+    pub client_addr: Option<String>,
+    pub four_letter_words: Vec<String>,
+    pub session_timeout_bounds: (Duration, Duration),
+    pub max_client_connections: Option<usize>,
 }
 
 impl Settings {
@@ -147,6 +174,30 @@ impl Settings {
                 .or(file.snapshot_entries)
                 .unwrap_or(100_000),
             log_level,
+            client_addr: flags.client_addr.or(file.client_addr),
+            four_letter_words: flags
+                .four_letter_words
+                .or(file.four_letter_words)
+                .unwrap_or_else(|| "srvr".into())
+                .split(',')
+                .map(|w| w.trim().to_string())
+                .filter(|w| !w.is_empty())
+                .collect(),
+            session_timeout_bounds: (
+                Duration::from_millis(
+                    flags
+                        .min_session_timeout_ms
+                        .or(file.min_session_timeout_ms)
+                        .unwrap_or(4_000),
+                ),
+                Duration::from_millis(
+                    flags
+                        .max_session_timeout_ms
+                        .or(file.max_session_timeout_ms)
+                        .unwrap_or(40_000),
+                ),
+            ),
+            max_client_connections: flags.max_client_connections.or(file.max_client_connections),
         })
     }
 }

@@ -63,11 +63,25 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
             .ok_or_else(|| format!("--bind {bind} resolves to nothing"))?;
         builder = builder.listen(addr);
     }
+    if let Some(client) = &settings.client_addr {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(client)?
+            .next()
+            .ok_or_else(|| format!("--client-addr {client} resolves to nothing"))?;
+        builder = builder.client_addr(addr);
+    }
+    let (min, max) = settings.session_timeout_bounds;
+    builder = builder
+        .four_letter_words(settings.four_letter_words.iter().cloned())
+        .session_timeout_bounds(min, max);
+    if let Some(n) = settings.max_client_connections {
+        builder = builder.max_client_connections(n);
+    }
     let node = builder.start()?;
     slog::info!(logger, "zkraft-server running";
         "id" => settings.id, "cluster" => &settings.cluster_id,
         "data_dir" => settings.data_dir.display().to_string(),
-        "peers" => format!("{:?}", settings.peers));
+        "peers" => format!("{:?}", settings.peers),
+        "client_addr" => node.client_addr().map(|a| a.to_string()).unwrap_or_default());
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     let name = if signal == SIGINT {
         "SIGINT"

@@ -104,6 +104,43 @@ impl NodeBuilder {
         self
     }
 
+    /// Serves ZooKeeper's client protocol on `addr` (see [`Config::client_addr`]): kazoo,
+    /// Curator, zkCli and the Rust ZooKeeper clients connect here.
+    pub fn client_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.client_addr = Some(addr);
+        self
+    }
+
+    /// The four-letter words the client port answers (see
+    /// [`Config::four_letter_words`]); `["*"]` for all.
+    pub fn four_letter_words<S: Into<String>>(
+        mut self,
+        words: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.config.four_letter_words = words.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Most client connections at once (see [`Config::max_client_connections`]).
+    pub fn max_client_connections(mut self, n: usize) -> Self {
+        self.config.max_client_connections = n;
+        self
+    }
+
+    /// Closes client connections that send no handshake for this long (see
+    /// [`Config::client_handshake_timeout`]).
+    pub fn client_handshake_timeout(mut self, d: Duration) -> Self {
+        self.config.client_handshake_timeout = d;
+        self
+    }
+
+    /// Most requests of one client connection unanswered at once (see
+    /// [`Config::max_outstanding_per_connection`]).
+    pub fn max_outstanding_per_connection(mut self, n: usize) -> Self {
+        self.config.max_outstanding_per_connection = n;
+        self
+    }
+
     /// Replaces the whole configuration (its `id` included).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -401,12 +438,19 @@ impl NodeBuilder {
             .add_timer(Arc::downgrade(&task), config.tick_interval);
         drop(task);
         shared.wake();
-        Ok(Node {
+        let client_addr = shared.config().client_addr;
+        let mut node = Node {
             shared,
             timer,
             pool: Mutex::new(Some(pool)),
             tcp: owned_tcp,
-        })
+            client: None,
+        };
+        if let Some(addr) = client_addr {
+            // Dropping the node on failure shuts it down.
+            node.client = Some(crate::listener::Listener::start(node.shared.clone(), addr)?);
+        }
+        Ok(node)
     }
 }
 

@@ -98,6 +98,25 @@ pub struct Config {
     /// Default none. It is this node's setting, not replicated: a session is super only
     /// on members that have it. The node's own sessionless calls are always super.
     pub super_digest: Option<String>,
+    /// Serve ZooKeeper's client protocol here (kazoo, Curator, zkCli, the Rust clients):
+    /// ZooKeeper's `clientPortAddress:clientPort`. `None` (the default): no client port.
+    /// Port 0 picks a free port ([`Node::client_addr`](crate::Node::client_addr) tells).
+    pub client_addr: Option<std::net::SocketAddr>,
+    /// The four-letter words the client port answers (ZooKeeper's
+    /// `4lw.commands.whitelist`): names such as `"srvr"`, or `"*"` for all. Default:
+    /// `srvr` only, as ZooKeeper.
+    pub four_letter_words: Vec<String>,
+    /// Most client connections at once (default 20,000); more are refused at accept.
+    pub max_client_connections: usize,
+    /// Most requests of one client connection answered late at once (default 1,000):
+    /// beyond it the connection is not read until answers catch up (back-pressure).
+    pub max_outstanding_per_connection: usize,
+    /// A client connection that sends no handshake for this long is closed (default
+    /// 10 s).
+    pub client_handshake_timeout: Duration,
+    /// Threads serving client connections, each an event loop over its share of them
+    /// (default 2).
+    pub client_io_threads: usize,
 }
 
 /// Most applied entries kept in the log after a compaction, for followers slightly behind
@@ -129,6 +148,12 @@ impl Default for Config {
             join: false,
             snapshot_log_bytes: 256 * 1024 * 1024,
             super_digest: None,
+            client_addr: None,
+            four_letter_words: vec!["srvr".to_string()],
+            max_client_connections: 20_000,
+            max_outstanding_per_connection: 1_000,
+            client_handshake_timeout: Duration::from_secs(10),
+            client_io_threads: 2,
         }
     }
 }
@@ -201,6 +226,15 @@ impl Config {
             if !crate::acl::is_valid_id(&crate::acl::Id::new(crate::acl::DIGEST, d.as_str())) {
                 return err("super_digest must be user:base64(sha1), as acl::digest makes it");
             }
+        }
+        if self.max_client_connections == 0
+            || self.max_outstanding_per_connection == 0
+            || self.max_outstanding_per_connection > crate::MAX_OUTSTANDING
+            || self.client_handshake_timeout.is_zero()
+            || self.client_io_threads == 0
+            || self.client_io_threads > 64
+        {
+            return err("need max_client_connections > 0, 0 < max_outstanding_per_connection <= MAX_OUTSTANDING, client_handshake_timeout > 0 and 1 <= client_io_threads <= 64");
         }
         Ok(())
     }

@@ -470,6 +470,45 @@ impl Shared {
         self.leader.load(Ordering::Acquire)
     }
 
+    /// Index of the last entry applied here (the zxid answers carry).
+    pub(crate) fn applied_index(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// The raft role this node plays now.
+    pub(crate) fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Ordering::Acquire))
+    }
+
+    /// The voters as this node has applied them, sorted.
+    pub(crate) fn voters(&self) -> Vec<u64> {
+        let mut v = self.voters.lock().clone();
+        v.sort_unstable();
+        v
+    }
+
+    /// How many voters the ensemble has.
+    pub(crate) fn voter_count(&self) -> usize {
+        self.voters.lock().len()
+    }
+
+    /// Watch registrations held for the sessions hosted here.
+    pub(crate) fn watch_count(&self) -> usize {
+        self.watches.lock().len()
+    }
+
+    /// The paths each hosted session watches.
+    pub(crate) fn watched_paths(
+        &self,
+    ) -> std::collections::BTreeMap<i64, std::collections::BTreeSet<String>> {
+        self.watches.lock().paths_by_session()
+    }
+
+    /// Sessions hosted here.
+    pub(crate) fn hosted_session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
     /// Ends the local side of every hosted session (the node is stopping): no more
     /// heartbeats, watches dropped, dispatchers stopped. The sessions stay in the
     /// replicated state until the leader expires them, as after a crash.
@@ -783,6 +822,8 @@ pub struct Node {
     /// The TCP transport the builder made for [`NodeBuilder::members`], closed with the
     /// node.
     tcp: Option<crate::transport::TcpTransport>,
+    /// The ZooKeeper client port ([`Config::client_addr`]).
+    client: Option<crate::listener::Listener>,
 }
 
 impl api::Write for Node {
@@ -816,7 +857,7 @@ impl Node {
 
     /// The role this node plays now.
     pub fn role(&self) -> Role {
-        Role::from_u8(self.shared.role.load(Ordering::Acquire))
+        self.shared.role()
     }
 
     /// The leader this node knows of, if any.
@@ -835,7 +876,7 @@ impl Node {
     /// Index of the last log entry applied to this node's tree: the zxid of the newest
     /// change a local read can see.
     pub fn applied_index(&self) -> u64 {
-        self.shared.applied.load(Ordering::Acquire)
+        self.shared.applied_index()
     }
 
     /// The node's configuration.
@@ -868,9 +909,7 @@ impl Node {
 
     /// The voters of the ensemble's configuration as this node has applied it, sorted.
     pub fn members(&self) -> Vec<u64> {
-        let mut v = self.shared.voters.lock().clone();
-        v.sort_unstable();
-        v
+        self.shared.voters()
     }
 
     /// Adds node `id`, which peers reach at `addr` (`host:port`), to the ensemble as a
@@ -941,14 +980,20 @@ impl Node {
         }
     }
 
+    /// The address of the ZooKeeper client port, if the node serves one
+    /// ([`NodeBuilder::client_addr`]).
+    pub fn client_addr(&self) -> Option<std::net::SocketAddr> {
+        self.client.as_ref().map(|c| c.local_addr())
+    }
+
     /// Number of watch registrations held for the sessions hosted here.
     pub fn watch_count(&self) -> usize {
-        self.shared.watches.lock().len()
+        self.shared.watch_count()
     }
 
     /// Number of sessions this node hosts.
     pub fn hosted_sessions(&self) -> usize {
-        self.shared.sessions.lock().len()
+        self.shared.hosted_session_count()
     }
 
     /// True once the node has shut down (or stopped after a fatal storage error).
@@ -1116,6 +1161,11 @@ impl Node {
     /// the new node alone.
     pub fn shutdown(&self) {
         let s = &self.shared;
+        // Clients first: their connections close, their sessions stay (to be re-attached
+        // on another member or expire).
+        if let Some(client) = &self.client {
+            client.stop();
+        }
         let first = !s.stopped.swap(true, Ordering::SeqCst);
         s.leave_transport();
         s.pool.remove_timer(self.timer);

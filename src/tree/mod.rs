@@ -545,6 +545,22 @@ impl DataTree {
             .unwrap_or_default()
     }
 
+    /// How many znodes are below `path`, at every level (ZooKeeper's
+    /// getAllChildrenNumber); `None` if `path` does not exist.
+    pub fn descendants(&self, path: &str) -> Option<usize> {
+        let mut stack = vec![path.to_string()];
+        let mut count = 0usize;
+        self.get(path)?;
+        while let Some(p) = stack.pop() {
+            let Some(node) = self.get(&p) else { continue };
+            for c in node.children() {
+                count += 1;
+                stack.push(crate::path::join(&p, c));
+            }
+        }
+        Some(count)
+    }
+
     /// Containers that have had children and have none left, and TTL znodes without
     /// children unchanged for longer than their TTL at `now`: what the leader reaps.
     pub fn reapable(&self, now: i64) -> Vec<String> {

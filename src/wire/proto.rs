@@ -6,7 +6,6 @@
 //! unknown codes, truncated or padded records and hostile lengths with a [`WireError`].
 
 use super::jute::{read_acls, Acl, JuteReader, JuteWriter, WireError, WireResult};
-use crate::tree::Stat;
 
 /// ZooKeeper's operation codes (`ZooDefs.OpCode`).
 pub(crate) mod op {
@@ -355,9 +354,4 @@ fn read_multi(r: &mut JuteReader<'_>) -> WireResult<Vec<MultiOp>> {
             other => return Err(WireError::UnknownOp(other)),
         });
     }
-}
-
-/// The body of a getData answer.
-pub(crate) fn encode_data(w: &mut JuteWriter, data: &[u8], stat: &Stat) {
-    w.buffer(data).stat(stat);
 }

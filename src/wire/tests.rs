@@ -3,8 +3,8 @@
 
 use super::jute::{read_stat, write_acls, Acl, Id, JuteReader, JuteWriter, WireError};
 use super::proto::{
-    decode_request, encode_data, op, ClientRequest, ConnectRequest, ConnectResponse, MultiOp,
-    ReplyHeader, WatcherEvent, Write,
+    decode_request, op, ClientRequest, ConnectRequest, ConnectResponse, MultiOp, ReplyHeader,
+    WatcherEvent, Write,
 };
 use crate::command::{CreateMode, Op};
 
@@ -244,7 +244,7 @@ fn answers_and_notifications_encode_as_clients_read_them() {
         err: 0,
     }
     .write(&mut w);
-    encode_data(&mut w, b"abc", &stat);
+    w.buffer(b"abc").stat(&stat);
     let bytes = w.finish();
     assert_eq!(bytes.len(), 16 + 4 + 3 + 68, "header, buffer, 68-byte stat");
     let mut r = JuteReader::new(&bytes);

@@ -49,7 +49,13 @@ impl Core {
         }
         if now.duration_since(self.last_ping) >= self.ping_interval {
             self.last_ping = now;
-            let hosted: Vec<i64> = s.sessions.lock().keys().copied().collect();
+            let hosted: Vec<i64> = s
+                .sessions
+                .lock()
+                .iter()
+                .filter(|(_, inner)| inner.heartbeat_due())
+                .map(|(id, _)| *id)
+                .collect();
             if !hosted.is_empty() {
                 if leader == s.id && is_leader {
                     self.heard_from(s, s.id, &hosted);

@@ -1,0 +1,497 @@
+//! One client connection: its socket, its outgoing queue, the answers it owes in order
+//! (`ConnIo`, shared with the session's dispatcher that writes answers and watch
+//! notifications), and what its I/O thread does with the bytes it reads (`Conn`).
+//!
+//! Reading happens on the connection's I/O thread only. Writing happens wherever an
+//! answer or notification is produced (a callback thread, usually), straight into the
+//! socket when nothing is queued before it, under the outgoing queue's lock; what the
+//! socket does not take waits for the I/O thread's next writable event. A connection
+//! stops reading while it owes `max_outstanding` answers or has more than
+//! [`MAX_QUEUED_BYTES`] waiting to be written (back-pressure, as a ZooKeeper server
+//! stops reading a connection that is behind), and resumes below half of each.
+
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write as _};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::Token;
+use parking_lot::Mutex;
+
+use super::event_loop::{Cmd, SelectorHandle};
+use super::four_letter;
+use super::requests::{self, Action, Shape};
+use super::Ctx;
+use crate::error::Result;
+use crate::pipeline::{Reply, Sink};
+use crate::session::Session;
+use crate::tree::WatchedEvent;
+use crate::wire::proto::{decode_request, op, ClientRequest, ConnectRequest, ReplyHeader};
+
+/// Most bytes queued for a client before the connection stops reading its requests.
+pub(crate) const MAX_QUEUED_BYTES: usize = 4 << 20;
+
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A request answered in order: what its answer needs, and when it arrived.
+struct Owed {
+    xid: i32,
+    shape: Shape,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Out {
+    queue: VecDeque<Vec<u8>>,
+    /// Bytes of `queue`'s front already written.
+    offset: usize,
+    bytes: usize,
+    closed: bool,
+    /// Close once `queue` is written (closeSession answered, a refused handshake, a
+    /// four-letter word).
+    close_when_flushed: bool,
+}
+
+/// Per-connection figures for `cons`.
+#[derive(Default)]
+pub(crate) struct ConnStats {
+    pub(crate) received: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) min_latency_ms: AtomicU64,
+    pub(crate) max_latency_ms: AtomicU64,
+    pub(crate) total_latency_ms: AtomicU64,
+    pub(crate) answered: AtomicU64,
+    pub(crate) last_xid: AtomicI64,
+    pub(crate) last_op: AtomicI64,
+}
+
+/// The part of a connection shared with whoever answers its requests.
+pub(crate) struct ConnIo {
+    pub(crate) token: Token,
+    pub(crate) peer: SocketAddr,
+    stream: TcpStream,
+    out: Mutex<Out>,
+    owed: Mutex<VecDeque<Owed>>,
+    /// Answers owed (requests submitted, not answered).
+    outstanding: AtomicUsize,
+    /// The I/O thread stopped reading for back-pressure.
+    paused: AtomicBool,
+    pub(crate) session: AtomicI64,
+    pub(crate) timeout_ms: AtomicI64,
+    pub(crate) established_ms: i64,
+    pub(crate) stats: ConnStats,
+    selector: Arc<SelectorHandle>,
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+impl ConnIo {
+    pub(crate) fn new(
+        token: Token,
+        peer: SocketAddr,
+        stream: TcpStream,
+        selector: Arc<SelectorHandle>,
+        ctx: Arc<Ctx>,
+    ) -> ConnIo {
+        let stats = ConnStats {
+            min_latency_ms: AtomicU64::new(u64::MAX),
+            last_xid: AtomicI64::new(-1),
+            last_op: AtomicI64::new(-1),
+            ..ConnStats::default()
+        };
+        ConnIo {
+            token,
+            peer,
+            stream,
+            out: Mutex::new(Out::default()),
+            owed: Mutex::new(VecDeque::new()),
+            outstanding: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
+            session: AtomicI64::new(0),
+            timeout_ms: AtomicI64::new(0),
+            established_ms: crate::time::now_ms(),
+            stats,
+            selector,
+            ctx,
+        }
+    }
+
+    pub(crate) fn selector(&self) -> &SelectorHandle {
+        &self.selector
+    }
+
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Answers owed.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Sends `frame` (length prefix included): straight into the socket if nothing is
+    /// queued before it, else behind what is.
+    pub(crate) fn send(&self, frame: Vec<u8>) {
+        let mut out = self.out.lock();
+        if out.closed {
+            return;
+        }
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        self.ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
+        out.bytes += frame.len();
+        out.queue.push_back(frame);
+        if out.queue.len() == 1 {
+            self.flush_locked(&mut out);
+        }
+    }
+
+    /// Writes what is queued until the socket takes no more. The I/O thread calls it on
+    /// a writable event.
+    pub(crate) fn flush(&self) {
+        let mut out = self.out.lock();
+        self.flush_locked(&mut out);
+    }
+
+    fn flush_locked(&self, out: &mut Out) {
+        while let Some(front) = out.queue.front() {
+            match (&self.stream).write(&front[out.offset..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.offset += n;
+                    out.bytes -= n;
+                    if out.offset == front.len() {
+                        out.queue.pop_front();
+                        out.offset = 0;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // The peer is gone: the I/O thread sees it on its next read.
+                    out.queue.clear();
+                    out.bytes = 0;
+                    out.offset = 0;
+                    out.closed = true;
+                    self.selector.send(Cmd::Close(self.token, "write failed"));
+                    return;
+                }
+            }
+        }
+        if out.queue.is_empty() && out.close_when_flushed {
+            out.closed = true;
+            let _ = self.stream.shutdown(Shutdown::Both);
+            self.selector.send(Cmd::Close(self.token, "done"));
+            return;
+        }
+        self.maybe_resume(out.bytes);
+    }
+
+    /// Closes the connection once everything queued is written.
+    pub(crate) fn close_when_flushed(&self) {
+        let mut out = self.out.lock();
+        out.close_when_flushed = true;
+        self.flush_locked(&mut out);
+    }
+
+    /// Stops writing: the I/O thread is closing the connection.
+    pub(crate) fn shut(&self) {
+        let mut out = self.out.lock();
+        out.closed = true;
+        out.queue.clear();
+        out.bytes = 0;
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// Whether the connection must stop reading (too many answers owed, or too much
+    /// waiting to be written).
+    pub(crate) fn must_pause(&self) -> bool {
+        self.outstanding() >= self.ctx.max_outstanding || self.out.lock().bytes >= MAX_QUEUED_BYTES
+    }
+
+    /// Tells the I/O thread to read again if it paused and is now below half of each
+    /// bound.
+    fn maybe_resume(&self, queued: usize) {
+        if self.paused.load(Ordering::Acquire)
+            && self.outstanding() <= self.ctx.max_outstanding / 2
+            && queued <= MAX_QUEUED_BYTES / 2
+            && self.paused.swap(false, Ordering::AcqRel)
+        {
+            self.selector.send(Cmd::Resume(self.token));
+        }
+    }
+
+    /// Records that a request is owed an answer, in order.
+    fn owe(&self, xid: i32, shape: Shape) {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.ctx.stats.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.owed.lock().push_back(Owed {
+            xid,
+            shape,
+            since: Instant::now(),
+        });
+    }
+
+    /// A watch notification for this connection's client.
+    pub(crate) fn notify(&self, e: &WatchedEvent) {
+        if let Some(frame) = requests::encode_notification(e, self.zxid()) {
+            self.send(frame);
+        }
+    }
+
+    /// The zxid answers carry: what this node has applied.
+    fn zxid(&self) -> i64 {
+        i64::try_from(self.ctx.shared.applied_index()).unwrap_or(i64::MAX)
+    }
+}
+
+impl Sink for ConnIo {
+    fn reply(&self, xid: i64, result: Result<Reply>) {
+        let Some(owed) = self.owed.lock().pop_front() else {
+            return;
+        };
+        debug_assert_eq!(i64::from(owed.xid), xid);
+        let latency = u64::try_from(owed.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ctx.stats.record_latency(latency);
+        let s = &self.stats;
+        s.min_latency_ms.fetch_min(latency, Ordering::Relaxed);
+        s.max_latency_ms.fetch_max(latency, Ordering::Relaxed);
+        s.total_latency_ms.fetch_add(latency, Ordering::Relaxed);
+        s.answered.fetch_add(1, Ordering::Relaxed);
+        self.ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
+        let closing = owed.shape.op == op::CLOSE_SESSION;
+        let frame = requests::encode_reply(&owed.shape, owed.xid, self.zxid(), result);
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.send(frame);
+        if closing {
+            self.close_when_flushed();
+        }
+    }
+}
+
+/// Where a connection is in its life.
+pub(crate) enum Phase {
+    /// Waiting for the handshake (or a four-letter word).
+    Connecting,
+    /// The handshake is with the session workers.
+    Handshaking,
+    /// Serving a session.
+    Open(Session),
+    /// Answered; closing once written.
+    Done,
+}
+
+/// A connection as its I/O thread holds it.
+pub(crate) struct Conn {
+    pub(crate) io: Arc<ConnIo>,
+    inbuf: Vec<u8>,
+    pub(crate) phase: Phase,
+    pub(crate) opened: Instant,
+    /// The I/O thread has readable bytes it did not read (paused).
+    unread: bool,
+}
+
+/// Why a connection is closed.
+pub(crate) type CloseReason = String;
+
+impl Conn {
+    pub(crate) fn new(io: Arc<ConnIo>) -> Conn {
+        Conn {
+            io,
+            inbuf: Vec::new(),
+            phase: Phase::Connecting,
+            opened: Instant::now(),
+            unread: false,
+        }
+    }
+
+    fn max_frame(&self) -> usize {
+        self.io.ctx.shared.config().max_request_size
+    }
+
+    /// Reads what the socket has and handles every complete frame; `Err` closes the
+    /// connection with the reason logged.
+    pub(crate) fn on_readable(&mut self) -> std::result::Result<(), CloseReason> {
+        self.unread = true;
+        self.pump()
+    }
+
+    /// Reading allowed again (back-pressure released, handshake done).
+    pub(crate) fn resume(&mut self) -> std::result::Result<(), CloseReason> {
+        self.pump()
+    }
+
+    fn pump(&mut self) -> std::result::Result<(), CloseReason> {
+        loop {
+            self.handle_frames()?;
+            if self.blocked() {
+                if self.io.must_pause() {
+                    self.io.paused.store(true, Ordering::Release);
+                    // An answer may have come meanwhile: check again.
+                    self.io.maybe_resume(self.io.out.lock().bytes);
+                }
+                return Ok(());
+            }
+            if !self.unread {
+                return Ok(());
+            }
+            // Keep at most one frame and one chunk buffered.
+            let mut chunk = [0u8; READ_CHUNK];
+            match (&self.io.stream).read(&mut chunk) {
+                Ok(0) => return Err("closed by the client".into()),
+                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.unread = false;
+                    self.handle_frames()?;
+                    return Ok(());
+                }
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+    }
+
+    /// Whether frames must wait (handshake under way, back-pressure, closing).
+    fn blocked(&self) -> bool {
+        match self.phase {
+            Phase::Handshaking | Phase::Done => true,
+            Phase::Connecting => false,
+            Phase::Open(_) => self.io.must_pause(),
+        }
+    }
+
+    /// Handles the complete frames buffered, while allowed.
+    fn handle_frames(&mut self) -> std::result::Result<(), CloseReason> {
+        let mut at = 0;
+        let result = loop {
+            if self.blocked() {
+                break Ok(());
+            }
+            let rest = &self.inbuf[at..];
+            if rest.len() < 4 {
+                break Ok(());
+            }
+            let head = [rest[0], rest[1], rest[2], rest[3]];
+            if matches!(self.phase, Phase::Connecting) {
+                if let Some(word) = four_letter::word(&head) {
+                    let text = four_letter::answer(&self.io.ctx, word);
+                    self.io.send(text.into_bytes());
+                    self.io.close_when_flushed();
+                    self.phase = Phase::Done;
+                    break Ok(());
+                }
+            }
+            let len = i32::from_be_bytes(head);
+            let max = self.max_frame();
+            if len < 0 || len as usize > max {
+                break Err(format!(
+                    "frame of {len} bytes is outside [0, {max}] (jute.maxbuffer)"
+                ));
+            }
+            let len = len as usize;
+            if rest.len() < 4 + len {
+                break Ok(());
+            }
+            let frame = rest[4..4 + len].to_vec();
+            at += 4 + len;
+            if let Err(e) = self.handle_frame(&frame) {
+                break Err(e);
+            }
+        };
+        self.inbuf.drain(..at);
+        if self.inbuf.capacity() > 2 * READ_CHUNK && self.inbuf.len() < READ_CHUNK {
+            self.inbuf.shrink_to(READ_CHUNK);
+        }
+        result
+    }
+
+    fn handle_frame(&mut self, frame: &[u8]) -> std::result::Result<(), CloseReason> {
+        self.io.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.io.ctx.stats.received.fetch_add(1, Ordering::Relaxed);
+        match &self.phase {
+            Phase::Connecting => {
+                let req = ConnectRequest::decode(frame)
+                    .map_err(|e| format!("malformed handshake: {e}"))?;
+                self.phase = Phase::Handshaking;
+                self.io.ctx.handshakes.submit(self.io.clone(), req);
+                Ok(())
+            }
+            Phase::Open(session) => {
+                let (xid, req) =
+                    decode_request(frame).map_err(|e| format!("malformed request: {e}"))?;
+                session.touch();
+                serve(&self.io, session, xid, req);
+                Ok(())
+            }
+            Phase::Handshaking | Phase::Done => Ok(()),
+        }
+    }
+}
+
+/// Serves one decoded request of an open session.
+fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) {
+    let zxid = io.zxid();
+    io.stats.last_xid.store(i64::from(xid), Ordering::Relaxed);
+    match req {
+        ClientRequest::Ping => {
+            io.stats
+                .last_op
+                .store(i64::from(op::PING), Ordering::Relaxed);
+            io.send(requests::encode_header(ReplyHeader::PING_XID, zxid, 0));
+        }
+        ClientRequest::Auth { scheme, auth } => {
+            // Answered at once, outside the session's order, as ZooKeeper does (xid -4);
+            // a failure closes the connection, as ZooKeeper closes it.
+            let err = match session.add_auth(&scheme, &auth) {
+                Ok(()) => 0,
+                Err(e) => e.code(),
+            };
+
+            io.send(requests::encode_header(-4, zxid, err));
+            if err != 0 {
+                io.close_when_flushed();
+            }
+        }
+        ClientRequest::CloseSession => {
+            let shape = Shape {
+                op: op::CLOSE_SESSION,
+                ops: Vec::new(),
+            };
+            submit(io, session, xid, shape, |s, x, sink| {
+                s.submit(
+                    x,
+                    crate::pipeline::Request::Write(crate::command::Op::CloseSession {
+                        session: s.id(),
+                        expired: false,
+                    }),
+                    sink,
+                )
+            });
+        }
+        req => match requests::action(io, req) {
+            Action::Submit(request, shape) => submit(io, session, xid, shape, |s, x, sink| {
+                s.submit(x, request, sink)
+            }),
+            Action::Answer(result, shape) => submit(io, session, xid, shape, |s, x, sink| {
+                s.submit_answered(x, result, sink)
+            }),
+        },
+    }
+}
+
+fn submit(
+    io: &Arc<ConnIo>,
+    session: &Session,
+    xid: i32,
+    shape: Shape,
+    f: impl FnOnce(&Session, i64, &Arc<dyn Sink>),
+) {
+    io.stats
+        .last_op
+        .store(i64::from(shape.op), Ordering::Relaxed);
+    io.owe(xid, shape);
+    let sink: Arc<dyn Sink> = io.clone();
+    f(session, i64::from(xid), &sink);
+}

@@ -1,0 +1,430 @@
+//! ZooKeeper's four-letter words on the client port (`ruok`, `srvr`, `stat`, `mntr`, …),
+//! answered in ZooKeeper's own output format so existing monitoring scripts parse them.
+//! A connection whose first four bytes spell one gets the answer as plain text and is
+//! closed; words outside the whitelist (ZooKeeper's `4lw.commands.whitelist`) get
+//! ZooKeeper's refusal line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use super::Ctx;
+use crate::node::Role;
+
+/// The words this server knows.
+pub(crate) const WORDS: [&str; 15] = [
+    "ruok", "srvr", "stat", "mntr", "conf", "cons", "crst", "envi", "wchs", "wchc", "wchp", "dump",
+    "isro", "srst", "dirs",
+];
+
+/// The version reported: the ZooKeeper protocol level served, then zkraft's own.
+pub(crate) fn version() -> String {
+    format!(
+        "3.8.0-zkraft-{}, built on zkraft {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The word the first four bytes of a connection spell, if any.
+pub(crate) fn word(head: &[u8; 4]) -> Option<&'static str> {
+    WORDS.iter().copied().find(|w| w.as_bytes() == head)
+}
+
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
+
+/// Java's `Double.toString` for the figures ZooKeeper prints as doubles ("0.0", "1.5").
+fn java_double(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e7 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// The answer to `word` (a member of [`WORDS`]).
+pub(crate) fn answer(ctx: &Ctx, word: &str) -> String {
+    if !ctx.four_letter_allowed(word) {
+        return format!("{word} is not executed because it is not in the whitelist.\n");
+    }
+    let serving = ctx.shared.leader_id() != 0;
+    match word {
+        "ruok" => "imok".into(),
+        "isro" => "rw".into(),
+        "envi" => envi(),
+        "conf" => conf(ctx),
+        "dirs" => format!(
+            "datadir_size: {}\nlogdir_size: 0\n",
+            dir_size(&ctx.shared.config().data_dir)
+        ),
+        _ if !serving => NOT_SERVING.into(),
+        "srvr" => srvr(ctx, false),
+        "stat" => srvr(ctx, true),
+        "mntr" => mntr(ctx),
+        "cons" => cons(ctx),
+        "crst" => {
+            ctx.reset_connection_stats();
+            "Connection stats reset.\n".into()
+        }
+        "srst" => {
+            ctx.stats.reset();
+            "Server stats reset.\n".into()
+        }
+        "wchs" => wchs(ctx),
+        "wchc" => by_session(ctx),
+        "wchp" => by_path(ctx),
+        "dump" => dump(ctx),
+        _ => String::new(),
+    }
+}
+
+/// ZooKeeper's name for the node's role.
+fn mode(ctx: &Ctx) -> &'static str {
+    if ctx.shared.voter_count() <= 1 {
+        return "standalone";
+    }
+    match ctx.shared.role() {
+        Role::Leader => "leader",
+        _ => "follower",
+    }
+}
+
+fn zxid(ctx: &Ctx) -> u64 {
+    ctx.shared.applied_index()
+}
+
+fn srvr(ctx: &Ctx, with_clients: bool) -> String {
+    let s = &ctx.stats;
+    let (min, avg, max) = s.latency();
+    let mut out = String::new();
+    let _ = writeln!(out, "Zookeeper version: {}", version());
+    if with_clients {
+        out.push_str("Clients:\n");
+        for c in ctx.connections() {
+            let _ = writeln!(
+                out,
+                " /{}[1](queued={},recved={},sent={})",
+                c.peer,
+                c.outstanding(),
+                c.stats.received.load(Ordering::Relaxed),
+                c.stats.sent.load(Ordering::Relaxed)
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "Latency min/avg/max: {min}/{}/{max}", java_double(avg));
+    let _ = writeln!(out, "Received: {}", s.received.load(Ordering::Relaxed));
+    let _ = writeln!(out, "Sent: {}", s.sent.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "Connections: {}",
+        s.connections.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "Outstanding: {}",
+        s.outstanding.load(Ordering::Relaxed).max(0)
+    );
+    let _ = writeln!(out, "Zxid: {:#x}", zxid(ctx));
+    let _ = writeln!(out, "Mode: {}", mode(ctx));
+    let _ = writeln!(out, "Node count: {}", ctx.shared.tree().read().len());
+    out
+}
+
+fn mntr(ctx: &Ctx) -> String {
+    let s = &ctx.stats;
+    let (min, avg, max) = s.latency();
+    let (znodes, ephemerals, data_size, sessions) = {
+        let tree = ctx.shared.tree().read();
+        let data: usize = tree.iter().map(|(p, n)| p.len() + n.data.len()).sum();
+        let eph = tree
+            .iter()
+            .filter(|(_, n)| n.stat().ephemeral_owner != 0)
+            .count();
+        (tree.len(), eph, data, tree.sessions().len())
+    };
+    let watches = ctx.shared.watch_count();
+    let mut rows: Vec<(&str, String)> = vec![
+        ("zk_version", version()),
+        ("zk_server_state", mode(ctx).into()),
+        ("zk_avg_latency", java_double(avg)),
+        ("zk_max_latency", max.to_string()),
+        ("zk_min_latency", min.to_string()),
+        (
+            "zk_packets_received",
+            s.received.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_packets_sent",
+            s.sent.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_num_alive_connections",
+            s.connections.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "zk_outstanding_requests",
+            s.outstanding.load(Ordering::Relaxed).max(0).to_string(),
+        ),
+        ("zk_znode_count", znodes.to_string()),
+        ("zk_watch_count", watches.to_string()),
+        ("zk_ephemerals_count", ephemerals.to_string()),
+        ("zk_approximate_data_size", data_size.to_string()),
+        ("zk_global_sessions", sessions.to_string()),
+        (
+            "zk_local_sessions",
+            ctx.shared.hosted_session_count().to_string(),
+        ),
+        ("zk_uptime", s.started.elapsed().as_millis().to_string()),
+        ("zk_last_zxid", format!("{:#x}", zxid(ctx))),
+    ];
+    if let Some((open, max)) = file_descriptors() {
+        rows.push(("zk_open_file_descriptor_count", open.to_string()));
+        rows.push(("zk_max_file_descriptor_count", max.to_string()));
+    }
+    if mode(ctx) == "leader" {
+        let followers = ctx.shared.voter_count().saturating_sub(1);
+        rows.push(("zk_followers", followers.to_string()));
+        rows.push(("zk_synced_followers", followers.to_string()));
+        rows.push(("zk_pending_syncs", "0".into()));
+    }
+    let mut out = String::new();
+    for (k, v) in rows {
+        let _ = writeln!(out, "{k}\t{v}");
+    }
+    out
+}
+
+fn conf(ctx: &Ctx) -> String {
+    let c = ctx.shared.config();
+    let mut out = String::new();
+    let _ = writeln!(out, "clientPort={}", ctx.addr.port());
+    let _ = writeln!(out, "clientPortAddress={}", ctx.addr.ip());
+    let _ = writeln!(out, "secureClientPort=-1");
+    let _ = writeln!(out, "dataDir={}", c.data_dir.display());
+    let _ = writeln!(out, "dataDirSize={}", dir_size(&c.data_dir));
+    let _ = writeln!(out, "dataLogDir={}", c.data_dir.display());
+    let _ = writeln!(out, "dataLogSize=0");
+    let _ = writeln!(out, "tickTime={}", c.tick_interval.as_millis());
+    let _ = writeln!(out, "maxClientCnxns={}", ctx.max_connections);
+    let _ = writeln!(
+        out,
+        "minSessionTimeout={}",
+        c.min_session_timeout.as_millis()
+    );
+    let _ = writeln!(
+        out,
+        "maxSessionTimeout={}",
+        c.max_session_timeout.as_millis()
+    );
+    let _ = writeln!(out, "clientPortListenBacklog=-1");
+    let _ = writeln!(out, "serverId={}", c.id);
+    let _ = writeln!(out, "electionTick={}", c.election_tick);
+    let _ = writeln!(out, "heartbeatTick={}", c.heartbeat_tick);
+    let _ = writeln!(out, "jute.maxbuffer={}", c.max_request_size);
+    let _ = writeln!(out, "clusterId={}", c.cluster_id);
+    for id in ctx.shared.voters() {
+        let _ = writeln!(out, "server.{id}=voter");
+    }
+    out
+}
+
+fn envi() -> String {
+    let mut out = String::from("Environment:\n");
+    let _ = writeln!(out, "zookeeper.version={}", version());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let _ = writeln!(out, "host.name={host}");
+    let _ = writeln!(out, "zkraft.version={}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(out, "os.name={}", std::env::consts::OS);
+    let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
+    let _ = writeln!(
+        out,
+        "user.dir={}",
+        std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "process.id={}", std::process::id());
+    out
+}
+
+fn cons(ctx: &Ctx) -> String {
+    let mut out = String::new();
+    for c in ctx.connections() {
+        let s = &c.stats;
+        let answered = s.answered.load(Ordering::Relaxed);
+        let session = c.session.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            " /{}[1](queued={},recved={},sent={}",
+            c.peer,
+            c.outstanding(),
+            s.received.load(Ordering::Relaxed),
+            s.sent.load(Ordering::Relaxed)
+        );
+        if session != 0 {
+            let min = match s.min_latency_ms.load(Ordering::Relaxed) {
+                u64::MAX => 0,
+                m => m,
+            };
+            let avg = if answered == 0 {
+                0.0
+            } else {
+                s.total_latency_ms.load(Ordering::Relaxed) as f64 / answered as f64
+            };
+            let _ = write!(
+                out,
+                ",sid={session:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x},minlat={min},avglat={},maxlat={}",
+                op_name(s.last_op.load(Ordering::Relaxed)),
+                c.established_ms,
+                c.timeout_ms.load(Ordering::Relaxed),
+                s.last_xid.load(Ordering::Relaxed),
+                zxid(ctx),
+                java_double(avg),
+                s.max_latency_ms.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(")\n");
+    }
+    out.push('\n');
+    out
+}
+
+/// ZooKeeper's short name of an operation (`lop` in `cons`).
+fn op_name(code: i64) -> &'static str {
+    use crate::wire::proto::op;
+    match i32::try_from(code).unwrap_or(-1) {
+        op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => "CREA",
+        op::DELETE => "DELE",
+        op::EXISTS => "EXIS",
+        op::GET_DATA => "GETD",
+        op::SET_DATA => "SETD",
+        op::GET_ACL => "GETA",
+        op::SET_ACL => "SETA",
+        op::GET_CHILDREN | op::GET_CHILDREN2 => "GETC",
+        op::SYNC => "SYNC",
+        op::PING => "PING",
+        op::MULTI | op::MULTI_READ => "MULT",
+        op::CLOSE_SESSION => "CLOS",
+        op::SET_WATCHES | op::SET_WATCHES2 => "SETW",
+        op::ADD_WATCH => "ADDW",
+        op::CHECK_WATCHES | op::REMOVE_WATCHES => "REMW",
+        op::GET_EPHEMERALS => "GETE",
+        op::GET_ALL_CHILDREN_NUMBER => "GETACN",
+        _ => "NA",
+    }
+}
+
+fn wchs(ctx: &Ctx) -> String {
+    let by_session = ctx.shared.watched_paths();
+    let paths: BTreeSet<&String> = by_session.values().flatten().collect();
+    let total: usize = by_session.values().map(BTreeSet::len).sum();
+    format!(
+        "{} connections watching {} paths\nTotal watches:{}\n",
+        by_session.len(),
+        paths.len(),
+        total
+    )
+}
+
+fn by_session(ctx: &Ctx) -> String {
+    let mut out = String::new();
+    for (session, paths) in ctx.shared.watched_paths() {
+        let _ = writeln!(out, "{session:#x}");
+        for p in paths {
+            let _ = writeln!(out, "\t{p}");
+        }
+    }
+    out
+}
+
+fn by_path(ctx: &Ctx) -> String {
+    let mut paths: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for (session, ps) in ctx.shared.watched_paths() {
+        for p in ps {
+            paths.entry(p).or_default().insert(session);
+        }
+    }
+    let mut out = String::new();
+    for (p, sessions) in paths {
+        let _ = writeln!(out, "{p}");
+        for s in sessions {
+            let _ = writeln!(out, "\t{s:#x}");
+        }
+    }
+    out
+}
+
+fn dump(ctx: &Ctx) -> String {
+    let tree = ctx.shared.tree().read();
+    let mut out = String::from("SessionTracker dump:\n");
+    let _ = writeln!(out, "Global Sessions({}):", tree.sessions().len());
+    for (id, rec) in tree.sessions() {
+        let _ = writeln!(out, "{id:#x}\t{}ms", rec.timeout_ms);
+    }
+    let mut by_owner: BTreeMap<i64, Vec<&String>> = BTreeMap::new();
+    for (p, n) in tree.iter() {
+        let owner = n.stat().ephemeral_owner;
+        if owner != 0 && tree.sessions().contains_key(&owner) {
+            by_owner.entry(owner).or_default().push(p);
+        }
+    }
+    out.push_str("ephemeral nodes dump:\n");
+    let _ = writeln!(out, "Sessions with Ephemerals ({}):", by_owner.len());
+    for (owner, mut paths) in by_owner {
+        paths.sort();
+        let _ = writeln!(out, "{owner:#x}:");
+        for p in paths {
+            let _ = writeln!(out, "\t{p}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Connections dump:\nConnections Sets (1)/({})",
+        ctx.stats.connections.load(Ordering::Relaxed)
+    );
+    out
+}
+
+/// Open and maximum file descriptors of this process (Linux).
+fn file_descriptors() -> Option<(usize, u64)> {
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let max = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some((open, max))
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_doubles() {
+        assert_eq!(word(b"ruok"), Some("ruok"));
+        assert_eq!(word(b"\0\0\0\x2c"), None);
+        assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(2.0), "2.0");
+        assert_eq!(java_double(0.25), "0.2500");
+    }
+}

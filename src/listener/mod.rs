@@ -1,0 +1,251 @@
+//! The ZooKeeper client port: ZooKeeper's client protocol (3.5–3.9 clients: kazoo,
+//! Curator, zkCli, the Rust clients) served on a node's
+//! [`Config::client_addr`](crate::Config::client_addr).
+//!
+//! It is a thin adapter over the request pipeline: each connection's session is a
+//! [`Session`](crate::Session) hosted by this node (opened, or re-attached after the
+//! client moved from another member), each decoded request is submitted to it with the
+//! connection as its [`Sink`](crate::Sink), and answers and watch notifications are
+//! written in the session's order. Connections live on a fixed set of I/O threads
+//! (`event_loop`), sessions are opened by a fixed set of workers (`handshake`), and
+//! watch callbacks run on the process's shared callback threads: no thread per client.
+//!
+//! A session outlives its connection: when the client goes away without closing it,
+//! this node stops heartbeating it, and the leader expires it after its timeout unless
+//! the client reconnects (here or to another member) first — as ZooKeeper does.
+
+mod conn;
+mod event_loop;
+mod four_letter;
+mod handshake;
+mod requests;
+mod stats;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::Token;
+use parking_lot::Mutex;
+use slog::Logger;
+
+use crate::error::{Error, Result};
+use crate::node::Shared;
+use conn::ConnIo;
+use event_loop::{Cmd, SelectorHandle};
+use handshake::Handshakes;
+use stats::ServerStats;
+
+/// The client port's handling of a decoded request, without a connection: for the fuzz
+/// target (`crate::fuzzing`). Watchers are made and dropped; a refusal's answer is encoded
+/// and its frame checked.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn fuzz_request(xid: i32, req: crate::wire::proto::ClientRequest) {
+    struct Nobody;
+    impl requests::Notifiers for Nobody {
+        fn one(&self) -> crate::watch::Watcher {
+            Box::new(|_| {})
+        }
+        fn lasting(&self) -> crate::watch::PersistentWatcher {
+            Arc::new(|_| {})
+        }
+    }
+    use crate::wire::proto::ClientRequest;
+    if matches!(
+        req,
+        ClientRequest::Ping | ClientRequest::CloseSession | ClientRequest::Auth { .. }
+    ) {
+        return;
+    }
+    let (result, shape) = match requests::action(&Nobody, req) {
+        requests::Action::Submit(request, shape) => {
+            drop(request);
+            (Err(Error::ConnectionLoss("fuzz".into())), shape)
+        }
+        requests::Action::Answer(result, shape) => (result, shape),
+    };
+    let frame = requests::encode_reply(&shape, xid, 1, result);
+    let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    assert_eq!(len + 4, frame.len(), "answer frame length");
+}
+
+/// What every thread of a listener shares.
+pub(crate) struct Ctx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) logger: Logger,
+    pub(crate) addr: SocketAddr,
+    pub(crate) stats: ServerStats,
+    pub(crate) max_outstanding: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) handshakes: Handshakes,
+    pub(crate) stopping: AtomicBool,
+    four_letter_words: Vec<String>,
+    conns: Mutex<HashMap<Token, Weak<ConnIo>>>,
+}
+
+impl Ctx {
+    /// Whether the whitelist lets `word` be answered.
+    pub(crate) fn four_letter_allowed(&self, word: &str) -> bool {
+        self.four_letter_words
+            .iter()
+            .any(|w| w == "*" || w.eq_ignore_ascii_case(word))
+    }
+
+    fn register(&self, io: &Arc<ConnIo>) {
+        self.conns.lock().insert(io.token, Arc::downgrade(io));
+    }
+
+    fn unregister(&self, io: &ConnIo) {
+        self.conns.lock().remove(&io.token);
+    }
+
+    /// The open connections, oldest first.
+    pub(crate) fn connections(&self) -> Vec<Arc<ConnIo>> {
+        let mut v: Vec<Arc<ConnIo>> = self
+            .conns
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        v.sort_by_key(|c| c.token);
+        v
+    }
+
+    /// `crst`: every connection's figures back to zero.
+    pub(crate) fn reset_connection_stats(&self) {
+        for c in self.connections() {
+            let s = &c.stats;
+            s.received.store(0, Ordering::Relaxed);
+            s.sent.store(0, Ordering::Relaxed);
+            s.min_latency_ms.store(u64::MAX, Ordering::Relaxed);
+            s.max_latency_ms.store(0, Ordering::Relaxed);
+            s.total_latency_ms.store(0, Ordering::Relaxed);
+            s.answered.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A running client port.
+pub(crate) struct Listener {
+    ctx: Arc<Ctx>,
+    addr: SocketAddr,
+    acceptor_waker: Arc<mio::Waker>,
+    selectors: Vec<Arc<SelectorHandle>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Listener {
+    /// Binds the client port of the node `shared` and starts its threads.
+    pub(crate) fn start(shared: Arc<Shared>, addr: SocketAddr) -> Result<Listener> {
+        let io_err =
+            |what: &str, e: std::io::Error| Error::Io(format!("client port {addr}: {what}: {e}"));
+        let std_listener = std::net::TcpListener::bind(addr).map_err(|e| io_err("bind", e))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| io_err("nonblocking", e))?;
+        let local = std_listener
+            .local_addr()
+            .map_err(|e| io_err("address", e))?;
+        let listener = mio::net::TcpListener::from_std(std_listener);
+        let config = shared.config().clone();
+        let (handshakes, handshake_rx) = Handshakes::new();
+        let ctx = Arc::new(Ctx {
+            logger: shared
+                .logger()
+                .new(slog::o!("client_port" => local.to_string())),
+            shared,
+            addr: local,
+            stats: ServerStats::new(),
+            max_outstanding: config.max_outstanding_per_connection,
+            max_connections: config.max_client_connections,
+            handshake_timeout: config.client_handshake_timeout,
+            handshakes,
+            stopping: AtomicBool::new(false),
+            four_letter_words: config.four_letter_words.clone(),
+            conns: Mutex::new(HashMap::new()),
+        });
+        let mut threads = Vec::new();
+        let mut selectors = Vec::new();
+        let stop_started =
+            |ctx: &Ctx, selectors: &[Arc<SelectorHandle>], threads: Vec<JoinHandle<()>>| {
+                ctx.stopping.store(true, Ordering::Release);
+                for s in selectors {
+                    s.send(Cmd::Stop);
+                }
+                for t in threads {
+                    let _ = t.join();
+                }
+            };
+        for n in 0..config.client_io_threads {
+            match event_loop::start_selector(ctx.clone(), n) {
+                Ok((h, t)) => {
+                    selectors.push(h);
+                    threads.push(t);
+                }
+                Err(e) => {
+                    stop_started(&ctx, &selectors, threads);
+                    return Err(io_err("I/O thread", e));
+                }
+            }
+        }
+        for n in 0..handshake::WORKERS {
+            let (c, rx) = (ctx.clone(), handshake_rx.clone());
+            match std::thread::Builder::new()
+                .name(format!("zkraft-client-session-{n}"))
+                .spawn(move || handshake::run(c, rx))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    stop_started(&ctx, &selectors, threads);
+                    return Err(io_err("session thread", e));
+                }
+            }
+        }
+        let (acceptor_waker, t) =
+            match event_loop::start_acceptor(ctx.clone(), listener, selectors.clone()) {
+                Ok(x) => x,
+                Err(e) => {
+                    stop_started(&ctx, &selectors, threads);
+                    return Err(io_err("accept thread", e));
+                }
+            };
+        threads.push(t);
+        slog::info!(ctx.logger, "serving ZooKeeper clients"; "addr" => %local);
+        Ok(Listener {
+            ctx,
+            addr: local,
+            acceptor_waker,
+            selectors,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// The address the port is bound to.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes every connection (their sessions stay, to expire or be re-attached
+    /// elsewhere) and stops the threads. Idempotent.
+    pub(crate) fn stop(&self) {
+        self.ctx.stopping.store(true, Ordering::Release);
+        let _ = self.acceptor_waker.wake();
+        for s in &self.selectors {
+            s.send(Cmd::Stop);
+        }
+        let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

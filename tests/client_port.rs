@@ -1,0 +1,456 @@
+//! The ZooKeeper client port, driven by a minimal client written here from ZooKeeper's
+//! protocol description (independent of the server's own encoder): answers and
+//! notifications in order, sessions re-attached on another member with the events they
+//! missed, expiry of silent clients, back-pressure, and connections that misbehave
+//! closed without disturbing the others. The kazoo suite (`tests/kazoo/`) covers the
+//! API surface against ZooKeeper itself.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{wait_until, Cluster};
+use zkraft::NodeBuilder;
+
+const CREATE2: i32 = 15;
+const GET_DATA: i32 = 4;
+const SET_DATA: i32 = 5;
+const SET_WATCHES: i32 = 101;
+const PING: i32 = 11;
+const GET_ACL: i32 = 6;
+const SET_ACL: i32 = 7;
+const AUTH: i32 = 100;
+
+/// Jute encoding of a request body.
+#[derive(Default)]
+struct Body(Vec<u8>);
+
+impl Body {
+    fn int(mut self, v: i32) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn long(mut self, v: i64) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn bool(mut self, v: bool) -> Self {
+        self.0.push(u8::from(v));
+        self
+    }
+    fn bytes(self, v: &[u8]) -> Self {
+        let mut s = self.int(v.len() as i32);
+        s.0.extend_from_slice(v);
+        s
+    }
+    fn str(self, v: &str) -> Self {
+        self.bytes(v.as_bytes())
+    }
+    fn strs(self, v: &[&str]) -> Self {
+        let mut s = self.int(v.len() as i32);
+        for x in v {
+            s = s.str(x);
+        }
+        s
+    }
+    /// world:anyone, all permissions.
+    fn open_acl(self) -> Self {
+        self.int(1).int(31).str("world").str("anyone")
+    }
+}
+
+/// A frame read back: header fields and the rest.
+struct Frame {
+    xid: i32,
+    zxid: i64,
+    err: i32,
+    body: Vec<u8>,
+}
+
+struct Client {
+    s: TcpStream,
+    session: i64,
+    password: Vec<u8>,
+    timeout: i32,
+}
+
+fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn int(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn long(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+impl Client {
+    /// Connects with a handshake (session 0: a new one).
+    fn connect(addr: SocketAddr, session: i64, password: &[u8], timeout_ms: i32) -> Client {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let req = Body::default()
+            .int(0)
+            .long(0)
+            .int(timeout_ms)
+            .long(session)
+            .bytes(password)
+            .bool(false);
+        send_raw(&mut s, &req.0);
+        let r = read_frame(&mut s).expect("handshake answered");
+        let timeout = int(&r, 4);
+        let session = long(&r, 8);
+        let plen = int(&r, 16) as usize;
+        let password = r[20..20 + plen].to_vec();
+        Client {
+            s,
+            session,
+            password,
+            timeout,
+        }
+    }
+
+    fn send(&mut self, xid: i32, op: i32, body: Body) {
+        let frame = Body::default().int(xid).int(op);
+        let mut bytes = frame.0;
+        bytes.extend_from_slice(&body.0);
+        send_raw(&mut self.s, &bytes);
+    }
+
+    fn recv(&mut self) -> Frame {
+        let b = read_frame(&mut self.s).expect("a frame");
+        Frame {
+            xid: int(&b, 0),
+            zxid: long(&b, 4),
+            err: int(&b, 12),
+            body: b[16..].to_vec(),
+        }
+    }
+
+    /// True once the server has closed the connection.
+    fn closed_within(&mut self, limit: Duration) -> bool {
+        self.s.set_read_timeout(Some(limit)).unwrap();
+        let mut b = [0u8; 256];
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            match self.s.read(&mut b) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}
+
+fn send_raw(s: &mut TcpStream, body: &[u8]) {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    s.write_all(&out).unwrap();
+}
+
+fn create2(path: &str, data: &[u8], flags: i32) -> Body {
+    Body::default().str(path).bytes(data).open_acl().int(flags)
+}
+
+fn ported(b: NodeBuilder) -> NodeBuilder {
+    b.client_addr("127.0.0.1:0".parse().unwrap())
+        .four_letter_words(["ruok", "mntr"])
+}
+
+fn addr(c: &Cluster, id: u64) -> SocketAddr {
+    c.node(id).client_addr().expect("client port")
+}
+
+#[test]
+fn answers_and_notifications_keep_the_sessions_order() {
+    let c = Cluster::with(3, ported);
+    let leader = c.wait_leader();
+    let mut cl = Client::connect(addr(&c, leader), 0, &[], 4000);
+    assert_ne!(cl.session, 0);
+    assert_eq!(cl.password.len(), 16);
+    cl.send(1, CREATE2, create2("/a", b"v0", 0));
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (1, 0));
+    assert!(r.zxid > 0);
+    assert_eq!(&r.body[4..6], b"/a");
+    // getData with a watch, then setData: the notification comes before the answer to
+    // the setData that caused it, as ZooKeeper sends it.
+    cl.send(2, GET_DATA, Body::default().str("/a").bool(true));
+    cl.send(3, SET_DATA, Body::default().str("/a").bytes(b"v1").int(0));
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (2, 0));
+    assert_eq!(&r.body[4..6], b"v0");
+    let n = cl.recv();
+    assert_eq!(n.xid, -1, "notification");
+    assert_eq!(
+        (int(&n.body, 0), int(&n.body, 4)),
+        (3, 3),
+        "NodeDataChanged, SyncConnected"
+    );
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (3, 0));
+    // Errors carry ZooKeeper's codes, in order with the rest.
+    cl.send(4, CREATE2, create2("/a", b"", 0));
+    cl.send(5, SET_DATA, Body::default().str("/a").bytes(b"").int(7));
+    cl.send(6, GET_DATA, Body::default().str("/missing").bool(false));
+    cl.send(7, PING, Body::default());
+    let mut got: Vec<(i32, i32)> = (0..4).map(|_| cl.recv()).map(|f| (f.xid, f.err)).collect();
+    got.sort_by_key(|(x, _)| *x == -2); // a ping's answer is not ordered with the rest
+    assert_eq!(got, vec![(4, -110), (5, -103), (6, -101), (-2, 0)]);
+}
+
+#[test]
+fn a_session_reattached_on_another_member_gets_the_events_it_missed() {
+    let c = Cluster::with(3, ported);
+    let leader = c.wait_leader();
+    let other = c.ids.iter().copied().find(|i| *i != leader).unwrap();
+    let mut a = Client::connect(addr(&c, leader), 0, &[], 4000);
+    a.send(1, CREATE2, create2("/eph", b"", 1));
+    assert_eq!(a.recv().err, 0);
+    a.send(2, CREATE2, create2("/d", b"0", 0));
+    let seen = a.recv().zxid;
+    // The client loses its server; meanwhile /d changes.
+    drop(a.s);
+    c.node(leader).set_data("/d", b"1", None).unwrap();
+    let mut b = Client::connect(addr(&c, other), a.session, &a.password, 4000);
+    assert_eq!(b.session, a.session, "same session");
+    assert!(b.timeout > 0);
+    b.send(
+        -8,
+        SET_WATCHES,
+        Body::default().long(seen).strs(&["/d"]).strs(&[]).strs(&[]),
+    );
+    let n = b.recv();
+    assert_eq!(n.xid, -1, "the missed change is delivered");
+    assert_eq!(int(&n.body, 0), 3);
+    let r = b.recv();
+    assert_eq!((r.xid, r.err), (-8, 0));
+    assert!(
+        c.node(other).exists("/eph").unwrap().is_some(),
+        "ephemeral kept"
+    );
+    // A wrong password is refused as ZooKeeper refuses it: timeout 0.
+    let mut bad = a.password.clone();
+    bad[0] ^= 1;
+    let refused = Client::connect(addr(&c, other), a.session, &bad, 4000);
+    assert_eq!((refused.timeout, refused.session), (0, 0));
+}
+
+#[test]
+fn a_silent_client_loses_its_session_and_its_ephemerals() {
+    let c = Cluster::with(3, ported);
+    let leader = c.wait_leader();
+    let mut cl = Client::connect(addr(&c, leader), 0, &[], 300);
+    assert_eq!(cl.timeout, 300, "negotiated within the node's bounds");
+    cl.send(1, CREATE2, create2("/gone", b"", 1));
+    assert_eq!(cl.recv().err, 0);
+    // No pings: the session expires, its ephemeral goes and its connection is closed.
+    wait_until(Duration::from_secs(10), "ephemeral deleted", || {
+        c.node(leader).exists("/gone").unwrap().is_none()
+    });
+    assert!(cl.closed_within(Duration::from_secs(5)));
+    // A client that pings keeps it.
+    let mut live = Client::connect(addr(&c, leader), 0, &[], 300);
+    live.send(1, CREATE2, create2("/kept", b"", 1));
+    assert_eq!(live.recv().err, 0);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        live.send(-2, PING, Body::default());
+        assert_eq!(live.recv().xid, -2);
+        std::thread::sleep(Duration::from_millis(80));
+    }
+    assert!(c.node(leader).exists("/kept").unwrap().is_some());
+}
+
+#[test]
+fn misbehaving_connections_are_closed_and_others_are_served() {
+    let c = Cluster::with(1, |b| {
+        ported(b)
+            .client_handshake_timeout(Duration::from_millis(300))
+            .max_outstanding_per_connection(8)
+    });
+    c.wait_leader();
+    let at = addr(&c, 1);
+    let mut good = Client::connect(at, 0, &[], 4000);
+    // Garbage after the handshake: an unknown operation.
+    let mut bad = Client::connect(at, 0, &[], 4000);
+    bad.send(1, 9999, Body::default());
+    assert!(bad.closed_within(Duration::from_secs(5)));
+    // A truncated record.
+    let mut bad = Client::connect(at, 0, &[], 4000);
+    bad.send(1, GET_DATA, Body::default().int(1000));
+    assert!(bad.closed_within(Duration::from_secs(5)));
+    // A frame longer than jute.maxbuffer, announced before any byte of it.
+    let mut s = TcpStream::connect(at).unwrap();
+    s.write_all(&(2u32 << 20).to_be_bytes()).unwrap();
+    let mut big = Client {
+        s,
+        session: 0,
+        password: vec![],
+        timeout: 0,
+    };
+    assert!(big.closed_within(Duration::from_secs(5)));
+    // A connection that never sends its handshake.
+    let mut idle = Client {
+        s: TcpStream::connect(at).unwrap(),
+        session: 0,
+        password: vec![],
+        timeout: 0,
+    };
+    assert!(idle.closed_within(Duration::from_secs(5)));
+    // 500 requests sent without reading, past the outstanding limit of 8: the server
+    // stops reading, then answers every one, in order.
+    for xid in 0..500 {
+        good.send(xid, CREATE2, create2(&format!("/n{xid}"), b"", 0));
+    }
+    for xid in 0..500 {
+        let r = good.recv();
+        assert_eq!((r.xid, r.err), (xid, 0));
+    }
+    assert_eq!(c.node(1).get_children("/").unwrap().len(), 501);
+}
+
+#[test]
+fn four_letter_words_follow_the_whitelist() {
+    let c = Cluster::with(1, ported);
+    c.wait_leader();
+    let ask = |w: &str| {
+        let mut s = TcpStream::connect(addr(&c, 1)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(w.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert_eq!(ask("ruok"), "imok");
+    assert_eq!(
+        ask("srvr"),
+        "srvr is not executed because it is not in the whitelist.\n"
+    );
+    let mntr = ask("mntr");
+    let keys: Vec<&str> = mntr.lines().filter_map(|l| l.split('\t').next()).collect();
+    for k in [
+        "zk_version",
+        "zk_server_state",
+        "zk_znode_count",
+        "zk_watch_count",
+    ] {
+        assert!(keys.contains(&k), "{k} in {mntr}");
+    }
+    assert!(mntr.contains("zk_server_state\tstandalone"));
+}
+
+/// An auth packet (answered with xid −4).
+fn auth(scheme: &str, credentials: &[u8]) -> Body {
+    Body::default().int(0).str(scheme).bytes(credentials)
+}
+
+#[test]
+fn acls_and_authentication_over_the_client_port() {
+    let c = Cluster::with(1, |b| {
+        ported(b).super_digest(zkraft::acl::digest("super", "test"))
+    });
+    let a = addr(&c, c.wait_leader());
+    let mut alice = Client::connect(a, 0, &[], 4000);
+    alice.send(-4, AUTH, auth("digest", b"alice:pw"));
+    let r = alice.recv();
+    assert_eq!((r.xid, r.err), (-4, 0));
+    // CREATOR_ALL_ACL: auth, all permissions.
+    let creator_all = |b: Body| b.int(1).int(31).str("auth").str("");
+    alice.send(
+        1,
+        CREATE2,
+        creator_all(Body::default().str("/a").bytes(b"x")).int(0),
+    );
+    assert_eq!(alice.recv().err, 0);
+    // getACL: the auth entry became alice's digest id; then the stat.
+    alice.send(2, GET_ACL, Body::default().str("/a"));
+    let r = alice.recv();
+    assert_eq!((r.xid, r.err), (2, 0));
+    let id = zkraft::acl::digest("alice", "pw");
+    let mut want = Body::default().int(1).int(31).str("digest").str(&id).0;
+    assert_eq!(&r.body[..want.len()], &want[..]);
+    // An entry open to the connection's address, read-only.
+    alice.send(
+        3,
+        CREATE2,
+        Body::default()
+            .str("/lan")
+            .bytes(b"l")
+            .int(2)
+            .int(1)
+            .str("ip")
+            .str("127.0.0.0/8")
+            .int(31)
+            .str("auth")
+            .str("")
+            .int(0),
+    );
+    assert_eq!(alice.recv().err, 0);
+
+    // Another connection, without credentials: denied /a, may read /lan by its address.
+    let mut anon = Client::connect(a, 0, &[], 4000);
+    anon.send(1, GET_DATA, Body::default().str("/a").bool(false));
+    assert_eq!(anon.recv().err, -102, "NoAuth");
+    anon.send(2, GET_DATA, Body::default().str("/lan").bool(false));
+    let r = anon.recv();
+    assert_eq!((r.err, &r.body[4..5]), (0, &b"l"[..]));
+    anon.send(3, SET_DATA, Body::default().str("/lan").bytes(b"y").int(-1));
+    assert_eq!(anon.recv().err, -102);
+    // getACL with READ but not ADMIN hides the digest's hash.
+    anon.send(4, GET_ACL, Body::default().str("/lan"));
+    let r = anon.recv();
+    assert_eq!(r.err, 0);
+    want = Body::default()
+        .int(2)
+        .int(1)
+        .str("ip")
+        .str("127.0.0.0/8")
+        .int(31)
+        .str("digest")
+        .str("alice:x")
+        .0;
+    assert_eq!(&r.body[..want.len()], &want[..]);
+
+    // setACL by alice, at ACL version 0: the stat comes back with aversion 1.
+    alice.send(
+        4,
+        SET_ACL,
+        Body::default()
+            .str("/a")
+            .int(1)
+            .int(31)
+            .str("world")
+            .str("anyone")
+            .int(0),
+    );
+    let r = alice.recv();
+    assert_eq!((r.xid, r.err), (4, 0));
+    assert_eq!(int(&r.body, 40), 1, "aversion");
+    anon.send(5, GET_DATA, Body::default().str("/a").bool(false));
+    assert_eq!(anon.recv().err, 0);
+
+    // The super digest passes everything.
+    let mut admin = Client::connect(a, 0, &[], 4000);
+    admin.send(-4, AUTH, auth("digest", b"super:test"));
+    assert_eq!(admin.recv().err, 0);
+    admin.send(1, SET_DATA, Body::default().str("/lan").bytes(b"z").int(-1));
+    assert_eq!(admin.recv().err, 0);
+
+    // An unknown scheme: AuthFailed, and the connection is closed.
+    anon.send(-4, AUTH, auth("kerberos", b"x"));
+    let r = anon.recv();
+    assert_eq!((r.xid, r.err), (-4, -115));
+    assert!(anon.closed_within(Duration::from_secs(5)));
+}
