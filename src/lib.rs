@@ -21,8 +21,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! See `docs/architecture.md` for how the pieces fit and `docs/consistency.md` for the
-//! guarantees.
+//! See `docs/architecture.md` for how the pieces fit, `docs/consistency.md` for the
+//! guarantees and `docs/acl.md` for access control ([`acl`]: sessions are checked against
+//! every znode's ACL; a `Node`'s own calls act as the super user).
 
 #![warn(missing_docs)]
 
