@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::acl::Acl;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::tree::{OpResult, Stat, Znode};
@@ -24,10 +25,21 @@ pub(crate) fn create(
     data: &[u8],
     mode: CreateMode,
 ) -> Result<(String, Stat)> {
+    create_with_acl(w, path, data, mode, Acl::open_unsafe())
+}
+
+/// `create` with an ACL.
+pub(crate) fn create_with_acl(
+    w: &impl Write,
+    path: &str,
+    data: &[u8],
+    mode: CreateMode,
+    acl: Vec<Acl>,
+) -> Result<(String, Stat)> {
     if mode.is_ttl() {
         return Err(Error::BadArguments("TTL modes need create_ttl".into()));
     }
-    w.write(Op::create(path, data, mode))
+    w.write(Op::create_with_acl(path, data, mode, acl))
         .and_then(OpResult::into_created)
 }
 
@@ -60,6 +72,17 @@ pub(crate) fn set_data(
 ) -> Result<Stat> {
     w.write(Op::set_data(path, data, version))
         .and_then(OpResult::into_stat)
+}
+
+/// `setACL`: the new stat.
+pub(crate) fn set_acl(
+    w: &impl Write,
+    path: &str,
+    acl: Vec<Acl>,
+    version: Option<i32>,
+) -> Result<Stat> {
+    w.write(Op::set_acl(path, acl, version))
+        .and_then(OpResult::into_acl_stat)
 }
 
 /// `multi`: one result per operation, or `MultiFailed` and nothing applied.

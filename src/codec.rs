@@ -2,6 +2,7 @@
 //! used for replicated commands and persisted znodes. Every top-level record starts with a
 //! format version byte so the encoding can evolve.
 
+use crate::acl::{Acl, Id};
 use crate::error::{Error, Result};
 
 /// Appends primitive values to a byte buffer.
@@ -37,6 +38,23 @@ impl Writer {
     }
     pub(crate) fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());
+    }
+    /// Identities: a count, then each scheme and id.
+    pub(crate) fn ids(&mut self, ids: &[Id]) {
+        self.u32(u32::try_from(ids.len()).unwrap_or(u32::MAX));
+        for id in ids {
+            self.str(&id.scheme);
+            self.str(&id.id);
+        }
+    }
+    /// An ACL: a count, then each entry's perms, scheme and id.
+    pub(crate) fn acl(&mut self, acl: &[Acl]) {
+        self.u32(u32::try_from(acl.len()).unwrap_or(u32::MAX));
+        for a in acl {
+            self.i32(a.perms);
+            self.str(&a.id.scheme);
+            self.str(&a.id.id);
+        }
     }
     pub(crate) fn finish(self) -> Vec<u8> {
         self.buf
@@ -84,6 +102,26 @@ impl<'a> Reader<'a> {
     }
     pub(crate) fn str(&mut self) -> Result<String> {
         String::from_utf8(self.bytes()?).map_err(|_| Error::Corrupt("invalid utf-8".into()))
+    }
+    /// Identities written by [`Writer::ids`]. Each takes at least 8 bytes, so a hostile
+    /// count cannot make it allocate more than the record holds.
+    pub(crate) fn ids(&mut self) -> Result<Vec<Id>> {
+        let n = self.u32()? as usize;
+        let mut ids = Vec::with_capacity(n.min(self.buf.len() / 8));
+        for _ in 0..n {
+            ids.push(Id::new(self.str()?, self.str()?));
+        }
+        Ok(ids)
+    }
+    /// An ACL written by [`Writer::acl`] (each entry at least 12 bytes).
+    pub(crate) fn acl(&mut self) -> Result<Vec<Acl>> {
+        let n = self.u32()? as usize;
+        let mut acl = Vec::with_capacity(n.min(self.buf.len() / 12));
+        for _ in 0..n {
+            let perms = self.i32()?;
+            acl.push(Acl::new(perms, Id::new(self.str()?, self.str()?)));
+        }
+        Ok(acl)
     }
     /// True when every byte has been read.
     pub(crate) fn is_empty(&self) -> bool {

@@ -2,6 +2,7 @@
 //! (who proposed it, a request id, the proposer's clock) and an [`Op`]. The encoding is a
 //! compact, versioned binary format (see `codec`).
 
+use crate::acl::{Acl, Id};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 
@@ -9,6 +10,14 @@ use crate::error::{Error, Result};
 const FORMAT_V1: u8 = 1;
 /// Adds the session order (epoch, sequence number) to the header.
 const FORMAT_V2: u8 = 2;
+/// Adds the caller's identities (`Command::auth`) to the header.
+const FORMAT_V3: u8 = 3;
+
+/// Op tags: a create with the open ACL keeps the first format's tag (1), one with another
+/// ACL has its own.
+const TAG_CREATE: u8 = 1;
+const TAG_CREATE_WITH_ACL: u8 = 10;
+const TAG_SET_ACL: u8 = 11;
 
 /// How a znode is created: ZooKeeper's `CreateMode`, with the same numeric values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +105,10 @@ pub enum Op {
         mode: CreateMode,
         /// Time to live in milliseconds for the TTL modes (0 otherwise).
         ttl_ms: i64,
+        /// The new znode's ACL (before expansion: `auth` entries become the caller's
+        /// authenticated ids when applied). The constructors give
+        /// [`Acl::open_unsafe`]; [`Op::create_with_acl`] another.
+        acl: Vec<Acl>,
     },
     /// Delete a znode, optionally only at a given version.
     Delete {
@@ -118,6 +131,16 @@ pub enum Op {
         /// Path.
         path: String,
         /// Expected version; `None` matches any.
+        version: Option<i32>,
+    },
+    /// Replace a znode's ACL, optionally only at a given ACL version (`aversion`). Needs
+    /// ADMIN permission on the znode. Not allowed inside a multi (as in ZooKeeper).
+    SetAcl {
+        /// Path.
+        path: String,
+        /// The new ACL (`auth` entries become the caller's authenticated ids).
+        acl: Vec<Acl>,
+        /// Expected ACL version (the stat's `aversion`); `None` matches any.
         version: Option<i32>,
     },
     /// All-or-nothing list of operations, applied in order.
@@ -158,13 +181,31 @@ pub enum Op {
 }
 
 impl Op {
-    /// Convenience constructor for [`Op::Create`].
+    /// Convenience constructor for [`Op::Create`], with the open ACL
+    /// ([`Acl::open_unsafe`]).
     pub fn create(path: impl Into<String>, data: impl Into<Vec<u8>>, mode: CreateMode) -> Op {
+        Op::create_with_acl(path, data, mode, Acl::open_unsafe())
+    }
+    /// [`Op::Create`] with the ACL `acl` (see [`crate::acl`]). Needs CREATE permission on
+    /// the parent; an unacceptable ACL is [`Error::InvalidAcl`].
+    ///
+    /// ```
+    /// use zkraft::{acl::perms, Acl, CreateMode, Id, Op};
+    /// let acl = vec![Acl::new(perms::ALL, Id::digest("alice", "pw")), Acl::read_unsafe()[0].clone()];
+    /// let op = Op::create_with_acl("/cfg", b"v1".to_vec(), CreateMode::Persistent, acl);
+    /// ```
+    pub fn create_with_acl(
+        path: impl Into<String>,
+        data: impl Into<Vec<u8>>,
+        mode: CreateMode,
+        acl: Vec<Acl>,
+    ) -> Op {
         Op::Create {
             path: path.into(),
             data: data.into(),
             mode,
             ttl_ms: 0,
+            acl,
         }
     }
     /// [`Op::Create`] for the TTL modes.
@@ -179,6 +220,7 @@ impl Op {
             data: data.into(),
             mode,
             ttl_ms: ttl.as_millis().min(i64::MAX as u128) as i64,
+            acl: Acl::open_unsafe(),
         }
     }
     /// Convenience constructor for [`Op::Delete`].
@@ -203,6 +245,14 @@ impl Op {
             version,
         }
     }
+    /// Convenience constructor for [`Op::SetAcl`].
+    pub fn set_acl(path: impl Into<String>, acl: Vec<Acl>, version: Option<i32>) -> Op {
+        Op::SetAcl {
+            path: path.into(),
+            acl,
+            version,
+        }
+    }
 
     fn encode_into(&self, w: &mut Writer) {
         match self {
@@ -211,12 +261,21 @@ impl Op {
                 data,
                 mode,
                 ttl_ms,
+                acl,
             } => {
-                w.u8(1);
+                let open = crate::acl::is_open(acl);
+                w.u8(if open {
+                    TAG_CREATE
+                } else {
+                    TAG_CREATE_WITH_ACL
+                });
                 w.str(path);
                 w.bytes(data);
                 w.u8(mode.to_flag());
                 w.i64(*ttl_ms);
+                if !open {
+                    w.acl(acl);
+                }
             }
             Op::Delete { path, version } => {
                 w.u8(2);
@@ -236,6 +295,12 @@ impl Op {
             Op::Check { path, version } => {
                 w.u8(4);
                 w.str(path);
+                w.i32(version.unwrap_or(-1));
+            }
+            Op::SetAcl { path, acl, version } => {
+                w.u8(TAG_SET_ACL);
+                w.str(path);
+                w.acl(acl);
                 w.i32(version.unwrap_or(-1));
             }
             Op::Multi(ops) => {
@@ -279,12 +344,18 @@ impl Op {
 
     fn decode_from(r: &mut Reader<'_>, depth: u32) -> Result<Op> {
         let version = |v: i32| if v == -1 { None } else { Some(v) };
-        Ok(match r.u8()? {
-            1 => Op::Create {
+        let tag = r.u8()?;
+        Ok(match tag {
+            TAG_CREATE | TAG_CREATE_WITH_ACL => Op::Create {
                 path: r.str()?,
                 data: r.bytes()?,
                 mode: CreateMode::from_flag(r.u8()?).map_err(|e| Error::Corrupt(e.to_string()))?,
                 ttl_ms: r.i64()?,
+                acl: if tag == TAG_CREATE {
+                    Acl::open_unsafe()
+                } else {
+                    r.acl()?
+                },
             },
             2 => Op::Delete {
                 path: r.str()?,
@@ -317,6 +388,11 @@ impl Op {
                 expired: r.u8()? != 0,
             },
             8 => Op::Reap { path: r.str()? },
+            TAG_SET_ACL => Op::SetAcl {
+                path: r.str()?,
+                acl: r.acl()?,
+                version: version(r.i32()?),
+            },
             9 => Op::MoveSession {
                 session: r.i64()?,
                 password: r.bytes()?,
@@ -353,19 +429,34 @@ impl Op {
         fn string(s: usize) -> usize {
             s.saturating_add(4)
         }
-        /// `vector<ACL>` holding `world:anyone` with all permissions (OPEN_ACL_UNSAFE).
-        const OPEN_ACL: usize = 4 + 4 + (4 + 5) + (4 + 6);
+        /// A jute `vector<ACL>`: a 4-byte count, then each entry's perms, scheme and id.
+        fn acl_size(acl: &[Acl]) -> usize {
+            acl.iter().fold(4usize, |n, a| {
+                n.saturating_add(4)
+                    .saturating_add(string(a.id.scheme.len()))
+                    .saturating_add(string(a.id.id.len()))
+            })
+        }
         /// `MultiHeader`: type, done, err.
         const MULTI_HEADER: usize = 4 + 1 + 4;
         match self {
             Op::Create {
-                path, data, mode, ..
+                path,
+                data,
+                mode,
+                acl,
+                ..
             } => {
                 let ttl = if mode.is_ttl() { 8 } else { 0 };
                 string(path.len())
                     .saturating_add(string(data.len()))
-                    .saturating_add(OPEN_ACL + 4 + ttl)
+                    .saturating_add(acl_size(acl))
+                    .saturating_add(4 + ttl)
             }
+            // SetACLRequest: path, ACL, version.
+            Op::SetAcl { path, acl, .. } => string(path.len())
+                .saturating_add(acl_size(acl))
+                .saturating_add(4),
             Op::Delete { path, .. } | Op::Check { path, .. } => string(path.len()) + 4,
             Op::SetData { path, data, .. } => string(path.len())
                 .saturating_add(string(data.len()))
@@ -406,6 +497,11 @@ pub(crate) struct Command {
     /// number within it, from 1. `(0, 0)`: unordered (no session, or housekeeping). See
     /// `DataTree::apply_ordered`.
     pub order: (u64, u64),
+    /// The identities of the caller (its session's authenticated ids; `super:` for the
+    /// node's own sessionless API), against which the state machine checks ACLs. Not
+    /// checked for housekeeping (sessions, reaping). Commands of the first two formats
+    /// have none.
+    pub auth: Vec<Id>,
     /// The operation.
     pub op: Op,
 }
@@ -413,8 +509,8 @@ pub(crate) struct Command {
 impl Command {
     /// Encodes the command for a raft entry.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(80 + self.op.data_len());
-        w.u8(FORMAT_V2);
+        let mut w = Writer::with_capacity(96 + self.op.data_len());
+        w.u8(FORMAT_V3);
         w.u64(self.origin);
         w.u64(self.incarnation);
         w.u64(self.request_id);
@@ -422,6 +518,7 @@ impl Command {
         w.i64(self.time_ms);
         w.u64(self.order.0);
         w.u64(self.order.1);
+        w.ids(&self.auth);
         self.op.encode_into(&mut w);
         w.finish()
     }
@@ -430,15 +527,20 @@ impl Command {
     pub fn decode(buf: &[u8]) -> Result<Command> {
         let mut r = Reader::new(buf);
         let format = r.u8()?;
-        if format != FORMAT_V1 && format != FORMAT_V2 {
+        if !(FORMAT_V1..=FORMAT_V3).contains(&format) {
             return Err(Error::Corrupt(format!("unknown command format {format}")));
         }
         let (origin, incarnation, request_id) = (r.u64()?, r.u64()?, r.u64()?);
         let (session, time_ms) = (r.i64()?, r.i64()?);
-        let order = if format == FORMAT_V2 {
+        let order = if format >= FORMAT_V2 {
             (r.u64()?, r.u64()?)
         } else {
             (0, 0)
+        };
+        let auth = if format >= FORMAT_V3 {
+            r.ids()?
+        } else {
+            Vec::new()
         };
         let cmd = Command {
             origin,
@@ -447,6 +549,7 @@ impl Command {
             session,
             time_ms,
             order,
+            auth,
             op: Op::decode_from(&mut r, 0)?,
         };
         r.finish()?;
@@ -467,6 +570,7 @@ mod tests {
             session: 7,
             time_ms: 1_700_000_000_000,
             order: (3, 17),
+            auth: vec![Id::digest("u", "p"), Id::new("ip", "10.0.0.1")],
             op: Op::Multi(vec![
                 Op::create("/a", b"x".to_vec(), CreateMode::PersistentSequential),
                 Op::create_ttl(
@@ -478,6 +582,15 @@ mod tests {
                 Op::set_data("/a", vec![], Some(3)),
                 Op::check("/b", None),
                 Op::delete("/c", Some(0)),
+                Op::create_with_acl(
+                    "/acl",
+                    vec![],
+                    CreateMode::Persistent,
+                    vec![
+                        Acl::new(crate::acl::perms::READ, Id::anyone()),
+                        Acl::new(crate::acl::perms::ALL, Id::digest("u", "p")),
+                    ],
+                ),
             ]),
         };
         assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
@@ -497,6 +610,8 @@ mod tests {
                 password: vec![3; 16],
                 host: 2,
             },
+            Op::set_acl("/a", Acl::creator_all(), Some(4)),
+            Op::set_acl("/a", vec![], None),
         ] {
             let cmd = Command { op, ..cmd.clone() };
             assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
@@ -510,6 +625,22 @@ mod tests {
         Op::check("/b", None).encode_into(&mut v1);
         let old = Command::decode(&v1.finish()).unwrap();
         assert_eq!((old.request_id, old.order), (42, (0, 0)));
+        assert!(old.auth.is_empty());
+        // The second format (order, no identities) decodes with no identities, and its
+        // creates with the open ACL.
+        let mut v2 = Writer::default();
+        v2.u8(FORMAT_V2);
+        for v in [3u64, 99, 42, 7, 5, 3, 17] {
+            v2.u64(v);
+        }
+        Op::create("/a", vec![], CreateMode::Persistent).encode_into(&mut v2);
+        let old = Command::decode(&v2.finish()).unwrap();
+        assert_eq!((old.order, old.auth.len()), ((3, 17), 0));
+        assert_eq!(old.op, Op::create("/a", vec![], CreateMode::Persistent));
+        // A create with the open ACL is encoded as in the first formats.
+        let mut open = Writer::default();
+        Op::create("/a", vec![], CreateMode::Persistent).encode_into(&mut open);
+        assert_eq!(open.finish()[0], TAG_CREATE);
     }
 
     #[test]
@@ -531,6 +662,18 @@ mod tests {
             Op::set_data("/a", vec![1, 2, 3], None).request_size(),
             8 + 6 + 7 + 4
         );
+        // An ACL entry: perms, scheme and id as strings; setACL: path, ACL, version.
+        let acl = vec![Acl::new(1, Id::new("ip", "1.2.3.4"))];
+        let with_acl =
+            Op::create_with_acl("/a", vec![1, 2, 3], CreateMode::Persistent, acl.clone());
+        assert_eq!(
+            with_acl.request_size(),
+            8 + (4 + 2) + (4 + 3) + (4 + 4 + 6 + 11) + 4
+        );
+        assert_eq!(
+            Op::set_acl("/a", acl, None).request_size(),
+            8 + 6 + (4 + 4 + 6 + 11) + 4
+        );
         let multi = Op::Multi(vec![Op::check("/a", None), Op::delete("/a", None)]);
         assert_eq!(multi.request_size(), 8 + 9 + (9 + 10) + (9 + 10));
         // Never overflows, whatever the lengths.
@@ -546,7 +689,13 @@ mod tests {
             session: 0,
             time_ms: 0,
             order: (0, 0),
-            op: Op::create("/a", vec![1, 2, 3], CreateMode::Persistent),
+            auth: vec![Id::super_user()],
+            op: Op::create_with_acl(
+                "/a",
+                vec![1, 2, 3],
+                CreateMode::Persistent,
+                Acl::read_unsafe(),
+            ),
         };
         let buf = cmd.encode();
         for cut in 0..buf.len() {
@@ -565,5 +714,19 @@ mod tests {
         nested.u8(5);
         nested.u32(0);
         assert!(Command::decode(&nested.finish()).is_err(), "nested multi");
+        // A hostile count of identities or ACL entries is refused, not allocated.
+        let mut huge = Writer::default();
+        huge.u8(FORMAT_V3);
+        for _ in 0..7 {
+            huge.u64(0);
+        }
+        huge.u32(u32::MAX);
+        assert!(Command::decode(&huge.finish()).is_err());
+        let mut huge = Writer::default();
+        huge.u8(TAG_SET_ACL);
+        huge.str("/a");
+        huge.u32(u32::MAX);
+        let buf = huge.finish();
+        assert!(Op::decode_from(&mut Reader::new(&buf), 0).is_err());
     }
 }

@@ -62,10 +62,25 @@ pub enum Error {
         /// Configured maximum (`Config::max_request_size`).
         max: usize,
     },
-    /// The caller may not do this to the znode (ZooKeeper's NoAuth): for example changing
-    /// `/zookeeper/config`, which ZooKeeper keeps read-only.
+    /// The caller may not do this to the znode (ZooKeeper's NoAuth): the znode's ACL (or
+    /// its parent's, for create and delete) grants none of the caller's identities the
+    /// permission needed; or the change is to `/zookeeper/config`, which is read-only.
     #[error("not authorized: {0}")]
     NoAuth(String),
+    /// An ACL given to a create or a set_acl is not acceptable (ZooKeeper's InvalidACL):
+    /// an empty list, an unknown scheme, a malformed id, `world` with an id other than
+    /// `anyone`, or the `auth` scheme from a caller with no authenticated identity.
+    #[error("invalid ACL for {path}: {reason}")]
+    InvalidAcl {
+        /// The znode the ACL was meant for.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Authentication failed (ZooKeeper's AuthFailed): an unknown scheme, or credentials
+    /// in the wrong form. Nothing was added to the session.
+    #[error("authentication failed: {0}")]
+    AuthFailed(String),
     /// An argument is invalid for the operation (for example deleting `/`).
     #[error("bad arguments: {0}")]
     BadArguments(String),
@@ -137,6 +152,8 @@ impl Error {
             | Error::RequestTooLarge { .. }
             | Error::BadArguments(_) => -8,
             Error::NoAuth(_) => -102,
+            Error::InvalidAcl { .. } => -114,
+            Error::AuthFailed(_) => -115,
             Error::SessionExpired => -112,
             Error::SessionClosed => -112,
             Error::SessionMoved => -118,
@@ -164,6 +181,8 @@ impl Error {
                 | Error::DataTooLarge { .. }
                 | Error::RequestTooLarge { .. }
                 | Error::NoAuth(_)
+                | Error::InvalidAcl { .. }
+                | Error::AuthFailed(_)
                 | Error::BadArguments(_)
                 | Error::MultiFailed { .. }
                 | Error::SessionMoved

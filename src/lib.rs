@@ -21,11 +21,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! See `docs/architecture.md` for how the pieces fit and `docs/consistency.md` for the
-//! guarantees.
+//! See `docs/architecture.md` for how the pieces fit, `docs/consistency.md` for the
+//! guarantees and `docs/acl.md` for access control ([`acl`]: sessions are checked against
+//! every znode's ACL; a `Node`'s own calls act as the super user).
 
 #![warn(missing_docs)]
 
+pub mod acl;
 mod api;
 mod codec;
 pub mod command;
@@ -50,6 +52,7 @@ pub mod tree;
 pub mod watch;
 mod wire;
 
+pub use acl::{Acl, Id};
 pub use command::{CreateMode, Op};
 pub use error::{Error, Result};
 pub use node::{

@@ -20,6 +20,10 @@
 //! `wait_for_watchers(false)` — is always answered directly, so its answer may come before
 //! a sink has heard the answers of earlier requests still queued for it.)
 //!
+//! A request runs with the identities its session held when it was submitted (as
+//! ZooKeeper's `Request` copies its connection's `authInfo`): reads check them against
+//! ACLs here, writes carry them in their command for the state machine to check.
+//!
 //! Every request is answered exactly once: a callback the driver drops unanswered (on an
 //! error path) answers `Shutdown` as it is dropped, and one refused before it is handed
 //! over is disarmed, its refusal answered in its slot.
@@ -30,36 +34,40 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use crate::acl::{self, perms, Acl, Id};
 use crate::api;
 use crate::command::Op;
 use crate::error::{Error, Result};
 use crate::node::{Responder, Shared};
 use crate::session::SessionInner;
 use crate::time::deadline_after;
-use crate::tree::{DataTree, OpResult, Stat};
+use crate::tree::{DataTree, OpResult, Stat, Znode};
 use crate::watch::{
     AddWatchMode, MovingWatches, PersistentWatcher, WatchManager, Watcher, WatcherType,
 };
 
 /// A request a [`Session`](crate::Session) can pipeline.
 pub enum Request {
-    /// A write: create, delete, set_data, check or multi.
+    /// A write: create, delete, set_data, set_acl, check or multi.
     Write(Op),
-    /// `exists`, with an optional one-shot watch.
+    /// `exists`, with an optional one-shot watch. Needs READ permission on the znode if
+    /// it exists (as ZooKeeper 3.8.4+ and 3.9.2+, ZOOKEEPER-2590).
     Exists {
         /// The path.
         path: String,
         /// Fires on the next NodeCreated, NodeDataChanged or NodeDeleted of `path`.
         watcher: Option<Watcher>,
     },
-    /// `getData`, with an optional one-shot watch (not set if the znode is missing).
+    /// `getData`, with an optional one-shot watch (not set if the znode is missing or
+    /// the read is denied). Needs READ permission.
     GetData {
         /// The path.
         path: String,
         /// Fires on the next NodeDataChanged or NodeDeleted of `path`.
         watcher: Option<Watcher>,
     },
-    /// `getChildren2`, with an optional one-shot watch (not set if the znode is missing).
+    /// `getChildren2`, with an optional one-shot watch (not set if the znode is missing
+    /// or the read is denied). Needs READ permission.
     GetChildren {
         /// The path.
         path: String,
@@ -99,6 +107,12 @@ pub enum Request {
     GetEphemerals {
         /// A path prefix.
         prefix: String,
+    },
+    /// `getACL`: the znode's ACL and stat. Needs READ or ADMIN permission; without ADMIN
+    /// the hashes of `digest` ids are shown as `x` (`user:x`), as ZooKeeper shows them.
+    GetAcl {
+        /// The path.
+        path: String,
     },
     /// `getAllChildrenNumber`: how many znodes are below `path` (all levels).
     GetAllChildrenNumber {
@@ -206,6 +220,7 @@ impl std::fmt::Debug for Request {
                 .debug_struct("GetEphemerals")
                 .field("prefix", prefix)
                 .finish(),
+            Request::GetAcl { path } => f.debug_struct("GetAcl").field("path", path).finish(),
             Request::CheckWatches { path, kind } => f
                 .debug_struct("CheckWatches")
                 .field("path", path)
@@ -239,6 +254,8 @@ pub enum Reply {
     Done,
     /// Ephemeral paths, sorted.
     Ephemerals(Vec<String>),
+    /// A znode's ACL and stat.
+    Acl(Vec<Acl>, Stat),
     /// A count (`getAllChildrenNumber`).
     Count(i32),
     /// One answer per read of a `MultiRead`, in order.
@@ -281,6 +298,8 @@ struct Slot {
     id: u64,
     state: State,
     answer: Answer,
+    /// The session's identities when the request was submitted.
+    auth: Arc<[Id]>,
 }
 
 /// Most requests of one session submitted and not answered yet; [`submit`] waits for room
@@ -302,7 +321,7 @@ pub(crate) fn submit(
     request: Request,
     answer: Answer,
 ) {
-    enqueue(shared, inner, answer, |pipe, id| {
+    enqueue(shared, inner, answer, |pipe, id, auth| {
         match inner.check(shared) {
             Err(e) => State::Done(Err(e)),
             Ok(()) => match request {
@@ -310,7 +329,7 @@ pub(crate) fn submit(
                     if pipe.slots.iter().any(|s| matches!(s.state, State::Read(_))) {
                         State::Held(op)
                     } else {
-                        propose(shared, inner, id, op)
+                        propose(shared, inner, id, op, auth)
                     }
                 }
                 Request::Sync { path } => match shared.check_read_path(&path) {
@@ -330,6 +349,7 @@ pub(crate) fn submit(
                 Request::Exists { ref path, .. }
                 | Request::GetData { ref path, .. }
                 | Request::GetChildren { ref path, .. }
+                | Request::GetAcl { ref path }
                 | Request::AddWatch { ref path, .. }
                 | Request::GetAllChildrenNumber { ref path }
                 | Request::CheckWatches { ref path, .. }
@@ -350,7 +370,7 @@ pub(crate) fn submit_answered(
     result: Result<Reply>,
     answer: Answer,
 ) {
-    enqueue(shared, inner, answer, |_, _| State::Done(result));
+    enqueue(shared, inner, answer, |_, _, _| State::Done(result));
 }
 
 /// Takes a slot at the back of the pipe (waiting for room), fills it with `state` and
@@ -359,7 +379,7 @@ fn enqueue(
     shared: &Arc<Shared>,
     inner: &Arc<SessionInner>,
     answer: Answer,
-    state: impl FnOnce(&Pipe, u64) -> State,
+    state: impl FnOnce(&Pipe, u64, &[Id]) -> State,
 ) {
     let mut unarmed = Vec::new();
     {
@@ -372,8 +392,15 @@ fn enqueue(
         }
         let id = pipe.next;
         pipe.next += 1;
-        let state = state(&pipe, id);
-        pipe.slots.push_back(Slot { id, state, answer });
+        // The session's identities now: the request runs with these.
+        let auth = inner.identities();
+        let state = state(&pipe, id, &auth);
+        pipe.slots.push_back(Slot {
+            id,
+            state,
+            answer,
+            auth,
+        });
         drain(shared, inner, &mut pipe, &mut unarmed);
     }
     // Watchers of reads that set none: dropped with no lock held (their captures may own
@@ -382,14 +409,14 @@ fn enqueue(
 }
 
 /// Hands write `id` to raft, numbered in the session's order (the caller holds the pipe,
-/// so numbers follow the pipe's order).
-fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op) -> State {
+/// so numbers follow the pipe's order), on behalf of the identities `auth`.
+fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op, auth: &[Id]) -> State {
     let (s, i) = (shared.clone(), inner.clone());
     let reply = Responder::callback(move |res: Result<OpResult>| {
         complete(&s, &i, id, res.map(Reply::Write))
     });
     let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
-    match shared.propose(Some(inner), op, deadline, reply) {
+    match shared.propose(Some(inner), auth, op, deadline, reply) {
         Ok(()) => State::Waiting,
         Err(e) => State::Done(Err(e)),
     }
@@ -453,7 +480,7 @@ fn drain(
                     }
                     State::Read(request) => {
                         let w = watches.get_or_insert_with(|| shared.watches.lock());
-                        read(inner.id, request, &tree, w, unarmed)
+                        read(inner.id, &slot.auth, request, &tree, w, unarmed)
                     }
                     State::Held(_) | State::Waiting => unreachable!("checked above"),
                 };
@@ -469,7 +496,7 @@ fn drain(
             }
             if matches!(slot.state, State::Held(_)) {
                 if let State::Held(op) = std::mem::replace(&mut slot.state, State::Waiting) {
-                    slot.state = propose(shared, inner, slot.id, op);
+                    slot.state = propose(shared, inner, slot.id, op, &slot.auth);
                 }
             }
         }
@@ -492,9 +519,33 @@ fn deliver(inner: &SessionInner, answer: Answer, result: Result<Reply>) {
     }
 }
 
-/// Runs a read on `tree`, setting its watch in the same critical section.
+/// The znode at `path` if the identities `auth` may read it (`perm`): `NoNode` before
+/// `NoAuth`, as ZooKeeper checks.
+fn readable<'t>(tree: &'t DataTree, path: &str, auth: &[Id], perm: i32) -> Result<&'t Znode> {
+    let node = tree
+        .get(path)
+        .ok_or_else(|| Error::NoNode(path.to_string()))?;
+    acl::check(node.acl(), auth, perm, path)?;
+    Ok(node)
+}
+
+/// `getACL` of `path` for a caller holding `auth`: READ or ADMIN needed; without ADMIN,
+/// digest hashes are hidden (ZooKeeper's FinalRequestProcessor).
+pub(crate) fn acl_of(tree: &DataTree, path: &str, auth: &[Id]) -> Result<(Vec<Acl>, Stat)> {
+    let node = readable(tree, path, auth, perms::READ | perms::ADMIN)?;
+    let acl = if acl::permits(node.acl(), auth, perms::ADMIN) {
+        node.acl().to_vec()
+    } else {
+        acl::redacted(node.acl())
+    };
+    Ok((acl, node.stat()))
+}
+
+/// Runs a read on `tree` for a caller holding `auth`, setting its watch in the same
+/// critical section (not when the read fails).
 fn read(
     session: i64,
+    auth: &[Id],
     request: Request,
     tree: &DataTree,
     watches: &mut WatchManager,
@@ -502,20 +553,29 @@ fn read(
 ) -> Result<Reply> {
     match request {
         Request::Exists { path, watcher } => {
+            let node = tree.get(&path);
+            if let Some(n) = node {
+                if let Err(e) = acl::check(n.acl(), auth, perms::READ, &path) {
+                    unarmed.extend(watcher);
+                    return Err(e);
+                }
+            }
             if let Some(w) = watcher {
                 watches.add_data(session, &path, w);
             }
-            Ok(Reply::Exists(tree.get(&path).map(|n| n.stat())))
+            Ok(Reply::Exists(node.map(|n| n.stat())))
         }
         Request::GetData { path, watcher } => {
-            let out = api::data_of(&path, tree.get(&path));
+            let out =
+                readable(tree, &path, auth, perms::READ).and_then(|n| api::data_of(&path, Some(n)));
             armed_if_found(out, watcher, unarmed, |w| {
                 watches.add_data(session, &path, w)
             })
             .map(|(data, stat)| Reply::Data(data, stat))
         }
         Request::GetChildren { path, watcher } => {
-            let out = api::children_of(&path, tree.get(&path));
+            let out = readable(tree, &path, auth, perms::READ)
+                .and_then(|n| api::children_of(&path, Some(n)));
             armed_if_found(out, watcher, unarmed, |w| {
                 watches.add_child(session, &path, w)
             })
@@ -546,19 +606,26 @@ fn read(
         Request::GetEphemerals { prefix } => {
             Ok(Reply::Ephemerals(tree.ephemerals(session, &prefix)))
         }
-        Request::GetAllChildrenNumber { path } => tree
-            .descendants(&path)
-            .map(|n| Reply::Count(i32::try_from(n).unwrap_or(i32::MAX)))
-            .ok_or(Error::NoNode(path)),
+        Request::GetAcl { path } => {
+            acl_of(tree, &path, auth).map(|(acl, stat)| Reply::Acl(acl, stat))
+        }
+        Request::GetAllChildrenNumber { path } => {
+            readable(tree, &path, auth, perms::READ)?;
+            tree.descendants(&path)
+                .map(|n| Reply::Count(i32::try_from(n).unwrap_or(i32::MAX)))
+                .ok_or(Error::NoNode(path))
+        }
+        // Each read is checked on its own, as ZooKeeper's multiRead: a denied one is its
+        // own NoAuth, the others still answer.
         Request::MultiRead(ops) => Ok(Reply::MultiRead(
             ops.into_iter()
                 .map(|op| match op {
-                    ReadOp::GetData(p) => {
-                        api::data_of(&p, tree.get(&p)).map(|(d, s)| Reply::Data(d, s))
-                    }
-                    ReadOp::GetChildren(p) => {
-                        api::children_of(&p, tree.get(&p)).map(|(c, s)| Reply::Children(c, s))
-                    }
+                    ReadOp::GetData(p) => readable(tree, &p, auth, perms::READ)
+                        .and_then(|n| api::data_of(&p, Some(n)))
+                        .map(|(d, s)| Reply::Data(d, s)),
+                    ReadOp::GetChildren(p) => readable(tree, &p, auth, perms::READ)
+                        .and_then(|n| api::children_of(&p, Some(n)))
+                        .map(|(c, s)| Reply::Children(c, s)),
                 })
                 .collect(),
         )),

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::acl::{self, Acl, Id};
 use crate::api;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
@@ -78,6 +79,10 @@ pub(crate) struct SessionInner {
     pub(crate) pipe: parking_lot::Mutex<Pipe>,
     /// Signalled when the pipe has room again.
     pub(crate) pipe_room: parking_lot::Condvar,
+    /// The identities the session has authenticated as (ZooKeeper's per-connection
+    /// `authInfo`): in memory on the hosting node only, never replicated. Each request
+    /// takes the list as it is when submitted; writes carry it in their command.
+    auth: parking_lot::RwLock<Arc<[Id]>>,
     /// Kept alive by its client's requests and pings (a wire session), not by its host
     /// alone: heartbeated only if `touched` since the last heartbeat.
     client_pings: bool,
@@ -118,6 +123,25 @@ impl SessionInner {
     pub(crate) fn mark_moved(&self) {
         self.state.store(MOVED, Ordering::SeqCst);
     }
+
+    /// The session's identities now (a request submitted now runs with these).
+    pub(crate) fn identities(&self) -> Arc<[Id]> {
+        self.auth.read().clone()
+    }
+
+    /// Adds identities the session does not hold yet, in order.
+    fn add_identities(&self, ids: impl IntoIterator<Item = Id>) {
+        let mut auth = self.auth.write();
+        let mut all = auth.to_vec();
+        for id in ids {
+            if !all.contains(&id) {
+                all.push(id);
+            }
+        }
+        if all.len() != auth.len() {
+            *auth = all.into();
+        }
+    }
 }
 
 /// The state of a [`Session`].
@@ -146,6 +170,8 @@ pub struct SessionBuilder {
     timeout: Duration,
     watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
     wait_for_watchers: bool,
+    /// Identities the session starts with (a move carries its old handle's).
+    auth: Vec<Id>,
     client_pings: bool,
 }
 
@@ -173,6 +199,7 @@ impl SessionBuilder {
             timeout,
             watcher: None,
             wait_for_watchers: true,
+            auth: Vec::new(),
             client_pings: false,
         }
     }
@@ -286,6 +313,7 @@ impl SessionBuilder {
             order: parking_lot::Mutex::new(SessionOrder::hosted_from(since)),
             pipe: parking_lot::Mutex::new(Pipe::default()),
             pipe_room: parking_lot::Condvar::new(),
+            auth: parking_lot::RwLock::new(self.auth.into()),
             client_pings: self.client_pings,
             touched: AtomicBool::new(true),
         });
@@ -554,6 +582,36 @@ impl Session {
         api::create(self, path, data, mode)
     }
 
+    /// Creates a znode with the ACL `acl` (see [`crate::acl`]) and returns its path.
+    /// Needs CREATE permission on the parent ([`Error::NoAuth`]); `acl` must be
+    /// acceptable ([`Error::InvalidAcl`]: e.g. [`Acl::creator_all`] needs a digest
+    /// identity from [`Session::add_auth`], and becomes an entry for it).
+    ///
+    /// ```
+    /// use zkraft::{acl::perms, Acl, CreateMode, Error, Node};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+    /// let alice = node.session().unwrap();
+    /// alice.add_auth("digest", b"alice:secret").unwrap();
+    /// alice.create_with_acl("/private", b"x", CreateMode::Persistent, Acl::creator_all()).unwrap();
+    /// assert_eq!(alice.get_data("/private", None).unwrap().0, b"x");
+    ///
+    /// let anonymous = node.session().unwrap();
+    /// assert!(matches!(anonymous.get_data("/private", None), Err(Error::NoAuth(_))));
+    /// assert!(matches!(anonymous.set_data("/private", b"y", None), Err(Error::NoAuth(_))));
+    /// // The node's own API is the super user.
+    /// assert_eq!(node.get_data("/private").unwrap().0, b"x");
+    /// ```
+    pub fn create_with_acl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acl: Vec<Acl>,
+    ) -> Result<String> {
+        api::create_with_acl(self, path, data, mode, acl).map(|(p, _)| p)
+    }
+
     /// Creates a TTL znode (`PersistentWithTtl` or `PersistentSequentialWithTtl`): the
     /// leader deletes it once it has had no children and no change for `ttl`.
     pub fn create_ttl(
@@ -574,6 +632,13 @@ impl Session {
     /// Replaces a znode's data (see [`crate::Node::set_data`]).
     pub fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
         api::set_data(self, path, data, version)
+    }
+
+    /// Replaces the ACL of `path` and returns its new stat (`aversion` one higher);
+    /// `version`, if given, must be the current `aversion` ([`Error::BadVersion`]). Needs
+    /// ADMIN permission on the znode.
+    pub fn set_acl(&self, path: &str, acl: Vec<Acl>, version: Option<i32>) -> Result<Stat> {
+        api::set_acl(self, path, acl, version)
     }
 
     /// Applies `ops` atomically (see [`crate::Node::multi`]).
@@ -661,6 +726,53 @@ impl Session {
         }
     }
 
+    /// The ACL and stat of `path`. Needs READ or ADMIN permission; without ADMIN, the
+    /// hash of each `digest` id is shown as `x` (`digest:user:x`), as ZooKeeper shows it.
+    pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat)> {
+        let path = path.to_string();
+        match self.call(Request::GetAcl { path })? {
+            Reply::Acl(acl, stat) => Ok((acl, stat)),
+            other => Err(mismatch("get_acl", &other)),
+        }
+    }
+
+    // ----- authentication -----
+
+    /// Authenticates the session (ZooKeeper's `addAuthInfo`): from now on its requests
+    /// also carry the identity `auth` proves. Schemes:
+    ///
+    /// - `digest`, with `user:password`: the id `digest:user:base64(sha1)`
+    ///   ([`crate::acl::digest`]). If `user:base64(sha1)` equals the node's
+    ///   [`Config::super_digest`](crate::Config::super_digest), the session is also the
+    ///   super user (id `super:`), which passes every ACL check.
+    /// - `ip`: accepted, adds nothing — an ip identity is the client's address, which only
+    ///   a network front end knows (it adds it for each connection, as ZooKeeper does).
+    ///
+    /// Anything else — an unknown scheme, digest credentials that are not UTF-8
+    /// `user:password` — is [`Error::AuthFailed`] and adds nothing (ZooKeeper also closes
+    /// the connection). Identities live on the hosting node only, like ZooKeeper's
+    /// per-connection auth: [`Session::move_to`] carries them,
+    /// [`SessionBuilder::attach`] starts without any. Requests already submitted keep the
+    /// identities they were submitted with.
+    pub fn add_auth(&self, scheme: &str, auth: &[u8]) -> Result<()> {
+        self.check()?;
+        let ids = acl::authenticate(scheme, auth, self.shared.config().super_digest.as_deref())?;
+        self.inner.add_identities(ids);
+        Ok(())
+    }
+
+    /// The identities the session has authenticated as, in the order added (as
+    /// ZooKeeper 3.7's `whoAmI`).
+    pub fn identities(&self) -> Vec<Id> {
+        self.inner.identities().to_vec()
+    }
+
+    /// Adds an identity directly, without credentials: for a network front end, which
+    /// adds `ip:<client address>` for each connection as ZooKeeper does.
+    pub(crate) fn add_identity(&self, id: Id) {
+        self.inner.add_identities([id]);
+    }
+
     /// This session's ephemeral znodes whose path starts with `prefix`, sorted
     /// (ZooKeeper 3.6's getEphemerals).
     pub fn get_ephemerals(&self, prefix: &str) -> Result<Vec<String>> {
@@ -695,6 +807,8 @@ impl Session {
             .session_builder()
             .timeout(self.inner.timeout)
             .wait_for_watchers(self.inner.wait_for_watchers);
+        // Its identities go with it, as a ZooKeeper client re-sends its auth on reconnect.
+        builder.auth = self.inner.identities().to_vec();
         if let Some(w) = self.inner.dispatcher.state_watcher() {
             builder = builder.watcher(move |e| w(e));
         }
@@ -753,13 +867,42 @@ impl Drop for Session {
 
 #[cfg(test)]
 mod tests {
+    use crate::acl::{perms, Acl, Id};
     use crate::watch::FAIL_SPAWN;
-    use crate::{Error, Node};
+    use crate::{CreateMode, Error, Node};
+
+    #[test]
+    fn an_identity_added_by_a_front_end_is_checked_like_any_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+        let lan = vec![Acl::new(perms::READ, Id::new("ip", "10.0.0.0/8"))];
+        node.create_with_acl("/lan", b"x", CreateMode::Persistent, lan)
+            .unwrap();
+        let s = node.session().unwrap();
+        assert!(matches!(s.get_data("/lan", None), Err(Error::NoAuth(_))));
+        s.add_identity(Id::new("ip", "10.1.2.3"));
+        s.add_identity(Id::new("ip", "10.1.2.3"));
+        assert_eq!(s.identities(), [Id::new("ip", "10.1.2.3")], "once");
+        assert_eq!(s.get_data("/lan", None).unwrap().0, b"x");
+        assert!(matches!(
+            s.set_data("/lan", b"y", None),
+            Err(Error::NoAuth(_))
+        ));
+        // An ip identity is not an authenticated one: `auth` cannot expand to it.
+        assert!(matches!(
+            s.create_with_acl("/mine", b"", CreateMode::Persistent, Acl::creator_all()),
+            Err(Error::InvalidAcl { .. })
+        ));
+        drop(s);
+        node.shutdown();
+    }
 
     #[test]
     fn a_session_that_cannot_get_its_thread_is_never_committed() {
         let dir = tempfile::tempdir().unwrap();
         let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+        // The new leader's first entry is applied (not still on its way) before counting.
+        node.sync("/").unwrap();
         let applied = node.applied_index();
         FAIL_SPAWN.with(|f| f.set(true));
         let res = node.session();

@@ -19,6 +19,9 @@ const GET_DATA: i32 = 4;
 const SET_DATA: i32 = 5;
 const SET_WATCHES: i32 = 101;
 const PING: i32 = 11;
+const GET_ACL: i32 = 6;
+const SET_ACL: i32 = 7;
+const AUTH: i32 = 100;
 
 /// Jute encoding of a request body.
 #[derive(Default)]
@@ -346,4 +349,108 @@ fn four_letter_words_follow_the_whitelist() {
         assert!(keys.contains(&k), "{k} in {mntr}");
     }
     assert!(mntr.contains("zk_server_state\tstandalone"));
+}
+
+/// An auth packet (answered with xid −4).
+fn auth(scheme: &str, credentials: &[u8]) -> Body {
+    Body::default().int(0).str(scheme).bytes(credentials)
+}
+
+#[test]
+fn acls_and_authentication_over_the_client_port() {
+    let c = Cluster::with(1, |b| {
+        ported(b).super_digest(zkraft::acl::digest("super", "test"))
+    });
+    let a = addr(&c, c.wait_leader());
+    let mut alice = Client::connect(a, 0, &[], 4000);
+    alice.send(-4, AUTH, auth("digest", b"alice:pw"));
+    let r = alice.recv();
+    assert_eq!((r.xid, r.err), (-4, 0));
+    // CREATOR_ALL_ACL: auth, all permissions.
+    let creator_all = |b: Body| b.int(1).int(31).str("auth").str("");
+    alice.send(
+        1,
+        CREATE2,
+        creator_all(Body::default().str("/a").bytes(b"x")).int(0),
+    );
+    assert_eq!(alice.recv().err, 0);
+    // getACL: the auth entry became alice's digest id; then the stat.
+    alice.send(2, GET_ACL, Body::default().str("/a"));
+    let r = alice.recv();
+    assert_eq!((r.xid, r.err), (2, 0));
+    let id = zkraft::acl::digest("alice", "pw");
+    let mut want = Body::default().int(1).int(31).str("digest").str(&id).0;
+    assert_eq!(&r.body[..want.len()], &want[..]);
+    // An entry open to the connection's address, read-only.
+    alice.send(
+        3,
+        CREATE2,
+        Body::default()
+            .str("/lan")
+            .bytes(b"l")
+            .int(2)
+            .int(1)
+            .str("ip")
+            .str("127.0.0.0/8")
+            .int(31)
+            .str("auth")
+            .str("")
+            .int(0),
+    );
+    assert_eq!(alice.recv().err, 0);
+
+    // Another connection, without credentials: denied /a, may read /lan by its address.
+    let mut anon = Client::connect(a, 0, &[], 4000);
+    anon.send(1, GET_DATA, Body::default().str("/a").bool(false));
+    assert_eq!(anon.recv().err, -102, "NoAuth");
+    anon.send(2, GET_DATA, Body::default().str("/lan").bool(false));
+    let r = anon.recv();
+    assert_eq!((r.err, &r.body[4..5]), (0, &b"l"[..]));
+    anon.send(3, SET_DATA, Body::default().str("/lan").bytes(b"y").int(-1));
+    assert_eq!(anon.recv().err, -102);
+    // getACL with READ but not ADMIN hides the digest's hash.
+    anon.send(4, GET_ACL, Body::default().str("/lan"));
+    let r = anon.recv();
+    assert_eq!(r.err, 0);
+    want = Body::default()
+        .int(2)
+        .int(1)
+        .str("ip")
+        .str("127.0.0.0/8")
+        .int(31)
+        .str("digest")
+        .str("alice:x")
+        .0;
+    assert_eq!(&r.body[..want.len()], &want[..]);
+
+    // setACL by alice, at ACL version 0: the stat comes back with aversion 1.
+    alice.send(
+        4,
+        SET_ACL,
+        Body::default()
+            .str("/a")
+            .int(1)
+            .int(31)
+            .str("world")
+            .str("anyone")
+            .int(0),
+    );
+    let r = alice.recv();
+    assert_eq!((r.xid, r.err), (4, 0));
+    assert_eq!(int(&r.body, 40), 1, "aversion");
+    anon.send(5, GET_DATA, Body::default().str("/a").bool(false));
+    assert_eq!(anon.recv().err, 0);
+
+    // The super digest passes everything.
+    let mut admin = Client::connect(a, 0, &[], 4000);
+    admin.send(-4, AUTH, auth("digest", b"super:test"));
+    assert_eq!(admin.recv().err, 0);
+    admin.send(1, SET_DATA, Body::default().str("/lan").bytes(b"z").int(-1));
+    assert_eq!(admin.recv().err, 0);
+
+    // An unknown scheme: AuthFailed, and the connection is closed.
+    anon.send(-4, AUTH, auth("kerberos", b"x"));
+    let r = anon.recv();
+    assert_eq!((r.xid, r.err), (-4, -115));
+    assert!(anon.closed_within(Duration::from_secs(5)));
 }

@@ -451,9 +451,12 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) {
             io.send(requests::encode_header(ReplyHeader::PING_XID, zxid, 0));
         }
         ClientRequest::Auth { scheme, auth } => {
-            // Answered at once, outside the session's order, as ZooKeeper does (xid -4).
-            let _ = (session, scheme, auth);
-            let err = -115; // AuthFailed until ACLs land
+            // Answered at once, outside the session's order, as ZooKeeper does (xid -4);
+            // a failure closes the connection, as ZooKeeper closes it.
+            let err = match session.add_auth(&scheme, &auth) {
+                Ok(()) => 0,
+                Err(e) => e.code(),
+            };
 
             io.send(requests::encode_header(-4, zxid, err));
             if err != 0 {

@@ -72,6 +72,11 @@ fn handshake(ctx: &Arc<Ctx>, io: &Arc<ConnIo>, req: &ConnectRequest) {
     };
     match res {
         Ok(session) => {
+            // Every connection holds the identity `ip:<client address>`, as ZooKeeper's
+            // IPAuthenticationProvider gives it (an IPv4 client of a dual-stack socket as
+            // IPv4, as Java reports it).
+            let ip = io.peer.ip().to_canonical().to_string();
+            session.add_identity(crate::acl::Id::new(crate::acl::IP, ip));
             let timeout = i32::try_from(session.timeout().as_millis()).unwrap_or(i32::MAX);
             ctx.serves(io, session.id());
             io.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{ReadOp, Reply, Request};
 use crate::tree::{EventType, OpResult, WatchedEvent, MAX_TTL_MS};
 use crate::watch::{AddWatchMode, PersistentWatcher, Watcher, WatcherType};
-use crate::wire::jute::JuteWriter;
+use crate::wire::jute::{write_acls, JuteWriter};
 use crate::wire::proto::{op, ClientRequest, MultiOp, ReplyHeader, WatcherEvent, Write};
 
 /// ZooKeeper's `KeeperState.SyncConnected`, the state of every watch notification sent
@@ -71,7 +71,7 @@ pub(crate) fn write_op(w: Write) -> Result<Op> {
             op,
             path,
             data,
-            acl: _,
+            acl,
             flags,
             ttl,
         } => {
@@ -81,6 +81,7 @@ pub(crate) fn write_op(w: Write) -> Result<Op> {
                 data,
                 mode,
                 ttl_ms,
+                acl,
             }
         }
         Write::Delete { path, version: v } => Op::delete(path, version(v)),
@@ -285,9 +286,16 @@ pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
             Request::GetAllChildrenNumber { path },
             Shape::of(op::GET_ALL_CHILDREN_NUMBER),
         ),
-        ClientRequest::GetAcl { .. } | ClientRequest::SetAcl { .. } => Action::Answer(
-            Err(Error::BadArguments("ACLs are not supported yet".into())),
-            Shape::of(op::GET_ACL),
+        ClientRequest::GetAcl { path } => {
+            Action::Submit(Request::GetAcl { path }, Shape::of(op::GET_ACL))
+        }
+        ClientRequest::SetAcl {
+            path,
+            acl,
+            version: v,
+        } => Action::Submit(
+            Request::Write(Op::set_acl(path, acl, version(v))),
+            Shape::of(op::SET_ACL),
         ),
         ClientRequest::Ping | ClientRequest::CloseSession | ClientRequest::Auth { .. } => {
             Action::Answer(
@@ -359,6 +367,13 @@ fn body(w: &mut JuteWriter, code: i32, ops: &[i32], reply: Reply) {
             w.string(&path).stat(&stat);
         }
         (op::SET_DATA, Reply::Write(OpResult::SetData { stat })) => {
+            w.stat(&stat);
+        }
+        (op::SET_ACL, Reply::Write(OpResult::SetAcl { stat })) => {
+            w.stat(&stat);
+        }
+        (op::GET_ACL, Reply::Acl(acl, stat)) => {
+            write_acls(w, &acl);
             w.stat(&stat);
         }
         (op::EXISTS, Reply::Exists(Some(stat))) => {

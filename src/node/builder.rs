@@ -236,6 +236,30 @@ impl NodeBuilder {
         self
     }
 
+    /// The super user's digest, `user:base64(sha1("user:password"))` as
+    /// [`acl::digest`](crate::acl::digest) makes it (ZooKeeper's
+    /// `zookeeper.DigestAuthenticationProvider.superDigest`): a session that
+    /// authenticates as that user passes every ACL check. Node-local, like ZooKeeper's
+    /// system property: give every member the same. See [`Config::super_digest`].
+    ///
+    /// ```
+    /// use zkraft::{acl, Acl, CreateMode, Node};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let node = Node::builder(1)
+    ///     .data_dir(dir.path())
+    ///     .super_digest(acl::digest("super", "test"))
+    ///     .start()
+    ///     .unwrap();
+    /// node.create_with_acl("/locked", b"", CreateMode::Persistent, Acl::read_unsafe()).unwrap();
+    /// let admin = node.session().unwrap();
+    /// admin.add_auth("digest", b"super:test").unwrap();
+    /// admin.set_data("/locked", b"changed", None).unwrap(); // READ-only for everyone else
+    /// ```
+    pub fn super_digest(mut self, digest: impl Into<String>) -> Self {
+        self.config.super_digest = Some(digest.into());
+        self
+    }
+
     /// How often the leader reaps empty containers and expired TTL znodes (default 60 s).
     pub fn reap_interval(mut self, d: Duration) -> Self {
         self.config.reap_interval = d;

@@ -91,6 +91,13 @@ pub struct Config {
     /// Also compact, keeping nothing, once this many bytes of entries were written to the
     /// log since the last compaction (default 256 MiB).
     pub snapshot_log_bytes: u64,
+    /// The super user's digest, `user:base64(sha1("user:password"))` (ZooKeeper's
+    /// `zookeeper.DigestAuthenticationProvider.superDigest`, e.g. from
+    /// [`acl::digest`](crate::acl::digest)`("super", password)`): a session that
+    /// authenticates with `digest` as that user and password passes every ACL check.
+    /// Default none. It is this node's setting, not replicated: a session is super only
+    /// on members that have it. The node's own sessionless calls are always super.
+    pub super_digest: Option<String>,
     /// Serve ZooKeeper's client protocol here (kazoo, Curator, zkCli, the Rust clients):
     /// ZooKeeper's `clientPortAddress:clientPort`. `None` (the default): no client port.
     /// Port 0 picks a free port ([`Node::client_addr`](crate::Node::client_addr) tells).
@@ -140,6 +147,7 @@ impl Default for Config {
             snapshot_entries: 100_000,
             join: false,
             snapshot_log_bytes: 256 * 1024 * 1024,
+            super_digest: None,
             client_addr: None,
             four_letter_words: vec!["srvr".to_string()],
             max_client_connections: 20_000,
@@ -213,6 +221,11 @@ impl Config {
         }
         if self.snapshot_entries == 0 || self.snapshot_log_bytes == 0 {
             return err("snapshot_entries and snapshot_log_bytes must be positive");
+        }
+        if let Some(d) = &self.super_digest {
+            if !crate::acl::is_valid_id(&crate::acl::Id::new(crate::acl::DIGEST, d.as_str())) {
+                return err("super_digest must be user:base64(sha1), as acl::digest makes it");
+            }
         }
         if self.max_client_connections == 0
             || self.max_outstanding_per_connection == 0
@@ -289,9 +302,19 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_values_are_refused() {
         Config::default().validate().unwrap();
+        Config {
+            super_digest: Some(crate::acl::digest("super", "test")),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
         let bad = [
             Config {
                 id: 0,
+                ..Config::default()
+            },
+            Config {
+                super_digest: Some("no-colon".into()),
                 ..Config::default()
             },
             Config {

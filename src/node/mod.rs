@@ -25,6 +25,7 @@ pub use config::{
     MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
 
+use crate::acl::{self, Acl, Id};
 use crate::api;
 use crate::command::{Command, CreateMode, Op};
 use crate::error::{Error, Result};
@@ -576,9 +577,10 @@ impl Shared {
         path::validate(p)
     }
 
-    /// Refuses what must not be proposed: bad paths, oversize data, operations a caller
-    /// may not submit (sessions are opened and closed through the session API).
-    fn validate_op(&self, op: &Op, top: bool) -> Result<()> {
+    /// Refuses what must not be proposed: bad paths, oversize data, ACLs the state
+    /// machine would refuse from a caller holding `auth` (see `acl::fixup`), operations a
+    /// caller may not submit (sessions are opened and closed through the session API).
+    fn validate_op(&self, op: &Op, top: bool, auth: &[Id]) -> Result<()> {
         match op {
             Op::Create { path: p, mode, .. } if mode.is_sequential() => {
                 path::validate_sequential(p)?
@@ -587,9 +589,13 @@ impl Shared {
             | Op::Delete { path: p, .. }
             | Op::SetData { path: p, .. }
             | Op::Check { path: p, .. } => path::validate(p)?,
+            Op::SetAcl { path: p, acl, .. } if top => {
+                path::validate(p)?;
+                acl::fixup(p, acl, auth)?;
+            }
             Op::Multi(ops) if top => {
                 for (index, op) in ops.iter().enumerate() {
-                    self.validate_op(op, false)
+                    self.validate_op(op, false, auth)
                         .map_err(|e| Error::MultiFailed {
                             index,
                             source: Box::new(e),
@@ -601,8 +607,14 @@ impl Shared {
             Op::CreateSession { .. }
             | Op::CloseSession { .. }
             | Op::MoveSession { .. }
+            | Op::SetAcl { .. }
             | Op::Reap { .. } => {
                 return Err(Error::BadArguments("operation not allowed here".into()))
+            }
+        }
+        if let Op::Create { path: p, acl, .. } = op {
+            if !acl::is_open(acl) {
+                acl::fixup(p, acl, auth)?;
             }
         }
         if let Op::Create { data, .. } | Op::SetData { data, .. } = op {
@@ -615,8 +627,14 @@ impl Shared {
     }
 
     /// Encodes `op` for `session` (0: none) in session order `order` ((0, 0): unordered)
-    /// into a command from this node.
-    pub(crate) fn command(&self, session: i64, order: (u64, u64), op: Op) -> (u64, Vec<u8>) {
+    /// into a command from this node, on behalf of a caller holding the identities `auth`.
+    pub(crate) fn command(
+        &self,
+        session: i64,
+        order: (u64, u64),
+        auth: &[Id],
+        op: Op,
+    ) -> (u64, Vec<u8>) {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let data = Command {
             origin: self.id,
@@ -625,28 +643,36 @@ impl Shared {
             session,
             time_ms: now_ms(),
             order,
+            auth: auth.to_vec(),
             op,
         }
         .encode();
         (request_id, data)
     }
 
-    /// Validates and proposes `op` — on behalf of `session`, numbered in its session order,
-    /// or of no session — and waits until it is committed and applied on this node.
+    /// Validates and proposes `op` — on behalf of `session` with its identities, numbered
+    /// in its session order, or of no session as the super user — and waits until it is
+    /// committed and applied on this node.
     pub(crate) fn submit(&self, session: Option<&SessionInner>, op: Op) -> Result<OpResult> {
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
         let (reply, rx) = bounded(1);
-        self.propose(session, op, deadline, reply.into())?;
+        let auth: Arc<[Id]> = match session {
+            Some(inner) => inner.identities(),
+            None => acl::super_ids().into(),
+        };
+        self.propose(session, &auth, op, deadline, reply.into())?;
         wait(&rx, deadline, timeout)?
     }
 
     /// Validates `op` and hands it to the driver for `session` (numbered in its session
-    /// order) or for no session; `reply` hears the outcome once it is applied here, or why
-    /// it was not. A refusal before proposing is returned here, and `reply` hears nothing.
+    /// order) or for no session, on behalf of a caller holding the identities `auth`;
+    /// `reply` hears the outcome once it is applied here, or why it was not. A refusal
+    /// before proposing is returned here, and `reply` hears nothing.
     pub(crate) fn propose(
         &self,
         session: Option<&SessionInner>,
+        auth: &[Id],
         op: Op,
         deadline: Instant,
         reply: Responder<OpResult>,
@@ -654,7 +680,7 @@ impl Shared {
         let checked = self
             .check_running()
             .and_then(|()| self.check_request_size(op.request_size()))
-            .and_then(|()| self.validate_op(&op, true));
+            .and_then(|()| self.validate_op(&op, true, auth));
         if let Err(e) = checked {
             // Refused here: the submitter hears it from the return value, not `reply`.
             reply.disarm();
@@ -662,7 +688,7 @@ impl Shared {
         }
         match session {
             None => {
-                let (request_id, data) = self.command(0, (0, 0), op);
+                let (request_id, data) = self.command(0, (0, 0), auth, op);
                 self.post_request(Request::Propose {
                     request_id,
                     data,
@@ -676,7 +702,7 @@ impl Shared {
                 // so raft) sees the session's requests in the order of their numbers.
                 let mut order = inner.order.lock();
                 let (epoch, seq) = order.take_next();
-                let (request_id, data) = self.command(inner.id, (epoch, seq), op);
+                let (request_id, data) = self.command(inner.id, (epoch, seq), auth, op);
                 self.post_request(Request::Propose {
                     request_id,
                     data,
@@ -785,6 +811,12 @@ impl Task for Shared {
 /// One member of a zkraft ensemble: a replica of the znode tree and the synchronous API
 /// over it. Start one with [`Node::builder`]. `Node` is `Send + Sync`: share it between
 /// threads with `Arc` or scoped threads.
+///
+/// A `Node`'s own calls (`Node::create`, `Node::get_data`, … — no session) are the
+/// embedding service acting on its own store: they run as the super user, which no ACL
+/// stops (see [`crate::acl`]). Clients go through [`Session`](crate::Session)s, whose
+/// identities ([`Session::add_auth`](crate::Session::add_auth)) every ACL is checked
+/// against.
 ///
 /// ```
 /// use zkraft::{CreateMode, Node};
@@ -1018,6 +1050,20 @@ impl Node {
         api::create(self, path, data, mode)
     }
 
+    /// Creates a znode with the ACL `acl` (see [`crate::acl`]) and returns its path. The
+    /// node's own calls act as the super user, so no ACL stops them; `acl` must still be
+    /// acceptable ([`Error::InvalidAcl`]) — and [`Acl::creator_all`] is not, from here:
+    /// the node has no authenticated identity to expand `auth` to.
+    pub fn create_with_acl(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acl: Vec<Acl>,
+    ) -> Result<String> {
+        api::create_with_acl(self, path, data, mode, acl).map(|(p, _)| p)
+    }
+
     /// Creates a TTL znode (`PersistentWithTtl` or `PersistentSequentialWithTtl`): the
     /// leader deletes it once it has had no children and no change for `ttl`.
     pub fn create_ttl(
@@ -1042,6 +1088,14 @@ impl Node {
         api::set_data(self, path, data, version)
     }
 
+    /// Replaces the ACL of `path` and returns its new stat (`aversion` one higher);
+    /// `version`, if given, must be the current `aversion`. As the super user: no ACL
+    /// stops it. Errors: `NoNode`, `BadVersion`, `InvalidAcl`, `NoAuth` for
+    /// `/zookeeper/config`.
+    pub fn set_acl(&self, path: &str, acl: Vec<Acl>, version: Option<i32>) -> Result<Stat> {
+        api::set_acl(self, path, acl, version)
+    }
+
     /// Applies `ops` atomically: all of them or, with [`Error::MultiFailed`] naming the
     /// first failing operation, none.
     pub fn multi(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
@@ -1059,6 +1113,14 @@ impl Node {
     /// this node has applied (including this node's own acknowledged writes).
     pub fn get_data(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
         self.read(path, |n| api::data_of(path, n))?
+    }
+
+    /// The ACL and stat of the znode at `path` (unredacted: the node is the super user).
+    /// Served locally.
+    pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat)> {
+        self.shared.check_running()?;
+        self.shared.check_read_path(path)?;
+        crate::pipeline::acl_of(&self.shared.tree.read(), path, acl::super_ids())
     }
 
     /// The names of the children of `path`, sorted. Served locally.

@@ -12,6 +12,7 @@ use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
 use super::members::{addresses, record_address_into, MAX_ADDRESS_LEN};
 use super::{cf, slot_cfs, RaftStorage, CF_META};
+use crate::acl;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::tree::{DataTree, SessionRecord, Znode};
@@ -19,6 +20,11 @@ use crate::tree::{DataTree, SessionRecord, Znode};
 pub(crate) const KEY_APPLIED: &[u8] = b"applied_index";
 pub(crate) const KEY_TREE_SLOT: &[u8] = b"tree_slot";
 const ZNODE_FORMAT_V1: u8 = 1;
+/// Adds the ACL (a record of the first format has the open ACL).
+const ZNODE_FORMAT_V2: u8 = 2;
+/// How a record of the second format holds the ACL: the open ACL as one byte.
+const ACL_OPEN: u8 = 0;
+const ACL_LIST: u8 = 1;
 const SESSION_FORMAT_V1: u8 = 1;
 /// Adds the session order (epoch, last sequence number applied).
 const SESSION_FORMAT_V2: u8 = 2;
@@ -233,8 +239,8 @@ fn decode_session_key(k: &[u8]) -> Result<i64> {
 }
 
 fn encode_znode(n: &Znode) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64 + n.data.len());
-    w.u8(ZNODE_FORMAT_V1);
+    let mut w = Writer::with_capacity(72 + n.data.len());
+    w.u8(ZNODE_FORMAT_V2);
     w.i64(n.czxid);
     w.i64(n.mzxid);
     w.i64(n.pzxid);
@@ -245,6 +251,12 @@ fn encode_znode(n: &Znode) -> Vec<u8> {
     w.i32(n.aversion);
     w.i64(n.ephemeral_owner);
     w.bytes(&n.data);
+    if acl::is_open(&n.acl) {
+        w.u8(ACL_OPEN);
+    } else {
+        w.u8(ACL_LIST);
+        w.acl(&n.acl);
+    }
     w.finish()
 }
 
@@ -285,10 +297,10 @@ fn decode_session(buf: &[u8]) -> Result<SessionRecord> {
 fn decode_znode(buf: &[u8]) -> Result<Znode> {
     let mut r = Reader::new(buf);
     let format = r.u8()?;
-    if format != ZNODE_FORMAT_V1 {
+    if format != ZNODE_FORMAT_V1 && format != ZNODE_FORMAT_V2 {
         return Err(Error::Corrupt(format!("unknown znode format {format}")));
     }
-    let node = Znode {
+    let mut node = Znode {
         czxid: r.i64()?,
         mzxid: r.i64()?,
         pzxid: r.i64()?,
@@ -302,7 +314,15 @@ fn decode_znode(buf: &[u8]) -> Result<Znode> {
         children: Default::default(),
         // Filled in when the znode is inserted into a tree.
         data_hash: 0,
+        acl: acl::open_shared(),
     };
+    if format == ZNODE_FORMAT_V2 {
+        match r.u8()? {
+            ACL_OPEN => {}
+            ACL_LIST => node.acl = r.acl()?.into(),
+            other => return Err(Error::Corrupt(format!("znode ACL kind {other}"))),
+        }
+    }
     r.finish()?;
     Ok(node)
 }
@@ -310,6 +330,7 @@ fn decode_znode(buf: &[u8]) -> Result<Znode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acl::{perms, Acl, Id};
     use crate::command::{CreateMode, Op};
     use crate::tree::Txn;
 
@@ -366,6 +387,11 @@ mod tests {
                         expired: true,
                     },
                 ),
+                (
+                    0,
+                    Op::create_with_acl("/locked", vec![], CreateMode::Persistent, locked()),
+                ),
+                (0, Op::set_acl("/a", Acl::read_unsafe(), None)),
             ];
             for (i, (session, op)) in ops.iter().enumerate() {
                 tree.apply(txn(i as i64 + 1, *session), op).unwrap();
@@ -388,6 +414,56 @@ mod tests {
             loaded.reapable(0).is_empty(),
             "container never had children"
         );
+        assert_eq!(loaded.get("/locked").unwrap().acl(), locked());
+        assert_eq!(loaded.get("/a").unwrap().acl(), Acl::read_unsafe());
+        assert_eq!(loaded.get("/a").unwrap().stat().aversion, 1);
+        assert_eq!(loaded.get("/b").map(|n| n.acl().to_vec()), None);
+        assert_eq!(
+            loaded.get("/zookeeper/config").unwrap().acl(),
+            Acl::read_unsafe()
+        );
+        assert_eq!(
+            loaded.get("/a/0000000000").unwrap().acl(),
+            Acl::open_unsafe()
+        );
+        assert_eq!(loaded.digest(), tree.digest());
+    }
+
+    fn locked() -> Vec<Acl> {
+        vec![
+            Acl::new(perms::ALL, Id::digest("alice", "pw")),
+            Acl::new(perms::READ, Id::new("ip", "10.0.0.0/8")),
+        ]
+    }
+
+    #[test]
+    fn znode_records_hold_their_acl_and_old_records_load_open() {
+        let mut node = Znode {
+            data: b"data".to_vec(),
+            czxid: 3,
+            aversion: 2,
+            // Not stored: computed when a tree takes the znode.
+            data_hash: 0,
+            ..Znode::default()
+        };
+        let open = encode_znode(&node);
+        assert_eq!(open.last(), Some(&ACL_OPEN), "the open ACL takes one byte");
+        assert_eq!(decode_znode(&open).unwrap(), node);
+        node.acl = locked().into();
+        let rec = encode_znode(&node);
+        assert_eq!(decode_znode(&rec).unwrap(), node);
+        for cut in 0..rec.len() {
+            assert!(decode_znode(&rec[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = open.clone();
+        *bad.last_mut().unwrap() = 7;
+        assert!(decode_znode(&bad).is_err(), "unknown ACL kind");
+        // A record of the first format (no ACL) loads with the open ACL.
+        let mut v1 = open[..open.len() - 1].to_vec();
+        v1[0] = ZNODE_FORMAT_V1;
+        let old = decode_znode(&v1).unwrap();
+        assert_eq!(old.acl(), Acl::open_unsafe());
+        assert_eq!((old.data.as_slice(), old.aversion), (&b"data"[..], 2));
     }
 }
 
@@ -423,10 +499,16 @@ mod snapshot_tests {
         };
         t.apply(
             txn,
-            &Op::create(path, b"x".to_vec(), CreateMode::Persistent),
+            &Op::create_with_acl(path, b"x".to_vec(), CreateMode::Persistent, acl_of(path)),
         )
         .unwrap();
         t
+    }
+
+    /// A different ACL for each path.
+    fn acl_of(path: &str) -> Vec<crate::acl::Acl> {
+        use crate::acl::{perms, Acl, Id};
+        vec![Acl::new(perms::ALL, Id::digest(path, "pw"))]
     }
 
     #[test]
@@ -473,6 +555,7 @@ mod snapshot_tests {
             [(4, "h4:1".to_string())]
         );
         assert!(installed.get("/new").is_some() && installed.get("/old").is_none());
+        assert_eq!(installed.get("/new").unwrap().acl(), acl_of("/new"));
         assert_eq!(installed.digest(), newer.digest());
         assert_eq!(
             (raft.first_index().unwrap(), raft.last_index().unwrap()),

@@ -5,10 +5,16 @@
 //! two replicas at the same index hold the same state exactly when their digests agree
 //! (up to a 2^-64 chance).
 //!
+//! A znode's hash covers its ACL too (ZooKeeper's leaves it out): replicas that differ
+//! only in an ACL differ in what they allow, and the digest is there to catch that.
+//!
 //! The hash is FNV-1a with a SplitMix64 finaliser: fixed, so every build and every
 //! platform computes the same digest.
 
+use std::sync::{Arc, OnceLock};
+
 use super::{SessionRecord, Znode};
+use crate::acl::{self, Acl};
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -52,7 +58,32 @@ pub(crate) fn znode(path: &str, n: &Znode) -> u64 {
     ] {
         h = fnv(h, &v.to_le_bytes());
     }
+    h = fnv(h, &acl_hash(&n.acl).to_le_bytes());
     mix(fnv(h, &n.data_hash.to_le_bytes()))
+}
+
+/// Hash of an ACL's content. The shared open ACL's (nearly every znode's) is computed
+/// once: the same value its content gives, so it does not matter which copy a znode holds.
+fn acl_hash(acl: &Arc<[Acl]>) -> u64 {
+    fn content(acl: &[Acl]) -> u64 {
+        let mut h = FNV_OFFSET;
+        for a in acl {
+            h = fnv(h, &a.perms.to_le_bytes());
+            // Lengths first, so no two lists hash alike by shifting bytes between fields.
+            for s in [&a.id.scheme, &a.id.id] {
+                h = fnv(h, &(s.len() as u64).to_le_bytes());
+                h = fnv(h, s.as_bytes());
+            }
+        }
+        h
+    }
+    static OPEN: OnceLock<u64> = OnceLock::new();
+    let open = acl::open_shared_ref();
+    if Arc::ptr_eq(acl, open) {
+        *OPEN.get_or_init(|| content(open))
+    } else {
+        content(acl)
+    }
 }
 
 /// Hash of session `id`.
@@ -63,4 +94,24 @@ pub(crate) fn session(id: i64, s: &SessionRecord) -> u64 {
     h = fnv(h, &s.epoch.to_le_bytes());
     h = fnv(h, &s.last_seq.to_le_bytes());
     mix(fnv(h, &s.password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_acls_hash_is_its_contents_whichever_copy() {
+        let shared = acl::open_shared();
+        let copy: Arc<[Acl]> = Acl::open_unsafe().into();
+        assert!(!Arc::ptr_eq(&shared, &copy));
+        assert_eq!(acl_hash(&shared), acl_hash(&copy));
+        assert_ne!(acl_hash(&shared), acl_hash(&Acl::read_unsafe().into()));
+        let node = Znode::default();
+        let other = Znode {
+            acl: copy,
+            ..Znode::default()
+        };
+        assert_eq!(znode("/a", &node), znode("/a", &other));
+    }
 }

@@ -16,17 +16,19 @@ mod event;
 mod stat;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 pub use ephemeral::{Owner, CONTAINER_OWNER, MAX_TTL_MS};
 pub use event::{EventType, WatchedEvent};
 pub use stat::Stat;
 
+use crate::acl::{self, perms, Acl, Id};
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::path;
 
 /// One znode as the tree holds it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Znode {
     /// The znode's data.
     pub data: Vec<u8>,
@@ -44,10 +46,34 @@ pub struct Znode {
     pub(crate) children: BTreeSet<String>,
     /// Hash of `data`, for the tree digest (computed when the data is set or loaded).
     pub(crate) data_hash: u64,
+    /// The ACL, shared: znodes with equal ACLs hold one allocation (the tree interns
+    /// them), so the common open ACL costs a pointer per znode.
+    pub(crate) acl: Arc<[Acl]>,
+}
+
+impl Default for Znode {
+    /// An empty znode with the open ACL.
+    fn default() -> Znode {
+        Znode {
+            data: Vec::new(),
+            czxid: 0,
+            mzxid: 0,
+            pzxid: 0,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            creations: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            children: BTreeSet::new(),
+            data_hash: digest::data(&[]),
+            acl: acl::open_shared(),
+        }
+    }
 }
 
 impl Znode {
-    fn new(zxid: i64, time: i64, data: Vec<u8>) -> Znode {
+    fn new(zxid: i64, time: i64, data: Vec<u8>, acl: Arc<[Acl]>) -> Znode {
         Znode {
             data_hash: digest::data(&data),
             data,
@@ -56,8 +82,14 @@ impl Znode {
             pzxid: zxid,
             ctime: time,
             mtime: time,
+            acl,
             ..Znode::default()
         }
+    }
+
+    /// The znode's ACL.
+    pub fn acl(&self) -> &[Acl] {
+        &self.acl
     }
 
     /// What owns the znode: a session, nothing, or the container/TTL machinery.
@@ -110,6 +142,11 @@ pub enum OpResult {
         /// Stat after the change.
         stat: Stat,
     },
+    /// The new stat after a set_acl (its `aversion` one higher).
+    SetAcl {
+        /// Stat after the change.
+        stat: Stat,
+    },
     /// The check passed.
     Check,
     /// Results of a multi, one per operation.
@@ -150,6 +187,14 @@ impl OpResult {
         match self {
             OpResult::SetData { stat } => Ok(stat),
             other => Err(other.mismatch("set_data")),
+        }
+    }
+
+    /// The new stat of a `SetAcl` result.
+    pub(crate) fn into_acl_stat(self) -> Result<Stat> {
+        match self {
+            OpResult::SetAcl { stat } => Ok(stat),
+            other => Err(other.mismatch("set_acl")),
         }
     }
 
@@ -202,7 +247,9 @@ pub struct Txn {
 pub const SYSTEM_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/config", "/zookeeper/quota"];
 
 /// ZooKeeper's dynamic-configuration znode. ZooKeeper gives it a read-only ACL
-/// (`world:anyone:r`): its data cannot be set and it cannot get children (`NoAuth`).
+/// (`world:anyone:r`, [`Acl::read_unsafe`]), and so does zkraft; zkraft keeps it
+/// read-only for every caller, the super user included (zkraft keeps its membership in
+/// raft, not here): its data and ACL cannot be set and it cannot get children (`NoAuth`).
 pub const CONFIG_PATH: &str = "/zookeeper/config";
 
 /// The replicated znode tree and session table.
@@ -223,7 +270,15 @@ pub struct DataTree {
     digest: u64,
     /// The raft index of the last entry this tree reflects.
     zxid: u64,
+    /// Every distinct ACL some znode holds (and, until pruned, some no znode holds any
+    /// more), so that equal ACLs share one allocation. Memory only: no effect on state.
+    acls: HashSet<Arc<[Acl]>>,
+    /// `acls` is pruned of ACLs no znode holds when it reaches this size.
+    acls_prune_at: usize,
 }
+
+/// The smallest size at which the ACL cache is pruned.
+const ACL_CACHE_MIN: usize = 64;
 
 impl Default for DataTree {
     fn default() -> Self {
@@ -271,9 +326,10 @@ impl DataTree {
         let mut tree = DataTree::empty();
         for p in SYSTEM_PATHS {
             let mut node = Znode::default();
-            if p == "/zookeeper/config" {
-                // ZooKeeper creates it with a read-only ACL: aversion -1.
+            if p == CONFIG_PATH {
+                // ZooKeeper sets it a read-only ACL at version -1: aversion -1.
                 node.aversion = -1;
+                node.acl = Acl::read_unsafe().into();
             }
             tree.insert_loaded(p.to_string(), node);
         }
@@ -296,6 +352,35 @@ impl DataTree {
             events: Vec::new(),
             digest: 0,
             zxid: 0,
+            acls: HashSet::from([acl::open_shared()]),
+            acls_prune_at: ACL_CACHE_MIN,
+        }
+    }
+
+    /// The shared copy of `acl`: the one some znode already holds if equal, else `acl`
+    /// itself, remembered for the next znode.
+    fn intern_acl(&mut self, acl: Arc<[Acl]>) -> Arc<[Acl]> {
+        if Arc::ptr_eq(&acl, acl::open_shared_ref()) {
+            return acl;
+        }
+        if let Some(shared) = self.acls.get(&acl) {
+            return shared.clone();
+        }
+        if self.acls.len() >= self.acls_prune_at {
+            // Forget the ACLs no znode holds any more (only the cache holds them);
+            // amortised over the insertions since the last pruning.
+            self.acls.retain(|a| Arc::strong_count(a) > 1);
+            self.acls_prune_at = (self.acls.len() * 2).max(ACL_CACHE_MIN);
+        }
+        self.acls.insert(acl.clone());
+        acl
+    }
+
+    /// [`DataTree::intern_acl`] of a list not yet shared.
+    fn intern_acl_vec(&mut self, acl: Vec<Acl>) -> Arc<[Acl]> {
+        match self.acls.get(acl.as_slice()) {
+            Some(shared) => shared.clone(),
+            None => self.intern_acl(acl.into()),
         }
     }
 
@@ -321,6 +406,7 @@ impl DataTree {
     pub(crate) fn insert_loaded(&mut self, path: String, mut node: Znode) {
         node.children.clear();
         node.data_hash = digest::data(&node.data);
+        node.acl = self.intern_acl(node.acl);
         self.nodes.insert(path, node);
     }
 
@@ -558,11 +644,14 @@ impl DataTree {
     ///
     /// An ordered request from a node that no longer hosts the session (`origin`) is
     /// refused with [`Error::SessionMoved`]: the session moved away from it.
+    ///
+    /// The operation runs with the identities `auth` (see [`DataTree::apply_as`]).
     pub fn apply_ordered(
         &mut self,
         txn: Txn,
         origin: u64,
         (epoch, seq): (u64, u64),
+        auth: &[Id],
         op: &Op,
     ) -> Result<OpResult> {
         if txn.session != 0 && seq != 0 {
@@ -592,14 +681,26 @@ impl DataTree {
             self.add_session(txn.session, rec);
             self.dirty_sessions.insert(txn.session);
         }
-        self.apply(txn, op)
+        self.apply_as(txn, auth, op)
     }
 
-    /// Applies one operation in the context `txn`.
+    /// Applies one operation in the context `txn` with the rights of the super user (as
+    /// a [`Node`](crate::Node)'s own calls): no ACL is checked, though ACLs given are
+    /// still validated. See [`DataTree::apply_as`].
+    pub fn apply(&mut self, txn: Txn, op: &Op) -> Result<OpResult> {
+        self.apply_as(txn, acl::super_ids(), op)
+    }
+
+    /// Applies one operation in the context `txn` on behalf of a caller holding the
+    /// identities `auth`, checking ACLs as ZooKeeper's `PrepRequestProcessor`: create
+    /// needs CREATE on the parent, delete DELETE on the parent, set_data WRITE, check
+    /// READ and set_acl ADMIN on the znode — inside a multi too. A denied operation is
+    /// [`Error::NoAuth`]; an ACL that cannot be accepted (see [`acl::fixup`]) is
+    /// [`Error::InvalidAcl`]. Sessions and reaping are housekeeping: not checked.
     ///
     /// On error the tree is exactly as before (a failing multi is rolled back) and no
     /// event is reported.
-    pub fn apply(&mut self, txn: Txn, op: &Op) -> Result<OpResult> {
+    pub fn apply_as(&mut self, txn: Txn, auth: &[Id], op: &Op) -> Result<OpResult> {
         match op {
             Op::CreateSession {
                 timeout_ms,
@@ -649,7 +750,7 @@ impl DataTree {
                         Op::Create { .. }
                         | Op::Delete { .. }
                         | Op::SetData { .. }
-                        | Op::Check { .. } => self.apply_one(txn, op, Some(&mut undo)),
+                        | Op::Check { .. } => self.apply_one(txn, auth, op, Some(&mut undo)),
                         _ => Err(Error::BadArguments(
                             "multi takes create, delete, set_data and check only".into(),
                         )),
@@ -672,7 +773,7 @@ impl DataTree {
                 }
                 Ok(OpResult::Multi(results))
             }
-            op => self.apply_one(txn, op, None),
+            op => self.apply_one(txn, auth, op, None),
         }
     }
 
@@ -823,7 +924,13 @@ impl DataTree {
         }
     }
 
-    fn apply_one(&mut self, txn: Txn, op: &Op, undo: Option<&mut Undo>) -> Result<OpResult> {
+    fn apply_one(
+        &mut self,
+        txn: Txn,
+        auth: &[Id],
+        op: &Op,
+        undo: Option<&mut Undo>,
+    ) -> Result<OpResult> {
         let zxid = txn.zxid;
         match op {
             Op::Create {
@@ -831,6 +938,7 @@ impl DataTree {
                 data,
                 mode,
                 ttl_ms,
+                acl: given,
             } => {
                 if mode.is_sequential() {
                     path::validate_sequential(p)?;
@@ -859,6 +967,12 @@ impl DataTree {
                 if p == "/" && !mode.is_sequential() {
                     return Err(Error::NodeExists(p.clone()));
                 }
+                // The open ACL (nearly every create's) needs no checking or copying.
+                let node_acl = if acl::is_open(given) {
+                    None
+                } else {
+                    Some(acl::fixup(p, given, auth)?)
+                };
                 // For a sequential create "/q/" the parent is "/q"; for "/q/x-" it is "/q".
                 let parent_path = match p.rfind('/') {
                     Some(0) | None => "/".to_string(),
@@ -871,6 +985,7 @@ impl DataTree {
                 if parent_path == CONFIG_PATH {
                     return Err(Error::NoAuth(parent_path));
                 }
+                acl::check(&parent.acl, auth, perms::CREATE, p)?;
                 let full = if mode.is_sequential() {
                     format!("{p}{:010}", parent.creations)
                 } else {
@@ -896,7 +1011,11 @@ impl DataTree {
                     parent.pzxid = zxid;
                     parent.children.insert(name);
                 });
-                let mut node = Znode::new(zxid, txn.time, data.clone());
+                let node_acl = match node_acl {
+                    None => acl::open_shared(),
+                    Some(list) => self.intern_acl_vec(list),
+                };
+                let mut node = Znode::new(zxid, txn.time, data.clone(), node_acl);
                 node.ephemeral_owner = owner.to_raw();
                 let stat = node.stat();
                 self.insert_node(full.clone(), node);
@@ -912,6 +1031,11 @@ impl DataTree {
                 if SYSTEM_PATHS.contains(&p.as_str()) {
                     return Err(Error::BadArguments(format!("cannot delete {p}")));
                 }
+                // As ZooKeeper: the parent's permission first, then the znode.
+                let parent = path::parent(p)
+                    .and_then(|parent| self.nodes.get(parent))
+                    .ok_or_else(|| Error::NoNode(p.clone()))?;
+                acl::check(&parent.acl, auth, perms::DELETE, p)?;
                 let node = self.nodes.get(p).ok_or_else(|| Error::NoNode(p.clone()))?;
                 check_version(p, *version, node.version)?;
                 if !node.children.is_empty() {
@@ -930,6 +1054,7 @@ impl DataTree {
                 if p == CONFIG_PATH {
                     return Err(Error::NoAuth(p.clone()));
                 }
+                acl::check(&node.acl, auth, perms::WRITE, p)?;
                 check_version(p, *version, node.version)?;
                 let mut stat = node.stat();
                 self.update(p, |node| {
@@ -956,8 +1081,33 @@ impl DataTree {
             Op::Check { path: p, version } => {
                 path::validate(p)?;
                 let node = self.nodes.get(p).ok_or_else(|| Error::NoNode(p.clone()))?;
+                acl::check(&node.acl, auth, perms::READ, p)?;
                 check_version(p, *version, node.version)?;
                 Ok(OpResult::Check)
+            }
+            Op::SetAcl {
+                path: p,
+                acl: given,
+                version,
+            } => {
+                path::validate(p)?;
+                let new_acl = acl::fixup(p, given, auth)?;
+                let node = self.nodes.get(p).ok_or_else(|| Error::NoNode(p.clone()))?;
+                if p == CONFIG_PATH {
+                    return Err(Error::NoAuth(p.clone()));
+                }
+                acl::check(&node.acl, auth, perms::ADMIN, p)?;
+                check_version(p, *version, node.aversion)?;
+                let new_acl = self.intern_acl_vec(new_acl);
+                let mut stat = Stat::default();
+                self.update(p, |node| {
+                    node.acl = new_acl;
+                    node.aversion = node.aversion.wrapping_add(1);
+                    stat = node.stat();
+                });
+                // As ZooKeeper: an ACL change fires no watch.
+                self.touch(p);
+                Ok(OpResult::SetAcl { stat })
             }
             Op::Reap { path: p } => {
                 path::validate(p)?;
@@ -1000,3 +1150,6 @@ fn check_version(path: &str, expected: Option<i32>, actual: i32) -> Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod acl_tests;

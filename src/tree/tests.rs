@@ -1121,6 +1121,7 @@ fn a_sessions_requests_apply_only_in_their_order() {
             stx(zxid, s),
             1,
             order,
+            &[],
             &Op::create(format!("/o/{name}"), vec![], Persistent),
         )
     };
@@ -1160,6 +1161,7 @@ fn a_sessions_requests_apply_only_in_their_order() {
         stx(99, 0),
         1,
         (0, 0),
+        &[],
         &Op::create("/o/z", vec![], Persistent),
     )
     .unwrap();

@@ -229,19 +229,9 @@ pub(crate) fn read_stat(r: &mut JuteReader<'_>) -> WireResult<Stat> {
     })
 }
 
-/// An `Id` (scheme, id) of an ACL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Id {
-    pub(crate) scheme: String,
-    pub(crate) id: String,
-}
-
-/// An `ACL` entry: permission bits and who gets them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Acl {
-    pub(crate) perms: i32,
-    pub(crate) id: Id,
-}
+/// An `Id` (scheme, id) and an `ACL` entry (permission bits and who gets them): the
+/// crate's own, which the jute records carry as they are.
+pub(crate) use crate::acl::{Acl, Id};
 
 /// Reads `vector<ACL>` (each at least 12 bytes).
 pub(crate) fn read_acls(r: &mut JuteReader<'_>) -> WireResult<Vec<Acl>> {

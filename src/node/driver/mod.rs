@@ -683,7 +683,7 @@ impl Core {
             session: cmd.session,
         };
         let mut tree = s.tree.write();
-        let res = tree.apply_ordered(txn, cmd.origin, cmd.order, &cmd.op);
+        let res = tree.apply_ordered(txn, cmd.origin, cmd.order, &cmd.auth, &cmd.op);
         let events = tree.take_events();
         // Lock order everywhere: tree, then watches.
         let mut watches = s.watches.lock();

@@ -33,7 +33,7 @@ impl Core {
 
     /// Proposes a housekeeping command from this node (no caller waits for it).
     pub(super) fn propose_internal(&mut self, s: &Shared, op: Op) {
-        let (_, data) = s.command(0, (0, 0), op);
+        let (_, data) = s.command(0, (0, 0), &[], op);
         if let Err(e) = self.raw.propose(vec![], data) {
             slog::warn!(s.logger, "housekeeping proposal dropped"; "error" => %e);
         }
