@@ -165,7 +165,7 @@ fn create2(path: &str, data: &[u8], flags: i32) -> Body {
 
 fn ported(b: NodeBuilder) -> NodeBuilder {
     b.client_addr("127.0.0.1:0".parse().unwrap())
-        .four_letter_words(["ruok", "mntr"])
+        .four_letter_words(["ruok", "mntr", "cons"])
 }
 
 fn addr(c: &Cluster, id: u64) -> SocketAddr {
@@ -349,6 +349,13 @@ fn four_letter_words_follow_the_whitelist() {
         assert!(keys.contains(&k), "{k} in {mntr}");
     }
     assert!(mntr.contains("zk_server_state\tstandalone"));
+    // cons lists a client whatever I/O thread each connection landed on (connections
+    // are dealt to the threads in turn).
+    let cl = Client::connect(addr(&c, 1), 0, &[], 4000);
+    let sid = format!("sid={:#x}", cl.session);
+    for _ in 0..3 {
+        assert!(ask("cons").contains(&sid), "cons lists the session");
+    }
 }
 
 /// An auth packet (answered with xid −4).

@@ -74,6 +74,11 @@ pub struct Flags {
     /// milliseconds (ZooKeeper's znode.container.checkIntervalMs; default 60000).
     #[arg(long)]
     pub container_check_interval_ms: Option<u64>,
+    /// The super user's digest, `super:BASE64` (ZooKeeper's
+    /// zookeeper.DigestAuthenticationProvider.superDigest): a client that authenticates
+    /// as it may do anything.
+    #[arg(long, value_name = "super:DIGEST")]
+    pub super_digest: Option<String>,
 }
 
 /// The settings a config file may hold: the same names as the flags, with `peers` a table.
@@ -108,6 +113,7 @@ pub struct File {
     pub max_session_timeout_ms: Option<u64>,
     pub max_client_connections: Option<usize>,
     pub container_check_interval_ms: Option<u64>,
+    pub super_digest: Option<String>,
 }
 
 /// The resolved settings.
@@ -128,6 +134,7 @@ pub struct Settings {
     pub session_timeout_bounds: (Duration, Duration),
     pub max_client_connections: Option<usize>,
     pub container_check_interval: Duration,
+    pub super_digest: Option<String>,
 }
 
 impl Settings {
@@ -210,6 +217,7 @@ impl Settings {
                     .or(file.container_check_interval_ms)
                     .unwrap_or(60_000),
             ),
+            super_digest: flags.super_digest.or(file.super_digest),
         })
     }
 }

@@ -74,6 +74,9 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
         .four_letter_words(settings.four_letter_words.iter().cloned())
         .session_timeout_bounds(min, max)
         .reap_interval(settings.container_check_interval);
+    if let Some(d) = &settings.super_digest {
+        builder = builder.super_digest(d.clone());
+    }
     if let Some(n) = settings.max_client_connections {
         builder = builder.max_client_connections(n);
     }

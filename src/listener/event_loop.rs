@@ -79,7 +79,6 @@ struct Selector {
     me: Arc<SelectorHandle>,
     ctx: Arc<Ctx>,
     conns: HashMap<Token, Conn>,
-    next: usize,
 }
 
 impl Selector {
@@ -90,7 +89,6 @@ impl Selector {
             me,
             ctx,
             conns: HashMap::new(),
-            next: 2,
         }
     }
 
@@ -167,8 +165,9 @@ impl Selector {
     }
 
     fn add(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let token = Token(self.next);
-        self.next += 1;
+        // Tokens are unique across the I/O threads: the listener's registry of
+        // connections is keyed by them.
+        let token = Token(self.ctx.next_token.fetch_add(1, Ordering::Relaxed));
         if let Err(e) = self.poll.registry().register(
             &mut stream,
             token,
@@ -239,8 +238,16 @@ impl Selector {
         self.ctx.unregister(&conn.io);
         self.ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
         let session = conn.io.session.load(Ordering::Relaxed);
-        slog::debug!(self.ctx.logger, "client connection closed";
-            "peer" => %conn.io.peer, "session" => format!("{session:#x}"), "reason" => reason);
+        let misbehaved = ["malformed", "frame of", "no handshake"]
+            .iter()
+            .any(|p| reason.starts_with(p));
+        if misbehaved {
+            slog::info!(self.ctx.logger, "client connection closed";
+                "peer" => %conn.io.peer, "session" => format!("{session:#x}"), "reason" => reason);
+        } else {
+            slog::debug!(self.ctx.logger, "client connection closed";
+                "peer" => %conn.io.peer, "session" => format!("{session:#x}"), "reason" => reason);
+        }
         if let Phase::Open(s) = conn.phase {
             // The session outlives its connection: the client may come back, here or
             // to another member, until it expires.

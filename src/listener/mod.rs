@@ -23,7 +23,7 @@ mod stats;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -83,6 +83,8 @@ pub(crate) struct Ctx {
     pub(crate) handshake_timeout: Duration,
     pub(crate) handshakes: Handshakes,
     pub(crate) stopping: AtomicBool,
+    /// The next connection's token (from 2: 0 and 1 are the waker and the listener).
+    pub(crate) next_token: AtomicUsize,
     four_letter_words: Vec<String>,
     conns: Mutex<HashMap<Token, Weak<ConnIo>>>,
     /// The connections of each session (more than one while a client's old connection
@@ -200,6 +202,7 @@ impl Listener {
             handshake_timeout: config.client_handshake_timeout,
             handshakes,
             stopping: AtomicBool::new(false),
+            next_token: AtomicUsize::new(2),
             four_letter_words: config.four_letter_words.clone(),
             conns: Mutex::new(HashMap::new()),
             by_session: Mutex::new(HashMap::new()),
