@@ -268,6 +268,14 @@ pub enum Reply {
 pub trait Sink: Send + Sync + 'static {
     /// The answer to request `xid`.
     fn reply(&self, xid: i64, reply: Result<Reply>);
+
+    /// The answer to request `xid`, with the zxid this node had applied when it was
+    /// produced — what ZooKeeper's reply header carries: every watch event of an entry up
+    /// to it was queued before this answer. By default, [`Sink::reply`].
+    fn reply_at(&self, xid: i64, zxid: i64, reply: Result<Reply>) {
+        let _ = zxid;
+        self.reply(xid, reply);
+    }
 }
 
 /// Where an answer goes.
@@ -323,6 +331,18 @@ pub(crate) fn submit(
 ) {
     enqueue(shared, inner, answer, |pipe, id, auth| {
         match inner.check(shared) {
+            // A session that moved to another member may still be closed through a
+            // handle that holds it, as ZooKeeper lets any connection of the session close
+            // it (its closeSession skips the owner check): unordered, as the last word.
+            Err(Error::SessionMoved)
+                if matches!(&request, Request::Write(Op::CloseSession { session, .. })
+                    if *session == inner.id) =>
+            {
+                let Request::Write(op) = request else {
+                    return State::Done(Err(Error::SessionMoved));
+                };
+                propose_unordered(shared, inner, id, op)
+            }
             Err(e) => State::Done(Err(e)),
             Ok(()) => match request {
                 Request::Write(op) => {
@@ -422,6 +442,20 @@ fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op, aut
     }
 }
 
+/// Hands write `id` to raft outside the session's order (see `submit`: closing a session
+/// that moved away).
+fn propose_unordered(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op) -> State {
+    let (s, i) = (shared.clone(), inner.clone());
+    let reply = Responder::callback(move |res: Result<OpResult>| {
+        complete(&s, &i, id, res.map(Reply::Write))
+    });
+    let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
+    match shared.propose(None, &[], op, deadline, reply) {
+        Ok(()) => State::Waiting,
+        Err(e) => State::Done(Err(e)),
+    }
+}
+
 /// Starts a ReadIndex round for sync `id`; its slot is answered once the index is applied.
 fn start_sync(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State {
     let (s, i) = (shared.clone(), inner.clone());
@@ -484,7 +518,7 @@ fn drain(
                     }
                     State::Held(_) | State::Waiting => unreachable!("checked above"),
                 };
-                deliver(inner, slot.answer, result);
+                deliver(inner, slot.answer, tree.zxid(), result);
                 inner.pipe_room.notify_one();
             }
         }
@@ -503,7 +537,7 @@ fn drain(
     }
 }
 
-fn deliver(inner: &SessionInner, answer: Answer, result: Result<Reply>) {
+fn deliver(inner: &SessionInner, answer: Answer, zxid: u64, result: Result<Reply>) {
     match answer {
         // Nothing queued before it (or the caller must not wait for the dispatcher): the
         // waiting caller gets it at once.
@@ -513,9 +547,12 @@ fn deliver(inner: &SessionInner, answer: Answer, result: Result<Reply>) {
         Answer::Wait { tx, .. } => inner.dispatcher.run_after_queued(Box::new(move || {
             let _ = tx.send(result);
         })),
-        Answer::Sink(sink, xid) => inner
-            .dispatcher
-            .run_after_queued(Box::new(move || sink.reply(xid, result))),
+        Answer::Sink(sink, xid) => {
+            let zxid = i64::try_from(zxid).unwrap_or(i64::MAX);
+            inner
+                .dispatcher
+                .run_after_queued(Box::new(move || sink.reply_at(xid, zxid, result)))
+        }
     }
 }
 

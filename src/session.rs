@@ -9,7 +9,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,9 +84,10 @@ pub(crate) struct SessionInner {
     /// takes the list as it is when submitted; writes carry it in their command.
     auth: parking_lot::RwLock<Arc<[Id]>>,
     /// Kept alive by its client's requests and pings (a wire session), not by its host
-    /// alone: heartbeated only if `touched` since the last heartbeat.
+    /// alone: heartbeated only while its client was heard from lately (`touched_ms`,
+    /// milliseconds on `crate::time::now_ms`'s clock).
     client_pings: bool,
-    touched: AtomicBool,
+    touched_ms: AtomicI64,
 }
 
 impl SessionInner {
@@ -113,10 +114,12 @@ impl SessionInner {
     }
 
     /// Whether the host should heartbeat the session now: always for an embedded
-    /// session; for a wire session, only if its client was heard from since the last
-    /// heartbeat (so a client that goes silent lets it expire, as ZooKeeper's).
-    pub(crate) fn heartbeat_due(&self) -> bool {
-        !self.client_pings || self.touched.swap(false, Ordering::Relaxed)
+    /// session; for a wire session, only if its client was heard from in the last
+    /// `window_ms` (so a client that goes silent lets it expire, as ZooKeeper's).
+    pub(crate) fn heartbeat_due(&self, now_ms: i64, window_ms: i64) -> bool {
+        // Within `window` of the last request or ping: a heartbeat lost on its way (no
+        // leader known, a full peer queue) is made up by the next round's.
+        !self.client_pings || now_ms - self.touched_ms.load(Ordering::Relaxed) <= window_ms
     }
 
     /// Records that the session moved to another host (the apply of its `MoveSession`).
@@ -315,7 +318,7 @@ impl SessionBuilder {
             pipe_room: parking_lot::Condvar::new(),
             auth: parking_lot::RwLock::new(self.auth.into()),
             client_pings: self.client_pings,
-            touched: AtomicBool::new(true),
+            touched_ms: AtomicI64::new(crate::time::now_ms()),
         });
         // Queued before the session is visible to the apply, so Connected always comes
         // first.
@@ -497,7 +500,9 @@ impl Session {
 
     /// The client of a wire session was heard from: keep the session alive.
     pub(crate) fn touch(&self) {
-        self.inner.touched.store(true, Ordering::Relaxed);
+        self.inner
+            .touched_ms
+            .store(crate::time::now_ms(), Ordering::Relaxed);
     }
 
     /// Stops hosting the session here without closing it (its client went away, and
@@ -505,6 +510,10 @@ impl Session {
     /// its timeout unless a member takes it over first. Only this handle's hosting ends:
     /// a newer handle of the session on this node (the client reconnected) stays.
     pub(crate) fn detach(self) {
+        self.release();
+    }
+
+    fn release(&self) {
         {
             let _tree = self.shared.tree().read();
             let mut sessions = self.shared.sessions.lock();
@@ -853,6 +862,12 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if self.inner.client_pings {
+            // A wire session outlives its handle (its client may re-attach anywhere):
+            // only its hosting here ends, whatever path dropped it.
+            self.release();
+            return;
+        }
         if !self.ended() && !self.shared.is_stopped() {
             let _ = self.close();
         }

@@ -286,6 +286,9 @@ pub(crate) struct WatchManager {
     /// watches for the connection, which tells each of its own watchers — as ZooKeeper's
     /// WatchManager, which keeps a set of watchers per path).
     one_per_path: HashSet<i64>,
+    /// The paths each session may have watches on (any kind): ending or moving a
+    /// session's watches looks at these only, not at every watch of the node.
+    by_session: HashMap<i64, HashSet<String>>,
     data: HashMap<String, Vec<(i64, Watcher)>>,
     child: HashMap<String, Vec<(i64, Watcher)>>,
     persistent: HashMap<String, Vec<(i64, PersistentWatcher)>>,
@@ -382,27 +385,26 @@ impl WatchManager {
     /// watched znodes exist in `tree` — the state the session has been told about.
     pub(crate) fn take_watches(&mut self, session: i64, tree: &DataTree) -> MovingWatches {
         let mut out = MovingWatches::default();
-        let exists = |p: &str| tree.get(p).is_some();
-        for (map, into) in [
-            (&mut self.data, &mut out.data),
-            (&mut self.child, &mut out.child),
-        ] {
-            let paths: Vec<String> = map.keys().cloned().collect();
-            for p in paths {
-                for w in take_session(map, &p, session) {
-                    into.push((p.clone(), exists(&p), w));
-                }
+        let mut paths: Vec<String> = self
+            .by_session
+            .remove(&session)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        paths.sort();
+        for p in &paths {
+            let existed = tree.get(p).is_some();
+            for w in take_session(&mut self.data, p, session) {
+                out.data.push((p.clone(), existed, w));
             }
-        }
-        for (map, into) in [
-            (&mut self.persistent, &mut out.persistent),
-            (&mut self.recursive, &mut out.recursive),
-        ] {
-            let paths: Vec<String> = map.keys().cloned().collect();
-            for p in paths {
-                for w in take_session(map, &p, session) {
-                    into.push((p.clone(), w));
-                }
+            for w in take_session(&mut self.child, p, session) {
+                out.child.push((p.clone(), existed, w));
+            }
+            for w in take_session(&mut self.persistent, p, session) {
+                out.persistent.push((p.clone(), w));
+            }
+            for w in take_session(&mut self.recursive, p, session) {
+                out.recursive.push((p.clone(), w));
             }
         }
         out
@@ -475,18 +477,12 @@ impl WatchManager {
     /// stops its dispatcher after everything queued.
     pub(crate) fn end_session(&mut self, session: i64, event: Option<SessionEvent>) {
         let mut one_shot = Vec::new();
-        for map in [&mut self.data, &mut self.child] {
-            let paths: Vec<String> = map.keys().cloned().collect();
-            for p in paths {
-                one_shot.extend(take_session(map, &p, session));
-            }
-        }
         let mut persistent = Vec::new();
-        for map in [&mut self.persistent, &mut self.recursive] {
-            let paths: Vec<String> = map.keys().cloned().collect();
-            for p in paths {
-                persistent.extend(take_session(map, &p, session));
-            }
+        for p in self.by_session.remove(&session).unwrap_or_default() {
+            one_shot.extend(take_session(&mut self.data, &p, session));
+            one_shot.extend(take_session(&mut self.child, &p, session));
+            persistent.extend(take_session(&mut self.persistent, &p, session));
+            persistent.extend(take_session(&mut self.recursive, &p, session));
         }
         self.one_per_path.remove(&session);
         if let Some(d) = self.dispatchers.remove(&session) {
@@ -498,10 +494,38 @@ impl WatchManager {
         }
     }
 
+    /// Records that `session` watches `path`.
+    fn index(&mut self, session: i64, path: &str) {
+        let paths = self.by_session.entry(session).or_default();
+        if !paths.contains(path) {
+            paths.insert(path.to_string());
+        }
+    }
+
+    /// Drops `path` from `session`'s index if it watches it no more.
+    fn unindex_if_unwatched(&mut self, session: i64, path: &str) {
+        let watched = |m: &HashMap<String, Vec<(i64, _)>>| {
+            m.get(path)
+                .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
+        };
+        if !(watched(&self.data)
+            || watched(&self.child)
+            || self.has(session, path, WatcherType::Persistent))
+        {
+            if let Some(paths) = self.by_session.get_mut(&session) {
+                paths.remove(path);
+                if paths.is_empty() {
+                    self.by_session.remove(&session);
+                }
+            }
+        }
+    }
+
     pub(crate) fn add_data(&mut self, session: i64, path: &str, w: Watcher) {
         if !self.wanted(&self.data, session, path) {
             return;
         }
+        self.index(session, path);
         self.data
             .entry(path.to_string())
             .or_default()
@@ -512,6 +536,7 @@ impl WatchManager {
         if !self.wanted(&self.child, session, path) {
             return;
         }
+        self.index(session, path);
         self.child
             .entry(path.to_string())
             .or_default()
@@ -537,6 +562,7 @@ impl WatchManager {
             return;
         }
         map.entry(path.to_string()).or_default().push((session, w));
+        self.index(session, path);
     }
 
     /// Whether `session` has watches of `kind` on `path`.
@@ -591,6 +617,7 @@ impl WatchManager {
                 ));
             }
         }
+        self.unindex_if_unwatched(session, path);
         found
     }
 
@@ -615,10 +642,23 @@ impl WatchManager {
                 }
                 _ => {}
             }
+            // A session with one watch per path (a wire client) hears one notification
+            // per event, whatever kinds matched — ZooKeeper's server keeps a set of
+            // watchers per event, and the client tells all its own.
+            let mut told: HashSet<i64> = HashSet::new();
+            let mut fired: Vec<i64> = Vec::new();
             for (session, w) in one_shot {
+                fired.push(session);
                 if let Some(d) = self.dispatchers.get(&session) {
-                    d.push(Job::Event(w, e.clone()));
+                    if self.one_per_path.contains(&session) && !told.insert(session) {
+                        d.push(Job::Discard(vec![w], Vec::new()));
+                    } else {
+                        d.push(Job::Event(w, e.clone()));
+                    }
                 }
+            }
+            for session in fired {
+                self.unindex_if_unwatched(session, p);
             }
             let mut persistent: Vec<(i64, PersistentWatcher)> = Vec::new();
             if let Some(list) = self.persistent.get(p) {
@@ -634,6 +674,9 @@ impl WatchManager {
                 }
             }
             for (session, w) in persistent {
+                if self.one_per_path.contains(&session) && !told.insert(session) {
+                    continue;
+                }
                 if let Some(d) = self.dispatchers.get(&session) {
                     d.push(Job::Persistent(w, e.clone()));
                 }

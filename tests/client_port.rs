@@ -22,6 +22,8 @@ const PING: i32 = 11;
 const GET_ACL: i32 = 6;
 const SET_ACL: i32 = 7;
 const AUTH: i32 = 100;
+const SYNC: i32 = 9;
+const ADD_WATCH: i32 = 106;
 
 /// Jute encoding of a request body.
 #[derive(Default)]
@@ -286,6 +288,12 @@ fn misbehaving_connections_are_closed_and_others_are_served() {
     // Garbage after the handshake: an unknown operation.
     let mut bad = Client::connect(at, 0, &[], 4000);
     bad.send(1, 9999, Body::default());
+    let r = bad.recv();
+    assert_eq!(
+        (r.xid, r.err),
+        (1, -6),
+        "Unimplemented, as ZooKeeper answers"
+    );
     assert!(bad.closed_within(Duration::from_secs(5)));
     // A truncated record.
     let mut bad = Client::connect(at, 0, &[], 4000);
@@ -460,4 +468,118 @@ fn acls_and_authentication_over_the_client_port() {
     let r = anon.recv();
     assert_eq!((r.xid, r.err), (-4, -115));
     assert!(anon.closed_within(Duration::from_secs(5)));
+}
+
+#[test]
+fn one_notification_per_event_and_a_moved_sessions_old_connection_is_closed() {
+    let c = Cluster::with(3, ported);
+    let leader = c.wait_leader();
+    let other = c.ids.iter().copied().find(|i| *i != leader).unwrap();
+    let mut a = Client::connect(addr(&c, leader), 0, &[], 4000);
+    a.send(1, CREATE2, create2("/w", b"", 0));
+    assert_eq!(a.recv().err, 0);
+    // A data watch, an exists watch and a persistent watch on one path, as a client
+    // whose several watchers share the connection: one notification per change.
+    a.send(2, GET_DATA, Body::default().str("/w").bool(true));
+    a.send(3, 3, Body::default().str("/w").bool(true)); // exists
+    a.send(4, ADD_WATCH, Body::default().str("/w").int(0));
+    for xid in 2..=4 {
+        assert_eq!(a.recv().xid, xid);
+    }
+    a.send(5, SET_DATA, Body::default().str("/w").bytes(b"1").int(-1));
+    let n = a.recv();
+    assert_eq!((n.xid, int(&n.body, 0)), (-1, 3), "NodeDataChanged");
+    let r = a.recv();
+    assert_eq!(r.xid, 5, "one notification, then the answer");
+    // sync echoes its path.
+    a.send(6, SYNC, Body::default().str("/w"));
+    let r = a.recv();
+    assert_eq!((r.xid, r.err), (6, 0));
+    assert_eq!(&r.body[4..], b"/w");
+    // The session re-attached elsewhere: a request on its old connection meets
+    // SessionMoved and the connection is closed, so its client (if still there)
+    // reconnects instead of getting SessionMoved forever (ZOOKEEPER-710).
+    let b = Client::connect(addr(&c, other), a.session, &a.password, 4000);
+    assert_eq!(b.session, a.session);
+    a.send(7, GET_DATA, Body::default().str("/w").bool(false));
+    let r = a.recv();
+    assert_eq!((r.xid, r.err), (7, -118));
+    assert!(a.closed_within(Duration::from_secs(5)));
+    // Re-attached on the same member: the older connection there is closed at once, as
+    // ZooKeeper closes it on a reconnect.
+    let mut b2 = Client::connect(addr(&c, other), b.session, &b.password, 4000);
+    assert_eq!(b2.session, b.session);
+    let mut b = b;
+    assert!(b.closed_within(Duration::from_secs(5)));
+    // Any connection holding the session may close it, even one it moved away from
+    // (ZooKeeper's closeSession skips the owner check): b2's session, closed through a
+    // connection of a third member, is gone and b2 is closed.
+    let third = c
+        .ids
+        .iter()
+        .copied()
+        .find(|i| *i != leader && *i != other)
+        .unwrap();
+    let mut t = Client::connect(addr(&c, third), b2.session, &b2.password, 4000);
+    let mut b3 = Client::connect(addr(&c, other), b2.session, &b2.password, 4000);
+    assert_eq!(b3.session, b2.session);
+    t.send(1, -11, Body::default()); // closeSession, after the session moved from t
+    assert_eq!(t.recv().xid, 1);
+    assert!(b3.closed_within(Duration::from_secs(5)));
+    assert!(b2.closed_within(Duration::from_secs(5)));
+}
+
+#[test]
+fn a_flooding_connection_does_not_starve_the_others() {
+    let c = Cluster::with(1, |b| ported(b).client_io_threads(1));
+    c.wait_leader();
+    let at = addr(&c, 1);
+    let flood = Client::connect(at, 0, &[], 4000);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writer = flood.s.try_clone().unwrap();
+    let mut reader = flood.s.try_clone().unwrap();
+    let ping = {
+        let mut f = Body::default().int(8).int(-2).int(PING).0;
+        f.truncate(12);
+        f.repeat(4096)
+    };
+    let s1 = stop.clone();
+    let w = std::thread::spawn(move || {
+        let start = Instant::now();
+        while !s1.load(std::sync::atomic::Ordering::Relaxed)
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            if writer.write_all(&ping).is_err() {
+                break;
+            }
+        }
+    });
+    let s2 = stop.clone();
+    let r = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        reader
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let start = Instant::now();
+        while !s2.load(std::sync::atomic::Ordering::Relaxed)
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            let _ = reader.read(&mut buf);
+        }
+    });
+    // Meanwhile another client on the same I/O thread is served promptly.
+    let mut other = Client::connect(at, 0, &[], 4000);
+    for xid in 0..20 {
+        let start = Instant::now();
+        other.send(xid, PING, Body::default());
+        assert_eq!(other.recv().xid, -2);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "served in {:?}",
+            start.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    w.join().unwrap();
+    r.join().unwrap();
 }

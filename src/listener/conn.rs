@@ -25,10 +25,11 @@ use super::event_loop::{Cmd, SelectorHandle};
 use super::four_letter;
 use super::requests::{self, Action, Shape};
 use super::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::{Reply, Sink};
 use crate::session::Session;
 use crate::tree::WatchedEvent;
+use crate::wire::jute::WireError;
 use crate::wire::proto::{decode_request, op, ClientRequest, ConnectRequest, ReplyHeader};
 
 /// Most bytes queued for a client before the connection stops reading its requests.
@@ -36,6 +37,23 @@ pub(crate) const MAX_QUEUED_BYTES: usize = 4 << 20;
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames a connection may have handled in one turn of its I/O thread before the thread
+/// serves its other connections (it comes back to this one at once).
+const FRAMES_PER_TURN: usize = 64;
+
+/// Most bytes queued for a client that does not read them (watch notifications keep
+/// coming): beyond it the connection is closed, as a client too slow to be served.
+pub(crate) const MAX_UNREAD_BYTES: usize = 64 << 20;
+
+/// Whether a connection has more to do after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Nothing until its next event.
+    Idle,
+    /// Its turn's budget ran out with work left.
+    More,
+}
 
 /// A request answered in order: what its answer needs, and when it arrived.
 struct Owed {
@@ -122,6 +140,12 @@ impl ConnIo {
         }
     }
 
+    /// Whether the connection is closed (or closing).
+    pub(crate) fn is_closed(&self) -> bool {
+        let out = self.out.lock();
+        out.closed || out.close_when_flushed
+    }
+
     /// Whether the client asked to close its session on this connection.
     pub(crate) fn closing_session(&self) -> bool {
         self.closing_session.load(Ordering::Acquire)
@@ -145,6 +169,16 @@ impl ConnIo {
     pub(crate) fn send(&self, frame: Vec<u8>) {
         let mut out = self.out.lock();
         if out.closed {
+            return;
+        }
+        if out.bytes + frame.len() > MAX_UNREAD_BYTES {
+            out.queue.clear();
+            out.bytes = 0;
+            out.offset = 0;
+            out.closed = true;
+            let _ = self.stream.shutdown(Shutdown::Both);
+            self.selector
+                .send(Cmd::Close(self.token, "too slow to read what it is sent"));
             return;
         }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +292,13 @@ impl ConnIo {
 
 impl Sink for ConnIo {
     fn reply(&self, xid: i64, result: Result<Reply>) {
+        self.reply_at(xid, self.zxid(), result);
+    }
+
+    /// The zxid is the one the pipeline read when it produced the answer, so a client
+    /// that reconnects with it is owed every event up to it and none after (ZooKeeper
+    /// queues notifications before its last processed zxid moves).
+    fn reply_at(&self, xid: i64, zxid: i64, result: Result<Reply>) {
         let Some(owed) = self.owed.lock().pop_front() else {
             return;
         };
@@ -270,8 +311,12 @@ impl Sink for ConnIo {
         s.total_latency_ms.fetch_add(latency, Ordering::Relaxed);
         s.answered.fetch_add(1, Ordering::Relaxed);
         self.ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
-        let closing = owed.shape.op == op::CLOSE_SESSION;
-        let frame = requests::encode_reply(&owed.shape, owed.xid, self.zxid(), result);
+        // A closeSession answered, or a request that met SessionMoved (the client's
+        // session lives on another member: ZooKeeper closes such a connection so the
+        // client reconnects, ZOOKEEPER-710).
+        let closing =
+            owed.shape.op == op::CLOSE_SESSION || matches!(result, Err(Error::SessionMoved));
+        let frame = requests::encode_reply(&owed.shape, owed.xid, zxid, result);
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.send(frame);
         if closing {
@@ -320,62 +365,76 @@ impl Conn {
         self.io.ctx.shared.config().max_request_size
     }
 
-    /// Reads what the socket has and handles every complete frame; `Err` closes the
-    /// connection with the reason logged.
-    pub(crate) fn on_readable(&mut self) -> std::result::Result<(), CloseReason> {
+    /// Reads what the socket has and handles the complete frames, up to a turn's budget;
+    /// `Err` closes the connection with the reason logged.
+    pub(crate) fn on_readable(&mut self) -> std::result::Result<Turn, CloseReason> {
         self.unread = true;
         self.pump()
     }
 
-    /// Reading allowed again (back-pressure released, handshake done).
-    pub(crate) fn resume(&mut self) -> std::result::Result<(), CloseReason> {
+    /// Another turn: reading allowed again (back-pressure released, handshake done), or
+    /// more to do after the last turn's budget ran out.
+    pub(crate) fn resume(&mut self) -> std::result::Result<Turn, CloseReason> {
         self.pump()
     }
 
-    fn pump(&mut self) -> std::result::Result<(), CloseReason> {
+    /// Most bytes buffered while frames may not be handled (during the handshake): one
+    /// whole frame and a chunk.
+    fn max_buffered(&self) -> usize {
+        self.max_frame() + 4 + READ_CHUNK
+    }
+
+    fn pump(&mut self) -> std::result::Result<Turn, CloseReason> {
+        let mut budget = FRAMES_PER_TURN;
         loop {
-            self.handle_frames()?;
-            if self.blocked() {
-                if self.io.must_pause() {
-                    self.io.paused.store(true, Ordering::Release);
-                    // An answer may have come meanwhile: check again.
-                    self.io.maybe_resume(self.io.out.lock().bytes);
+            budget -= self.handle_frames(budget)?;
+            if budget == 0 {
+                return Ok(Turn::More);
+            }
+            if matches!(self.phase, Phase::Open(_)) && self.io.must_pause() {
+                // Paused first, then checked again: an answer that came in between
+                // either sees `paused` (and sends Resume) or is seen here.
+                self.io.paused.store(true, Ordering::Release);
+                if self.io.must_pause() || !self.io.paused.swap(false, Ordering::AcqRel) {
+                    return Ok(Turn::Idle);
                 }
-                return Ok(());
+                continue;
             }
-            if !self.unread {
-                return Ok(());
+            // Done: nothing more is read. During the handshake, reading goes on (a client
+            // that hangs up is noticed) up to one frame and a chunk.
+            if !self.unread
+                || matches!(self.phase, Phase::Done)
+                || self.inbuf.len() >= self.max_buffered()
+            {
+                return Ok(Turn::Idle);
             }
-            // Keep at most one frame and one chunk buffered.
             let mut chunk = [0u8; READ_CHUNK];
             match (&self.io.stream).read(&mut chunk) {
                 Ok(0) => return Err("closed by the client".into()),
                 Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.unread = false;
-                    self.handle_frames()?;
-                    return Ok(());
-                }
+                // Handle what was read, then wait for the next readable event.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.unread = false,
                 Err(e) => return Err(format!("read failed: {e}")),
             }
         }
     }
 
-    /// Whether frames must wait (handshake under way, back-pressure, closing).
-    fn blocked(&self) -> bool {
+    /// Whether frames may be handled now.
+    fn may_handle(&self) -> bool {
         match self.phase {
-            Phase::Handshaking | Phase::Done => true,
-            Phase::Connecting => false,
-            Phase::Open(_) => self.io.must_pause(),
+            Phase::Handshaking | Phase::Done => false,
+            Phase::Connecting => true,
+            Phase::Open(_) => !self.io.must_pause(),
         }
     }
 
-    /// Handles the complete frames buffered, while allowed.
-    fn handle_frames(&mut self) -> std::result::Result<(), CloseReason> {
+    /// Handles up to `budget` complete frames buffered, while allowed; returns how many.
+    fn handle_frames(&mut self, budget: usize) -> std::result::Result<usize, CloseReason> {
         let mut at = 0;
+        let mut handled = 0;
         let result = loop {
-            if self.blocked() {
+            if handled == budget || !self.may_handle() {
                 break Ok(());
             }
             let rest = &self.inbuf[at..];
@@ -405,6 +464,7 @@ impl Conn {
             }
             let frame = rest[4..4 + len].to_vec();
             at += 4 + len;
+            handled += 1;
             if let Err(e) = self.handle_frame(&frame) {
                 break Err(e);
             }
@@ -413,7 +473,7 @@ impl Conn {
         if self.inbuf.capacity() > 2 * READ_CHUNK && self.inbuf.len() < READ_CHUNK {
             self.inbuf.shrink_to(READ_CHUNK);
         }
-        result
+        result.map(|()| handled)
     }
 
     fn handle_frame(&mut self, frame: &[u8]) -> std::result::Result<(), CloseReason> {
@@ -428,10 +488,27 @@ impl Conn {
                 Ok(())
             }
             Phase::Open(session) => {
-                let (xid, req) =
-                    decode_request(frame).map_err(|e| format!("malformed request: {e}"))?;
+                let (xid, req) = match decode_request(frame) {
+                    Ok(decoded) => decoded,
+                    Err(WireError::UnknownOp(code)) if frame.len() >= 4 => {
+                        // As ZooKeeper: Unimplemented (-6) for the request, then the
+                        // connection is closed.
+                        let xid = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                        self.io
+                            .send(requests::encode_header(xid, self.io.zxid(), -6));
+                        self.io.close_when_flushed();
+                        self.phase = Phase::Done;
+                        slog::info!(self.io.ctx.logger, "client connection closed";
+                            "peer" => %self.io.peer,
+                            "reason" => format!("unknown operation code {code}"));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(format!("malformed request: {e}")),
+                };
                 session.touch();
-                serve(&self.io, session, xid, req);
+                if serve(&self.io, session, xid, req) == Served::Close {
+                    self.phase = Phase::Done;
+                }
                 Ok(())
             }
             Phase::Handshaking | Phase::Done => Ok(()),
@@ -439,8 +516,16 @@ impl Conn {
     }
 }
 
+/// Whether the connection goes on after a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Served {
+    On,
+    /// Nothing more is read (a failed authentication: ZooKeeper stops reading too).
+    Close,
+}
+
 /// Serves one decoded request of an open session.
-fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) {
+fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) -> Served {
     let zxid = io.zxid();
     io.stats.last_xid.store(i64::from(xid), Ordering::Relaxed);
     match req {
@@ -449,6 +534,7 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) {
                 .last_op
                 .store(i64::from(op::PING), Ordering::Relaxed);
             io.send(requests::encode_header(ReplyHeader::PING_XID, zxid, 0));
+            Served::On
         }
         ClientRequest::Auth { scheme, auth } => {
             // Answered at once, outside the session's order, as ZooKeeper does (xid -4);
@@ -457,18 +543,16 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) {
                 Ok(()) => 0,
                 Err(e) => e.code(),
             };
-
             io.send(requests::encode_header(-4, zxid, err));
             if err != 0 {
                 io.close_when_flushed();
+                return Served::Close;
             }
+            Served::On
         }
         ClientRequest::CloseSession => {
             io.closing_session.store(true, Ordering::Release);
-            let shape = Shape {
-                op: op::CLOSE_SESSION,
-                ops: Vec::new(),
-            };
+            let shape = Shape::of(op::CLOSE_SESSION);
             submit(io, session, xid, shape, |s, x, sink| {
                 s.submit(
                     x,
@@ -479,15 +563,19 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) {
                     sink,
                 )
             });
+            Served::On
         }
-        req => match requests::action(io, req) {
-            Action::Submit(request, shape) => submit(io, session, xid, shape, |s, x, sink| {
-                s.submit(x, request, sink)
-            }),
-            Action::Answer(result, shape) => submit(io, session, xid, shape, |s, x, sink| {
-                s.submit_answered(x, result, sink)
-            }),
-        },
+        req => {
+            match requests::action(io, req) {
+                Action::Submit(request, shape) => submit(io, session, xid, shape, |s, x, sink| {
+                    s.submit(x, request, sink)
+                }),
+                Action::Answer(result, shape) => submit(io, session, xid, shape, |s, x, sink| {
+                    s.submit_answered(x, result, sink)
+                }),
+            }
+            Served::On
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::conn::{Conn, ConnIo, Phase};
+use super::conn::{Conn, ConnIo, Phase, Turn};
 use super::Ctx;
 use crate::session::Session;
 use crate::watch::SessionEvent;
@@ -79,6 +79,9 @@ struct Selector {
     me: Arc<SelectorHandle>,
     ctx: Arc<Ctx>,
     conns: HashMap<Token, Conn>,
+    /// Connections whose last turn ran out of budget with work left: served again before
+    /// the thread waits for events (edge-triggered readiness would not bring them back).
+    ready: Vec<Token>,
 }
 
 impl Selector {
@@ -89,6 +92,7 @@ impl Selector {
             me,
             ctx,
             conns: HashMap::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -96,7 +100,12 @@ impl Selector {
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
         loop {
-            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
+            let wait = if self.ready.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != ErrorKind::Interrupted {
                     slog::error!(self.ctx.logger, "client I/O poll failed"; "error" => %e);
                     break;
@@ -113,14 +122,11 @@ impl Selector {
                     }
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    let res = match self.conns.get_mut(&token) {
-                        Some(c) => c.on_readable(),
-                        None => Ok(()),
-                    };
-                    if let Err(reason) = res {
-                        self.close(token, &reason);
-                    }
+                    self.turn(token, true);
                 }
+            }
+            for token in std::mem::take(&mut self.ready) {
+                self.turn(token, false);
             }
             if !self.commands() {
                 break;
@@ -142,15 +148,7 @@ impl Selector {
             match cmd {
                 Cmd::Add(stream, peer) => self.add(stream, peer),
                 Cmd::Handshaken(token, session) => self.handshaken(token, session),
-                Cmd::Resume(token) => {
-                    let res = match self.conns.get_mut(&token) {
-                        Some(c) => c.resume(),
-                        None => Ok(()),
-                    };
-                    if let Err(reason) = res {
-                        self.close(token, &reason);
-                    }
-                }
+                Cmd::Resume(token) => self.turn(token, false),
                 Cmd::Close(token, reason) => self.close(token, reason),
                 Cmd::CloseAll => {
                     let tokens: Vec<Token> = self.conns.keys().copied().collect();
@@ -201,21 +199,41 @@ impl Selector {
         match session {
             Some(s) => {
                 conn.phase = Phase::Open(s);
-                if let Err(reason) = conn.resume() {
-                    self.close(token, &reason);
-                }
+                self.turn(token, false);
             }
             None => conn.phase = Phase::Done,
         }
     }
 
-    /// Closes connections that never finished their handshake in time.
+    /// Gives connection `token` a turn (`readable`: on a readable event); queues it for
+    /// another if its budget ran out, closes it on error.
+    fn turn(&mut self, token: Token, readable: bool) {
+        let res = match self.conns.get_mut(&token) {
+            Some(c) if readable => c.on_readable(),
+            Some(c) => c.resume(),
+            None => return,
+        };
+        match res {
+            Ok(Turn::Idle) => {}
+            Ok(Turn::More) => {
+                if !self.ready.contains(&token) {
+                    self.ready.push(token);
+                }
+            }
+            Err(reason) => self.close(token, &reason),
+        }
+    }
+
+    /// Closes connections that never finished their handshake in time, and answered
+    /// ones (a four-letter word, a refusal) whose client does not read the answer.
     fn time_out(&mut self) {
         let limit = self.ctx.handshake_timeout;
         let late: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Connecting) && c.opened.elapsed() > limit)
+            .filter(|(_, c)| {
+                matches!(c.phase, Phase::Connecting | Phase::Done) && c.opened.elapsed() > limit
+            })
             .map(|(t, _)| *t)
             .collect();
         for t in late {

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -21,27 +21,43 @@ pub(crate) const WORKERS: usize = 8;
 
 /// The queue of handshakes to do.
 pub(crate) struct Handshakes {
-    tx: Sender<(Arc<ConnIo>, ConnectRequest)>,
+    tx: Sender<Job>,
 }
+
+/// A connection's handshake and when it arrived.
+pub(crate) type Job = (Arc<ConnIo>, ConnectRequest, Instant);
 
 impl Handshakes {
     /// The queue and its receiving end (for [`run`]).
-    pub(crate) fn new() -> (Handshakes, Receiver<(Arc<ConnIo>, ConnectRequest)>) {
+    pub(crate) fn new() -> (Handshakes, Receiver<Job>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         (Handshakes { tx }, rx)
     }
 
     /// Queues a connection's handshake.
     pub(crate) fn submit(&self, io: Arc<ConnIo>, req: ConnectRequest) {
-        let _ = self.tx.send((io, req));
+        let _ = self.tx.send((io, req, Instant::now()));
     }
 }
 
 /// A worker's loop, until the listener stops.
-pub(crate) fn run(ctx: Arc<Ctx>, rx: Receiver<(Arc<ConnIo>, ConnectRequest)>) {
+pub(crate) fn run(ctx: Arc<Ctx>, rx: Receiver<Job>) {
     while !ctx.stopping.load(Ordering::Acquire) {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((io, req)) => handshake(&ctx, &io, &req),
+            Ok((io, req, since)) => {
+                // A client gives up on a server after a share of its timeout and tries
+                // another: a handshake older than a third of it (or whose client hung up)
+                // is not done, so it cannot take the session from where the client went.
+                let requested =
+                    Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
+                let patience = (requested / 3).max(Duration::from_secs(1));
+                if io.is_closed() || since.elapsed() > patience {
+                    io.close_when_flushed();
+                    io.selector().send(Cmd::Handshaken(io.token, None));
+                    continue;
+                }
+                handshake(&ctx, &io, &req)
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }

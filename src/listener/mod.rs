@@ -128,14 +128,17 @@ impl Ctx {
             .push(Arc::downgrade(io));
     }
 
-    /// The log closed or expired `session`: its connections here are closed (but for the
-    /// one that asked, which closes once its answer is written), as ZooKeeper's servers
-    /// close every connection of a closed session.
+    /// The log closed or expired `session`, or re-attached it here: its connections here
+    /// are closed (but for the one that asked to close it, which closes once its answer
+    /// is written), as ZooKeeper's servers close every connection of a closed session and
+    /// the older connection of a client that reconnected. Runs on the driver: it only
+    /// tells the I/O threads.
     fn session_ended(&self, session: i64) {
         let conns = self.by_session.lock().remove(&session).unwrap_or_default();
         for io in conns.iter().filter_map(Weak::upgrade) {
             if !io.closing_session() {
-                io.close_when_flushed();
+                io.selector()
+                    .send(Cmd::Close(io.token, "session closed, expired or moved"));
             }
         }
     }

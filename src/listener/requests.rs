@@ -23,13 +23,16 @@ const SYNC_CONNECTED: i32 = 3;
 pub(crate) struct Shape {
     pub(crate) op: i32,
     pub(crate) ops: Vec<i32>,
+    /// The path a sync answers with (ZooKeeper echoes it).
+    pub(crate) path: String,
 }
 
 impl Shape {
-    fn of(op: i32) -> Shape {
+    pub(crate) fn of(op: i32) -> Shape {
         Shape {
             op,
             ops: Vec::new(),
+            path: String::new(),
         }
     }
 }
@@ -153,7 +156,13 @@ pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
             };
             Action::Submit(request, Shape::of(op))
         }
-        ClientRequest::Sync { path } => Action::Submit(Request::Sync { path }, Shape::of(op::SYNC)),
+        ClientRequest::Sync { path } => {
+            let shape = Shape {
+                path: path.clone(),
+                ..Shape::of(op::SYNC)
+            };
+            Action::Submit(Request::Sync { path }, shape)
+        }
         ClientRequest::Multi { read: false, ops } => {
             let codes = ops
                 .iter()
@@ -164,8 +173,8 @@ pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
                 })
                 .collect();
             let shape = Shape {
-                op: op::MULTI,
                 ops: codes,
+                ..Shape::of(op::MULTI)
             };
             let ops: Result<Vec<Op>> = ops
                 .into_iter()
@@ -201,8 +210,8 @@ pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
                 }
             }
             let shape = Shape {
-                op: op::MULTI_READ,
                 ops: codes,
+                ..Shape::of(op::MULTI_READ)
             };
             Action::Submit(Request::MultiRead(reads), shape)
         }
@@ -348,15 +357,16 @@ pub(crate) fn encode_reply(shape: &Shape, xid: i32, zxid: i64, result: Result<Re
         }
         Ok(reply) => {
             ReplyHeader { xid, zxid, err: 0 }.write(&mut w);
-            body(&mut w, shape.op, &shape.ops, reply);
+            body(&mut w, shape, reply);
         }
     }
     finish_frame(w)
 }
 
 /// Writes the record of a successful answer.
-fn body(w: &mut JuteWriter, code: i32, ops: &[i32], reply: Reply) {
-    match (code, reply) {
+fn body(w: &mut JuteWriter, shape: &Shape, reply: Reply) {
+    let ops = &shape.ops;
+    match (shape.op, reply) {
         (op::CREATE, Reply::Write(OpResult::Create { path, .. })) => {
             w.string(&path);
         }
@@ -389,8 +399,8 @@ fn body(w: &mut JuteWriter, code: i32, ops: &[i32], reply: Reply) {
             w.strings(&children).stat(&stat);
         }
         (op::SYNC, Reply::Done) => {
-            // SyncResponse carries the path; ZooKeeper's clients ignore it but read it.
-            w.string("/");
+            // SyncResponse echoes the path.
+            w.string(&shape.path);
         }
         (op::ADD_WATCH, Reply::Done) => {
             // ZooKeeper answers addWatch with an ErrorResponse(0).
@@ -435,7 +445,7 @@ fn multi_result(w: &mut JuteWriter, code: i32, result: Result<Reply>) {
                 c => c,
             };
             w.int(code).boolean(false).int(0);
-            body(w, code, &[], reply);
+            body(w, &Shape::of(code), reply);
         }
     }
 }
@@ -521,8 +531,8 @@ mod tests {
     #[test]
     fn a_failed_multi_answers_ok_error_and_runtime_inconsistency() {
         let shape = Shape {
-            op: op::MULTI,
             ops: vec![op::CREATE, op::DELETE, op::SET_DATA],
+            ..Shape::of(op::MULTI)
         };
         let err = Error::MultiFailed {
             index: 1,

@@ -141,6 +141,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Threads serving client connections (see [`Config::client_io_threads`]).
+    pub fn client_io_threads(mut self, n: usize) -> Self {
+        self.config.client_io_threads = n;
+        self
+    }
+
     /// Replaces the whole configuration (its `id` included).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;

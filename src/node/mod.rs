@@ -354,8 +354,8 @@ pub(crate) struct Shared {
     last_ack_ms: AtomicU64,
     started: Instant,
     me: Weak<Shared>,
-    /// Told of every session the log closes or expires (the client port closes the
-    /// session's connections here, as ZooKeeper's servers do). Called on the driver
+    /// Told of every session the log closes, expires or moves (the client port closes
+    /// the session's connections here, as ZooKeeper's servers do). Called on the driver
     /// with the tree locked: it must only hand the work over.
     pub(crate) session_ended: Mutex<Option<SessionEndedHook>>,
 }
@@ -475,6 +475,13 @@ impl Shared {
     /// The leader this node follows (0: none known).
     pub(crate) fn leader_id(&self) -> u64 {
         self.leader.load(Ordering::Acquire)
+    }
+
+    /// The log closed, expired or moved `session`: see [`Shared::session_ended`].
+    pub(crate) fn session_gone(&self, session: i64) {
+        if let Some(hook) = &*self.session_ended.lock() {
+            hook(session);
+        }
     }
 
     /// Index of the last entry applied here (the zxid answers carry).

@@ -690,7 +690,14 @@ impl Core {
         if !events.is_empty() {
             watches.trigger(&events);
         }
-        if let (Op::MoveSession { session, .. }, Ok(_)) = (&cmd.op, &res) {
+        if let (Op::MoveSession { session, host, .. }, Ok(_)) = (&cmd.op, &res) {
+            // Re-attached here: the session's older connections here are stale (its
+            // client reconnected; the new connection registers after this apply), and
+            // are closed, as ZooKeeper closes them on a reconnect. A connection on
+            // another member is closed when a request of it meets SessionMoved.
+            if *host == s.id {
+                s.session_gone(*session);
+            }
             // A handle hosted here is done, whoever takes over — even this node again
             // (the taker registers its own handle once this apply returns): its
             // watches here go with it.
@@ -702,9 +709,7 @@ impl Core {
         if let (Op::CloseSession { session, expired }, Ok(OpResult::SessionClosed { .. })) =
             (&cmd.op, &res)
         {
-            if let Some(hook) = &*s.session_ended.lock() {
-                hook(*session);
-            }
+            s.session_gone(*session);
             if let Some(inner) = s.sessions.lock().remove(session) {
                 inner.mark_ended(*expired);
                 let event = if *expired {

@@ -49,11 +49,12 @@ impl Core {
         }
         if now.duration_since(self.last_ping) >= self.ping_interval {
             self.last_ping = now;
+            let (now, window) = (now_ms(), 2 * self.ping_interval.as_millis() as i64);
             let hosted: Vec<i64> = s
                 .sessions
                 .lock()
                 .iter()
-                .filter(|(_, inner)| inner.heartbeat_due())
+                .filter(|(_, inner)| inner.heartbeat_due(now, window))
                 .map(|(id, _)| *id)
                 .collect();
             if !hosted.is_empty() {

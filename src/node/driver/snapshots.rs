@@ -208,6 +208,7 @@ impl Core {
             if host == Some(s.id) {
                 continue;
             }
+            s.session_gone(id);
             if let Some(inner) = s.sessions.lock().remove(&id) {
                 if host.is_some() {
                     // It moved to another member meanwhile.
