@@ -121,11 +121,13 @@ impl Ctx {
     /// Records that connection `io` serves `session`.
     pub(crate) fn serves(&self, io: &Arc<ConnIo>, session: i64) {
         io.session.store(session, Ordering::Relaxed);
-        self.by_session
-            .lock()
-            .entry(session)
-            .or_default()
-            .push(Arc::downgrade(io));
+        let mut by = self.by_session.lock();
+        // Checked under the map's lock: a connection closed before this is not recorded
+        // (its unregistering may have run already).
+        if io.is_closed() {
+            return;
+        }
+        by.entry(session).or_default().push(Arc::downgrade(io));
     }
 
     /// The log closed or expired `session`, or re-attached it here: its connections here
