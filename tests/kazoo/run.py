@@ -3,6 +3,14 @@
 
     python3 tests/kazoo/run.py --target zookeeper [pytest args...]
     python3 tests/kazoo/run.py --target zkraft    [pytest args...]
+    python3 tests/kazoo/run.py --target zookeeper|zkraft --serve
+
+--serve starts the same ensemble, prints one line `ZK_HOSTS=127.0.0.1:c1,127.0.0.1:c2,127.0.0.1:c3`
+once every member serves, then blocks (no pytest) until its standard input closes or it gets
+SIGTERM / SIGINT, and stops the members as below (`./dev bench --vs-zookeeper` uses it). With
+--serve, ZooKeeper's JVM runs with the settings zkServer.sh ships (-Xmx1000m, the JVM's default
+collector and JIT) instead of the suite's fast-start ones; both targets keep their durable
+defaults (ZooKeeper's forceSync=yes, zkraft's fsync before acknowledging).
 
 --target zookeeper runs Apache ZooKeeper 3.8 (QuorumPeerMain from the jars in /usr/share/java,
 or --zk-classpath / ZK_CLASSPATH). --target zkraft runs three `zkraft-server` processes
@@ -198,6 +206,13 @@ def zookeeper_members(workdir, args):
         jars = [os.path.join("/usr/share/java", j) for j in ZK_JARS]
         classpath = ":".join(j for j in jars if os.path.exists(j))
     java = os.environ.get("JAVA", shutil.which("java") or "/usr/bin/java")
+    if args.serve:
+        # As zkServer.sh starts it (ZK_SERVER_HEAP defaults to 1000 MB; the JVM's default
+        # collector and tiered JIT): a benchmark measures ZooKeeper as operators run it.
+        jvm_flags = ["-Xmx1000m"]
+    else:
+        # Fast start for the suite's short-lived members.
+        jvm_flags = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
     ports = free_ports(9)
     client_ports, peer_ports = ports[:3], ports[3:]
     servers = [
@@ -231,9 +246,7 @@ def zookeeper_members(workdir, args):
             )
         argv = [
             java,
-            "-Xmx256m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
+            *jvm_flags,
             "-Djava.net.preferIPv4Stack=true",
             "-Dzookeeper.extendedTypesEnabled=true",
             # Containers and TTL nodes are reaped by a periodic check (60 s by default).
@@ -292,6 +305,40 @@ def zkraft_members(workdir, args):
             Member(mid, client_ports[i], argv, workdir, os.path.join(workdir, f"member{mid}.log"))
         )
     return members
+
+
+def serve(members):
+    """Prints ZK_HOSTS=... and waits until stdin closes (or SIGTERM / SIGINT ends main).
+
+    Returns 0, or 1 when a member exited on its own while serving (its log tail is printed).
+    """
+    print("ZK_HOSTS=" + ",".join(f"127.0.0.1:{m.client_port}" for m in members), flush=True)
+    for m in members:
+        print(f"ZK_MEMBER={m.id} 127.0.0.1:{m.client_port} pid {m.proc.pid} log {m.log_path}", flush=True)
+    stdin_closed = threading.Event()
+
+    def watch_stdin():
+        try:
+            while os.read(sys.stdin.fileno(), 4096):
+                pass
+        except OSError:
+            pass
+        stdin_closed.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    code = 0
+    reported = set()
+    try:
+        while not stdin_closed.wait(0.5):
+            for m in members:
+                if not m.alive() and m.id not in reported:
+                    reported.add(m.id)
+                    code = 1
+                    log(f"member {m.id} (pid {m.proc.pid}) exited while serving, status {m.proc.returncode}")
+        log("standard input closed: stopping the ensemble")
+    except SystemExit as e:  # SIGTERM / SIGINT: the requested way to stop too
+        log(f"signal received (exit {e.code}): stopping the ensemble")
+    return code
 
 
 class Control(threading.Thread):
@@ -366,6 +413,12 @@ def main():
     parser.add_argument("--zkraft-server", help="path of the zkraft-server binary")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="print ZK_HOSTS=... and serve until stdin closes or SIGTERM (no pytest)",
+    )
+    parser.add_argument("--workdir", help="parent directory of the temp dir (default: the system's)")
+    parser.add_argument(
         "--timeout", type=float, default=900.0, help="seconds before pytest itself is stopped"
     )
     args, pytest_args = parser.parse_known_args()
@@ -374,8 +427,14 @@ def main():
         raise SystemExit(128 + signum)  # runs the cleanup in main's finally
 
     signal.signal(signal.SIGTERM, on_term)
+    if args.serve:
+        signal.signal(signal.SIGINT, on_term)
+    if args.serve and pytest_args:
+        parser.error(f"--serve runs no pytest: unexpected arguments {pytest_args}")
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
 
-    workdir = tempfile.mkdtemp(prefix="zkraft-kazoo-")
+    workdir = tempfile.mkdtemp(prefix="zkraft-kazoo-", dir=args.workdir)
     log(f"target {args.target}, work dir {workdir}")
     make = zookeeper_members if args.target == "zookeeper" else zkraft_members
     members = make(workdir, args)
@@ -391,6 +450,9 @@ def main():
                 log(f"member {m.id} does not serve after {READY_TIMEOUT}s")
                 return 2
         log(f"ensemble serves after {time.monotonic() - started:.1f}s")
+        if args.serve:
+            code = serve(members)
+            return code
 
         members_file = os.path.join(workdir, "members.json")
         with open(members_file, "w") as f:
