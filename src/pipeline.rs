@@ -338,8 +338,9 @@ pub(crate) fn submit(
                 if matches!(&request, Request::Write(Op::CloseSession { session, .. })
                     if *session == inner.id) =>
             {
-                let Request::Write(op) = request else {
-                    return State::Done(Err(Error::SessionMoved));
+                let op = Op::CloseSession {
+                    session: inner.id,
+                    expired: false,
                 };
                 propose_unordered(shared, inner, id, op)
             }

@@ -85,7 +85,7 @@ pub(crate) struct SessionInner {
     auth: parking_lot::RwLock<Arc<[Id]>>,
     /// Kept alive by its client's requests and pings (a wire session), not by its host
     /// alone: heartbeated only while its client was heard from lately (`touched_ms`,
-    /// milliseconds on `crate::time::now_ms`'s clock).
+    /// milliseconds on `crate::time::mono_ms`'s monotonic clock).
     client_pings: bool,
     touched_ms: AtomicI64,
 }
@@ -318,7 +318,7 @@ impl SessionBuilder {
             pipe_room: parking_lot::Condvar::new(),
             auth: parking_lot::RwLock::new(self.auth.into()),
             client_pings: self.client_pings,
-            touched_ms: AtomicI64::new(crate::time::now_ms()),
+            touched_ms: AtomicI64::new(crate::time::mono_ms()),
         });
         // Queued before the session is visible to the apply, so Connected always comes
         // first.
@@ -502,7 +502,7 @@ impl Session {
     pub(crate) fn touch(&self) {
         self.inner
             .touched_ms
-            .store(crate::time::now_ms(), Ordering::Relaxed);
+            .store(crate::time::mono_ms(), Ordering::Relaxed);
     }
 
     /// Stops hosting the session here without closing it (its client went away, and
@@ -515,7 +515,10 @@ impl Session {
 
     fn release(&self) {
         {
-            let _tree = self.shared.tree().read();
+            // The write lock, as every change of a session's state: a read running in
+            // the pipeline (which checks the state under the read lock) cannot arm a
+            // watch after the session's watches here were ended.
+            let _tree = self.shared.tree().write();
             let mut sessions = self.shared.sessions.lock();
             let mine = sessions
                 .get(&self.inner.id)

@@ -12,6 +12,14 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds on a monotonic clock (since the first call in this process): for
+/// measuring how long ago something happened, immune to wall-clock steps.
+pub(crate) fn mono_ms() -> i64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
 /// `now + d`, saturating instead of overflowing for durations a caller chose: a timeout of
 /// `Duration::MAX` means "wait as long as it takes", never a panic.
 pub(crate) fn deadline_after(now: Instant, d: Duration) -> Instant {

@@ -42,8 +42,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// serves its other connections (it comes back to this one at once).
 const FRAMES_PER_TURN: usize = 64;
 
-/// Most bytes queued for a client that does not read them (watch notifications keep
-/// coming): beyond it the connection is closed, as a client too slow to be served.
+/// Most bytes queued for a client when a watch notification is added (notifications are
+/// not bounded by back-pressure): beyond it the connection is closed, as a client too
+/// slow to be served.
 pub(crate) const MAX_UNREAD_BYTES: usize = 64 << 20;
 
 /// Whether a connection has more to do after a turn.
@@ -171,16 +172,6 @@ impl ConnIo {
         if out.closed {
             return;
         }
-        if out.bytes + frame.len() > MAX_UNREAD_BYTES {
-            out.queue.clear();
-            out.bytes = 0;
-            out.offset = 0;
-            out.closed = true;
-            let _ = self.stream.shutdown(Shutdown::Both);
-            self.selector
-                .send(Cmd::Close(self.token, "too slow to read what it is sent"));
-            return;
-        }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
         out.bytes += frame.len();
@@ -279,9 +270,19 @@ impl ConnIo {
     /// A watch notification for this connection's client, with the zxid of the change
     /// that fired it (as ZooKeeper 3.9 sends it).
     pub(crate) fn notify(&self, e: &WatchedEvent) {
-        if let Some(frame) = requests::encode_notification(e, e.zxid) {
-            self.send(frame);
+        let Some(frame) = requests::encode_notification(e, e.zxid) else {
+            return;
+        };
+        // Answers are bounded by the requests a connection may have unanswered;
+        // notifications are not: a client that does not read them is closed.
+        let unread = self.out.lock().bytes;
+        if unread.saturating_add(frame.len()) > MAX_UNREAD_BYTES {
+            self.shut();
+            self.selector
+                .send(Cmd::Close(self.token, "too slow to read its notifications"));
+            return;
         }
+        self.send(frame);
     }
 
     /// The zxid answers carry: what this node has applied.
@@ -311,13 +312,16 @@ impl Sink for ConnIo {
         s.total_latency_ms.fetch_add(latency, Ordering::Relaxed);
         s.answered.fetch_add(1, Ordering::Relaxed);
         self.ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
-        // A closeSession answered, or a request that met SessionMoved (the client's
-        // session lives on another member: ZooKeeper closes such a connection so the
-        // client reconnects, ZOOKEEPER-710).
-        let closing =
-            owed.shape.op == op::CLOSE_SESSION || matches!(result, Err(Error::SessionMoved));
-        let frame = requests::encode_reply(&owed.shape, owed.xid, zxid, result);
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if matches!(result, Err(Error::SessionMoved)) {
+            // The session lives on another member: as ZooKeeper (ZOOKEEPER-710), the
+            // connection is closed without an answer, so the client sees a connection
+            // loss, reconnects and retries.
+            self.close_when_flushed();
+            return;
+        }
+        let closing = owed.shape.op == op::CLOSE_SESSION;
+        let frame = requests::encode_reply(&owed.shape, owed.xid, zxid, result);
         self.send(frame);
         if closing {
             self.close_when_flushed();
@@ -343,6 +347,10 @@ pub(crate) struct Conn {
     inbuf: Vec<u8>,
     pub(crate) phase: Phase,
     pub(crate) opened: Instant,
+    /// When it became `Done` (closed if its client has not read the answer in time).
+    pub(crate) done_at: Option<Instant>,
+    /// On its I/O thread's ready list.
+    pub(crate) queued: bool,
     /// The I/O thread has readable bytes it did not read (paused).
     unread: bool,
 }
@@ -357,8 +365,16 @@ impl Conn {
             inbuf: Vec::new(),
             phase: Phase::Connecting,
             opened: Instant::now(),
+            done_at: None,
+            queued: false,
             unread: false,
         }
+    }
+
+    /// Answered: nothing more is read; closed once the answer is written.
+    pub(crate) fn set_done(&mut self) {
+        self.phase = Phase::Done;
+        self.done_at.get_or_insert_with(Instant::now);
     }
 
     fn max_frame(&self) -> usize {
@@ -447,7 +463,7 @@ impl Conn {
                     let text = four_letter::answer(&self.io.ctx, word);
                     self.io.send(text.into_bytes());
                     self.io.close_when_flushed();
-                    self.phase = Phase::Done;
+                    self.set_done();
                     break Ok(());
                 }
             }
@@ -494,10 +510,11 @@ impl Conn {
                         // As ZooKeeper: Unimplemented (-6) for the request, then the
                         // connection is closed.
                         let xid = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
-                        self.io
-                            .send(requests::encode_header(xid, self.io.zxid(), -6));
+                        // zxid 0: clients ignore it (a later one could cover events
+                        // still queued for them).
+                        self.io.send(requests::encode_header(xid, 0, -6));
                         self.io.close_when_flushed();
-                        self.phase = Phase::Done;
+                        self.set_done();
                         slog::info!(self.io.ctx.logger, "client connection closed";
                             "peer" => %self.io.peer,
                             "reason" => format!("unknown operation code {code}"));
@@ -507,7 +524,7 @@ impl Conn {
                 };
                 session.touch();
                 if serve(&self.io, session, xid, req) == Served::Close {
-                    self.phase = Phase::Done;
+                    self.set_done();
                 }
                 Ok(())
             }

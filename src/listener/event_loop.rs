@@ -126,6 +126,9 @@ impl Selector {
                 }
             }
             for token in std::mem::take(&mut self.ready) {
+                if let Some(c) = self.conns.get_mut(&token) {
+                    c.queued = false;
+                }
                 self.turn(token, false);
             }
             if !self.commands() {
@@ -201,22 +204,26 @@ impl Selector {
                 conn.phase = Phase::Open(s);
                 self.turn(token, false);
             }
-            None => conn.phase = Phase::Done,
+            None => conn.set_done(),
         }
     }
 
     /// Gives connection `token` a turn (`readable`: on a readable event); queues it for
     /// another if its budget ran out, closes it on error.
     fn turn(&mut self, token: Token, readable: bool) {
-        let res = match self.conns.get_mut(&token) {
-            Some(c) if readable => c.on_readable(),
-            Some(c) => c.resume(),
-            None => return,
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let res = if readable {
+            c.on_readable()
+        } else {
+            c.resume()
         };
         match res {
             Ok(Turn::Idle) => {}
             Ok(Turn::More) => {
-                if !self.ready.contains(&token) {
+                if !c.queued {
+                    c.queued = true;
                     self.ready.push(token);
                 }
             }
@@ -231,8 +238,10 @@ impl Selector {
         let late: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| {
-                matches!(c.phase, Phase::Connecting | Phase::Done) && c.opened.elapsed() > limit
+            .filter(|(_, c)| match c.phase {
+                Phase::Connecting => c.opened.elapsed() > limit,
+                Phase::Done => c.done_at.is_some_and(|t| t.elapsed() > limit),
+                _ => false,
             })
             .map(|(t, _)| *t)
             .collect();

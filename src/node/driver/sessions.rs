@@ -49,7 +49,10 @@ impl Core {
         }
         if now.duration_since(self.last_ping) >= self.ping_interval {
             self.last_ping = now;
-            let (now, window) = (now_ms(), 2 * self.ping_interval.as_millis() as i64);
+            let (now, window) = (
+                crate::time::mono_ms(),
+                2 * self.ping_interval.as_millis() as i64,
+            );
             let hosted: Vec<i64> = s
                 .sessions
                 .lock()
