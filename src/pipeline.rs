@@ -433,8 +433,20 @@ fn enqueue(
 /// so numbers follow the pipe's order), on behalf of the identities `auth`.
 fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op, auth: &[Id]) -> State {
     let (s, i) = (shared.clone(), inner.clone());
-    let reply = Responder::callback(move |res: Result<OpResult>| {
-        complete(&s, &i, id, res.map(Reply::Write))
+    let closing = matches!(op, Op::CloseSession { session, .. } if session == inner.id);
+    let reply = Responder::callback(move |res: Result<OpResult>| match res {
+        // The session moved to another member before its close was applied: closed
+        // anyway, unordered (see `submit`).
+        Err(Error::SessionMoved) if closing => {
+            let op = Op::CloseSession {
+                session: i.id,
+                expired: false,
+            };
+            if let State::Done(r) = propose_unordered(&s, &i, id, op) {
+                complete(&s, &i, id, r);
+            }
+        }
+        res => complete(&s, &i, id, res.map(Reply::Write)),
     });
     let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
     match shared.propose(Some(inner), auth, op, deadline, reply) {
