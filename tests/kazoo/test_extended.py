@@ -239,3 +239,70 @@ def test_reconnect_with_wrong_password_is_refused(ensemble):
         assert raw.exists("/") is not None
     finally:
         raw.close()
+
+
+CHECK_WATCHES = 17
+REMOVE_WATCHES = 18
+MULTI_READ = 22
+GET_EPHEMERALS = 103
+GET_ALL_CHILDREN_NUMBER = 104
+NO_WATCHER = -121
+WATCHER_DATA = 2
+WATCHER_CHILDREN = 1
+
+
+def test_check_and_remove_watches(raw, zk, root):
+    p = f"{root}/wat"
+    zk.create(p, b"")
+    raw.get(p, watch=True)
+    raw.get_children(p, watch=True)
+    check = lambda kind: raw.call(CHECK_WATCHES, w._string(p) + w._int(kind))[0]
+    remove = lambda kind: raw.call(REMOVE_WATCHES, w._string(p) + w._int(kind))[0]
+    assert check(WATCHER_DATA) == w.OK
+    assert check(WATCHER_DATA) == w.OK, "checking removes nothing"
+    assert remove(WATCHER_DATA) == w.OK
+    assert check(WATCHER_DATA) == NO_WATCHER
+    assert remove(WATCHER_DATA) == NO_WATCHER
+    assert check(WATCHER_CHILDREN) == w.OK, "the child watch stays"
+    zk.set(p, b"1")  # the removed data watch does not fire; the child watch does
+    zk.create(f"{p}/c")
+    assert _kinds(raw.drain_events(quiet=1.0)) == [(w.NODE_CHILDREN_CHANGED, p)]
+
+
+def test_get_ephemerals_and_all_children_number(raw, zk, root):
+    base = f"{root}/eph"
+    zk.create(base)
+    raw.create(f"{base}/a", b"", w.EPHEMERAL)
+    raw.create(f"{base}/b", b"", w.EPHEMERAL)
+    zk.create(f"{base}/mine-not", b"", ephemeral=True)  # another session's
+    r = raw.call(GET_EPHEMERALS, w._string(base))
+    assert r[0] == w.OK
+    n = r[2].int()
+    assert sorted(r[2].string() for _ in range(n)) == [f"{base}/a", f"{base}/b"]
+    zk.create(f"{root}/tree/x/y", makepath=True)
+    err, _, body = raw.call(GET_ALL_CHILDREN_NUMBER, w._string(f"{root}/tree"))
+    assert err == w.OK and body.int() == 2
+    err, _, _ = raw.call(GET_ALL_CHILDREN_NUMBER, w._string(f"{root}/missing"))
+    assert err == w.NO_NODE
+
+
+def test_multi_read(raw, zk, root):
+    zk.create(f"{root}/mr", b"data")
+    zk.create(f"{root}/mr/c")
+    header = lambda op: w._int(op) + w._bool(False) + w._int(-1)
+    body = (
+        header(w.GET_DATA) + w._string(f"{root}/mr") + w._bool(False)
+        + header(w.GET_CHILDREN) + w._string(f"{root}/mr") + w._bool(False)
+        + header(w.GET_DATA) + w._string(f"{root}/nope") + w._bool(False)
+        + w._int(-1) + w._bool(True) + w._int(-1)
+    )
+    err, _, r = raw.call(MULTI_READ, body)
+    assert err == w.OK
+    assert (r.int(), r.bool(), r.int()) == (w.GET_DATA, False, 0)
+    assert r.buffer() == b"data"
+    r.stat()
+    assert (r.int(), r.bool(), r.int()) == (w.GET_CHILDREN, False, 0)
+    assert [r.string() for _ in range(r.int())] == ["c"]
+    assert (r.int(), r.bool(), r.int()) == (-1, False, w.NO_NODE)
+    assert r.int() == w.NO_NODE
+    assert (r.int(), r.bool(), r.int()) == (-1, True, -1)
