@@ -104,6 +104,7 @@ fn main() {
             .arg(dir.path())
             .args(["--client-addr", &addr.to_string(), "--4lw-whitelist", "*"])
             .args(["--max-client-connections", &(sessions + 100).to_string()])
+            .args(["--max-client-cnxns", "0"]) // all from 127.0.0.1
             .args(["--log-level", "warning"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -581,3 +581,35 @@ fn a_flooding_connection_does_not_starve_the_others() {
     w.join().unwrap();
     r.join().unwrap();
 }
+
+#[test]
+fn connections_from_one_address_are_limited() {
+    let c = Cluster::with(1, |b| ported(b).max_client_connections_per_address(2));
+    c.wait_leader();
+    let at = addr(&c, 1);
+    let a = Client::connect(at, 0, &[], 4000);
+    let _b = Client::connect(at, 0, &[], 4000);
+    // A third from 127.0.0.1 is closed at accept, as ZooKeeper's maxClientCnxns does.
+    let mut third = Client {
+        s: TcpStream::connect(at).unwrap(),
+        session: 0,
+        password: vec![],
+        timeout: 0,
+    };
+    assert!(third.closed_within(Duration::from_secs(5)));
+    // Once one closes, there is room again.
+    drop(a);
+    wait_until(Duration::from_secs(5), "room for a connection", || {
+        let mut s = TcpStream::connect(at).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let req = Body::default()
+            .int(0)
+            .long(0)
+            .int(4000)
+            .long(0)
+            .bytes(&[])
+            .bool(false);
+        send_raw(&mut s, &req.0);
+        read_frame(&mut s).is_ok()
+    });
+}

@@ -70,6 +70,10 @@ pub struct Flags {
     /// Most client connections at once (default 20000).
     #[arg(long)]
     pub max_client_connections: Option<usize>,
+    /// Most client connections at once from one IP address (ZooKeeper's maxClientCnxns;
+    /// default 60, 0 for no limit).
+    #[arg(long)]
+    pub max_client_cnxns: Option<usize>,
     /// How often the leader deletes empty containers and expired TTL znodes, in
     /// milliseconds (ZooKeeper's znode.container.checkIntervalMs; default 60000).
     #[arg(long)]
@@ -112,6 +116,7 @@ pub struct File {
     pub min_session_timeout_ms: Option<u64>,
     pub max_session_timeout_ms: Option<u64>,
     pub max_client_connections: Option<usize>,
+    pub max_client_cnxns: Option<usize>,
     pub container_check_interval_ms: Option<u64>,
     pub super_digest: Option<String>,
 }
@@ -133,6 +138,7 @@ pub struct Settings {
     pub four_letter_words: Vec<String>,
     pub session_timeout_bounds: (Duration, Duration),
     pub max_client_connections: Option<usize>,
+    pub max_client_cnxns: Option<usize>,
     pub container_check_interval: Duration,
     pub super_digest: Option<String>,
 }
@@ -211,6 +217,7 @@ impl Settings {
                 ),
             ),
             max_client_connections: flags.max_client_connections.or(file.max_client_connections),
+            max_client_cnxns: flags.max_client_cnxns.or(file.max_client_cnxns),
             container_check_interval: Duration::from_millis(
                 flags
                     .container_check_interval_ms

@@ -77,6 +77,9 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
     if let Some(d) = &settings.super_digest {
         builder = builder.super_digest(d.clone());
     }
+    if let Some(n) = settings.max_client_cnxns {
+        builder = builder.max_client_connections_per_address(n);
+    }
     if let Some(n) = settings.max_client_connections {
         builder = builder.max_client_connections(n);
     }

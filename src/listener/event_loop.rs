@@ -176,6 +176,7 @@ impl Selector {
         ) {
             slog::warn!(self.ctx.logger, "cannot watch a client connection"; "error" => %e);
             self.ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.release_address(peer.ip());
             return;
         }
         let _ = stream.set_nodelay(true);
@@ -264,6 +265,7 @@ impl Selector {
             .deregister(&mut mio::unix::SourceFd(&fd));
         self.ctx.unregister(&conn.io);
         self.ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.release_address(conn.io.peer.ip());
         let session = conn.io.session.load(Ordering::Relaxed);
         let misbehaved = ["malformed", "frame of", "no handshake"]
             .iter()
@@ -333,6 +335,13 @@ pub(crate) fn start_acceptor(
                                 ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
                                 slog::warn!(ctx.logger, "too many client connections, refused";
                                     "peer" => %peer, "limit" => ctx.max_connections);
+                                drop(stream);
+                                continue;
+                            }
+                            if !ctx.admit(peer.ip()) {
+                                ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                                slog::warn!(ctx.logger, "too many connections from one address, refused";
+                                    "peer" => %peer, "limit" => ctx.max_per_address);
                                 drop(stream);
                                 continue;
                             }

@@ -80,6 +80,9 @@ pub(crate) struct Ctx {
     pub(crate) stats: ServerStats,
     pub(crate) max_outstanding: usize,
     pub(crate) max_connections: usize,
+    pub(crate) max_per_address: usize,
+    /// Open connections per client address (with a limit per address).
+    per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) handshakes: Handshakes,
     pub(crate) stopping: AtomicBool,
@@ -98,6 +101,35 @@ impl Ctx {
         self.four_letter_words
             .iter()
             .any(|w| w == "*" || w.eq_ignore_ascii_case(word))
+    }
+
+    /// Counts a new connection from `ip`; false (and not counted) if `ip` has as many
+    /// as it may.
+    pub(crate) fn admit(&self, ip: std::net::IpAddr) -> bool {
+        if self.max_per_address == 0 {
+            return true;
+        }
+        let mut per = self.per_address.lock();
+        let n = per.entry(ip).or_insert(0);
+        if *n >= self.max_per_address {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A connection from `ip` closed.
+    pub(crate) fn release_address(&self, ip: std::net::IpAddr) {
+        if self.max_per_address == 0 {
+            return;
+        }
+        let mut per = self.per_address.lock();
+        if let Some(n) = per.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&ip);
+            }
+        }
     }
 
     fn register(&self, io: &Arc<ConnIo>) {
@@ -204,6 +236,8 @@ impl Listener {
             stats: ServerStats::new(),
             max_outstanding: config.max_outstanding_per_connection,
             max_connections: config.max_client_connections,
+            max_per_address: config.max_client_connections_per_address,
+            per_address: Mutex::new(HashMap::new()),
             handshake_timeout: config.client_handshake_timeout,
             handshakes,
             stopping: AtomicBool::new(false),

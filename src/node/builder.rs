@@ -127,6 +127,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Most client connections from one IP address (see
+    /// [`Config::max_client_connections_per_address`]; 0: no limit).
+    pub fn max_client_connections_per_address(mut self, n: usize) -> Self {
+        self.config.max_client_connections_per_address = n;
+        self
+    }
+
     /// Closes client connections that send no handshake for this long (see
     /// [`Config::client_handshake_timeout`]).
     pub fn client_handshake_timeout(mut self, d: Duration) -> Self {

@@ -108,6 +108,9 @@ pub struct Config {
     pub four_letter_words: Vec<String>,
     /// Most client connections at once (default 20,000); more are refused at accept.
     pub max_client_connections: usize,
+    /// Most client connections at once from one IP address (ZooKeeper's
+    /// `maxClientCnxns`, default 60; 0: no limit); more are closed at accept.
+    pub max_client_connections_per_address: usize,
     /// Most requests of one client connection answered late at once (default 1,000):
     /// beyond it the connection is not read until answers catch up (back-pressure).
     pub max_outstanding_per_connection: usize,
@@ -151,6 +154,7 @@ impl Default for Config {
             client_addr: None,
             four_letter_words: vec!["srvr".to_string()],
             max_client_connections: 20_000,
+            max_client_connections_per_address: 60,
             max_outstanding_per_connection: 1_000,
             client_handshake_timeout: Duration::from_secs(10),
             client_io_threads: 2,
