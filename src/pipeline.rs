@@ -338,11 +338,7 @@ pub(crate) fn submit(
                 if matches!(&request, Request::Write(Op::CloseSession { session, .. })
                     if *session == inner.id) =>
             {
-                let op = Op::CloseSession {
-                    session: inner.id,
-                    expired: false,
-                };
-                propose_unordered(shared, inner, id, op)
+                close_unordered(shared, inner, id)
             }
             Err(e) => State::Done(Err(e)),
             Ok(()) => match request {
@@ -438,35 +434,38 @@ fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op, aut
         // The session moved to another member before its close was applied: closed
         // anyway, unordered (see `submit`).
         Err(Error::SessionMoved) if closing => {
-            let op = Op::CloseSession {
-                session: i.id,
-                expired: false,
-            };
-            if let State::Done(r) = propose_unordered(&s, &i, id, op) {
+            if let State::Done(r) = close_unordered(&s, &i, id) {
                 complete(&s, &i, id, r);
             }
         }
         res => complete(&s, &i, id, res.map(Reply::Write)),
     });
     let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
-    match shared.propose(Some(inner), auth, op, deadline, reply) {
+    handed(shared.propose(Some(inner), auth, op, deadline, reply))
+}
+
+/// The state of a slot whose request was handed over (`Ok`) or refused before.
+fn handed(res: Result<()>) -> State {
+    match res {
         Ok(()) => State::Waiting,
         Err(e) => State::Done(Err(e)),
     }
 }
 
-/// Hands write `id` to raft outside the session's order (see `submit`: closing a session
-/// that moved away).
-fn propose_unordered(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op) -> State {
+/// Proposes the session's own close as slot `id`, outside its order: a session that
+/// moved to another member may still be closed through a handle that holds it (see
+/// `submit`).
+fn close_unordered(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State {
     let (s, i) = (shared.clone(), inner.clone());
     let reply = Responder::callback(move |res: Result<OpResult>| {
         complete(&s, &i, id, res.map(Reply::Write))
     });
+    let op = Op::CloseSession {
+        session: inner.id,
+        expired: false,
+    };
     let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
-    match shared.propose(None, &[], op, deadline, reply) {
-        Ok(()) => State::Waiting,
-        Err(e) => State::Done(Err(e)),
-    }
+    handed(shared.propose(None, &[], op, deadline, reply))
 }
 
 /// Starts a ReadIndex round for sync `id`; its slot is answered once the index is applied.
@@ -475,10 +474,7 @@ fn start_sync(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State
     let reply =
         Responder::callback(move |res: Result<u64>| complete(&s, &i, id, res.map(|_| Reply::Done)));
     let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
-    match shared.start_read_index(deadline, reply) {
-        Ok(()) => State::Waiting,
-        Err(e) => State::Done(Err(e)),
-    }
+    handed(shared.start_read_index(deadline, reply))
 }
 
 /// The driver finished write (or sync) `id`. Runs on the driver's thread: watchers of

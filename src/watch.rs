@@ -296,6 +296,12 @@ pub(crate) struct WatchManager {
     dispatchers: HashMap<i64, Arc<Dispatcher>>,
 }
 
+/// Whether `session` has a watch in `map` on `path`.
+fn holds<W>(map: &HashMap<String, Vec<(i64, W)>>, session: i64, path: &str) -> bool {
+    map.get(path)
+        .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
+}
+
 fn take_session<W>(map: &mut HashMap<String, Vec<(i64, W)>>, path: &str, session: i64) -> Vec<W> {
     let Some(list) = map.get_mut(path) else {
         return Vec::new();
@@ -375,10 +381,7 @@ impl WatchManager {
 
     /// Whether `session` may add a watch of `map` on `path`.
     fn wanted<W>(&self, map: &HashMap<String, Vec<(i64, W)>>, session: i64, path: &str) -> bool {
-        !self.one_per_path.contains(&session)
-            || !map
-                .get(path)
-                .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
+        !self.one_per_path.contains(&session) || !holds(map, session, path)
     }
 
     /// Takes `session`'s watches off this node (its dispatcher stays), noting which
@@ -504,14 +507,7 @@ impl WatchManager {
 
     /// Drops `path` from `session`'s index if it watches it no more.
     fn unindex_if_unwatched(&mut self, session: i64, path: &str) {
-        let watched = |m: &HashMap<String, Vec<(i64, _)>>| {
-            m.get(path)
-                .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
-        };
-        if !(watched(&self.data)
-            || watched(&self.child)
-            || self.has(session, path, WatcherType::Persistent))
-        {
+        if !self.has(session, path, WatcherType::Any) {
             if let Some(paths) = self.by_session.get_mut(&session) {
                 paths.remove(path);
                 if paths.is_empty() {
@@ -550,15 +546,12 @@ impl WatchManager {
         mode: AddWatchMode,
         w: PersistentWatcher,
     ) {
+        let one = self.one_per_path.contains(&session);
         let map = match mode {
             AddWatchMode::Persistent => &mut self.persistent,
             AddWatchMode::PersistentRecursive => &mut self.recursive,
         };
-        if self.one_per_path.contains(&session)
-            && map
-                .get(path)
-                .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
-        {
+        if one && holds(map, session, path) {
             return;
         }
         map.entry(path.to_string()).or_default().push((session, w));
@@ -567,13 +560,10 @@ impl WatchManager {
 
     /// Whether `session` has watches of `kind` on `path`.
     pub(crate) fn has(&self, session: i64, path: &str, kind: WatcherType) -> bool {
-        fn any<W>(map: &HashMap<String, Vec<(i64, W)>>, session: i64, path: &str) -> bool {
-            map.get(path)
-                .is_some_and(|l| l.iter().any(|(s, _)| *s == session))
-        }
-        let data = any(&self.data, session, path);
-        let child = any(&self.child, session, path);
-        let lasting = any(&self.persistent, session, path) || any(&self.recursive, session, path);
+        let data = holds(&self.data, session, path);
+        let child = holds(&self.child, session, path);
+        let lasting =
+            holds(&self.persistent, session, path) || holds(&self.recursive, session, path);
         match kind {
             WatcherType::Data => data,
             WatcherType::Children => child,

@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 use super::event_loop::{Cmd, SelectorHandle};
 use super::four_letter;
 use super::requests::{self, Action, Shape};
+use super::stats::Latency;
 use super::Ctx;
 use crate::error::{Error, Result};
 use crate::pipeline::{Reply, Sink};
@@ -80,10 +81,7 @@ struct Out {
 pub(crate) struct ConnStats {
     pub(crate) received: AtomicU64,
     pub(crate) sent: AtomicU64,
-    pub(crate) min_latency_ms: AtomicU64,
-    pub(crate) max_latency_ms: AtomicU64,
-    pub(crate) total_latency_ms: AtomicU64,
-    pub(crate) answered: AtomicU64,
+    pub(crate) latency: Latency,
     pub(crate) last_xid: AtomicI64,
     pub(crate) last_op: AtomicI64,
 }
@@ -118,7 +116,6 @@ impl ConnIo {
         ctx: Arc<Ctx>,
     ) -> ConnIo {
         let stats = ConnStats {
-            min_latency_ms: AtomicU64::new(u64::MAX),
             last_xid: AtomicI64::new(-1),
             last_op: AtomicI64::new(-1),
             ..ConnStats::default()
@@ -305,12 +302,8 @@ impl Sink for ConnIo {
         };
         debug_assert_eq!(i64::from(owed.xid), xid);
         let latency = u64::try_from(owed.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.ctx.stats.record_latency(latency);
-        let s = &self.stats;
-        s.min_latency_ms.fetch_min(latency, Ordering::Relaxed);
-        s.max_latency_ms.fetch_max(latency, Ordering::Relaxed);
-        s.total_latency_ms.fetch_add(latency, Ordering::Relaxed);
-        s.answered.fetch_add(1, Ordering::Relaxed);
+        self.ctx.stats.latency.record(latency);
+        self.stats.latency.record(latency);
         self.ctx.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
         if matches!(result, Err(Error::SessionMoved)) {

@@ -95,7 +95,7 @@ fn zxid(ctx: &Ctx) -> u64 {
 
 fn srvr(ctx: &Ctx, with_clients: bool) -> String {
     let s = &ctx.stats;
-    let (min, avg, max) = s.latency();
+    let (min, avg, max) = s.latency.summary();
     let mut out = String::new();
     let _ = writeln!(out, "Zookeeper version: {}", version());
     if with_clients {
@@ -137,7 +137,7 @@ fn srvr(ctx: &Ctx, with_clients: bool) -> String {
 
 fn mntr(ctx: &Ctx) -> String {
     let s = &ctx.stats;
-    let (min, avg, max) = s.latency();
+    let (min, avg, max) = s.latency.summary();
     let (znodes, ephemerals, data_size, sessions) = {
         let tree = ctx.shared.tree().read();
         let data: usize = tree.iter().map(|(p, n)| p.len() + n.data.len()).sum();
@@ -258,7 +258,6 @@ fn cons(ctx: &Ctx) -> String {
     let mut out = String::new();
     for c in ctx.connections() {
         let s = &c.stats;
-        let answered = s.answered.load(Ordering::Relaxed);
         let session = c.session.load(Ordering::Relaxed);
         let _ = write!(
             out,
@@ -269,15 +268,7 @@ fn cons(ctx: &Ctx) -> String {
             s.sent.load(Ordering::Relaxed)
         );
         if session != 0 {
-            let min = match s.min_latency_ms.load(Ordering::Relaxed) {
-                u64::MAX => 0,
-                m => m,
-            };
-            let avg = if answered == 0 {
-                0.0
-            } else {
-                s.total_latency_ms.load(Ordering::Relaxed) as f64 / answered as f64
-            };
+            let (min, avg, max) = s.latency.summary();
             let _ = write!(
                 out,
                 ",sid={session:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x},minlat={min},avglat={},maxlat={}",
@@ -287,7 +278,7 @@ fn cons(ctx: &Ctx) -> String {
                 s.last_xid.load(Ordering::Relaxed),
                 zxid(ctx),
                 java_double(avg),
-                s.max_latency_ms.load(Ordering::Relaxed)
+                max
             );
         }
         out.push_str(")\n");

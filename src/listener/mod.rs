@@ -195,10 +195,7 @@ impl Ctx {
             let s = &c.stats;
             s.received.store(0, Ordering::Relaxed);
             s.sent.store(0, Ordering::Relaxed);
-            s.min_latency_ms.store(u64::MAX, Ordering::Relaxed);
-            s.max_latency_ms.store(0, Ordering::Relaxed);
-            s.total_latency_ms.store(0, Ordering::Relaxed);
-            s.answered.store(0, Ordering::Relaxed);
+            s.latency.reset();
         }
     }
 }

@@ -343,7 +343,7 @@ pub(crate) fn encode_reply(shape: &Shape, xid: i32, zxid: i64, result: Result<Re
                     std::cmp::Ordering::Equal => source.code(),
                     std::cmp::Ordering::Greater => -2,
                 };
-                w.int(-1).boolean(false).int(err).int(err);
+                error_result(&mut w, err);
             }
             w.int(-1).boolean(true).int(-1);
         }
@@ -431,13 +431,19 @@ fn body(w: &mut JuteWriter, shape: &Shape, reply: Reply) {
     }
 }
 
+/// A failed operation's result in a multi: a MultiHeader of type -1 with the error, and
+/// an ErrorResult with it.
+fn error_result(w: &mut JuteWriter, err: i32) {
+    w.int(-1).boolean(false).int(err).int(err);
+}
+
 /// One result of a multi: a MultiHeader (the operation's type, or -1 with the error)
 /// and the operation's record. Inside a multi, create answers a CreateResponse and the
 /// other creates a Create2Response, as ZooKeeper's MultiResponse.
 fn multi_result(w: &mut JuteWriter, code: i32, result: Result<Reply>) {
     match result {
         Err(e) => {
-            w.int(-1).boolean(false).int(e.code()).int(e.code());
+            error_result(w, e.code());
         }
         Ok(reply) => {
             let code = match code {
