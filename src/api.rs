@@ -90,8 +90,8 @@ pub(crate) fn multi(w: &impl Write, ops: Vec<Op>) -> Result<Vec<OpResult>> {
     w.write(Op::Multi(ops)).and_then(OpResult::into_multi)
 }
 
-/// `getData` of the znode read at `path`.
-pub(crate) fn data_of(path: &str, node: Option<&Znode>) -> Result<(Vec<u8>, Stat)> {
+/// `getData` of the znode read at `path` (`None`: the znode has no data at all).
+pub(crate) fn data_of(path: &str, node: Option<&Znode>) -> Result<(Option<Vec<u8>>, Stat)> {
     node.map(|n| (n.data.clone(), n.stat()))
         .ok_or_else(|| Error::NoNode(path.to_string()))
 }

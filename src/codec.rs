@@ -5,6 +5,9 @@
 use crate::acl::{Acl, Id};
 use crate::error::{Error, Result};
 
+/// The length that stands for absent bytes ([`Writer::opt_bytes`]).
+const NULL_LEN: u32 = u32::MAX;
+
 /// Appends primitive values to a byte buffer.
 #[derive(Default)]
 pub(crate) struct Writer {
@@ -38,6 +41,15 @@ impl Writer {
     }
     pub(crate) fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());
+    }
+    /// Bytes that may be absent (a znode's null data): `None` is the length `u32::MAX`,
+    /// which no byte string of a record can have, so records written before null data
+    /// existed read back unchanged.
+    pub(crate) fn opt_bytes(&mut self, v: Option<&[u8]>) {
+        match v {
+            Some(v) => self.bytes(v),
+            None => self.u32(NULL_LEN),
+        }
     }
     /// Identities: a count, then each scheme and id.
     pub(crate) fn ids(&mut self, ids: &[Id]) {
@@ -99,6 +111,14 @@ impl<'a> Reader<'a> {
     pub(crate) fn bytes(&mut self) -> Result<Vec<u8>> {
         let n = self.u32()? as usize;
         Ok(self.take(n)?.to_vec())
+    }
+    /// Bytes written by [`Writer::opt_bytes`].
+    pub(crate) fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>> {
+        let n = self.u32()?;
+        if n == NULL_LEN {
+            return Ok(None);
+        }
+        Ok(Some(self.take(n as usize)?.to_vec()))
     }
     pub(crate) fn str(&mut self) -> Result<String> {
         String::from_utf8(self.bytes()?).map_err(|_| Error::Corrupt("invalid utf-8".into()))
@@ -166,5 +186,26 @@ mod tests {
         r.i64().unwrap();
         r.str().unwrap();
         assert!(matches!(r.bytes(), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn absent_bytes_stay_apart_from_empty_ones() {
+        let mut w = Writer::default();
+        w.opt_bytes(None);
+        w.opt_bytes(Some(b""));
+        w.opt_bytes(Some(b"ab"));
+        let buf = w.finish();
+        let mut r = Reader::new(&buf);
+        assert_eq!(r.opt_bytes().unwrap(), None);
+        assert_eq!(r.opt_bytes().unwrap(), Some(Vec::new()));
+        assert_eq!(r.opt_bytes().unwrap(), Some(b"ab".to_vec()));
+        r.finish().unwrap();
+        // Present bytes are written as `bytes` writes them: older records read the same.
+        let mut w = Writer::default();
+        w.bytes(b"ab");
+        assert_eq!(
+            Reader::new(&w.finish()).opt_bytes().unwrap(),
+            Some(b"ab".to_vec())
+        );
     }
 }

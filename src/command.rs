@@ -99,8 +99,9 @@ pub enum Op {
     Create {
         /// Path (for sequential modes, the prefix the suffix is appended to).
         path: String,
-        /// Initial data.
-        data: Vec<u8>,
+        /// Initial data; `None` is no data at all (ZooKeeper's `null`), kept apart from
+        /// empty data: it reads back as `None` ([`Session::get_data_or_null`](crate::Session::get_data_or_null)).
+        data: Option<Vec<u8>>,
         /// Create mode.
         mode: CreateMode,
         /// Time to live in milliseconds for the TTL modes (0 otherwise).
@@ -121,8 +122,8 @@ pub enum Op {
     SetData {
         /// Path.
         path: String,
-        /// New data.
-        data: Vec<u8>,
+        /// New data; `None` is no data at all (ZooKeeper's `null`).
+        data: Option<Vec<u8>>,
         /// Expected version; `None` matches any.
         version: Option<i32>,
     },
@@ -202,7 +203,7 @@ impl Op {
     ) -> Op {
         Op::Create {
             path: path.into(),
-            data: data.into(),
+            data: Some(data.into()),
             mode,
             ttl_ms: 0,
             acl,
@@ -217,7 +218,7 @@ impl Op {
     ) -> Op {
         Op::Create {
             path: path.into(),
-            data: data.into(),
+            data: Some(data.into()),
             mode,
             ttl_ms: ttl.as_millis().min(i64::MAX as u128) as i64,
             acl: Acl::open_unsafe(),
@@ -234,9 +235,30 @@ impl Op {
     pub fn set_data(path: impl Into<String>, data: impl Into<Vec<u8>>, version: Option<i32>) -> Op {
         Op::SetData {
             path: path.into(),
-            data: data.into(),
+            data: Some(data.into()),
             version,
         }
+    }
+    /// The same create or set_data with no data at all (ZooKeeper's `null`, which Java's
+    /// `create(path, null, …)` sends), kept apart from empty data; other operations are
+    /// returned unchanged.
+    ///
+    /// ```
+    /// use zkraft::{CreateMode, Node, Op};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+    /// node.multi(vec![Op::create("/none", [], CreateMode::Persistent).with_null_data()]).unwrap();
+    /// node.create("/empty", b"", CreateMode::Persistent).unwrap();
+    /// assert_eq!(node.get_data_or_null("/none").unwrap().0, None);
+    /// assert_eq!(node.get_data_or_null("/empty").unwrap().0, Some(Vec::new()));
+    /// // get_data reads both as empty.
+    /// assert_eq!(node.get_data("/none").unwrap().0, b"");
+    /// ```
+    pub fn with_null_data(mut self) -> Op {
+        if let Op::Create { data, .. } | Op::SetData { data, .. } = &mut self {
+            *data = None;
+        }
+        self
     }
     /// Convenience constructor for [`Op::Check`].
     pub fn check(path: impl Into<String>, version: Option<i32>) -> Op {
@@ -270,7 +292,7 @@ impl Op {
                     TAG_CREATE_WITH_ACL
                 });
                 w.str(path);
-                w.bytes(data);
+                w.opt_bytes(data.as_deref());
                 w.u8(mode.to_flag());
                 w.i64(*ttl_ms);
                 if !open {
@@ -289,7 +311,7 @@ impl Op {
             } => {
                 w.u8(3);
                 w.str(path);
-                w.bytes(data);
+                w.opt_bytes(data.as_deref());
                 w.i32(version.unwrap_or(-1));
             }
             Op::Check { path, version } => {
@@ -348,7 +370,7 @@ impl Op {
         Ok(match tag {
             TAG_CREATE | TAG_CREATE_WITH_ACL => Op::Create {
                 path: r.str()?,
-                data: r.bytes()?,
+                data: r.opt_bytes()?,
                 mode: CreateMode::from_flag(r.u8()?).map_err(|e| Error::Corrupt(e.to_string()))?,
                 ttl_ms: r.i64()?,
                 acl: if tag == TAG_CREATE {
@@ -363,7 +385,7 @@ impl Op {
             },
             3 => Op::SetData {
                 path: r.str()?,
-                data: r.bytes()?,
+                data: r.opt_bytes()?,
                 version: version(r.i32()?),
             },
             4 => Op::Check {
@@ -405,7 +427,7 @@ impl Op {
     /// Total size of the data payloads in this op.
     pub(crate) fn data_len(&self) -> usize {
         match self {
-            Op::Create { data, .. } | Op::SetData { data, .. } => data.len(),
+            Op::Create { data, .. } | Op::SetData { data, .. } => data.as_ref().map_or(0, Vec::len),
             Op::Multi(ops) => ops.iter().map(Op::data_len).sum(),
             _ => 0,
         }
@@ -449,7 +471,7 @@ impl Op {
             } => {
                 let ttl = if mode.is_ttl() { 8 } else { 0 };
                 string(path.len())
-                    .saturating_add(string(data.len()))
+                    .saturating_add(string(data.as_ref().map_or(0, Vec::len)))
                     .saturating_add(acl_size(acl))
                     .saturating_add(4 + ttl)
             }
@@ -459,7 +481,7 @@ impl Op {
                 .saturating_add(4),
             Op::Delete { path, .. } | Op::Check { path, .. } => string(path.len()) + 4,
             Op::SetData { path, data, .. } => string(path.len())
-                .saturating_add(string(data.len()))
+                .saturating_add(string(data.as_ref().map_or(0, Vec::len)))
                 .saturating_add(4),
             Op::Multi(ops) => ops.iter().fold(MULTI_HEADER, |n, op| {
                 n.saturating_add(MULTI_HEADER)
@@ -580,6 +602,8 @@ mod tests {
                     std::time::Duration::from_secs(5),
                 ),
                 Op::set_data("/a", vec![], Some(3)),
+                Op::set_data("/a", vec![], None).with_null_data(),
+                Op::create("/n", vec![], CreateMode::Ephemeral).with_null_data(),
                 Op::check("/b", None),
                 Op::delete("/c", Some(0)),
                 Op::create_with_acl(

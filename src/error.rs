@@ -97,6 +97,12 @@ pub enum Error {
     /// `remove_watches` found no watch of that kind on the path.
     #[error("no watcher on {0}")]
     NoWatcher(String),
+    /// Dynamic reconfiguration is not enabled (ZooKeeper's ReconfigDisabled, what a
+    /// ZooKeeper 3.8 server without `reconfigEnabled` answers a `reconfig` request):
+    /// membership changes go through [`Node::add_member`](crate::Node::add_member) and
+    /// [`Node::remove_member`](crate::Node::remove_member).
+    #[error("reconfig is disabled")]
+    ReconfigDisabled,
     /// One operation of a `multi` failed; nothing of the `multi` was applied.
     #[error("multi failed at operation {index}: {source}")]
     MultiFailed {
@@ -158,6 +164,7 @@ impl Error {
             Error::SessionClosed => -112,
             Error::SessionMoved => -118,
             Error::NoWatcher(_) => -121,
+            Error::ReconfigDisabled => -123,
             Error::MultiFailed { source, .. } => source.code(),
             Error::NoQuorum(_) | Error::Shutdown | Error::ConnectionLoss(_) => -4,
             Error::Timeout(_) => -7,
@@ -186,6 +193,7 @@ impl Error {
                 | Error::BadArguments(_)
                 | Error::MultiFailed { .. }
                 | Error::SessionMoved
+                | Error::ReconfigDisabled
         )
     }
 }

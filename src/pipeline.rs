@@ -246,8 +246,8 @@ pub enum Reply {
     Write(OpResult),
     /// The stat, if the znode exists.
     Exists(Option<Stat>),
-    /// Data and stat.
-    Data(Vec<u8>, Stat),
+    /// Data and stat (`None`: the znode has no data at all, ZooKeeper's `null`).
+    Data(Option<Vec<u8>>, Stat),
     /// Child names (sorted) and the parent's stat.
     Children(Vec<String>, Stat),
     /// Done (`sync`, `addWatch`, `removeWatches`).
@@ -260,6 +260,9 @@ pub enum Reply {
     Count(i32),
     /// One answer per read of a `MultiRead`, in order.
     MultiRead(Vec<Result<Reply>>),
+    /// The identities a session holds (ZooKeeper's `whoAmI`, which the client port
+    /// answers in the session's order).
+    Identities(Vec<Id>),
 }
 
 /// Receives the answers of a session's pipelined requests, each with the request number

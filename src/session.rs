@@ -681,7 +681,21 @@ impl Session {
 
     /// The data and stat of `path`. With a watcher, it fires once on the next
     /// NodeDataChanged or NodeDeleted (no watch is set if the node does not exist).
+    /// A znode with no data at all (ZooKeeper's `null`) reads as empty here;
+    /// [`Session::get_data_or_null`] tells the two apart.
     pub fn get_data(&self, path: &str, watcher: Option<Watcher>) -> Result<(Vec<u8>, Stat)> {
+        self.get_data_or_null(path, watcher)
+            .map(|(data, stat)| (data.unwrap_or_default(), stat))
+    }
+
+    /// Like [`Session::get_data`], with `None` for a znode that has no data at all
+    /// (created or set with ZooKeeper's `null`, see [`Op::with_null_data`]) and `Some` of
+    /// empty data for one whose data is empty.
+    pub fn get_data_or_null(
+        &self,
+        path: &str,
+        watcher: Option<Watcher>,
+    ) -> Result<(Option<Vec<u8>>, Stat)> {
         let path = path.to_string();
         match self.call(Request::GetData { path, watcher })? {
             Reply::Data(data, stat) => Ok((data, stat)),

@@ -243,7 +243,7 @@ fn exercise(c: &Cluster, api: &Node) {
     assert_eq!(api.get_children("/app").unwrap(), ["cfg"]);
     assert_eq!(api.get_data_linearizable("/app/cfg").unwrap().0, b"v3");
     let img = c.wait_converged(Duration::from_secs(10));
-    assert_eq!(img["/app/cfg"].0, b"v3");
+    assert_eq!(img["/app/cfg"].0.as_deref(), Some(&b"v3"[..]));
     assert!(!img.contains_key(&a));
 }
 

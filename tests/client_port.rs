@@ -613,3 +613,117 @@ fn connections_from_one_address_are_limited() {
         read_frame(&mut s).is_ok()
     });
 }
+
+/// What zkraft does not serve is answered as a ZooKeeper 3.8 server (reconfig disabled,
+/// no SASL login) answers it, and only what ZooKeeper closes is closed: checked against
+/// ZooKeeper's `FinalRequestProcessor`, `PrepRequestProcessor` and
+/// `ZooKeeperServer.processPacket` (docs/client-port.md lists them).
+#[test]
+fn unserved_operations_are_answered_as_zookeeper_answers_them() {
+    const RECONFIG: i32 = 16;
+    const DELETE_CONTAINER: i32 = 20;
+    const SASL: i32 = 102;
+    const WHO_AM_I: i32 = 107;
+    const CREATE_SESSION: i32 = -10;
+    let c = Cluster::with(1, ported);
+    c.wait_leader();
+    let mut cl = Client::connect(addr(&c, 1), 0, &[], 4000);
+    // setWatches as the Java client sends it: an ordinary xid, echoed in order.
+    cl.send(1, GET_DATA, Body::default().str("/").bool(false));
+    cl.send(
+        2,
+        SET_WATCHES,
+        Body::default()
+            .long(0)
+            .strs(&["/zookeeper/config"])
+            .strs(&[])
+            .strs(&[]),
+    );
+    let got: Vec<(i32, i32)> = (0..2).map(|_| cl.recv()).map(|f| (f.xid, f.err)).collect();
+    assert_eq!(got, [(1, 0), (2, 0)]);
+    // reconfig: ReconfigDisabled, whatever its record, and the connection goes on.
+    cl.send(
+        3,
+        RECONFIG,
+        Body::default()
+            .str("server.4=127.0.0.1:1:2;3")
+            .str("")
+            .str("")
+            .long(-1),
+    );
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (3, -123));
+    cl.send(4, RECONFIG, Body::default().int(7));
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (4, -123));
+    // deleteContainer from a client: BadArguments, the connection kept.
+    cl.send(5, DELETE_CONTAINER, Body::default().str("/x"));
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (5, -8));
+    // whoAmI: the connection's identities, each scheme with its user.
+    cl.send(6, WHO_AM_I, Body::default());
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (6, 0));
+    assert_eq!(int(&r.body, 0), 1, "one identity: {:?}", r.body);
+    assert_eq!(
+        &r.body[4..],
+        &Body::default().str("ip").str("127.0.0.1").0[..]
+    );
+    cl.send(-4, AUTH, auth("digest", b"alice:pw"));
+    assert_eq!(cl.recv().err, 0);
+    cl.send(7, WHO_AM_I, Body::default());
+    let r = cl.recv();
+    assert_eq!(int(&r.body, 0), 2);
+    let digest = Body::default().str("digest").str("alice").0;
+    assert!(r.body.ends_with(&digest), "{:?}", r.body);
+    // sasl without a SASL login: OK with a null token; nothing is authenticated.
+    cl.send(8, SASL, Body::default().bytes(b""));
+    let r = cl.recv();
+    assert_eq!((r.xid, r.zxid, r.err, int(&r.body, 0)), (8, 0, 0, -1));
+    // createSession after the handshake: the handshake's answer again.
+    cl.send(9, CREATE_SESSION, Body::default());
+    let again = read_frame(&mut cl.s).unwrap();
+    assert_eq!((int(&again, 4), long(&again, 8)), (cl.timeout, cl.session));
+    // The connection still serves.
+    cl.send(10, CREATE2, create2("/still", b"", 0));
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (10, 0));
+    // An operation ZooKeeper does not know (the notification code 0 among them):
+    // Unimplemented, then the connection is closed.
+    cl.send(11, 0, Body::default());
+    let r = cl.recv();
+    assert_eq!((r.xid, r.err), (11, -6));
+    assert!(cl.closed_within(Duration::from_secs(5)));
+}
+
+/// Null data (length -1 on the wire) is kept apart from empty data, as ZooKeeper keeps it:
+/// created, set and read back as null on every member, through the log.
+#[test]
+fn null_data_reads_back_null_and_empty_data_empty() {
+    let c = Cluster::with(3, ported);
+    let leader = c.wait_leader();
+    let follower = c.ids.iter().copied().find(|i| *i != leader).unwrap();
+    let mut w = Client::connect(addr(&c, leader), 0, &[], 4000);
+    w.send(
+        1,
+        CREATE2,
+        Body::default().str("/null").int(-1).open_acl().int(0),
+    );
+    w.send(2, CREATE2, create2("/empty", b"", 0));
+    w.send(3, CREATE2, create2("/set", b"x", 0));
+    w.send(4, SET_DATA, Body::default().str("/set").int(-1).int(-1));
+    for xid in 1..=4 {
+        let r = w.recv();
+        assert_eq!((r.xid, r.err), (xid, 0));
+    }
+    let mut r = Client::connect(addr(&c, follower), 0, &[], 4000);
+    r.send(1, SYNC, Body::default().str("/"));
+    assert_eq!(r.recv().err, 0);
+    for (xid, path, len) in [(2, "/null", -1), (3, "/empty", 0), (4, "/set", -1)] {
+        r.send(xid, GET_DATA, Body::default().str(path).bool(false));
+        let f = r.recv();
+        assert_eq!((f.xid, f.err), (xid, 0));
+        assert_eq!(int(&f.body, 0), len, "{path}");
+    }
+    assert_eq!(c.node(follower).get_data_or_null("/set").unwrap().0, None);
+}

@@ -143,7 +143,14 @@ fn a_leader_crash_under_a_pipelined_session_never_applies_a_write_after_a_later_
     let mut applied: Vec<(String, i64)> = image
         .iter()
         .filter(|(p, _)| p.starts_with("/q/e-"))
-        .map(|(p, (data, _))| (p.clone(), String::from_utf8_lossy(data).parse().unwrap()))
+        .map(|(p, (data, _))| {
+            (
+                p.clone(),
+                String::from_utf8_lossy(data.as_deref().unwrap_or_default())
+                    .parse()
+                    .unwrap(),
+            )
+        })
         .collect();
     applied.sort();
     let order: Vec<i64> = applied.iter().map(|(_, x)| *x).collect();

@@ -120,7 +120,7 @@ fn a_thousand_pipelined_mixed_requests_are_answered_in_order() {
             ("set", Ok(Reply::Write(zkraft::OpResult::SetData { .. }))) => true,
             ("deleted", Ok(Reply::Write(zkraft::OpResult::Delete))) => true,
             ("gone", Ok(Reply::Exists(None))) => true,
-            (v, Ok(Reply::Data(data, _))) => data == v.as_bytes(),
+            (v, Ok(Reply::Data(data, _))) => data.as_deref() == Some(v.as_bytes()),
             _ => false,
         };
         assert!(ok, "request {xid}: wanted {want}, got {reply:?}");

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{retry, wait_until, Cluster};
-use zkraft::{CreateMode, EventType};
+use zkraft::{CreateMode, EventType, Op};
 
 const SNAPSHOT_ENTRIES: u64 = 200;
 
@@ -100,6 +100,13 @@ fn a_follower_behind_the_compacted_log_catches_up_through_a_snapshot() {
     }
     retry(|| node.delete("/gone", None));
     retry(|| node.set_data("/kept", b"v1", None));
+    // No data at all and empty data stay apart through the snapshot.
+    retry(|| {
+        node.multi(vec![
+            Op::create("/null", [], CreateMode::Persistent).with_null_data(),
+            Op::create("/empty", [], CreateMode::Persistent),
+        ])
+    });
     let first = node.metrics().log_first_index;
     assert!(
         first > c.node(lagging).applied_index() + 1,
@@ -114,6 +121,12 @@ fn a_follower_behind_the_compacted_log_catches_up_through_a_snapshot() {
     });
     let image = c.wait_converged(Duration::from_secs(20));
     assert_eq!(image.keys().filter(|p| p.starts_with("/w/")).count(), 600);
+    let lagging_node = c.node(lagging);
+    assert_eq!(lagging_node.get_data_or_null("/null").unwrap().0, None);
+    assert_eq!(
+        lagging_node.get_data_or_null("/empty").unwrap().0,
+        Some(Vec::new())
+    );
     assert!(c.node(lagging).metrics().snapshots_installed >= 1);
     assert!(c.running().map(|n| n.metrics().snapshots_sent).sum::<u64>() >= 1);
 

@@ -30,8 +30,10 @@ use crate::error::{Error, Result};
 use crate::pipeline::{Reply, Sink};
 use crate::session::Session;
 use crate::tree::WatchedEvent;
-use crate::wire::jute::WireError;
-use crate::wire::proto::{decode_request, op, ClientRequest, ConnectRequest, ReplyHeader};
+use crate::wire::jute::{JuteWriter, WireError};
+use crate::wire::proto::{
+    decode_request, op, ClientRequest, ConnectRequest, ConnectResponse, ReplyHeader,
+};
 
 /// Most bytes queued for a client before the connection stops reading its requests.
 pub(crate) const MAX_QUEUED_BYTES: usize = 4 << 20;
@@ -558,6 +560,50 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) -> S
                 io.close_when_flushed();
                 return Served::Close;
             }
+            Served::On
+        }
+        ClientRequest::Sasl { .. } => {
+            // As a ZooKeeper server without a SASL login (no JAAS `Server` section):
+            // answered at once, OK with a null token, the connection kept; the client's
+            // SASL exchange then goes no further and nothing is authenticated.
+            io.stats
+                .last_op
+                .store(i64::from(op::SASL), Ordering::Relaxed);
+            let mut w = JuteWriter::with_capacity(24);
+            w.int(0);
+            ReplyHeader {
+                xid,
+                zxid: 0,
+                err: 0,
+            }
+            .write(&mut w);
+            w.nullable_buffer(None);
+            io.send(requests::finish_frame(w));
+            Served::On
+        }
+        ClientRequest::WhoAmI => {
+            // The identities the request arrives with (as ZooKeeper takes the
+            // connection's auth info when it reads a request), answered in order.
+            let ids = session.identities();
+            submit(io, session, xid, Shape::of(op::WHO_AM_I), |s, x, sink| {
+                s.submit_answered(x, Ok(Reply::Identities(ids)), sink)
+            });
+            Served::On
+        }
+        ClientRequest::CreateSession => {
+            // ZooKeeper answers a createSession after the handshake with the handshake's
+            // answer for the connection's session again.
+            io.stats
+                .last_op
+                .store(i64::from(op::CREATE_SESSION), Ordering::Relaxed);
+            io.send(super::handshake::response_frame(&ConnectResponse {
+                protocol_version: 0,
+                timeout_ms: i32::try_from(io.timeout_ms.load(Ordering::Relaxed))
+                    .unwrap_or(i32::MAX),
+                session_id: session.id(),
+                password: session.password().to_vec(),
+                read_only: false,
+            }));
             Served::On
         }
         ClientRequest::CloseSession => {

@@ -140,7 +140,10 @@ fn mntr(ctx: &Ctx) -> String {
     let (min, avg, max) = s.latency.summary();
     let (znodes, ephemerals, data_size, sessions) = {
         let tree = ctx.shared.tree().read();
-        let data: usize = tree.iter().map(|(p, n)| p.len() + n.data.len()).sum();
+        let data: usize = tree
+            .iter()
+            .map(|(p, n)| p.len() + n.data.as_ref().map_or(0, Vec::len))
+            .sum();
         let eph = tree
             .iter()
             .filter(|(_, n)| n.stat().ephemeral_owner != 0)

@@ -64,7 +64,8 @@ pub(crate) fn run(ctx: Arc<Ctx>, rx: Receiver<Job>) {
     }
 }
 
-fn response_frame(r: &ConnectResponse) -> Vec<u8> {
+/// The handshake's answer as a frame (length prefix included).
+pub(crate) fn response_frame(r: &ConnectResponse) -> Vec<u8> {
     let body = r.encode();
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
     let mut buf = Vec::with_capacity(4 + body.len());

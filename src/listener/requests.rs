@@ -92,7 +92,11 @@ pub(crate) fn write_op(w: Write) -> Result<Op> {
             path,
             data,
             version: v,
-        } => Op::set_data(path, data, version(v)),
+        } => Op::SetData {
+            path,
+            data,
+            version: version(v),
+        },
         Write::Check { path, version: v } => Op::check(path, version(v)),
     })
 }
@@ -306,20 +310,28 @@ pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
             Request::Write(Op::set_acl(path, acl, version(v))),
             Shape::of(op::SET_ACL),
         ),
-        ClientRequest::Ping | ClientRequest::CloseSession | ClientRequest::Auth { .. } => {
-            Action::Answer(
-                Err(Error::BadArguments("handled by the connection".into())),
-                Shape::of(op::PING),
-            )
+        // As a ZooKeeper 3.8 server without `reconfigEnabled`: refused, the connection
+        // kept.
+        ClientRequest::Reconfig => {
+            Action::Answer(Err(Error::ReconfigDisabled), Shape::of(op::RECONFIG))
         }
-    }
-}
-
-/// The xid ZooKeeper answers a request with: setWatches always answers -8.
-pub(crate) fn reply_xid(shape: &Shape, xid: i32) -> i32 {
-    match shape.op {
-        op::SET_WATCHES | op::SET_WATCHES2 => -8,
-        _ => xid,
+        // ZooKeeper reads a client's deleteContainer as a path that holds the request
+        // header's NUL bytes, and refuses it as BadArguments; the connection is kept.
+        ClientRequest::DeleteContainer => Action::Answer(
+            Err(Error::BadArguments(
+                "deleteContainer is the server's own operation".into(),
+            )),
+            Shape::of(op::DELETE_CONTAINER),
+        ),
+        ClientRequest::Ping
+        | ClientRequest::CloseSession
+        | ClientRequest::Auth { .. }
+        | ClientRequest::Sasl { .. }
+        | ClientRequest::WhoAmI
+        | ClientRequest::CreateSession => Action::Answer(
+            Err(Error::BadArguments("handled by the connection".into())),
+            Shape::of(op::PING),
+        ),
     }
 }
 
@@ -327,7 +339,8 @@ pub(crate) fn reply_xid(shape: &Shape, xid: i32) -> i32 {
 pub(crate) fn encode_reply(shape: &Shape, xid: i32, zxid: i64, result: Result<Reply>) -> Vec<u8> {
     let mut w = JuteWriter::with_capacity(64);
     w.int(0); // the length, filled in below
-    let xid = reply_xid(shape, xid);
+              // Every answer echoes its request's xid, setWatches' included: kazoo sends those
+              // with -8, the Java client with an ordinary xid it then expects back.
     let result = match result {
         Ok(Reply::Exists(None)) => Err(Error::NoNode(String::new())),
         r => r,
@@ -390,7 +403,7 @@ fn body(w: &mut JuteWriter, shape: &Shape, reply: Reply) {
             w.stat(&stat);
         }
         (op::GET_DATA, Reply::Data(data, stat)) => {
-            w.buffer(&data).stat(&stat);
+            w.nullable_buffer(data.as_deref()).stat(&stat);
         }
         (op::GET_CHILDREN, Reply::Children(children, _)) => {
             w.strings(&children);
@@ -411,6 +424,20 @@ fn body(w: &mut JuteWriter, shape: &Shape, reply: Reply) {
         }
         (op::GET_ALL_CHILDREN_NUMBER, Reply::Count(n)) => {
             w.int(n);
+        }
+        (op::WHO_AM_I, Reply::Identities(ids)) => {
+            // WhoAmIResponse: a ClientInfo (scheme, user) per identity, the user named
+            // as ZooKeeper's providers name it: a digest id by its user, an ip id by its
+            // address, an id of a scheme without a provider (super) by "".
+            w.int(i32::try_from(ids.len()).unwrap_or(i32::MAX));
+            for id in &ids {
+                let user = match id.scheme.as_str() {
+                    crate::acl::DIGEST => id.id.split(':').next().unwrap_or_default(),
+                    crate::acl::IP => id.id.as_str(),
+                    _ => "",
+                };
+                w.string(&id.scheme).string(user);
+            }
         }
         (op::MULTI, Reply::Write(OpResult::Multi(results))) => {
             for (i, r) in results.into_iter().enumerate() {
@@ -592,9 +619,56 @@ mod tests {
         // exists on a missing znode: NoNode in the header, no body.
         let frame = encode_reply(&Shape::of(op::EXISTS), 2, 9, Ok(Reply::Exists(None)));
         assert_eq!(frame.len(), 4 + 16);
-        // setWatches answers xid -8.
-        let frame = encode_reply(&Shape::of(op::SET_WATCHES), 5, 9, Ok(Reply::Done));
-        assert_eq!(i32::from_be_bytes(frame[4..8].try_into().unwrap()), -8);
+        // setWatches echoes the request's xid (kazoo sends -8, Java an ordinary one).
+        for (code, xid) in [
+            (op::SET_WATCHES, 5),
+            (op::SET_WATCHES2, 6),
+            (op::SET_WATCHES, -8),
+        ] {
+            let frame = encode_reply(&Shape::of(code), xid, 9, Ok(Reply::Done));
+            assert_eq!(i32::from_be_bytes(frame[4..8].try_into().unwrap()), xid);
+            assert_eq!(frame.len(), 4 + 16, "setWatches answers a header alone");
+        }
+        // reconfig is refused with ReconfigDisabled.
+        let frame = encode_reply(&Shape::of(op::RECONFIG), 3, 9, Err(Error::ReconfigDisabled));
+        let mut r = JuteReader::new(&frame[4..]);
+        assert_eq!(
+            (r.int().unwrap(), r.long().unwrap(), r.int().unwrap()),
+            (3, 9, -123)
+        );
+        r.finish().unwrap();
+        // whoAmI: each identity's scheme and user, as ZooKeeper's providers name them.
+        let ids = vec![
+            crate::acl::Id::new("ip", "127.0.0.1"),
+            crate::acl::Id::super_user(),
+            crate::acl::Id::digest("alice", "pw"),
+        ];
+        let frame = encode_reply(&Shape::of(op::WHO_AM_I), 4, 9, Ok(Reply::Identities(ids)));
+        let mut r = JuteReader::new(&frame[4..]);
+        assert_eq!(
+            (r.int().unwrap(), r.long().unwrap(), r.int().unwrap()),
+            (4, 9, 0)
+        );
+        assert_eq!(r.int().unwrap(), 3);
+        let infos: Vec<(String, String)> = (0..3)
+            .map(|_| (r.string().unwrap(), r.string().unwrap()))
+            .collect();
+        assert_eq!(
+            infos,
+            [("ip", "127.0.0.1"), ("super", ""), ("digest", "alice")]
+                .map(|(s, u)| (s.to_string(), u.to_string()))
+        );
+        r.finish().unwrap();
+        // Null data answers a null buffer (length -1), empty data an empty one.
+        for (data, len) in [(None, -1), (Some(Vec::new()), 0)] {
+            let frame = encode_reply(
+                &Shape::of(op::GET_DATA),
+                1,
+                9,
+                Ok(Reply::Data(data, Stat::default())),
+            );
+            assert_eq!(i32::from_be_bytes(frame[20..24].try_into().unwrap()), len);
+        }
         // Removed watches are not sent.
         let e = WatchedEvent {
             event_type: EventType::DataWatchRemoved,

@@ -625,7 +625,7 @@ impl Shared {
             }
         }
         if let Op::Create { data, .. } | Op::SetData { data, .. } = op {
-            let (len, max) = (data.len(), self.config.max_data_size);
+            let (len, max) = (data.as_ref().map_or(0, Vec::len), self.config.max_data_size);
             if len > max {
                 return Err(Error::DataTooLarge { len, max });
             }
@@ -1118,7 +1118,17 @@ impl Node {
 
     /// The data and stat of the znode at `path`. Served locally: it reflects every write
     /// this node has applied (including this node's own acknowledged writes).
+    /// A znode with no data at all (created or set with `None`, as ZooKeeper's `null`)
+    /// reads as empty here; [`Node::get_data_or_null`] tells the two apart.
     pub fn get_data(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
+        self.get_data_or_null(path)
+            .map(|(data, stat)| (data.unwrap_or_default(), stat))
+    }
+
+    /// Like [`Node::get_data`], with `None` for a znode that has no data at all
+    /// (ZooKeeper's `null`, see [`Op::with_null_data`]) and `Some` of empty data for one
+    /// whose data is empty.
+    pub fn get_data_or_null(&self, path: &str) -> Result<(Option<Vec<u8>>, Stat)> {
         self.read(path, |n| api::data_of(path, n))?
     }
 

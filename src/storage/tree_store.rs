@@ -239,7 +239,7 @@ fn decode_session_key(k: &[u8]) -> Result<i64> {
 }
 
 fn encode_znode(n: &Znode) -> Vec<u8> {
-    let mut w = Writer::with_capacity(72 + n.data.len());
+    let mut w = Writer::with_capacity(72 + n.data.as_ref().map_or(0, Vec::len));
     w.u8(ZNODE_FORMAT_V2);
     w.i64(n.czxid);
     w.i64(n.mzxid);
@@ -250,7 +250,7 @@ fn encode_znode(n: &Znode) -> Vec<u8> {
     w.i32(n.creations);
     w.i32(n.aversion);
     w.i64(n.ephemeral_owner);
-    w.bytes(&n.data);
+    w.opt_bytes(n.data.as_deref());
     if acl::is_open(&n.acl) {
         w.u8(ACL_OPEN);
     } else {
@@ -310,7 +310,7 @@ fn decode_znode(buf: &[u8]) -> Result<Znode> {
         creations: r.i32()?,
         aversion: r.i32()?,
         ephemeral_owner: r.i64()?,
-        data: r.bytes()?,
+        data: r.opt_bytes()?,
         children: Default::default(),
         // Filled in when the znode is inserted into a tree.
         data_hash: 0,
@@ -392,6 +392,11 @@ mod tests {
                     Op::create_with_acl("/locked", vec![], CreateMode::Persistent, locked()),
                 ),
                 (0, Op::set_acl("/a", Acl::read_unsafe(), None)),
+                (
+                    0,
+                    Op::create("/null", vec![], CreateMode::Persistent).with_null_data(),
+                ),
+                (0, Op::create("/empty", vec![], CreateMode::Persistent)),
             ];
             for (i, (session, op)) in ops.iter().enumerate() {
                 tree.apply(txn(i as i64 + 1, *session), op).unwrap();
@@ -417,6 +422,8 @@ mod tests {
         assert_eq!(loaded.get("/locked").unwrap().acl(), locked());
         assert_eq!(loaded.get("/a").unwrap().acl(), Acl::read_unsafe());
         assert_eq!(loaded.get("/a").unwrap().stat().aversion, 1);
+        assert_eq!(loaded.get("/null").unwrap().data, None);
+        assert_eq!(loaded.get("/empty").unwrap().data, Some(Vec::new()));
         assert_eq!(loaded.get("/b").map(|n| n.acl().to_vec()), None);
         assert_eq!(
             loaded.get("/zookeeper/config").unwrap().acl(),
@@ -439,7 +446,7 @@ mod tests {
     #[test]
     fn znode_records_hold_their_acl_and_old_records_load_open() {
         let mut node = Znode {
-            data: b"data".to_vec(),
+            data: Some(b"data".to_vec()),
             czxid: 3,
             aversion: 2,
             // Not stored: computed when a tree takes the znode.
@@ -452,6 +459,11 @@ mod tests {
         node.acl = locked().into();
         let rec = encode_znode(&node);
         assert_eq!(decode_znode(&rec).unwrap(), node);
+        let null = Znode {
+            data: None,
+            ..node.clone()
+        };
+        assert_eq!(decode_znode(&encode_znode(&null)).unwrap(), null);
         for cut in 0..rec.len() {
             assert!(decode_znode(&rec[..cut]).is_err(), "cut at {cut}");
         }
@@ -463,7 +475,7 @@ mod tests {
         v1[0] = ZNODE_FORMAT_V1;
         let old = decode_znode(&v1).unwrap();
         assert_eq!(old.acl(), Acl::open_unsafe());
-        assert_eq!((old.data.as_slice(), old.aversion), (&b"data"[..], 2));
+        assert_eq!((old.data.as_deref(), old.aversion), (Some(&b"data"[..]), 2));
     }
 }
 

@@ -36,9 +36,14 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Hash of a znode's data (kept in the znode, so a parent's hash never rereads it).
-pub(crate) fn data(bytes: &[u8]) -> u64 {
-    fnv(FNV_OFFSET, bytes)
+/// Hash of a znode's data (kept in the znode, so a parent's hash never rereads it). No
+/// data at all (`None`, ZooKeeper's null) hashes apart from empty data, so replicas that
+/// differ only there have different digests.
+pub(crate) fn data(bytes: Option<&[u8]>) -> u64 {
+    match bytes {
+        Some(bytes) => fnv(FNV_OFFSET, bytes),
+        None => mix(FNV_OFFSET ^ 0x6e75_6c6c),
+    }
 }
 
 /// Hash of the znode at `path`.
@@ -113,5 +118,17 @@ mod tests {
             ..Znode::default()
         };
         assert_eq!(znode("/a", &node), znode("/a", &other));
+    }
+
+    #[test]
+    fn null_data_hashes_apart_from_empty_data() {
+        assert_ne!(data(None), data(Some(b"")));
+        let empty = Znode::default();
+        let null = Znode {
+            data: None,
+            data_hash: data(None),
+            ..Znode::default()
+        };
+        assert_ne!(znode("/a", &empty), znode("/a", &null));
     }
 }

@@ -30,8 +30,9 @@ use crate::path;
 /// One znode as the tree holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Znode {
-    /// The znode's data.
-    pub data: Vec<u8>,
+    /// The znode's data; `None` when it was created or set with no data at all
+    /// (ZooKeeper's `null`), which is kept apart from empty data.
+    pub data: Option<Vec<u8>>,
     pub(crate) czxid: i64,
     pub(crate) mzxid: i64,
     pub(crate) pzxid: i64,
@@ -55,7 +56,7 @@ impl Default for Znode {
     /// An empty znode with the open ACL.
     fn default() -> Znode {
         Znode {
-            data: Vec::new(),
+            data: Some(Vec::new()),
             czxid: 0,
             mzxid: 0,
             pzxid: 0,
@@ -66,16 +67,16 @@ impl Default for Znode {
             aversion: 0,
             ephemeral_owner: 0,
             children: BTreeSet::new(),
-            data_hash: digest::data(&[]),
+            data_hash: digest::data(Some(&[])),
             acl: acl::open_shared(),
         }
     }
 }
 
 impl Znode {
-    fn new(zxid: i64, time: i64, data: Vec<u8>, acl: Arc<[Acl]>) -> Znode {
+    fn new(zxid: i64, time: i64, data: Option<Vec<u8>>, acl: Arc<[Acl]>) -> Znode {
         Znode {
-            data_hash: digest::data(&data),
+            data_hash: digest::data(data.as_deref()),
             data,
             czxid: zxid,
             mzxid: zxid,
@@ -113,7 +114,8 @@ impl Znode {
                 Owner::Session(s) => s,
                 _ => 0,
             },
-            data_length: self.data.len() as i32,
+            // As ZooKeeper's: null data has length 0.
+            data_length: self.data.as_ref().map_or(0, Vec::len) as i32,
             num_children,
             pzxid: self.pzxid,
         }
@@ -309,7 +311,7 @@ enum UndoStep {
     /// The data of `path` was replaced; these are its previous data and fields.
     DataSet {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
         mzxid: i64,
         mtime: i64,
@@ -405,7 +407,7 @@ impl DataTree {
     /// Inserts a znode read back from storage (children are linked afterwards).
     pub(crate) fn insert_loaded(&mut self, path: String, mut node: Znode) {
         node.children.clear();
-        node.data_hash = digest::data(&node.data);
+        node.data_hash = digest::data(node.data.as_deref());
         node.acl = self.intern_acl(node.acl);
         self.nodes.insert(path, node);
     }
@@ -908,7 +910,7 @@ impl DataTree {
                 mtime,
             } => {
                 self.update(&path, |node| {
-                    node.data_hash = digest::data(&data);
+                    node.data_hash = digest::data(data.as_deref());
                     node.data = data;
                     node.version = version;
                     node.mzxid = mzxid;
@@ -1068,7 +1070,7 @@ impl DataTree {
                         });
                     }
                     node.data = data.clone();
-                    node.data_hash = digest::data(data);
+                    node.data_hash = digest::data(data.as_deref());
                     node.version = node.version.wrapping_add(1);
                     node.mzxid = zxid;
                     node.mtime = txn.time;

@@ -60,7 +60,7 @@ fn create_sets_stat_and_parent() {
     assert_eq!((stat.version, stat.cversion, stat.data_length), (0, 0, 2));
     let a = t.get("/a").unwrap().stat();
     assert_eq!((a.cversion, a.num_children, a.pzxid, a.mzxid), (1, 1, 7, 1));
-    assert_eq!(t.get("/a/b").unwrap().data, b"hi");
+    assert_eq!(t.get("/a/b").unwrap().data.as_deref(), Some(&b"hi"[..]));
 }
 
 #[test]
@@ -240,7 +240,56 @@ fn multi_is_all_or_nothing() {
     let OpResult::Multi(rs) = r else { panic!() };
     assert_eq!(rs.len(), 4);
     assert!(matches!(&rs[2], OpResult::Create { path, .. } if path == "/a/x/0000000000"));
-    assert_eq!(t.get("/a").unwrap().data, b"new");
+    assert_eq!(t.get("/a").unwrap().data.as_deref(), Some(&b"new"[..]));
+}
+
+#[test]
+fn null_data_is_kept_apart_from_empty_data() {
+    let (mut t, _) = tree_with(&["/a"]);
+    t.apply(
+        tx(5, 0),
+        &Op::create("/a/null", vec![], Persistent).with_null_data(),
+    )
+    .unwrap();
+    t.apply(tx(6, 0), &Op::create("/a/empty", vec![], Persistent))
+        .unwrap();
+    let (null, empty) = (t.get("/a/null").unwrap(), t.get("/a/empty").unwrap());
+    assert_eq!(
+        (null.data.as_deref(), empty.data.as_deref()),
+        (None, Some(&[][..]))
+    );
+    // As ZooKeeper's: null data has length 0.
+    assert_eq!(null.stat().data_length, 0);
+    // Setting data to null, and back.
+    t.apply(tx(7, 0), &Op::set_data("/a", vec![], None).with_null_data())
+        .unwrap();
+    assert_eq!(t.get("/a").unwrap().data, None);
+    assert_eq!(t.get("/a").unwrap().stat().version, 1);
+    // A failed multi restores null data exactly.
+    let before = (snapshot(&t), t.digest());
+    let err = t.apply(
+        tx(8, 0),
+        &Op::Multi(vec![
+            Op::set_data("/a", b"x".to_vec(), None),
+            Op::set_data("/a/null", b"y".to_vec(), None),
+            Op::check("/a", Some(0)),
+        ]),
+    );
+    assert!(matches!(err, Err(Error::MultiFailed { index: 2, .. })));
+    assert_eq!((snapshot(&t), t.digest()), before);
+    // Two trees that differ only in null against empty data have different digests.
+    let mut other = DataTree::new();
+    let mut same = DataTree::new();
+    for (tree, op) in [
+        (&mut other, Op::create("/n", vec![], Persistent)),
+        (
+            &mut same,
+            Op::create("/n", vec![], Persistent).with_null_data(),
+        ),
+    ] {
+        tree.apply(tx(1, 0), &op).unwrap();
+    }
+    assert_ne!(other.digest(), same.digest());
 }
 
 /// A multi's bookkeeping is linear: 20,000 creates under a parent that already has

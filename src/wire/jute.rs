@@ -93,11 +93,18 @@ impl<'a> JuteReader<'a> {
         }
     }
 
-    /// `buffer` (null reads as empty, as ZooKeeper's servers treat it).
+    /// `buffer` (null reads as empty: for passwords, tokens and auth data, where
+    /// ZooKeeper's servers make no difference either).
     pub(crate) fn buffer(&mut self) -> WireResult<Vec<u8>> {
+        Ok(self.nullable_buffer()?.unwrap_or_default())
+    }
+
+    /// `buffer`, with null (length -1) kept apart from empty: znode data, which
+    /// ZooKeeper stores and answers as null.
+    pub(crate) fn nullable_buffer(&mut self) -> WireResult<Option<Vec<u8>>> {
         match self.length(1)? {
-            None => Ok(Vec::new()),
-            Some(n) => Ok(self.take(n)?.to_vec()),
+            None => Ok(None),
+            Some(n) => Ok(Some(self.take(n)?.to_vec())),
         }
     }
 
@@ -125,6 +132,11 @@ impl<'a> JuteReader<'a> {
     /// `vector<ustring>`.
     pub(crate) fn strings(&mut self) -> WireResult<Vec<String>> {
         self.vector(4, Self::string)
+    }
+
+    /// Skips whatever is left: for a record ZooKeeper does not read either.
+    pub(crate) fn skip_rest(&mut self) {
+        self.buf = &[];
     }
 
     /// Fails unless every byte was read.
@@ -174,6 +186,14 @@ impl JuteWriter {
         self.int(i32::try_from(v.len()).unwrap_or(i32::MAX));
         self.buf.extend_from_slice(v);
         self
+    }
+
+    /// `buffer`, or null (length -1) for `None`.
+    pub(crate) fn nullable_buffer(&mut self, v: Option<&[u8]>) -> &mut Self {
+        match v {
+            Some(v) => self.buffer(v),
+            None => self.int(-1),
+        }
     }
 
     /// `ustring`.

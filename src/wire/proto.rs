@@ -23,17 +23,22 @@ pub(crate) mod op {
     pub(crate) const CHECK: i32 = 13;
     pub(crate) const MULTI: i32 = 14;
     pub(crate) const CREATE2: i32 = 15;
+    pub(crate) const RECONFIG: i32 = 16;
     pub(crate) const CHECK_WATCHES: i32 = 17;
     pub(crate) const REMOVE_WATCHES: i32 = 18;
     pub(crate) const CREATE_CONTAINER: i32 = 19;
+    pub(crate) const DELETE_CONTAINER: i32 = 20;
     pub(crate) const CREATE_TTL: i32 = 21;
     pub(crate) const MULTI_READ: i32 = 22;
     pub(crate) const AUTH: i32 = 100;
     pub(crate) const SET_WATCHES: i32 = 101;
+    pub(crate) const SASL: i32 = 102;
     pub(crate) const GET_EPHEMERALS: i32 = 103;
     pub(crate) const GET_ALL_CHILDREN_NUMBER: i32 = 104;
     pub(crate) const SET_WATCHES2: i32 = 105;
     pub(crate) const ADD_WATCH: i32 = 106;
+    pub(crate) const WHO_AM_I: i32 = 107;
+    pub(crate) const CREATE_SESSION: i32 = -10;
     pub(crate) const CLOSE_SESSION: i32 = -11;
 }
 
@@ -137,7 +142,8 @@ pub(crate) enum Write {
     Create {
         op: i32,
         path: String,
-        data: Vec<u8>,
+        /// `None`: null (length -1), kept apart from empty data as ZooKeeper keeps it.
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         flags: i32,
         ttl: Option<i64>,
@@ -148,7 +154,7 @@ pub(crate) enum Write {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     Check {
@@ -223,6 +229,20 @@ pub(crate) enum ClientRequest {
     GetAllChildrenNumber {
         path: String,
     },
+    /// reconfig: its record is not read (ZooKeeper refuses it before reading it when
+    /// reconfig is disabled).
+    Reconfig,
+    /// deleteContainer: the server's own operation, which ZooKeeper refuses from a client
+    /// (its record is not read).
+    DeleteContainer,
+    /// sasl: a SASL token (`GetSASLRequest`).
+    Sasl {
+        token: Vec<u8>,
+    },
+    /// whoAmI (no record).
+    WhoAmI,
+    /// createSession after the handshake (its record is not read).
+    CreateSession,
 }
 
 /// Reads the record of write operation `code`; `None` if `code` is not a write.
@@ -231,7 +251,7 @@ fn read_write(code: i32, r: &mut JuteReader<'_>) -> WireResult<Option<Write>> {
         op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => Write::Create {
             op: code,
             path: r.string()?,
-            data: r.buffer()?,
+            data: r.nullable_buffer()?,
             acl: read_acls(r)?,
             flags: r.int()?,
             ttl: if code == op::CREATE_TTL {
@@ -246,7 +266,7 @@ fn read_write(code: i32, r: &mut JuteReader<'_>) -> WireResult<Option<Write>> {
         },
         op::SET_DATA => Write::SetData {
             path: r.string()?,
-            data: r.buffer()?,
+            data: r.nullable_buffer()?,
             version: r.int()?,
         },
         op::CHECK => Write::Check {
@@ -322,6 +342,17 @@ pub(crate) fn decode_request(frame: &[u8]) -> WireResult<(i32, ClientRequest)> {
             prefix: r.string()?,
         },
         op::GET_ALL_CHILDREN_NUMBER => ClientRequest::GetAllChildrenNumber { path: r.string()? },
+        op::SASL => ClientRequest::Sasl { token: r.buffer()? },
+        // As ZooKeeper, these records are not read at all.
+        op::RECONFIG | op::DELETE_CONTAINER | op::WHO_AM_I | op::CREATE_SESSION => {
+            r.skip_rest();
+            match code {
+                op::RECONFIG => ClientRequest::Reconfig,
+                op::DELETE_CONTAINER => ClientRequest::DeleteContainer,
+                op::WHO_AM_I => ClientRequest::WhoAmI,
+                _ => ClientRequest::CreateSession,
+            }
+        }
         other => return Err(WireError::UnknownOp(other)),
     };
     r.finish()?;

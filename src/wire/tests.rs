@@ -65,7 +65,7 @@ fn requests_decode_and_their_size_is_what_the_request_limit_measures() {
         ClientRequest::Write(Write::Create {
             op: op::CREATE,
             path: "/a".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             acl: open_acl(),
             flags: 0,
             ttl: None,
@@ -107,7 +107,7 @@ fn requests_decode_and_their_size_is_what_the_request_limit_measures() {
             ops: vec![
                 MultiOp::Write(Write::SetData {
                     path: "/a".into(),
-                    data: b"y".to_vec(),
+                    data: Some(b"y".to_vec()),
                     version: -1
                 }),
                 MultiOp::Write(Write::Check {

@@ -27,7 +27,7 @@ pub struct Cluster {
 }
 
 /// Every znode of a replica: path → (data, stat).
-pub type TreeImage = BTreeMap<String, (Vec<u8>, Stat)>;
+pub type TreeImage = BTreeMap<String, (Option<Vec<u8>>, Stat)>;
 
 impl Cluster {
     pub fn new(n: u64) -> Cluster {

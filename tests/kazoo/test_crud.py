@@ -131,6 +131,21 @@ def test_empty_and_binary_data(zk, root):
     assert zk.get(f"{root}/bin") [0] == b""
 
 
+def test_null_data_reads_back_null(zk, root):
+    # None goes on the wire as a null buffer (length -1): ZooKeeper keeps it apart from
+    # empty data and answers it null.
+    zk.create(f"{root}/null", None)
+    data, stat = zk.get(f"{root}/null")
+    assert data is None
+    assert stat.dataLength == 0
+    zk.create(f"{root}/empty", b"")
+    assert zk.get(f"{root}/empty")[0] == b""
+    zk.set(f"{root}/empty", None)
+    assert zk.get(f"{root}/empty")[0] is None
+    zk.set(f"{root}/null", b"")
+    assert zk.get(f"{root}/null")[0] == b""
+
+
 def test_makepath_and_ensure_path(zk, root):
     deep = f"{root}/a/b/c/d"
     assert zk.create(deep, b"leaf", makepath=True) == deep
