@@ -29,8 +29,10 @@
 
 pub mod acl;
 mod api;
+mod async_session;
 mod codec;
 pub mod command;
+mod completion;
 mod delivery;
 pub mod error;
 // Hidden entry points for `cargo fuzz` (fuzz/, `./dev fuzz`): only with the `fuzzing`
@@ -53,7 +55,9 @@ pub mod watch;
 mod wire;
 
 pub use acl::{Acl, Id};
+pub use async_session::{AsyncSession, WatchFuture};
 pub use command::{CreateMode, Op};
+pub use completion::{Completion, Feed};
 pub use error::{Error, Result};
 pub use node::{
     Config, Digest, Metrics, Node, NodeBuilder, Role, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE,
@@ -62,7 +66,7 @@ pub use node::{
 };
 pub use pipeline::{ReadOp, Reply, Request, Sink, MAX_OUTSTANDING};
 pub use pool::Pool;
-pub use session::{Session, SessionBuilder, SessionState};
+pub use session::{OpenSession, Session, SessionBuilder, SessionState};
 pub use transport::{Envelope, Inbox, LocalNetwork, TcpTransport, Transport};
 pub use tree::{EventType, OpResult, Stat, WatchedEvent};
 pub use watch::{AddWatchMode, SessionEvent, Watcher, WatcherType};

@@ -322,6 +322,25 @@ pub const MAX_OUTSTANDING: usize = 10_000;
 pub(crate) struct Pipe {
     slots: VecDeque<Slot>,
     next: u64,
+    /// Requests submitted without waiting ([`submit_queued`]) while the pipe was full,
+    /// in submission order: they take slots as answers leave, before any later request.
+    backlog: VecDeque<Backlogged>,
+}
+
+/// A request waiting for room in its session's pipe.
+struct Backlogged {
+    request: Request,
+    answer: Answer,
+    /// The session's identities when it was submitted (it runs with these).
+    auth: Arc<[Id]>,
+}
+
+impl Pipe {
+    /// True when a request submitted now must wait for room: the pipe is full, or
+    /// requests submitted before it wait already.
+    fn full(&self) -> bool {
+        self.slots.len() >= MAX_OUTSTANDING || !self.backlog.is_empty()
+    }
 }
 
 /// Submits `request` for the session `inner`, hosted by `shared`; `answer` hears the
@@ -333,6 +352,68 @@ pub(crate) fn submit(
     answer: Answer,
 ) {
     enqueue(shared, inner, answer, |pipe, id, auth| {
+        state_of(shared, inner, pipe, id, auth, request)
+    });
+}
+
+/// Like [`submit`], but never waits: when the pipe is full the request waits in the
+/// session's backlog, and takes its slot, in order, as answers leave (the async API's
+/// back-pressure: its caller awaits the answer, no thread blocks).
+pub(crate) fn submit_queued(
+    shared: &Arc<Shared>,
+    inner: &Arc<SessionInner>,
+    request: Request,
+    answer: Answer,
+) {
+    let mut unarmed = Vec::new();
+    {
+        let mut pipe = inner.pipe.lock();
+        let auth = inner.identities();
+        if pipe.full() {
+            pipe.backlog.push_back(Backlogged {
+                request,
+                answer,
+                auth,
+            });
+            return;
+        }
+        admit(shared, inner, &mut pipe, request, answer, auth);
+        drain(shared, inner, &mut pipe, &mut unarmed);
+    }
+    drop(unarmed);
+}
+
+/// Gives `request` the next slot at the back of the pipe (the caller made room).
+fn admit(
+    shared: &Arc<Shared>,
+    inner: &Arc<SessionInner>,
+    pipe: &mut Pipe,
+    request: Request,
+    answer: Answer,
+    auth: Arc<[Id]>,
+) {
+    let id = pipe.next;
+    pipe.next += 1;
+    let state = state_of(shared, inner, pipe, id, &auth, request);
+    pipe.slots.push_back(Slot {
+        id,
+        state,
+        answer,
+        auth,
+    });
+}
+
+/// The state a new slot `id` starts in: a write handed to raft (or held behind a read),
+/// a read waiting for its turn, or an answer known at once.
+fn state_of(
+    shared: &Arc<Shared>,
+    inner: &Arc<SessionInner>,
+    pipe: &Pipe,
+    id: u64,
+    auth: &[Id],
+    request: Request,
+) -> State {
+    {
         match inner.check(shared) {
             // A session that moved to another member may still be closed through a
             // handle that holds it, as ZooKeeper lets any connection of the session close
@@ -379,7 +460,7 @@ pub(crate) fn submit(
                 },
             },
         }
-    });
+    }
 }
 
 /// Queues an answer already known (a request refused before it could be submitted, such
@@ -407,7 +488,7 @@ fn enqueue(
         // Back-pressure: a session has at most MAX_OUTSTANDING requests unanswered; the
         // submitter waits for room (the driver answers every write by its deadline, and
         // room never depends on a watcher running, so this cannot wait on itself).
-        while pipe.slots.len() >= MAX_OUTSTANDING {
+        while pipe.full() {
             inner.pipe_room.wait(&mut pipe);
         }
         let id = pipe.next;
@@ -533,6 +614,18 @@ fn drain(
                 deliver(inner, slot.answer, tree.zxid(), result);
                 inner.pipe_room.notify_one();
             }
+        }
+        // Room was made: requests waiting in the backlog take their slots, in order
+        // (reads among them run in the next round of this loop).
+        while pipe.slots.len() < MAX_OUTSTANDING {
+            let Some(b) = pipe.backlog.pop_front() else {
+                break;
+            };
+            admit(shared, inner, pipe, b.request, b.answer, b.auth);
+        }
+        if pipe.backlog.is_empty() {
+            // Synchronous submitters wait behind the backlog (see `Pipe::full`).
+            inner.pipe_room.notify_all();
         }
         // Held writes with no read before them go to raft now (a refusal before
         // proposing makes its slot answerable at once: the loop goes round again).

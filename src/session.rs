@@ -279,15 +279,192 @@ impl SessionBuilder {
     /// Proposes `op` (a `CreateSession`, or a `MoveSession` of `moving`) and hosts the
     /// session it names here.
     fn host(self, op: Op, password: Vec<u8>, moving: Option<i64>) -> Result<Session> {
-        let s = self.shared;
-        s.check_running()?;
-        let dispatcher = Dispatcher::start(self.watcher, s.logger().clone())?;
-        let (id, since) = match (s.submit(None, op), moving) {
+        let hosting = self.prepare(password, moving)?;
+        let outcome = hosting.shared.submit(None, op);
+        hosting.finish(outcome)
+    }
+
+    /// Opens the session without blocking a thread: the future resolves once the
+    /// session's entry is applied on this node (see [`SessionBuilder::open`]). Dropping
+    /// the future before then does not cancel the open: a session committed with nobody
+    /// waiting has no host and expires after its timeout.
+    pub fn open_async(self) -> OpenSession {
+        let s = self.shared.clone();
+        if let Err(e) = s.check_running() {
+            return OpenSession::failed(e);
+        }
+        let timeout = s.config().negotiate_session_timeout(self.timeout);
+        let password = random_bytes(16);
+        let op = Op::CreateSession {
+            timeout_ms: i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
+            password: password.clone(),
+            host: s.id(),
+        };
+        self.host_async(op, password, None)
+    }
+
+    /// [`SessionBuilder::attach`] without blocking a thread.
+    pub fn attach_async(self, session: i64, password: &[u8]) -> OpenSession {
+        let op = Op::MoveSession {
+            session,
+            password: password.to_vec(),
+            host: self.shared.id(),
+        };
+        self.host_async(op, password.to_vec(), Some(session))
+    }
+
+    fn host_async(mut self, op: Op, password: Vec<u8>, moving: Option<i64>) -> OpenSession {
+        // The session's state changes go to its watcher, if any, and to the streams of
+        // `AsyncSession::session_events`.
+        let events = crate::async_session::SessionEvents::default();
+        let user = self.watcher.take();
+        let heard = events.clone();
+        self.watcher = Some(Arc::new(move |e| {
+            if let Some(user) = &user {
+                user(e);
+            }
+            heard.push(e);
+        }));
+        let hosting = match self.prepare(password, moving) {
+            Ok(h) => h,
+            Err(e) => return OpenSession::failed(e),
+        };
+        let s = hosting.shared.clone();
+        let (done, outcome) = crate::completion::completion(|| Error::Shutdown);
+        let reply = crate::node::Responder::callback(move |r| done.complete(r));
+        let deadline =
+            crate::time::deadline_after(std::time::Instant::now(), s.config().request_timeout);
+        match s.propose(None, acl::super_ids(), op, deadline, reply) {
+            Ok(()) => OpenSession {
+                hosting: Some(hosting),
+                outcome: Some(outcome),
+                failed: None,
+                events,
+            },
+            Err(e) => {
+                hosting.abandon();
+                OpenSession::failed(e)
+            }
+        }
+    }
+
+    /// Checks the node and starts the session's dispatcher: everything the session needs
+    /// here, before it is proposed, so a resource failure leaves no session behind.
+    fn prepare(self, password: Vec<u8>, moving: Option<i64>) -> Result<Hosting> {
+        self.shared.check_running()?;
+        let dispatcher = Dispatcher::start(self.watcher, self.shared.logger().clone())?;
+        Ok(Hosting {
+            shared: self.shared,
+            dispatcher,
+            password,
+            moving,
+            wait_for_watchers: self.wait_for_watchers,
+            auth: self.auth,
+            client_pings: self.client_pings,
+        })
+    }
+}
+
+/// The future of [`SessionBuilder::open_async`] and [`SessionBuilder::attach_async`]:
+/// resolves to the session once its entry is applied on this node.
+#[must_use = "the session is opened either way; the future tells when and hosts it here"]
+pub struct OpenSession {
+    hosting: Option<Hosting>,
+    outcome: Option<crate::completion::Completion<OpResult>>,
+    failed: Option<Error>,
+    events: crate::async_session::SessionEvents,
+}
+
+impl OpenSession {
+    fn failed(e: Error) -> OpenSession {
+        OpenSession {
+            hosting: None,
+            outcome: None,
+            failed: Some(e),
+            events: Default::default(),
+        }
+    }
+}
+
+impl std::future::Future for OpenSession {
+    type Output = Result<crate::AsyncSession>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Err(e));
+        }
+        let Some(outcome) = self.outcome.as_mut() else {
+            return Poll::Ready(Err(Error::BadArguments(
+                "OpenSession polled after it resolved".into(),
+            )));
+        };
+        let outcome = match std::pin::Pin::new(outcome).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        self.outcome = None;
+        let Some(hosting) = self.hosting.take() else {
+            return Poll::Ready(Err(Error::Shutdown));
+        };
+        let events = self.events.clone();
+        Poll::Ready(
+            hosting
+                .finish(outcome)
+                .map(|s| crate::AsyncSession::new(s, events)),
+        )
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        if let Some(h) = self.hosting.take() {
+            // Given up before the outcome: the session, if it commits, has no host here
+            // and expires after its timeout.
+            h.dispatcher.stop();
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenSession")
+            .field("pending", &self.outcome.is_some())
+            .finish()
+    }
+}
+
+/// A session proposed and not hosted yet: what [`SessionBuilder`] set up before
+/// proposing it.
+struct Hosting {
+    shared: Arc<Shared>,
+    dispatcher: Arc<Dispatcher>,
+    password: Vec<u8>,
+    moving: Option<i64>,
+    wait_for_watchers: bool,
+    auth: Vec<Id>,
+    client_pings: bool,
+}
+
+impl Hosting {
+    /// The session was not opened: its dispatcher ends (it has nothing queued).
+    fn abandon(self) {
+        self.dispatcher.stop();
+        self.dispatcher.join();
+    }
+
+    /// Hosts the session the proposal's `outcome` names here.
+    fn finish(self, outcome: Result<OpResult>) -> Result<Session> {
+        let s = self.shared.clone();
+        let dispatcher = self.dispatcher.clone();
+        let (id, since) = match (outcome, self.moving) {
             (Ok(OpResult::SessionCreated { session }), None) => (session, session as u64),
             (Ok(OpResult::SessionAttached { session, zxid }), Some(_)) => (session, zxid),
             (other, _) => {
-                dispatcher.stop();
-                dispatcher.join();
+                self.abandon();
                 return Err(match other {
                     Err(e) => e,
                     Ok(r) => Error::Corrupt(format!("session request answered with {r:?}")),
@@ -301,15 +478,14 @@ impl SessionBuilder {
             Some(rec) if rec.host == s.id() => Duration::from_millis(rec.timeout_ms.max(0) as u64),
             _ => {
                 drop(tree);
-                dispatcher.stop();
-                dispatcher.join();
+                self.abandon();
                 return Err(Error::SessionExpired);
             }
         };
         let inner = Arc::new(SessionInner {
             id,
             timeout,
-            password,
+            password: self.password,
             state: AtomicU8::new(OPEN),
             wait_for_watchers: self.wait_for_watchers,
             dispatcher: dispatcher.clone(),
@@ -343,7 +519,8 @@ impl SessionBuilder {
 /// Calls are synchronous. Writes go through raft and return once applied on this node;
 /// reads are served from this node's tree. Every call returns only after the session's
 /// watchers have been called for every event its result could reflect, so a session never
-/// sees data newer than an event it has not been told about. Dropping a `Session` closes it.
+/// sees data newer than an event it has not been told about. Dropping a `Session` closes it
+/// in the background, without blocking ([`Session::close`] waits for the close).
 ///
 /// ```
 /// use zkraft::{CreateMode, Node, watch::watcher};
@@ -486,6 +663,14 @@ impl Session {
             request,
             Answer::Sink(sink.clone(), xid),
         );
+    }
+
+    /// Submits `request` in the session's order without ever blocking: past
+    /// [`MAX_OUTSTANDING`](crate::MAX_OUTSTANDING) it waits in the session's backlog for
+    /// room (the async API's back-pressure). `sink` hears its answer as for
+    /// [`Session::submit`].
+    pub(crate) fn submit_queued(&self, xid: i64, request: Request, sink: Arc<dyn Sink>) {
+        pipeline::submit_queued(&self.shared, &self.inner, request, Answer::Sink(sink, xid));
     }
 
     /// Queues an answer already known for request `xid`, in the session's order.
@@ -878,6 +1063,10 @@ impl Session {
 }
 
 impl Drop for Session {
+    /// Never blocks: the session is closed in the background, in its order after the
+    /// requests already submitted ([`Session::close`] waits for it). If the close cannot
+    /// be done (no quorum, the node stopping), the node stops hosting the session and the
+    /// leader expires it after its timeout, as after a crash.
     fn drop(&mut self) {
         if self.inner.client_pings {
             // A wire session outlives its handle (its client may re-attach anywhere):
@@ -885,15 +1074,41 @@ impl Drop for Session {
             self.release();
             return;
         }
-        if !self.ended() && !self.shared.is_stopped() {
-            let _ = self.close();
+        if self.ended() {
+            return;
         }
-        if !self.ended() {
-            // Could not close (no quorum, node stopped): stop hosting it. Without heartbeats
-            // the leader expires it, as after a crash.
+        if self.shared.is_stopped() {
             self.shared.forget_session(self.inner.id);
+            return;
         }
-        self.join_dispatcher();
+        let sink: Arc<dyn Sink> = Arc::new(CloseInBackground {
+            shared: self.shared.clone(),
+            session: self.inner.id,
+        });
+        pipeline::submit_queued(
+            &self.shared,
+            &self.inner,
+            Request::Write(Op::CloseSession {
+                session: self.inner.id,
+                expired: false,
+            }),
+            Answer::Sink(sink, 0),
+        );
+    }
+}
+
+/// Hears the close of a dropped [`Session`]: if it failed, the node stops hosting the
+/// session, so that the leader expires it.
+struct CloseInBackground {
+    shared: Arc<Shared>,
+    session: i64,
+}
+
+impl Sink for CloseInBackground {
+    fn reply(&self, _xid: i64, reply: Result<Reply>) {
+        if reply.is_err() {
+            self.shared.forget_session(self.session);
+        }
     }
 }
 

@@ -236,7 +236,12 @@ fn sequential_names_are_unique_and_ordered_under_concurrent_creators() {
     assert_eq!(everything.len(), total, "no name handed out twice");
     let expected: BTreeSet<String> = (0..total).map(|i| format!("/seq/e-{i:010}")).collect();
     assert_eq!(everything, expected, "no gaps");
-    // Every session closed when its thread ended: all ephemerals gone everywhere.
+    // Every session is closed (in the background) once its thread ended: all ephemerals
+    // go, everywhere.
+    common::wait_until(Duration::from_secs(10), "every ephemeral gone", || {
+        c.running()
+            .all(|n| n.get_children("/seq").is_ok_and(|c| c.is_empty()))
+    });
     let img = c.wait_converged(Duration::from_secs(10));
     assert_eq!(img["/seq"].1.num_children, 0);
 }

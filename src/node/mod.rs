@@ -1032,6 +1032,12 @@ impl Node {
         self.session_builder().timeout(timeout).open()
     }
 
+    /// Opens a session for the async API (see [`crate::AsyncSession`]), with the node's
+    /// default timeout; [`SessionBuilder::open_async`] takes the builder's settings.
+    pub fn async_session(&self) -> crate::OpenSession {
+        self.session_builder().open_async()
+    }
+
     /// A builder for a session with a timeout and a session-state watcher.
     pub fn session_builder(&self) -> SessionBuilder {
         SessionBuilder::new(self.shared.clone())

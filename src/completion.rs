@@ -1,0 +1,334 @@
+//! Futures without a runtime: a [`Completion`] is a small shared slot that whoever finishes
+//! the work fills through its [`Completer`], waking the task that awaits it; a [`Feed`] is
+//! the same for a sequence of values, read as a [`Stream`]. Nothing here spawns, sleeps or
+//! names an executor, so the async API runs under tokio, async-std, smol or a hand-written
+//! `block_on` alike.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+
+struct Slot<T> {
+    value: Option<Result<T>>,
+    waker: Option<Waker>,
+    /// Taken by the future: a second poll after `Ready` is a caller's bug, answered with
+    /// an error rather than a panic.
+    taken: bool,
+}
+
+/// A value that will be there: resolves once its [`Completer`] completes it, or with
+/// the completer's fallback error if the completer is dropped without completing.
+#[must_use = "a completion does nothing unless awaited (the work goes on regardless)"]
+pub struct Completion<T> {
+    slot: Arc<Mutex<Slot<T>>>,
+}
+
+/// Fills a [`Completion`] once. Dropped unused, it completes it with its fallback error,
+/// so every completion resolves.
+pub(crate) struct Completer<T> {
+    slot: Option<Arc<Mutex<Slot<T>>>>,
+    fallback: fn() -> Error,
+}
+
+/// A completion and its completer; a completer dropped unused completes it with
+/// `fallback()`.
+pub(crate) fn completion<T>(fallback: fn() -> Error) -> (Completer<T>, Completion<T>) {
+    let slot = Arc::new(Mutex::new(Slot {
+        value: None,
+        waker: None,
+        taken: false,
+    }));
+    (
+        Completer {
+            slot: Some(slot.clone()),
+            fallback,
+        },
+        Completion { slot },
+    )
+}
+
+impl<T> Completer<T> {
+    /// Completes the completion with `value` and wakes its task.
+    pub(crate) fn complete(mut self, value: Result<T>) {
+        self.fill(value);
+    }
+
+    fn fill(&mut self, value: Result<T>) {
+        let Some(slot) = self.slot.take() else { return };
+        let waker = {
+            let mut s = slot.lock();
+            s.value = Some(value);
+            s.waker.take()
+        };
+        // Woken with no lock held: the task may run on this thread at once.
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Drop for Completer<T> {
+    fn drop(&mut self) {
+        if self.slot.is_some() {
+            let e = (self.fallback)();
+            self.fill(Err(e));
+        }
+    }
+}
+
+impl<T> Completion<T> {
+    /// The value, if the completion is complete and was not taken yet (without waiting).
+    pub fn try_take(&self) -> Option<Result<T>> {
+        let mut s = self.slot.lock();
+        let v = s.value.take();
+        if v.is_some() {
+            s.taken = true;
+        }
+        v
+    }
+}
+
+impl<T> Future for Completion<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut s = self.slot.lock();
+        if let Some(v) = s.value.take() {
+            s.taken = true;
+            return Poll::Ready(v);
+        }
+        if s.taken {
+            return Poll::Ready(Err(Error::BadArguments(
+                "a completion polled after it resolved".into(),
+            )));
+        }
+        match &mut s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> std::fmt::Debug for Completion<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.slot.lock();
+        f.debug_struct("Completion")
+            .field("complete", &s.value.is_some())
+            .finish()
+    }
+}
+
+struct Queue<T> {
+    items: VecDeque<T>,
+    waker: Option<Waker>,
+    /// Every [`Feeder`] is gone: once `items` is empty the stream ends.
+    closed: bool,
+}
+
+/// A stream of values pushed by a [`Feeder`], in order; it ends once every feeder is
+/// dropped and what they pushed has been read. Unbounded: its values wait until read, as
+/// watch events wait in a ZooKeeper client's event queue.
+#[must_use = "a stream does nothing unless polled"]
+pub struct Feed<T> {
+    queue: Arc<Mutex<Queue<T>>>,
+}
+
+/// Pushes values into a [`Feed`]; clones push into the same feed.
+pub(crate) struct Feeder<T> {
+    queue: Arc<Mutex<Queue<T>>>,
+    /// Shared by the clones: the last one dropped closes the feed.
+    live: Arc<()>,
+}
+
+/// A feed and its first feeder.
+pub(crate) fn feed<T>() -> (Feeder<T>, Feed<T>) {
+    let queue = Arc::new(Mutex::new(Queue {
+        items: VecDeque::new(),
+        waker: None,
+        closed: false,
+    }));
+    (
+        Feeder {
+            queue: queue.clone(),
+            live: Arc::new(()),
+        },
+        Feed { queue },
+    )
+}
+
+impl<T> Feeder<T> {
+    /// Pushes `value` and wakes the reader.
+    pub(crate) fn push(&self, value: T) {
+        let waker = {
+            let mut q = self.queue.lock();
+            q.items.push_back(value);
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Feeder<T> {
+    /// True once the feed's reader is gone: nothing pushed would be read.
+    pub(crate) fn abandoned(&self) -> bool {
+        // The feed holds one reference to the queue; each feeder clone one more.
+        Arc::strong_count(&self.queue) == Arc::strong_count(&self.live)
+    }
+}
+
+impl<T> Clone for Feeder<T> {
+    fn clone(&self) -> Self {
+        Feeder {
+            queue: self.queue.clone(),
+            live: self.live.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Feeder<T> {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.live) > 1 {
+            return;
+        }
+        let waker = {
+            let mut q = self.queue.lock();
+            q.closed = true;
+            q.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Feed<T> {
+    /// The next value if one is there (without waiting): `Some(None)` once the feed has
+    /// ended, `None` while it is empty but open.
+    pub fn try_next(&self) -> Option<Option<T>> {
+        let mut q = self.queue.lock();
+        match q.items.pop_front() {
+            Some(v) => Some(Some(v)),
+            None if q.closed => Some(None),
+            None => None,
+        }
+    }
+}
+
+impl<T> Stream for Feed<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut q = self.queue.lock();
+        if let Some(v) = q.items.pop_front() {
+            return Poll::Ready(Some(v));
+        }
+        if q.closed {
+            return Poll::Ready(None);
+        }
+        match &mut q.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let q = self.queue.lock();
+        (
+            q.items.len(),
+            if q.closed { Some(q.items.len()) } else { None },
+        )
+    }
+}
+
+impl<T> std::fmt::Debug for Feed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let q = self.queue.lock();
+        f.debug_struct("Feed")
+            .field("queued", &q.items.len())
+            .field("closed", &q.closed)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct CountWakes(AtomicUsize);
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll<F: Future + Unpin>(f: &mut F, waker: &Waker) -> Poll<F::Output> {
+        Pin::new(f).poll(&mut Context::from_waker(waker))
+    }
+
+    #[test]
+    fn a_completion_resolves_once_with_its_value_and_wakes_its_task() {
+        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let (done, mut c) = completion::<u32>(|| Error::Shutdown);
+        assert!(poll(&mut c, &waker).is_pending());
+        done.complete(Ok(7));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(poll(&mut c, &waker), Poll::Ready(Ok(7))));
+        assert!(
+            matches!(poll(&mut c, &waker), Poll::Ready(Err(_))),
+            "no panic"
+        );
+    }
+
+    #[test]
+    fn a_dropped_completer_resolves_with_its_fallback() {
+        let waker = Waker::from(Arc::new(CountWakes(AtomicUsize::new(0))));
+        let (done, mut c) = completion::<u32>(|| Error::Shutdown);
+        drop(done);
+        assert!(matches!(
+            poll(&mut c, &waker),
+            Poll::Ready(Err(Error::Shutdown))
+        ));
+        // Completed before it was polled: ready at once.
+        let (done, c) = completion::<u32>(|| Error::Shutdown);
+        done.complete(Ok(1));
+        assert!(matches!(c.try_take(), Some(Ok(1))));
+    }
+
+    #[test]
+    fn a_feed_yields_in_order_and_ends_when_its_feeders_are_gone() {
+        let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let (tx, mut rx) = feed::<u32>();
+        let next = |rx: &mut Feed<u32>| Pin::new(rx).poll_next(&mut Context::from_waker(&waker));
+        assert!(next(&mut rx).is_pending());
+        let tx2 = tx.clone();
+        tx.push(1);
+        tx2.push(2);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        drop(tx);
+        assert_eq!(next(&mut rx), Poll::Ready(Some(1)));
+        assert_eq!(next(&mut rx), Poll::Ready(Some(2)));
+        assert!(next(&mut rx).is_pending(), "a clone still feeds it");
+        assert!(!tx2.abandoned());
+        drop(tx2);
+        assert_eq!(next(&mut rx), Poll::Ready(None));
+        assert_eq!(rx.try_next(), Some(None));
+        let (tx, rx) = feed::<u32>();
+        drop(rx);
+        assert!(tx.abandoned(), "its reader is gone");
+    }
+}
