@@ -5,6 +5,7 @@
 //! refuses to run on another node's or another cluster's directory — which would otherwise
 //! carry that node's raft vote and term under a different id.
 
+use super::Db;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::{cf, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_TREE};
@@ -28,8 +29,8 @@ pub(crate) enum Identity {
 /// Refuses a directory of another node or cluster; records the identity in a new one.
 pub(crate) fn check_or_record(db: &DB, node_id: u64, cluster_id: &str) -> Result<Identity> {
     let meta = cf(db, CF_META);
-    let stored_node = db.get_cf(meta, KEY_NODE_ID)?;
-    let stored_cluster = db.get_cf(meta, KEY_CLUSTER_ID)?;
+    let stored_node = db.get_cf(meta, KEY_NODE_ID).db()?;
+    let stored_cluster = db.get_cf(meta, KEY_CLUSTER_ID).db()?;
     if let (Some(node), Some(cluster)) = (&stored_node, &stored_cluster) {
         let node = <[u8; 8]>::try_from(node.as_slice())
             .map(u64::from_le_bytes)
@@ -55,7 +56,7 @@ pub(crate) fn check_or_record(db: &DB, node_id: u64, cluster_id: &str) -> Result
     batch.put_cf(meta, KEY_CLUSTER_ID, cluster_id.as_bytes());
     let mut opts = WriteOptions::default();
     opts.set_sync(true);
-    db.write_opt(batch, &opts)?;
+    db.write_opt(batch, &opts).db()?;
     Ok(if has_state {
         Identity::Adopted
     } else {

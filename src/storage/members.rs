@@ -2,6 +2,7 @@
 //! reach members its own start-up list never named. Keys in `meta`: `peer_addr.` + id
 //! (u64, big-endian); values: `host:port`.
 
+use super::Db;
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use super::{cf, CF_META};
@@ -44,7 +45,7 @@ pub(crate) fn addresses(db: &DB) -> Result<Vec<(u64, String)>> {
         IteratorMode::From(PREFIX, Direction::Forward),
     );
     for item in iter {
-        let (k, v) = item?;
+        let (k, v) = item.db()?;
         let Some(id) = parse_key(&k) else { break };
         let id = id?;
         let addr =

@@ -107,9 +107,22 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
                     dir.display()
                 ))
             } else {
-                e.into()
+                crate::Error::Storage(e.into_string())
             }
         })
+}
+
+/// RocksDB's errors as [`Error::Storage`](crate::Error::Storage). There is no `From`
+/// impl: the pinned crate's error type stays out of zkraft's public API.
+pub(crate) trait Db<T> {
+    /// The result, its error as `Error::Storage`.
+    fn db(self) -> crate::Result<T>;
+}
+
+impl<T> Db<T> for std::result::Result<T, rocksdb::Error> {
+    fn db(self) -> crate::Result<T> {
+        self.map_err(|e| crate::Error::Storage(e.into_string()))
+    }
 }
 
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {

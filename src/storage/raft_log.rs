@@ -4,6 +4,7 @@
 //! [`RaftStorage::persist`], which puts a `Ready`'s entries and hard state into one
 //! `WriteBatch` and syncs it before the driver sends any message that depends on it.
 
+use super::Db;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -154,7 +155,7 @@ impl RaftStorage {
     /// `sync` selects whether [`RaftStorage::persist`] fsyncs.
     pub fn open(db: Arc<DB>, voters: &[u64], sync: bool) -> Result<RaftStorage> {
         let state_cf = cf(&db, CF_RAFT_STATE);
-        if db.get_cf(state_cf, KEY_CONF_STATE)?.is_none() {
+        if db.get_cf(state_cf, KEY_CONF_STATE).db()?.is_none() {
             let cs = ConfState {
                 voters: voters.to_vec(),
                 ..ConfState::default()
@@ -180,19 +181,19 @@ impl RaftStorage {
             }
             let mut opts = WriteOptions::default();
             opts.set_sync(sync);
-            db.write_opt(batch, &opts)?;
+            db.write_opt(batch, &opts).db()?;
         }
-        let hard_state = match db.get_cf(state_cf, KEY_HARD_STATE)? {
+        let hard_state = match db.get_cf(state_cf, KEY_HARD_STATE).db()? {
             Some(b) => HardState::parse_from_bytes(&b)
                 .map_err(|e| Error::Corrupt(format!("hard state: {e}")))?,
             None => HardState::default(),
         };
-        let conf_state = match db.get_cf(state_cf, KEY_CONF_STATE)? {
+        let conf_state = match db.get_cf(state_cf, KEY_CONF_STATE).db()? {
             Some(b) => ConfState::parse_from_bytes(&b)
                 .map_err(|e| Error::Corrupt(format!("conf state: {e}")))?,
             None => return Err(Error::Corrupt("conf state missing".into())),
         };
-        let (compacted_index, compacted_term) = match db.get_cf(state_cf, KEY_COMPACTED)? {
+        let (compacted_index, compacted_term) = match db.get_cf(state_cf, KEY_COMPACTED).db()? {
             Some(b) => decode_compacted(&b)?,
             None => (0, 0),
         };
@@ -200,7 +201,8 @@ impl RaftStorage {
         let last = db
             .iterator_cf(log_cf, IteratorMode::End)
             .next()
-            .transpose()?
+            .transpose()
+            .db()?
             .map(|(k, _)| decode_index(&k))
             .transpose()?;
         let first_index = compacted_index + 1;
@@ -274,7 +276,7 @@ impl RaftStorage {
         );
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts)?;
+        self.db.write_opt(batch, &opts).db()?;
         let mut c = self.cached.write();
         c.first_index = to + 1;
         c.compacted_term = term;
@@ -377,7 +379,7 @@ impl RaftStorage {
             || cached.hard_state.vote != before.vote;
         let mut opts = WriteOptions::default();
         opts.set_sync(self.sync && must_sync);
-        self.db.write_opt(batch, &opts)?;
+        self.db.write_opt(batch, &opts).db()?;
         *self.cached.write() = cached;
         self.tail.write().append(entries);
         Ok(must_sync)

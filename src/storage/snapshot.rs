@@ -6,6 +6,7 @@
 //! tree, the sessions, the applied index, its term and the configuration at once, without
 //! stopping writes or holding any lock on the in-memory tree.
 
+use super::Db;
 use raft::eraftpb::{ConfState, Entry};
 use rocksdb::{Direction, IteratorMode, DB};
 
@@ -36,15 +37,15 @@ pub(crate) fn read_snapshot(
 ) -> Result<SnapshotMeta> {
     let snap = db.snapshot();
     let meta_cf = cf(db, CF_META);
-    let applied = read_applied(snap.get_cf(meta_cf, KEY_APPLIED)?)?;
-    let slot = read_slot(snap.get_cf(meta_cf, KEY_TREE_SLOT)?)?;
+    let applied = read_applied(snap.get_cf(meta_cf, KEY_APPLIED).db()?)?;
+    let slot = read_slot(snap.get_cf(meta_cf, KEY_TREE_SLOT).db()?)?;
     let state_cf = cf(db, CF_RAFT_STATE);
-    let conf_state = match snap.get_cf(state_cf, b"conf_state")? {
+    let conf_state = match snap.get_cf(state_cf, b"conf_state").db()? {
         Some(b) => protobuf::Message::parse_from_bytes(&b)
             .map_err(|e| Error::Corrupt(format!("conf state: {e}")))?,
         None => return Err(Error::Corrupt("no conf state".into())),
     };
-    let (compacted, compacted_term) = match snap.get_cf(state_cf, KEY_COMPACTED)? {
+    let (compacted, compacted_term) = match snap.get_cf(state_cf, KEY_COMPACTED).db()? {
         Some(b) => decode_compacted(&b)?,
         None => (0, 0),
     };
@@ -57,7 +58,8 @@ pub(crate) fn read_snapshot(
         compacted_term
     } else {
         let bytes = snap
-            .get_cf(cf(db, CF_RAFT_LOG), index.to_be_bytes())?
+            .get_cf(cf(db, CF_RAFT_LOG), index.to_be_bytes())
+            .db()?
             .ok_or_else(|| Error::Corrupt(format!("applied entry {index} not in the log")))?;
         let e: Entry = protobuf::Message::parse_from_bytes(&bytes)
             .map_err(|e| Error::Corrupt(format!("log entry: {e}")))?;
@@ -73,7 +75,7 @@ pub(crate) fn read_snapshot(
     let mut size = 0usize;
     for (kind, name) in [(RECORD_ZNODE, tree_cf), (RECORD_SESSION, sessions_cf)] {
         for item in snap.iterator_cf(cf(db, name), IteratorMode::Start) {
-            let (k, v) = item?;
+            let (k, v) = item.db()?;
             w.u8(kind);
             w.bytes(&k);
             w.bytes(&v);
@@ -92,7 +94,7 @@ pub(crate) fn read_snapshot(
         IteratorMode::From(members::PREFIX, Direction::Forward),
     );
     for item in peers {
-        let (k, v) = item?;
+        let (k, v) = item.db()?;
         let Some(id) = members::parse_key(&k) else {
             break;
         };

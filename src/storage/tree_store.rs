@@ -5,6 +5,7 @@
 //! index in one `WriteBatch`, so after a crash the persisted tree is exactly the state after the
 //! persisted applied index: restart neither re-applies nor skips an entry.
 
+use super::Db;
 use std::sync::Arc;
 
 use raft::eraftpb::ConfState;
@@ -60,7 +61,7 @@ pub(crate) fn read_slot(value: Option<Vec<u8>>) -> Result<u8> {
 impl TreeStore {
     /// Wraps the node's database.
     pub fn new(db: Arc<DB>) -> Result<TreeStore> {
-        let slot = read_slot(db.get_cf(cf(&db, CF_META), KEY_TREE_SLOT)?)?;
+        let slot = read_slot(db.get_cf(cf(&db, CF_META), KEY_TREE_SLOT).db()?)?;
         Ok(TreeStore { db, slot })
     }
 
@@ -72,14 +73,14 @@ impl TreeStore {
     /// Loads the tree and the index it reflects. A fresh database yields ZooKeeper's
     /// initial tree at index 0.
     pub fn load(&self) -> Result<(DataTree, u64)> {
-        let applied = read_applied(self.db.get_cf(cf(&self.db, CF_META), KEY_APPLIED)?)?;
+        let applied = read_applied(self.db.get_cf(cf(&self.db, CF_META), KEY_APPLIED).db()?)?;
         let (tree_cf, sessions_cf) = slot_cfs(self.slot);
         let mut tree = DataTree::empty();
         for item in self
             .db
             .iterator_cf(cf(&self.db, tree_cf), IteratorMode::Start)
         {
-            let (k, v) = item?;
+            let (k, v) = item.db()?;
             let path = String::from_utf8(k.to_vec())
                 .map_err(|_| Error::Corrupt("znode path is not utf-8".into()))?;
             tree.insert_loaded(path, decode_znode(&v)?);
@@ -93,7 +94,7 @@ impl TreeStore {
             .db
             .iterator_cf(cf(&self.db, sessions_cf), IteratorMode::Start)
         {
-            let (k, v) = item?;
+            let (k, v) = item.db()?;
             tree.insert_session(decode_session_key(&k)?, decode_session(&v)?);
         }
         tree.link_children();
@@ -179,7 +180,7 @@ impl TreeStore {
         let hs = raft.install_into(&mut batch, (index, term, cs), ready_hs)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts)?;
+        self.db.write_opt(batch, &opts).db()?;
         raft.snapshot_installed(index, term, cs.clone(), hs);
         self.slot = staged;
         let (tree, _) = self.load()?;
@@ -220,7 +221,7 @@ impl TreeStore {
     pub fn commit(&self, batch: WriteBatch) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        self.db.write_opt(batch, &opts)?;
+        self.db.write_opt(batch, &opts).db()?;
         Ok(())
     }
 }
