@@ -3,7 +3,12 @@
 
     python3 tests/kazoo/run.py --target zookeeper [pytest args...]
     python3 tests/kazoo/run.py --target zkraft    [pytest args...]
+    python3 tests/kazoo/run.py --target zookeeper|zkraft --exec CMD [ARGS...]
     python3 tests/kazoo/run.py --target zookeeper|zkraft --serve
+
+--exec runs CMD ARGS... instead of pytest (everything after --exec is the command, so it comes
+last), in the caller's working directory, with the same environment and the same --timeout;
+run.py's exit code is then the command's (the Curator suite, tests/curator/, runs this way).
 
 --serve starts the same ensemble, prints one line `ZK_HOSTS=127.0.0.1:c1,127.0.0.1:c2,127.0.0.1:c3`
 once every member serves, then blocks (no pytest) until its standard input closes or it gets
@@ -17,18 +22,22 @@ or --zk-classpath / ZK_CLASSPATH). --target zkraft runs three `zkraft-server` pr
 (target/debug/zkraft-server under the repository root, or ZKRAFT_SERVER; extra flags for every
 member may be given in ZKRAFT_ARGS).
 
-The suite gets, in its environment:
+The suite (pytest, or the --exec command) gets, in its environment:
   ZK_HOSTS       127.0.0.1:c1,127.0.0.1:c2,127.0.0.1:c3
   ZK_MEMBERS     a JSON file: [{"id": 1, "host": "127.0.0.1", "port": c1}, ...]
-  ZK_CONTROL     a unix socket where this harness takes one-line commands about its members:
-                 "stop N" (SIGTERM, then SIGKILL after a bounded wait), "kill N" (SIGKILL),
-                 "start N" (start it again and wait until it serves); the reply is one line,
-                 "ok" or "error ...".
+  ZK_CONTROL     a unix socket where this harness takes one-line commands about its members,
+                 one command per connection: "stop N" (SIGTERM, then SIGKILL after a bounded
+                 wait), "kill N" (SIGKILL), "start N" (start it again and wait, 60 s at most,
+                 until it serves); the reply is one line, "ok" or "error ...". Connections are
+                 served concurrently (commands about one member one at a time), so after
+                 stopping every member the suite starts them together, a "start N" per
+                 connection: one member alone has no quorum and does not serve.
   ZK_SUPER_AUTH  "super:PASSWORD", the credentials of the super user the ensemble was given.
   ZK_TARGET      zookeeper | zkraft
 
 Only processes this harness started are ever signalled, and only by their pid. Its exit code is
-pytest's, or 2 when the ensemble could not be started.
+pytest's (or the --exec command's), 2 when the ensemble could not be started, 3 when the suite
+was stopped after --timeout seconds (127 when the --exec command could not be run).
 """
 
 import argparse
@@ -120,10 +129,20 @@ class Member:
         self.cwd = cwd
         self.log_path = log_path
         self.proc = None
+        self.lock = threading.Lock()  # the process's start and stop (control threads, main)
+        self.retired = False  # set when the harness stops for good: no start after that
 
     def start(self):
-        if self.proc is not None and self.proc.poll() is None:
-            return
+        """Starts the process unless it runs; False once the harness has retired the member."""
+        with self.lock:
+            if self.retired:
+                return False
+            if self.proc is not None and self.proc.poll() is None:
+                return True
+            self._spawn()
+            return True
+
+    def _spawn(self):
         with open(self.log_path, "ab") as out:
             out.write(f"\n==== run.py starts member {self.id}: {shlex.join(self.argv)}\n".encode())
             out.flush()
@@ -137,8 +156,16 @@ class Member:
             )
         log(f"member {self.id} started, pid {self.proc.pid}, client port {self.client_port}")
 
-    def stop(self, hard=False):
-        """SIGTERM (or SIGKILL when hard), then SIGKILL after STOP_GRACE; waits for the exit."""
+    def stop(self, hard=False, retire=False):
+        """SIGTERM (or SIGKILL when hard), then SIGKILL after STOP_GRACE; waits for the exit.
+
+        With retire, the member is never started again (the harness is stopping)."""
+        with self.lock:
+            if retire:
+                self.retired = True
+            self._stop(hard)
+
+    def _stop(self, hard):
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
@@ -342,16 +369,20 @@ def serve(members):
 
 
 class Control(threading.Thread):
-    """Takes "stop N" / "kill N" / "start N" on a unix socket, one command per connection."""
+    """Takes "stop N" / "kill N" / "start N" on a unix socket, one command per connection.
+
+    Each connection is served on a thread of its own, so that members can be started together
+    (one member of three alone never serves); commands about the same member run one at a time.
+    """
 
     def __init__(self, path, members):
         super().__init__(daemon=True)
         self.path = path
         self.members = {m.id: m for m in members}
-        self.lock = threading.Lock()
+        self.locks = {m.id: threading.Lock() for m in members}
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
-        self.sock.listen(4)
+        self.sock.listen(8)
         self.sock.settimeout(0.5)
         self.closing = threading.Event()
 
@@ -363,26 +394,31 @@ class Control(threading.Thread):
                 continue
             except OSError:
                 return
-            with conn:
-                conn.settimeout(READY_TIMEOUT + 30)
-                try:
-                    line = b""
-                    while not line.endswith(b"\n") and len(line) < 256:
-                        chunk = conn.recv(256)
-                        if not chunk:
-                            break
-                        line += chunk
-                    reply = self.handle(line.decode().strip())
-                    conn.sendall((reply + "\n").encode())
-                except OSError:
-                    pass
+            threading.Thread(target=self.serve_one, args=(conn,), daemon=True).start()
+
+    def serve_one(self, conn):
+        with conn:
+            conn.settimeout(READY_TIMEOUT + 30)
+            try:
+                line = b""
+                while not line.endswith(b"\n") and len(line) < 256:
+                    chunk = conn.recv(256)
+                    if not chunk:
+                        break
+                    line += chunk
+                reply = self.handle(line.decode().strip())
+                conn.sendall((reply + "\n").encode())
+            except OSError:
+                pass
 
     def handle(self, line):
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in self.members:
             return f"error bad command {line!r}"
         verb, member = parts[0], self.members[int(parts[1])]
-        with self.lock:
+        if self.closing.is_set():
+            return "error the harness is stopping"
+        with self.locks[member.id]:
             log(f"control: {line}")
             if verb == "stop":
                 member.stop()
@@ -391,7 +427,8 @@ class Control(threading.Thread):
                 member.stop(hard=True)
                 return "ok"
             if verb == "start":
-                member.start()
+                if not member.start():
+                    return "error the harness is stopping"
                 if member.wait_serving(READY_TIMEOUT):
                     log(f"member {member.id} serves again")
                     return "ok"
@@ -419,7 +456,18 @@ def main():
     )
     parser.add_argument("--workdir", help="parent directory of the temp dir (default: the system's)")
     parser.add_argument(
-        "--timeout", type=float, default=900.0, help="seconds before pytest itself is stopped"
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="seconds before pytest (or the --exec command) itself is stopped",
+    )
+    parser.add_argument(
+        "--exec",
+        dest="exec_cmd",
+        metavar="CMD",
+        nargs=argparse.REMAINDER,
+        help="run CMD and its arguments (everything after --exec) instead of pytest, "
+        "with the same environment; exit with its code",
     )
     args, pytest_args = parser.parse_known_args()
 
@@ -431,6 +479,13 @@ def main():
         signal.signal(signal.SIGINT, on_term)
     if args.serve and pytest_args:
         parser.error(f"--serve runs no pytest: unexpected arguments {pytest_args}")
+    if args.exec_cmd is not None:
+        if not args.exec_cmd:
+            parser.error("--exec needs a command")
+        if args.serve:
+            parser.error("--serve and --exec exclude each other")
+        if pytest_args:
+            parser.error(f"--exec runs no pytest: unexpected arguments {pytest_args}")
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
 
@@ -470,26 +525,44 @@ def main():
             ZK_TARGET=args.target,
             PYTHONDONTWRITEBYTECODE="1",
         )
-        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", HERE, *pytest_args]
+        if args.exec_cmd is not None:
+            cmd, cwd, what = args.exec_cmd, None, os.path.basename(args.exec_cmd[0])
+        else:
+            cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", HERE, *pytest_args]
+            cwd, what = HERE, "pytest"
         log(f"running {shlex.join(cmd)}")
-        pytest = subprocess.Popen(cmd, cwd=HERE, env=env)
         try:
-            code = pytest.wait(timeout=args.timeout)
+            suite = subprocess.Popen(cmd, cwd=cwd, env=env)
+        except OSError as e:
+            log(f"cannot run {what}: {e}")
+            code = 127
+            return code
+        try:
+            code = suite.wait(timeout=args.timeout)
+        except SystemExit:
+            # SIGTERM: the suite goes with the ensemble (by its pid), then main's cleanup runs.
+            if suite.poll() is None:
+                suite.terminate()
+                try:
+                    suite.wait(timeout=STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    suite.kill()
+            raise
         except subprocess.TimeoutExpired:
-            log(f"pytest still running after {args.timeout}s: stopping it")
-            pytest.terminate()
+            log(f"{what} still running after {args.timeout}s: stopping it")
+            suite.terminate()
             try:
-                pytest.wait(timeout=STOP_GRACE)
+                suite.wait(timeout=STOP_GRACE)
             except subprocess.TimeoutExpired:
-                pytest.kill()
-                pytest.wait(timeout=STOP_GRACE)
+                suite.kill()
+                suite.wait(timeout=STOP_GRACE)
             code = 3
         return code
     finally:
         if control is not None:
             control.close()
         for m in members:
-            m.stop()
+            m.stop(retire=True)
         if code != 0:
             for m in members:
                 print(f"\n---- member {m.id} log tail ({m.log_path}) ----\n{m.tail()}", flush=True)
