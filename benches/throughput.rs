@@ -73,18 +73,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn diff(a: Metrics, b: Metrics) -> Metrics {
-    Metrics {
-        proposals: a.proposals - b.proposals,
-        log_syncs: a.log_syncs - b.log_syncs,
-        entries_persisted: a.entries_persisted - b.entries_persisted,
-        entries_applied: a.entries_applied - b.entries_applied,
-        apply_batches: a.apply_batches - b.apply_batches,
-        log_compactions: a.log_compactions - b.log_compactions,
-        snapshots_sent: a.snapshots_sent - b.snapshots_sent,
-        snapshots_installed: a.snapshots_installed - b.snapshots_installed,
-        log_first_index: a.log_first_index,
-        dropped_envelopes: a.dropped_envelopes - b.dropped_envelopes,
-    }
+    // Metrics is #[non_exhaustive]: changed field by field from a copy.
+    let mut d = a;
+    d.proposals -= b.proposals;
+    d.log_syncs -= b.log_syncs;
+    d.entries_persisted -= b.entries_persisted;
+    d.entries_applied -= b.entries_applied;
+    d.apply_batches -= b.apply_batches;
+    d.log_compactions -= b.log_compactions;
+    d.snapshots_sent -= b.snapshots_sent;
+    d.snapshots_installed -= b.snapshots_installed;
+    d.dropped_envelopes -= b.dropped_envelopes;
+    d
 }
 
 /// Runs `threads` closed-loop clients calling `op(thread, i)` for `secs`.

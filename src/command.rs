@@ -94,6 +94,7 @@ impl CreateMode {
 
 /// One operation on the tree. `Check` only has meaning inside a `Multi`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Op {
     /// Create a znode.
     Create {

@@ -23,8 +23,8 @@ struct Slot<T> {
     taken: bool,
 }
 
-/// A value that will be there: resolves once its [`Completer`] completes it, or with
-/// the completer's fallback error if the completer is dropped without completing.
+/// A value that will be there: resolves once whoever does the work completes it, or with
+/// an error if that work is dropped without completing it (a shutdown, for instance).
 #[must_use = "a completion does nothing unless awaited (the work goes on regardless)"]
 pub struct Completion<T> {
     slot: Arc<Mutex<Slot<T>>>,
@@ -133,7 +133,7 @@ struct Queue<T> {
     closed: bool,
 }
 
-/// A stream of values pushed by a [`Feeder`], in order; it ends once every feeder is
+/// A stream of values pushed by whoever feeds it, in order; it ends once every feeder is
 /// dropped and what they pushed has been read. Unbounded: its values wait until read, as
 /// watch events wait in a ZooKeeper client's event queue.
 #[must_use = "a stream does nothing unless polled"]

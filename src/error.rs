@@ -15,6 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// still be applied later, exactly once, or never — and a write of a session is never
 /// applied after a later write of the same session.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// The znode (or the parent of a znode being created) does not exist.
     #[error("no node: {0}")]

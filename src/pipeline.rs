@@ -47,6 +47,7 @@ use crate::watch::{
 };
 
 /// A request a [`Session`](crate::Session) can pipeline.
+#[non_exhaustive]
 pub enum Request {
     /// A write: create, delete, set_data, set_acl, check or multi.
     Write(Op),
@@ -147,6 +148,7 @@ pub enum Request {
 
 /// One read of a [`Request::MultiRead`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadOp {
     /// getData of the path (no watch).
     GetData(String),
@@ -241,6 +243,7 @@ impl std::fmt::Debug for Request {
 
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// What the write did.
     Write(OpResult),
@@ -313,7 +316,7 @@ struct Slot {
     auth: Arc<[Id]>,
 }
 
-/// Most requests of one session submitted and not answered yet; [`submit`] waits for room
+/// Most requests of one session submitted and not answered yet; [`Session::submit`](crate::Session::submit) waits for room
 /// beyond it (back-pressure, as a ZooKeeper server stops reading a connection).
 pub const MAX_OUTSTANDING: usize = 10_000;
 

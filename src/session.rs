@@ -149,6 +149,7 @@ impl SessionInner {
 
 /// The state of a [`Session`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SessionState {
     /// Open, and its node follows a leader: heartbeats reach the leader.
     Connected,
@@ -286,34 +287,18 @@ impl SessionBuilder {
 
     /// Opens the session without blocking a thread: the future resolves once the
     /// session's entry is applied on this node (see [`SessionBuilder::open`]). Dropping
-    /// the future before then does not cancel the open: a session committed with nobody
-    /// waiting has no host and expires after its timeout.
+    /// the future before then does not cancel the open: the session is opened, then
+    /// closed again in the background.
     pub fn open_async(self) -> OpenSession {
-        let s = self.shared.clone();
-        if let Err(e) = s.check_running() {
-            return OpenSession::failed(e);
-        }
-        let timeout = s.config().negotiate_session_timeout(self.timeout);
-        let password = random_bytes(16);
-        let op = Op::CreateSession {
-            timeout_ms: i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
-            password: password.clone(),
-            host: s.id(),
-        };
-        self.host_async(op, password, None)
+        self.host_async(None)
     }
 
     /// [`SessionBuilder::attach`] without blocking a thread.
     pub fn attach_async(self, session: i64, password: &[u8]) -> OpenSession {
-        let op = Op::MoveSession {
-            session,
-            password: password.to_vec(),
-            host: self.shared.id(),
-        };
-        self.host_async(op, password.to_vec(), Some(session))
+        self.host_async(Some((session, password.to_vec())))
     }
 
-    fn host_async(mut self, op: Op, password: Vec<u8>, moving: Option<i64>) -> OpenSession {
+    fn host_async(mut self, attach: Option<(i64, Vec<u8>)>) -> OpenSession {
         // The session's state changes go to its watcher, if any, and to the streams of
         // `AsyncSession::session_events`.
         let events = crate::async_session::SessionEvents::default();
@@ -325,25 +310,75 @@ impl SessionBuilder {
             }
             heard.push(e);
         }));
+        let (done, outcome) = crate::completion::completion(|| Error::Shutdown);
+        let then = move |r: Result<Session>| {
+            done.complete(r.map(|s| crate::AsyncSession::new(s, events)));
+        };
+        match attach {
+            None => self.open_then(then),
+            Some((session, password)) => self.attach_then(session, &password, then),
+        }
+        OpenSession { outcome }
+    }
+
+    /// Opens the session without waiting: `then` hears the session, or why it could not
+    /// be opened, once its entry is applied here — on the session's callback thread,
+    /// never the driver's (or at once, on the caller's, if it is refused before being
+    /// proposed). Opens from many callers are proposed as they come and share raft
+    /// entries' rounds like writes; no thread waits for one.
+    pub(crate) fn open_then(self, then: impl FnOnce(Result<Session>) + Send + 'static) {
+        if let Err(e) = self.shared.check_running() {
+            return then(Err(e));
+        }
+        let timeout = self.shared.config().negotiate_session_timeout(self.timeout);
+        let password = random_bytes(16);
+        let op = Op::CreateSession {
+            timeout_ms: i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
+            password: password.clone(),
+            host: self.shared.id(),
+        };
+        self.host_then(op, password, None, Box::new(then));
+    }
+
+    /// [`SessionBuilder::attach`] without waiting, as [`SessionBuilder::open_then`].
+    pub(crate) fn attach_then(
+        self,
+        session: i64,
+        password: &[u8],
+        then: impl FnOnce(Result<Session>) + Send + 'static,
+    ) {
+        let op = Op::MoveSession {
+            session,
+            password: password.to_vec(),
+            host: self.shared.id(),
+        };
+        self.host_then(op, password.to_vec(), Some(session), Box::new(then));
+    }
+
+    fn host_then(self, op: Op, password: Vec<u8>, moving: Option<i64>, then: Then) {
         let hosting = match self.prepare(password, moving) {
             Ok(h) => h,
-            Err(e) => return OpenSession::failed(e),
+            Err(e) => return then(Err(e)),
         };
         let s = hosting.shared.clone();
-        let (done, outcome) = crate::completion::completion(|| Error::Shutdown);
-        let reply = crate::node::Responder::callback(move |r| done.complete(r));
+        // Taken by whichever comes first: the driver's answer, or a refusal before the
+        // proposal was handed over (then the driver never answers).
+        let pending = Arc::new(parking_lot::Mutex::new(Some((hosting, then))));
+        let answered = pending.clone();
+        let reply = crate::node::Responder::callback(move |outcome: Result<OpResult>| {
+            if let Some((hosting, then)) = answered.lock().take() {
+                // Only a queue push on the driver's thread: the hosting itself (locks, the
+                // session table) runs on the session's callback thread.
+                let dispatcher = hosting.dispatcher.clone();
+                dispatcher.run_after_queued(Box::new(move || then(hosting.finish(outcome))));
+            }
+        });
         let deadline =
             crate::time::deadline_after(std::time::Instant::now(), s.config().request_timeout);
-        match s.propose(None, acl::super_ids(), op, deadline, reply) {
-            Ok(()) => OpenSession {
-                hosting: Some(hosting),
-                outcome: Some(outcome),
-                failed: None,
-                events,
-            },
-            Err(e) => {
+        if let Err(e) = s.propose(None, acl::super_ids(), op, deadline, reply) {
+            if let Some((hosting, then)) = pending.lock().take() {
                 hosting.abandon();
-                OpenSession::failed(e)
+                then(Err(e));
             }
         }
     }
@@ -365,25 +400,15 @@ impl SessionBuilder {
     }
 }
 
-/// The future of [`SessionBuilder::open_async`] and [`SessionBuilder::attach_async`]:
-/// resolves to the session once its entry is applied on this node.
-#[must_use = "the session is opened either way; the future tells when and hosts it here"]
-pub struct OpenSession {
-    hosting: Option<Hosting>,
-    outcome: Option<crate::completion::Completion<OpResult>>,
-    failed: Option<Error>,
-    events: crate::async_session::SessionEvents,
-}
+/// What a session opened without waiting is handed to.
+type Then = Box<dyn FnOnce(Result<Session>) + Send>;
 
-impl OpenSession {
-    fn failed(e: Error) -> OpenSession {
-        OpenSession {
-            hosting: None,
-            outcome: None,
-            failed: Some(e),
-            events: Default::default(),
-        }
-    }
+/// The future of [`SessionBuilder::open_async`] and [`SessionBuilder::attach_async`]:
+/// resolves to the session once its entry is applied and it is hosted on this node.
+#[must_use = "the session is opened either way; the future tells when"]
+#[derive(Debug)]
+pub struct OpenSession {
+    outcome: crate::completion::Completion<crate::AsyncSession>,
 }
 
 impl std::future::Future for OpenSession {
@@ -393,47 +418,7 @@ impl std::future::Future for OpenSession {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        use std::task::Poll;
-        if let Some(e) = self.failed.take() {
-            return Poll::Ready(Err(e));
-        }
-        let Some(outcome) = self.outcome.as_mut() else {
-            return Poll::Ready(Err(Error::BadArguments(
-                "OpenSession polled after it resolved".into(),
-            )));
-        };
-        let outcome = match std::pin::Pin::new(outcome).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(r) => r,
-        };
-        self.outcome = None;
-        let Some(hosting) = self.hosting.take() else {
-            return Poll::Ready(Err(Error::Shutdown));
-        };
-        let events = self.events.clone();
-        Poll::Ready(
-            hosting
-                .finish(outcome)
-                .map(|s| crate::AsyncSession::new(s, events)),
-        )
-    }
-}
-
-impl Drop for OpenSession {
-    fn drop(&mut self) {
-        if let Some(h) = self.hosting.take() {
-            // Given up before the outcome: the session, if it commits, has no host here
-            // and expires after its timeout.
-            h.dispatcher.stop();
-        }
-    }
-}
-
-impl std::fmt::Debug for OpenSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenSession")
-            .field("pending", &self.outcome.is_some())
-            .finish()
+        std::pin::Pin::new(&mut self.outcome).poll(cx)
     }
 }
 

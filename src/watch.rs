@@ -63,6 +63,7 @@ pub enum WatcherType {
 
 /// A session's state as its session watcher hears of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SessionEvent {
     /// The session is open.
     Connected,

@@ -167,3 +167,50 @@ fn a_leader_crash_under_a_pipelined_session_never_applies_a_write_after_a_later_
         order.len()
     );
 }
+
+/// Writes cut short by their own node's shutdown answer `Shutdown` — the node is gone,
+/// not the connection to a leader — whatever their place in their session's order, on a
+/// follower and on the leader.
+#[test]
+fn writes_cut_short_by_the_local_shutdown_answer_shutdown() {
+    for on_leader in [false, true] {
+        let (mut c, leader, follower_session) = slow_leader_with_a_follower_session("/s");
+        let (host, session) = if on_leader {
+            drop(follower_session);
+            let leader = c.wait_leader();
+            let s = retry(|| c.node(leader).session_with_timeout(Duration::from_secs(30)));
+            (leader, s)
+        } else {
+            let host = c
+                .ids
+                .iter()
+                .copied()
+                .find(|id| *id != leader && c.node(*id).hosted_sessions() > 0)
+                .expect("the session's host");
+            (host, follower_session)
+        };
+        let session = Arc::new(session);
+        let writers: Vec<_> = (0..50)
+            .map(|i| {
+                let session = session.clone();
+                std::thread::spawn(move || {
+                    session.create(&format!("/s/n{i}"), b"", CreateMode::Persistent)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let node = c.detach(host);
+        node.shutdown();
+        let mut outcomes = Vec::new();
+        for w in writers {
+            outcomes.push(w.join().unwrap());
+        }
+        for r in &outcomes {
+            assert!(
+                matches!(r, Ok(_) | Err(Error::Shutdown)),
+                "a write cut short by its node's shutdown (leader: {on_leader}) answered {r:?}"
+            );
+        }
+        assert!(outcomes.iter().any(|r| matches!(r, Err(Error::Shutdown))));
+    }
+}

@@ -223,9 +223,20 @@ fn a_panicking_watcher_is_contained() {
     let c = Cluster::new(1);
     let s = c.leader().session().unwrap();
     s.create("/boom", b"", CreateMode::Persistent).unwrap();
-    s.get_data("/boom", watcher(|_| panic!("bug in a watcher")))
-        .unwrap();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = ran.clone();
+    s.get_data(
+        "/boom",
+        watcher(move |_| {
+            r.store(true, std::sync::atomic::Ordering::SeqCst);
+            panic!("bug in a watcher")
+        }),
+    )
+    .unwrap();
     s.set_data("/boom", b"1", None).unwrap();
+    wait_until(WAIT, "the panicking watcher ran", || {
+        ran.load(std::sync::atomic::Ordering::SeqCst)
+    });
     let (tx, rx) = channel();
     let t = Mutex::new(tx);
     s.get_data(

@@ -328,7 +328,7 @@ impl Sink for ConnIo {
 pub(crate) enum Phase {
     /// Waiting for the handshake (or a four-letter word).
     Connecting,
-    /// The handshake is with the session workers.
+    /// The session is being opened (or re-attached) through the log.
     Handshaking,
     /// Serving a session.
     Open(Session),
@@ -495,7 +495,7 @@ impl Conn {
                 let req = ConnectRequest::decode(frame)
                     .map_err(|e| format!("malformed handshake: {e}"))?;
                 self.phase = Phase::Handshaking;
-                self.io.ctx.handshakes.submit(self.io.clone(), req);
+                super::handshake::start(&self.io, &req);
                 Ok(())
             }
             Phase::Open(session) => {

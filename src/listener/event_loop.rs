@@ -28,7 +28,7 @@ const TICK: Duration = Duration::from_millis(200);
 pub(crate) enum Cmd {
     /// A new connection.
     Add(TcpStream, SocketAddr),
-    /// The session workers finished a handshake (`None`: refused; the answer, if any,
+    /// A handshake finished (`None`: refused; the answer, if any,
     /// is queued).
     Handshaken(Token, Option<Session>),
     /// Back-pressure released: read again.

@@ -1,66 +1,35 @@
-//! The session workers: a fixed set of threads that open or re-attach the sessions of
-//! new connections. Opening a session is a raft round trip, so it is kept off the I/O
-//! threads; a connection has at most one handshake queued, so the queue is bounded by
-//! the connection limit.
+//! Handshakes: a new connection's session opened or re-attached without a thread waiting
+//! for it. Opening a session is a raft round trip; the proposal goes to the driver at
+//! once (many opens share its rounds, as writes do), and the answer is written, and the
+//! connection opened for requests, when the entry is applied — on the session's callback
+//! thread. A reconnect storm queues proposals, not threads.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, Sender};
+use std::time::Duration;
 
 use super::conn::ConnIo;
 use super::event_loop::{session_watcher, Cmd};
-use super::Ctx;
-use crate::error::Error;
-use crate::session::SessionBuilder;
+use crate::error::{Error, Result};
+use crate::session::{Session, SessionBuilder};
 use crate::wire::proto::{ConnectRequest, ConnectResponse};
 
-/// Threads opening sessions.
-pub(crate) const WORKERS: usize = 8;
-
-/// The queue of handshakes to do.
-pub(crate) struct Handshakes {
-    tx: Sender<Job>,
-}
-
-/// A connection's handshake and when it arrived.
-pub(crate) type Job = (Arc<ConnIo>, ConnectRequest, Instant);
-
-impl Handshakes {
-    /// The queue and its receiving end (for [`run`]).
-    pub(crate) fn new() -> (Handshakes, Receiver<Job>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        (Handshakes { tx }, rx)
-    }
-
-    /// Queues a connection's handshake.
-    pub(crate) fn submit(&self, io: Arc<ConnIo>, req: ConnectRequest) {
-        let _ = self.tx.send((io, req, Instant::now()));
-    }
-}
-
-/// A worker's loop, until the listener stops.
-pub(crate) fn run(ctx: Arc<Ctx>, rx: Receiver<Job>) {
-    while !ctx.stopping.load(Ordering::Acquire) {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((io, req, since)) => {
-                // A client gives up on a server after a share of its timeout and tries
-                // another: a handshake older than a third of it (or whose client hung up)
-                // is not done, so it cannot take the session from where the client went.
-                let requested =
-                    Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
-                let patience = (requested / 3).max(Duration::from_secs(1));
-                if io.is_closed() || since.elapsed() > patience {
-                    io.close_when_flushed();
-                    io.selector().send(Cmd::Handshaken(io.token, None));
-                    continue;
-                }
-                handshake(&ctx, &io, &req)
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-        }
+/// Opens (session id 0) or re-attaches the connection's session, with the timeout
+/// negotiated as ZooKeeper does (clamped to the node's bounds); [`answer`] replies once
+/// it is done.
+pub(crate) fn start(io: &Arc<ConnIo>, req: &ConnectRequest) {
+    let ctx = &io.ctx;
+    let requested = Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
+    let builder = SessionBuilder::new(ctx.shared.clone())
+        .for_client()
+        .timeout(requested)
+        .watcher(session_watcher(io));
+    let (conn, reattached) = (io.clone(), req.session_id != 0);
+    let then = move |res: Result<Session>| answer(&conn, reattached, res);
+    if reattached {
+        builder.attach_then(req.session_id, &req.password, then);
+    } else {
+        builder.open_then(then);
     }
 }
 
@@ -74,19 +43,9 @@ pub(crate) fn response_frame(r: &ConnectResponse) -> Vec<u8> {
     buf
 }
 
-/// Opens (session id 0) or re-attaches the connection's session, with the timeout
-/// negotiated as ZooKeeper does (clamped to the node's bounds), and answers.
-fn handshake(ctx: &Arc<Ctx>, io: &Arc<ConnIo>, req: &ConnectRequest) {
-    let requested = Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
-    let builder = SessionBuilder::new(ctx.shared.clone())
-        .for_client()
-        .timeout(requested)
-        .watcher(session_watcher(io));
-    let res = if req.session_id == 0 {
-        builder.open()
-    } else {
-        builder.attach(req.session_id, &req.password)
-    };
+/// Answers the handshake with its outcome and hands the session to the connection.
+fn answer(io: &Arc<ConnIo>, reattached: bool, res: Result<Session>) {
+    let ctx = &io.ctx;
     match res {
         Ok(session) => {
             // Every connection holds the identity `ip:<client address>`, as ZooKeeper's
@@ -106,7 +65,7 @@ fn handshake(ctx: &Arc<Ctx>, io: &Arc<ConnIo>, req: &ConnectRequest) {
             }));
             slog::debug!(ctx.logger, "client session";
                 "peer" => %io.peer, "session" => format!("{:#x}", session.id()),
-                "reattached" => req.session_id != 0);
+                "reattached" => reattached);
             io.selector().send(Cmd::Handshaken(io.token, Some(session)));
         }
         Err(Error::SessionExpired) => {

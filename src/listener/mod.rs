@@ -7,8 +7,9 @@
 //! client moved from another member), each decoded request is submitted to it with the
 //! connection as its [`Sink`](crate::Sink), and answers and watch notifications are
 //! written in the session's order. Connections live on a fixed set of I/O threads
-//! (`event_loop`), sessions are opened by a fixed set of workers (`handshake`), and
-//! watch callbacks run on the process's shared callback threads: no thread per client.
+//! (`event_loop`), sessions are opened through the log with no thread waiting for them
+//! (`handshake`), and watch callbacks run on the process's shared callback threads: no
+//! thread per client.
 //!
 //! A session outlives its connection: when the client goes away without closing it,
 //! this node stops heartbeating it, and the leader expires it after its timeout unless
@@ -36,7 +37,6 @@ use crate::error::{Error, Result};
 use crate::node::Shared;
 use conn::ConnIo;
 use event_loop::{Cmd, SelectorHandle};
-use handshake::Handshakes;
 use stats::ServerStats;
 
 /// The client port's handling of a decoded request, without a connection: for the fuzz
@@ -84,7 +84,6 @@ pub(crate) struct Ctx {
     /// Open connections per client address (with a limit per address).
     per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
     pub(crate) handshake_timeout: Duration,
-    pub(crate) handshakes: Handshakes,
     pub(crate) stopping: AtomicBool,
     /// The next connection's token (from 2: 0 and 1 are the waker and the listener).
     pub(crate) next_token: AtomicUsize,
@@ -223,7 +222,6 @@ impl Listener {
             .map_err(|e| io_err("address", e))?;
         let listener = mio::net::TcpListener::from_std(std_listener);
         let config = shared.config().clone();
-        let (handshakes, handshake_rx) = Handshakes::new();
         let ctx = Arc::new(Ctx {
             logger: shared
                 .logger()
@@ -236,7 +234,6 @@ impl Listener {
             max_per_address: config.max_client_connections_per_address,
             per_address: Mutex::new(HashMap::new()),
             handshake_timeout: config.client_handshake_timeout,
-            handshakes,
             stopping: AtomicBool::new(false),
             next_token: AtomicUsize::new(2),
             four_letter_words: config.four_letter_words.clone(),
@@ -270,19 +267,6 @@ impl Listener {
                 Err(e) => {
                     stop_started(&ctx, &selectors, threads);
                     return Err(io_err("I/O thread", e));
-                }
-            }
-        }
-        for n in 0..handshake::WORKERS {
-            let (c, rx) = (ctx.clone(), handshake_rx.clone());
-            match std::thread::Builder::new()
-                .name(format!("zkraft-client-session-{n}"))
-                .spawn(move || handshake::run(c, rx))
-            {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    stop_started(&ctx, &selectors, threads);
-                    return Err(io_err("session thread", e));
                 }
             }
         }

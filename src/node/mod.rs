@@ -40,6 +40,7 @@ use driver::Core;
 
 /// The raft role a node currently plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Role {
     /// Follows a leader (or has not heard from one yet).
     Follower,
@@ -72,6 +73,7 @@ impl Role {
 
 /// Counters describing what a node's driver has done, for benchmarks and operations.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Metrics {
     /// Write requests proposed to raft from this node.
     pub proposals: u64,

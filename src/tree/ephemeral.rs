@@ -11,6 +11,7 @@ pub const MAX_TTL_MS: i64 = 0xFF_FFFF_FFFF;
 
 /// What an `ephemeral_owner` value means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Owner {
     /// A plain persistent znode.
     None,

@@ -3,6 +3,7 @@
 
 /// The kind of change a watch event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum EventType {
     /// A znode was created at the path.
     NodeCreated,

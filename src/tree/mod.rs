@@ -1,6 +1,6 @@
 //! The znode tree: a pure, deterministic state machine.
 //!
-//! [`DataTree::apply`] takes the zxid (raft index), time and session of an entry (a [`Txn`])
+//! `DataTree::apply_ordered` takes the zxid (raft index), time and session of an entry (a `Txn`)
 //! together with its [`Op`] and changes the tree exactly as ZooKeeper's `DataTree` would.
 //! There are no clocks, randomness or I/O here, so every replica applying the same log holds
 //! the same tree. Sessions are part of the replicated state (their ids are the zxids of
@@ -8,7 +8,10 @@
 //!
 //! Besides the result, an apply leaves two outputs for the node to collect: the paths and
 //! sessions it touched (`DataTree::take_dirty`, written to RocksDB with the applied index
-//! in one batch) and the watch events it caused ([`DataTree::take_events`]), in order.
+//! in one batch) and the watch events it caused (`DataTree::take_events`), in order.
+//!
+//! Outside the crate the tree is read-only: [`Node::with_tree`](crate::Node::with_tree)
+//! lends a `&DataTree` to read znodes, sessions and the digest; only the node applies.
 
 mod digest;
 mod ephemeral;
@@ -129,6 +132,7 @@ impl Znode {
 
 /// What a successful operation returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OpResult {
     /// The created znode's actual path (with the sequence suffix) and its stat.
     Create {
@@ -215,26 +219,39 @@ impl OpResult {
     }
 }
 
-/// What the replicated state knows of a session.
+/// What the replicated state knows of a session (read through [`SessionRecord::timeout_ms`]
+/// and [`SessionRecord::host`]; its password and order stay inside the crate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Negotiated timeout in milliseconds.
-    pub timeout_ms: i32,
+    pub(crate) timeout_ms: i32,
     /// Secret for re-attaching (wire protocol).
-    pub password: Vec<u8>,
+    pub(crate) password: Vec<u8>,
     /// Node hosting the session (sending its heartbeats).
-    pub host: u64,
+    pub(crate) host: u64,
     /// The session order applied so far: the host's epoch and the sequence number of the
-    /// last request of that epoch (see [`DataTree::apply_ordered`]).
-    pub epoch: u64,
+    /// last request of that epoch (see `DataTree::apply_ordered`).
+    pub(crate) epoch: u64,
     /// See `epoch`.
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
+}
+
+impl SessionRecord {
+    /// The negotiated timeout, in milliseconds.
+    pub fn timeout_ms(&self) -> i32 {
+        self.timeout_ms
+    }
+
+    /// The node hosting the session (sending its heartbeats).
+    pub fn host(&self) -> u64 {
+        self.host
+    }
 }
 
 /// The context of one applied entry: the change id, the proposer's time and the session
 /// on whose behalf it runs (0: none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Txn {
+pub(crate) struct Txn {
     /// zxid: the raft index of the entry.
     pub zxid: i64,
     /// Proposer's time in milliseconds since the Unix epoch.
@@ -324,7 +341,7 @@ type Undo = Vec<UndoStep>;
 impl DataTree {
     /// A fresh tree: the root, `/zookeeper`, `/zookeeper/config` and `/zookeeper/quota`,
     /// as ZooKeeper 3.5+ starts.
-    pub fn new() -> DataTree {
+    pub(crate) fn new() -> DataTree {
         let mut tree = DataTree::empty();
         for p in SYSTEM_PATHS {
             let mut node = Znode::default();
@@ -618,7 +635,7 @@ impl DataTree {
     }
 
     /// The watch events caused by the applies since the last call, in order.
-    pub fn take_events(&mut self) -> Vec<WatchedEvent> {
+    pub(crate) fn take_events(&mut self) -> Vec<WatchedEvent> {
         std::mem::take(&mut self.events)
     }
 
@@ -631,7 +648,7 @@ impl DataTree {
     }
 
     /// Applies one request of a session in its session order: `(epoch, seq)` as its host
-    /// numbered it (`(0, 0)`, or no session: unordered, as [`DataTree::apply`]).
+    /// numbered it (`(0, 0)`, or no session: unordered).
     ///
     /// A host numbers a session's requests 1, 2, 3… within an epoch, and starts a new,
     /// higher epoch (from 1 again) whenever it can no longer vouch that every earlier
@@ -648,7 +665,7 @@ impl DataTree {
     /// refused with [`Error::SessionMoved`]: the session moved away from it.
     ///
     /// The operation runs with the identities `auth` (see [`DataTree::apply_as`]).
-    pub fn apply_ordered(
+    pub(crate) fn apply_ordered(
         &mut self,
         txn: Txn,
         origin: u64,
@@ -688,8 +705,10 @@ impl DataTree {
 
     /// Applies one operation in the context `txn` with the rights of the super user (as
     /// a [`Node`](crate::Node)'s own calls): no ACL is checked, though ACLs given are
-    /// still validated. See [`DataTree::apply_as`].
-    pub fn apply(&mut self, txn: Txn, op: &Op) -> Result<OpResult> {
+    /// still validated. See [`DataTree::apply_as`]. (The node applies through
+    /// `apply_ordered`; this is the tests' shorthand.)
+    #[cfg(test)]
+    pub(crate) fn apply(&mut self, txn: Txn, op: &Op) -> Result<OpResult> {
         self.apply_as(txn, acl::super_ids(), op)
     }
 
@@ -702,7 +721,7 @@ impl DataTree {
     ///
     /// On error the tree is exactly as before (a failing multi is rolled back) and no
     /// event is reported.
-    pub fn apply_as(&mut self, txn: Txn, auth: &[Id], op: &Op) -> Result<OpResult> {
+    pub(crate) fn apply_as(&mut self, txn: Txn, auth: &[Id], op: &Op) -> Result<OpResult> {
         match op {
             Op::CreateSession {
                 timeout_ms,
