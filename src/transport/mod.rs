@@ -291,14 +291,6 @@ pub trait Transport: Send + Sync + 'static {
     fn deregister(&self, id: u64, inbox: &Inbox);
     /// Sends `envelope` to node `to`.
     fn send(&self, to: u64, envelope: Envelope);
-    /// Sends `envelopes` to node `to`, in their order: everything one driver round has
-    /// for that peer, so a transport can put it on the wire together and at once. By
-    /// default each is [`Transport::send`] in turn.
-    fn send_all(&self, to: u64, envelopes: Vec<Envelope>) {
-        for envelope in envelopes {
-            self.send(to, envelope);
-        }
-    }
     /// A configuration change added member `id`, reachable at `addr` (the address given
     /// to [`Node::add_member`](crate::Node::add_member)); also called at start for every
     /// member an earlier change added. Transports that need no addresses ignore it.
@@ -358,39 +350,5 @@ mod tests {
         assert!(Envelope::decode(&ping.encode()[..10]).is_err());
         assert!(Envelope::decode(&[]).is_err());
         assert!(Envelope::decode(&[9, 1]).is_err());
-    }
-}
-
-// TEMPORARY trace (to be removed)
-#[doc(hidden)]
-pub fn trace_on() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("ZKRAFT_TRACE").is_some())
-}
-#[doc(hidden)]
-pub fn trace_us() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0)
-}
-#[doc(hidden)]
-pub fn trace_msg(what: &str, m: &Message) {
-    if trace_on() {
-        use raft::eraftpb::MessageType as T;
-        if matches!(m.get_msg_type(), T::MsgAppend | T::MsgAppendResponse) {
-            eprintln!(
-                "TRACE {} {} {:?} from={} to={} index={} n={} commit={} thr={:?}",
-                trace_us(),
-                what,
-                m.get_msg_type(),
-                m.from,
-                m.to,
-                m.index,
-                m.entries.len(),
-                m.commit,
-                std::thread::current().name()
-            );
-        }
     }
 }

@@ -229,7 +229,6 @@ impl Core {
     fn handle(&mut self, s: &Shared, msg: Msg) {
         match msg {
             Msg::Envelope(Envelope::Raft(m)) => {
-                crate::transport::trace_msg("step", &m);
                 if m.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_staged(&m) {
                     slog::warn!(s.logger, "snapshot message without its staged data dropped";
                         "from" => m.from);
@@ -449,26 +448,14 @@ impl Core {
         }
     }
 
-    /// Hands raft's messages to the transport, each peer's together and in raft's order:
-    /// on an idle link the TCP transport writes them on this thread at once (a leader's
-    /// commit broadcast is on the wire before it applies the entries and answers the
-    /// writer's client), on a busy one they join the peer's queue.
     fn send(&mut self, s: &Shared, msgs: Vec<Message>) {
-        let mut by_peer: Vec<(u64, Vec<Envelope>)> = Vec::new();
         for m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 self.start_transfer(s, m);
                 continue;
             }
             let to = m.to;
-            crate::transport::trace_msg("send", &m);
-            match by_peer.iter_mut().find(|(peer, _)| *peer == to) {
-                Some((_, envelopes)) => envelopes.push(Envelope::Raft(m)),
-                None => by_peer.push((to, vec![Envelope::Raft(m)])),
-            }
-        }
-        for (to, envelopes) in by_peer {
-            s.transport.send_all(to, envelopes);
+            s.transport.send(to, Envelope::Raft(m));
         }
     }
 
@@ -501,19 +488,7 @@ impl Core {
         self.log_bytes = entries
             .iter()
             .fold(self.log_bytes, |n, e| n.saturating_add(e.data.len() as u64));
-        let tr = crate::transport::trace_on() && !entries.is_empty();
-        if tr {
-            eprintln!(
-                "TRACE {} persist_start last={}",
-                crate::transport::trace_us(),
-                entries.last().map_or(0, |e| e.index)
-            );
-        }
-        let synced = self.raw.store().persist(&entries, rd.hs())?;
-        if tr {
-            eprintln!("TRACE {} persist_end", crate::transport::trace_us());
-        }
-        if synced {
+        if self.raw.store().persist(&entries, rd.hs())? {
             s.counters.log_syncs.fetch_add(1, Ordering::Relaxed);
             s.counters
                 .entries_persisted
@@ -685,13 +660,6 @@ impl Core {
         self.raw.store().set_applied(last);
         self.applied = last;
         s.applied.store(last, Ordering::Release);
-        if crate::transport::trace_on() {
-            eprintln!(
-                "TRACE {} applied last={}",
-                crate::transport::trace_us(),
-                last
-            );
-        }
         s.counters
             .entries_applied
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
