@@ -344,6 +344,15 @@ impl Pipe {
     fn full(&self) -> bool {
         self.slots.len() >= MAX_OUTSTANDING || !self.backlog.is_empty()
     }
+
+    /// Slot `id`, if it is still in the pipe: found in O(1), since slots take consecutive
+    /// ids and leave from the front only.
+    fn slot_mut(&mut self, id: u64) -> Option<&mut Slot> {
+        let first = self.slots.front()?.id;
+        let at = usize::try_from(id.checked_sub(first)?).ok()?;
+        let slot = self.slots.get_mut(at)?;
+        (slot.id == id).then_some(slot)
+    }
 }
 
 /// Submits `request` for the session `inner`, hosted by `shared`; `answer` hears the
@@ -570,7 +579,7 @@ fn complete(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, result: Re
     let mut unarmed = Vec::new();
     {
         let mut pipe = inner.pipe.lock();
-        if let Some(slot) = pipe.slots.iter_mut().find(|s| s.id == id) {
+        if let Some(slot) = pipe.slot_mut(id) {
             slot.state = State::Done(result);
         }
         drain(shared, inner, &mut pipe, &mut unarmed);
@@ -806,4 +815,57 @@ fn armed_if_found<T>(
         (_, None) => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(id: u64) -> Slot {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        Slot {
+            id,
+            state: State::Waiting,
+            answer: Answer::Wait { tx, direct: true },
+            auth: Arc::from(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_slot_is_found_by_its_id_as_slots_come_and_go() {
+        let mut pipe = Pipe::default();
+        assert!(pipe.slot_mut(0).is_none(), "empty");
+        for id in 0..10 {
+            pipe.slots.push_back(slot(id));
+            pipe.next = id + 1;
+        }
+        for _ in 0..4 {
+            pipe.slots.pop_front();
+        }
+        for id in 4..10 {
+            assert_eq!(pipe.slot_mut(id).map(|s| s.id), Some(id));
+        }
+        for gone in [0, 3, 10, u64::MAX] {
+            assert!(pipe.slot_mut(gone).is_none(), "{gone}");
+        }
+    }
+
+    #[test]
+    fn a_request_waits_behind_a_full_pipe_or_a_backlog() {
+        let mut pipe = Pipe::default();
+        assert!(!pipe.full());
+        for id in 0..MAX_OUTSTANDING as u64 {
+            pipe.slots.push_back(slot(id));
+        }
+        assert!(pipe.full(), "no room");
+        pipe.slots.pop_front();
+        assert!(!pipe.full(), "room again");
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        pipe.backlog.push_back(Backlogged {
+            request: Request::Sync { path: "/".into() },
+            answer: Answer::Wait { tx, direct: true },
+            auth: Arc::from(Vec::new()),
+        });
+        assert!(pipe.full(), "requests before it wait already: it waits behind them");
+    }
 }

@@ -487,6 +487,9 @@ def main():
         if pytest_args:
             parser.error(f"--exec runs no pytest: unexpected arguments {pytest_args}")
     if args.workdir:
+        # Absolute: members run with the work dir as their working directory, and
+        # ZooKeeper's config path must not be resolved against it a second time.
+        args.workdir = os.path.abspath(args.workdir)
         os.makedirs(args.workdir, exist_ok=True)
 
     workdir = tempfile.mkdtemp(prefix="zkraft-kazoo-", dir=args.workdir)
