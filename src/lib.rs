@@ -59,6 +59,10 @@ pub use async_session::{AsyncSession, WatchFuture};
 pub use command::{CreateMode, Op};
 pub use completion::{Completion, Feed};
 pub use error::{Error, Result};
+pub use listener::{
+    ClientPort, ClientPortBuilder, DEFAULT_MAX_CLIENT_CONNECTIONS,
+    DEFAULT_MAX_CLIENT_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_OUTSTANDING_PER_CONNECTION,
+};
 pub use node::{
     Config, Digest, Metrics, Node, NodeBuilder, Role, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE,
     MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES,

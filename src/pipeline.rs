@@ -866,6 +866,9 @@ mod tests {
             answer: Answer::Wait { tx, direct: true },
             auth: Arc::from(Vec::new()),
         });
-        assert!(pipe.full(), "requests before it wait already: it waits behind them");
+        assert!(
+            pipe.full(),
+            "requests before it wait already: it waits behind them"
+        );
     }
 }

@@ -11,8 +11,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use common::{wait_until, Cluster};
-use zkraft::NodeBuilder;
+use zkraft::{ClientPort, ClientPortBuilder, NodeBuilder};
 
 const CREATE2: i32 = 15;
 const GET_DATA: i32 = 4;
@@ -165,20 +167,42 @@ fn create2(path: &str, data: &[u8], flags: i32) -> Body {
     Body::default().str(path).bytes(data).open_acl().int(flags)
 }
 
-fn ported(b: NodeBuilder) -> NodeBuilder {
-    b.client_addr("127.0.0.1:0".parse().unwrap())
-        .four_letter_words(["ruok", "mntr", "cons"])
+/// Each node's client port.
+struct Ports(BTreeMap<u64, ClientPort>);
+
+/// A cluster of `n` nodes (their builders through `node`), each serving a client port on
+/// a free port of 127.0.0.1 (its settings through `port`).
+fn ported_with(
+    n: u64,
+    node: fn(NodeBuilder) -> NodeBuilder,
+    port: impl Fn(ClientPortBuilder) -> ClientPortBuilder,
+) -> (Cluster, Ports) {
+    let c = Cluster::with(n, node);
+    let ports = c
+        .ids
+        .iter()
+        .map(|id| {
+            let builder = ClientPort::builder("127.0.0.1:0".parse().unwrap())
+                .four_letter_words(["ruok", "mntr", "cons"]);
+            (*id, port(builder).start(c.node(*id)).expect("client port"))
+        })
+        .collect();
+    (c, Ports(ports))
 }
 
-fn addr(c: &Cluster, id: u64) -> SocketAddr {
-    c.node(id).client_addr().expect("client port")
+fn ported(n: u64) -> (Cluster, Ports) {
+    ported_with(n, |b| b, |p| p)
+}
+
+fn addr(p: &Ports, id: u64) -> SocketAddr {
+    p.0[&id].local_addr()
 }
 
 #[test]
 fn answers_and_notifications_keep_the_sessions_order() {
-    let c = Cluster::with(3, ported);
+    let (c, p) = ported(3);
     let leader = c.wait_leader();
-    let mut cl = Client::connect(addr(&c, leader), 0, &[], 4000);
+    let mut cl = Client::connect(addr(&p, leader), 0, &[], 4000);
     assert_ne!(cl.session, 0);
     assert_eq!(cl.password.len(), 16);
     cl.send(1, CREATE2, create2("/a", b"v0", 0));
@@ -214,10 +238,10 @@ fn answers_and_notifications_keep_the_sessions_order() {
 
 #[test]
 fn a_session_reattached_on_another_member_gets_the_events_it_missed() {
-    let c = Cluster::with(3, ported);
+    let (c, p) = ported(3);
     let leader = c.wait_leader();
     let other = c.ids.iter().copied().find(|i| *i != leader).unwrap();
-    let mut a = Client::connect(addr(&c, leader), 0, &[], 4000);
+    let mut a = Client::connect(addr(&p, leader), 0, &[], 4000);
     a.send(1, CREATE2, create2("/eph", b"", 1));
     assert_eq!(a.recv().err, 0);
     a.send(2, CREATE2, create2("/d", b"0", 0));
@@ -225,7 +249,7 @@ fn a_session_reattached_on_another_member_gets_the_events_it_missed() {
     // The client loses its server; meanwhile /d changes.
     drop(a.s);
     c.node(leader).set_data("/d", b"1", None).unwrap();
-    let mut b = Client::connect(addr(&c, other), a.session, &a.password, 4000);
+    let mut b = Client::connect(addr(&p, other), a.session, &a.password, 4000);
     assert_eq!(b.session, a.session, "same session");
     assert!(b.timeout > 0);
     b.send(
@@ -245,15 +269,15 @@ fn a_session_reattached_on_another_member_gets_the_events_it_missed() {
     // A wrong password is refused as ZooKeeper refuses it: timeout 0.
     let mut bad = a.password.clone();
     bad[0] ^= 1;
-    let refused = Client::connect(addr(&c, other), a.session, &bad, 4000);
+    let refused = Client::connect(addr(&p, other), a.session, &bad, 4000);
     assert_eq!((refused.timeout, refused.session), (0, 0));
 }
 
 #[test]
 fn a_silent_client_loses_its_session_and_its_ephemerals() {
-    let c = Cluster::with(3, ported);
+    let (c, p) = ported(3);
     let leader = c.wait_leader();
-    let mut cl = Client::connect(addr(&c, leader), 0, &[], 300);
+    let mut cl = Client::connect(addr(&p, leader), 0, &[], 300);
     assert_eq!(cl.timeout, 300, "negotiated within the node's bounds");
     cl.send(1, CREATE2, create2("/gone", b"", 1));
     assert_eq!(cl.recv().err, 0);
@@ -263,7 +287,7 @@ fn a_silent_client_loses_its_session_and_its_ephemerals() {
     });
     assert!(cl.closed_within(Duration::from_secs(5)));
     // A client that pings keeps it.
-    let mut live = Client::connect(addr(&c, leader), 0, &[], 300);
+    let mut live = Client::connect(addr(&p, leader), 0, &[], 300);
     live.send(1, CREATE2, create2("/kept", b"", 1));
     assert_eq!(live.recv().err, 0);
     let start = Instant::now();
@@ -277,13 +301,16 @@ fn a_silent_client_loses_its_session_and_its_ephemerals() {
 
 #[test]
 fn misbehaving_connections_are_closed_and_others_are_served() {
-    let c = Cluster::with(1, |b| {
-        ported(b)
-            .client_handshake_timeout(Duration::from_millis(300))
-            .max_outstanding_per_connection(8)
-    });
+    let (c, p) = ported_with(
+        1,
+        |b| b,
+        |p| {
+            p.handshake_timeout(Duration::from_millis(300))
+                .max_outstanding_per_connection(8)
+        },
+    );
     c.wait_leader();
-    let at = addr(&c, 1);
+    let at = addr(&p, 1);
     let mut good = Client::connect(at, 0, &[], 4000);
     // Garbage after the handshake: an unknown operation.
     let mut bad = Client::connect(at, 0, &[], 4000);
@@ -331,10 +358,10 @@ fn misbehaving_connections_are_closed_and_others_are_served() {
 
 #[test]
 fn four_letter_words_follow_the_whitelist() {
-    let c = Cluster::with(1, ported);
+    let (c, p) = ported(1);
     c.wait_leader();
     let ask = |w: &str| {
-        let mut s = TcpStream::connect(addr(&c, 1)).unwrap();
+        let mut s = TcpStream::connect(addr(&p, 1)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(w.as_bytes()).unwrap();
         let mut out = String::new();
@@ -359,7 +386,7 @@ fn four_letter_words_follow_the_whitelist() {
     assert!(mntr.contains("zk_server_state\tstandalone"));
     // cons lists a client whatever I/O thread each connection landed on (connections
     // are dealt to the threads in turn).
-    let cl = Client::connect(addr(&c, 1), 0, &[], 4000);
+    let cl = Client::connect(addr(&p, 1), 0, &[], 4000);
     let sid = format!("sid={:#x}", cl.session);
     for _ in 0..3 {
         assert!(ask("cons").contains(&sid), "cons lists the session");
@@ -373,10 +400,12 @@ fn auth(scheme: &str, credentials: &[u8]) -> Body {
 
 #[test]
 fn acls_and_authentication_over_the_client_port() {
-    let c = Cluster::with(1, |b| {
-        ported(b).super_digest(zkraft::acl::digest("super", "test"))
-    });
-    let a = addr(&c, c.wait_leader());
+    let (c, p) = ported_with(
+        1,
+        |b| b.super_digest(zkraft::acl::digest("super", "test")),
+        |p| p,
+    );
+    let a = addr(&p, c.wait_leader());
     let mut alice = Client::connect(a, 0, &[], 4000);
     alice.send(-4, AUTH, auth("digest", b"alice:pw"));
     let r = alice.recv();
@@ -472,10 +501,10 @@ fn acls_and_authentication_over_the_client_port() {
 
 #[test]
 fn one_notification_per_event_and_a_moved_sessions_old_connection_is_closed() {
-    let c = Cluster::with(3, ported);
+    let (c, p) = ported(3);
     let leader = c.wait_leader();
     let other = c.ids.iter().copied().find(|i| *i != leader).unwrap();
-    let mut a = Client::connect(addr(&c, leader), 0, &[], 4000);
+    let mut a = Client::connect(addr(&p, leader), 0, &[], 4000);
     a.send(1, CREATE2, create2("/w", b"", 0));
     assert_eq!(a.recv().err, 0);
     // A data watch, an exists watch and a persistent watch on one path, as a client
@@ -499,13 +528,13 @@ fn one_notification_per_event_and_a_moved_sessions_old_connection_is_closed() {
     // The session re-attached elsewhere: a request on its old connection meets
     // SessionMoved and the connection is closed without an answer, so its client (if
     // still there) sees a connection loss and reconnects (ZOOKEEPER-710).
-    let b = Client::connect(addr(&c, other), a.session, &a.password, 4000);
+    let b = Client::connect(addr(&p, other), a.session, &a.password, 4000);
     assert_eq!(b.session, a.session);
     a.send(7, GET_DATA, Body::default().str("/w").bool(false));
     assert!(a.closed_within(Duration::from_secs(5)));
     // Re-attached on the same member: the older connection there is closed at once, as
     // ZooKeeper closes it on a reconnect.
-    let mut b2 = Client::connect(addr(&c, other), b.session, &b.password, 4000);
+    let mut b2 = Client::connect(addr(&p, other), b.session, &b.password, 4000);
     assert_eq!(b2.session, b.session);
     let mut b = b;
     assert!(b.closed_within(Duration::from_secs(5)));
@@ -518,8 +547,8 @@ fn one_notification_per_event_and_a_moved_sessions_old_connection_is_closed() {
         .copied()
         .find(|i| *i != leader && *i != other)
         .unwrap();
-    let mut t = Client::connect(addr(&c, third), b2.session, &b2.password, 4000);
-    let mut b3 = Client::connect(addr(&c, other), b2.session, &b2.password, 4000);
+    let mut t = Client::connect(addr(&p, third), b2.session, &b2.password, 4000);
+    let mut b3 = Client::connect(addr(&p, other), b2.session, &b2.password, 4000);
     assert_eq!(b3.session, b2.session);
     t.send(1, -11, Body::default()); // closeSession, after the session moved from t
     assert_eq!(t.recv().xid, 1);
@@ -529,9 +558,9 @@ fn one_notification_per_event_and_a_moved_sessions_old_connection_is_closed() {
 
 #[test]
 fn a_flooding_connection_does_not_starve_the_others() {
-    let c = Cluster::with(1, |b| ported(b).client_io_threads(1));
+    let (c, p) = ported_with(1, |b| b, |p| p.io_threads(1));
     c.wait_leader();
-    let at = addr(&c, 1);
+    let at = addr(&p, 1);
     let mut flood = Client::connect(at, 0, &[], 4000);
     flood.send(1, CREATE2, create2("/flood", b"x", 0));
     assert_eq!(flood.recv().err, 0);
@@ -605,9 +634,9 @@ fn a_flooding_connection_does_not_starve_the_others() {
 
 #[test]
 fn connections_from_one_address_are_limited() {
-    let c = Cluster::with(1, |b| ported(b).max_client_connections_per_address(2));
+    let (c, p) = ported_with(1, |b| b, |p| p.max_connections_per_address(2));
     c.wait_leader();
-    let at = addr(&c, 1);
+    let at = addr(&p, 1);
     let a = Client::connect(at, 0, &[], 4000);
     let _b = Client::connect(at, 0, &[], 4000);
     // A third from 127.0.0.1 is closed at accept, as ZooKeeper's maxClientCnxns does.
@@ -646,9 +675,9 @@ fn unserved_operations_are_answered_as_zookeeper_answers_them() {
     const SASL: i32 = 102;
     const WHO_AM_I: i32 = 107;
     const CREATE_SESSION: i32 = -10;
-    let c = Cluster::with(1, ported);
+    let (c, p) = ported(1);
     c.wait_leader();
-    let mut cl = Client::connect(addr(&c, 1), 0, &[], 4000);
+    let mut cl = Client::connect(addr(&p, 1), 0, &[], 4000);
     // setWatches as the Java client sends it: an ordinary xid, echoed in order.
     cl.send(1, GET_DATA, Body::default().str("/").bool(false));
     cl.send(
@@ -721,10 +750,10 @@ fn unserved_operations_are_answered_as_zookeeper_answers_them() {
 /// created, set and read back as null on every member, through the log.
 #[test]
 fn null_data_reads_back_null_and_empty_data_empty() {
-    let c = Cluster::with(3, ported);
+    let (c, p) = ported(3);
     let leader = c.wait_leader();
     let follower = c.ids.iter().copied().find(|i| *i != leader).unwrap();
-    let mut w = Client::connect(addr(&c, leader), 0, &[], 4000);
+    let mut w = Client::connect(addr(&p, leader), 0, &[], 4000);
     w.send(
         1,
         CREATE2,
@@ -737,7 +766,7 @@ fn null_data_reads_back_null_and_empty_data_empty() {
         let r = w.recv();
         assert_eq!((r.xid, r.err), (xid, 0));
     }
-    let mut r = Client::connect(addr(&c, follower), 0, &[], 4000);
+    let mut r = Client::connect(addr(&p, follower), 0, &[], 4000);
     r.send(1, SYNC, Body::default().str("/"));
     assert_eq!(r.recv().err, 0);
     for (xid, path, len) in [(2, "/null", -1), (3, "/empty", 0), (4, "/set", -1)] {

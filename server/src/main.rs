@@ -63,32 +63,42 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
             .ok_or_else(|| format!("--bind {bind} resolves to nothing"))?;
         builder = builder.listen(addr);
     }
-    if let Some(client) = &settings.client_addr {
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(client)?
-            .next()
-            .ok_or_else(|| format!("--client-addr {client} resolves to nothing"))?;
-        builder = builder.client_addr(addr);
-    }
+    let client_addr = match &settings.client_addr {
+        Some(client) => Some(
+            std::net::ToSocketAddrs::to_socket_addrs(client)?
+                .next()
+                .ok_or_else(|| format!("--client-addr {client} resolves to nothing"))?,
+        ),
+        None => None,
+    };
     let (min, max) = settings.session_timeout_bounds;
     builder = builder
-        .four_letter_words(settings.four_letter_words.iter().cloned())
         .session_timeout_bounds(min, max)
         .reap_interval(settings.container_check_interval);
     if let Some(d) = &settings.super_digest {
         builder = builder.super_digest(d.clone());
     }
-    if let Some(n) = settings.max_client_cnxns {
-        builder = builder.max_client_connections_per_address(n);
-    }
-    if let Some(n) = settings.max_client_connections {
-        builder = builder.max_client_connections(n);
-    }
     let node = builder.start()?;
+    // The client port: a front end on the node, stopped first when the node shuts down.
+    let port = match client_addr {
+        Some(addr) => {
+            let mut port = zkraft::ClientPort::builder(addr)
+                .four_letter_words(settings.four_letter_words.iter().cloned());
+            if let Some(n) = settings.max_client_cnxns {
+                port = port.max_connections_per_address(n);
+            }
+            if let Some(n) = settings.max_client_connections {
+                port = port.max_connections(n);
+            }
+            Some(port.start(&node)?)
+        }
+        None => None,
+    };
     slog::info!(logger, "zkraft-server running";
         "id" => settings.id, "cluster" => &settings.cluster_id,
         "data_dir" => settings.data_dir.display().to_string(),
         "peers" => format!("{:?}", settings.peers),
-        "client_addr" => node.client_addr().map(|a| a.to_string()).unwrap_or_default());
+        "client_addr" => port.as_ref().map(|p| p.local_addr().to_string()).unwrap_or_default());
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     let name = if signal == SIGINT {
         "SIGINT"

@@ -1,6 +1,7 @@
 //! The ZooKeeper client port: ZooKeeper's client protocol (3.5–3.9 clients: kazoo,
-//! Curator, zkCli, the Rust clients) served on a node's
-//! [`Config::client_addr`](crate::Config::client_addr).
+//! Curator, zkCli, the Rust clients) served for a [`Node`](crate::Node) by a
+//! [`ClientPort`], a front end that whoever wants it starts on the node
+//! (`zkraft-server` does; an embedding application may).
 //!
 //! It is a thin adapter over the request pipeline: each connection's session is a
 //! [`Session`](crate::Session) hosted by this node (opened, or re-attached after the
@@ -199,6 +200,164 @@ impl Ctx {
     }
 }
 
+/// Default [`ClientPortBuilder::max_connections`].
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 20_000;
+/// Default [`ClientPortBuilder::max_connections_per_address`] (ZooKeeper's
+/// `maxClientCnxns`).
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS_PER_ADDRESS: usize = 60;
+/// Default [`ClientPortBuilder::max_outstanding_per_connection`].
+pub const DEFAULT_MAX_OUTSTANDING_PER_CONNECTION: usize = 1_000;
+
+/// The settings of a [`ClientPort`] (ZooKeeper's `clientPort…` settings), built from
+/// [`ClientPort::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientPortBuilder {
+    addr: SocketAddr,
+    four_letter_words: Vec<String>,
+    max_connections: usize,
+    max_connections_per_address: usize,
+    max_outstanding_per_connection: usize,
+    handshake_timeout: Duration,
+    io_threads: usize,
+}
+
+impl ClientPortBuilder {
+    /// The four-letter words answered (ZooKeeper's `4lw.commands.whitelist`; default
+    /// `srvr` only, as ZooKeeper 3.5+; `"*"` allows them all). Others get ZooKeeper's
+    /// "is not executed because it is not in the whitelist."
+    pub fn four_letter_words<S: Into<String>>(
+        mut self,
+        words: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.four_letter_words = words.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Most client connections at once (default
+    /// [`DEFAULT_MAX_CLIENT_CONNECTIONS`]); more are refused at accept.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Most client connections at once from one IP address (ZooKeeper's
+    /// `maxClientCnxns`, default 60; 0: no limit); more are closed at accept.
+    pub fn max_connections_per_address(mut self, n: usize) -> Self {
+        self.max_connections_per_address = n;
+        self
+    }
+
+    /// Most requests of one connection unanswered at once (default 1,000): beyond it the
+    /// connection is not read until answers catch up. At most
+    /// [`MAX_OUTSTANDING`](crate::MAX_OUTSTANDING).
+    pub fn max_outstanding_per_connection(mut self, n: usize) -> Self {
+        self.max_outstanding_per_connection = n;
+        self
+    }
+
+    /// A connection that sends no handshake for this long is closed (default 10 s); so
+    /// is an answered one (a four-letter word, a refused handshake) its client does not
+    /// read.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+
+    /// Threads serving connections, each an event loop over its share of them (default
+    /// 2, at most 64).
+    pub fn io_threads(mut self, n: usize) -> Self {
+        self.io_threads = n;
+        self
+    }
+
+    /// Binds the port and serves `node`'s sessions on it. The node's
+    /// [`shutdown`](crate::Node::shutdown) stops it first (its clients see their
+    /// connections close, and re-attach their sessions elsewhere).
+    pub fn start(self, node: &crate::Node) -> Result<ClientPort> {
+        if self.max_connections == 0
+            || self.max_outstanding_per_connection == 0
+            || self.max_outstanding_per_connection > crate::MAX_OUTSTANDING
+            || self.handshake_timeout.is_zero()
+            || self.io_threads == 0
+            || self.io_threads > 64
+        {
+            return Err(Error::Config(
+                "a client port needs max_connections > 0, 0 < max_outstanding_per_connection \
+                 <= MAX_OUTSTANDING, handshake_timeout > 0 and 1 <= io_threads <= 64"
+                    .into(),
+            ));
+        }
+        let shared = node.shared().clone();
+        shared.check_running()?;
+        let listener = Arc::new(Listener::start(shared.clone(), self)?);
+        let weak = Arc::downgrade(&listener);
+        shared.on_shutdown(Box::new(move || {
+            if let Some(l) = weak.upgrade() {
+                l.stop();
+            }
+        }));
+        if let Err(e) = shared.check_running() {
+            // The node shut down meanwhile, past its front ends' stops.
+            listener.stop();
+            return Err(e);
+        }
+        Ok(ClientPort { listener })
+    }
+}
+
+/// ZooKeeper's client port for a [`Node`](crate::Node): kazoo, Curator, zkCli and the
+/// Rust ZooKeeper clients connect here (docs/client-port.md). Stopped when dropped, by
+/// [`ClientPort::stop`], or when its node shuts down.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let node = zkraft::Node::builder(1).data_dir(dir.path()).start().unwrap();
+/// let port = zkraft::ClientPort::builder("127.0.0.1:0".parse().unwrap())
+///     .four_letter_words(["ruok", "srvr"])
+///     .start(&node)
+///     .unwrap();
+/// println!("ZooKeeper clients connect to {}", port.local_addr());
+/// ```
+pub struct ClientPort {
+    listener: Arc<Listener>,
+}
+
+impl ClientPort {
+    /// The settings of a client port on `addr` (ZooKeeper's
+    /// `clientPortAddress:clientPort`; port 0 picks a free one,
+    /// [`ClientPort::local_addr`] tells), with ZooKeeper's defaults.
+    pub fn builder(addr: SocketAddr) -> ClientPortBuilder {
+        ClientPortBuilder {
+            addr,
+            four_letter_words: vec!["srvr".to_string()],
+            max_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CLIENT_CONNECTIONS_PER_ADDRESS,
+            max_outstanding_per_connection: DEFAULT_MAX_OUTSTANDING_PER_CONNECTION,
+            handshake_timeout: Duration::from_secs(10),
+            io_threads: 2,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr()
+    }
+
+    /// Stops serving: every connection closes (their sessions stay, to be re-attached
+    /// elsewhere or to expire). Returns once its threads have ended.
+    pub fn stop(&self) {
+        self.listener.stop();
+    }
+}
+
+impl std::fmt::Debug for ClientPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientPort")
+            .field("addr", &self.local_addr())
+            .finish()
+    }
+}
+
 /// A running client port.
 pub(crate) struct Listener {
     ctx: Arc<Ctx>,
@@ -210,7 +369,8 @@ pub(crate) struct Listener {
 
 impl Listener {
     /// Binds the client port of the node `shared` and starts its threads.
-    pub(crate) fn start(shared: Arc<Shared>, addr: SocketAddr) -> Result<Listener> {
+    pub(crate) fn start(shared: Arc<Shared>, settings: ClientPortBuilder) -> Result<Listener> {
+        let addr = settings.addr;
         let io_err =
             |what: &str, e: std::io::Error| Error::Io(format!("client port {addr}: {what}: {e}"));
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| io_err("bind", e))?;
@@ -221,7 +381,6 @@ impl Listener {
             .local_addr()
             .map_err(|e| io_err("address", e))?;
         let listener = mio::net::TcpListener::from_std(std_listener);
-        let config = shared.config().clone();
         let ctx = Arc::new(Ctx {
             logger: shared
                 .logger()
@@ -229,14 +388,14 @@ impl Listener {
             shared,
             addr: local,
             stats: ServerStats::new(),
-            max_outstanding: config.max_outstanding_per_connection,
-            max_connections: config.max_client_connections,
-            max_per_address: config.max_client_connections_per_address,
+            max_outstanding: settings.max_outstanding_per_connection,
+            max_connections: settings.max_connections,
+            max_per_address: settings.max_connections_per_address,
             per_address: Mutex::new(HashMap::new()),
-            handshake_timeout: config.client_handshake_timeout,
+            handshake_timeout: settings.handshake_timeout,
             stopping: AtomicBool::new(false),
             next_token: AtomicUsize::new(2),
-            four_letter_words: config.four_letter_words.clone(),
+            four_letter_words: settings.four_letter_words.clone(),
             conns: Mutex::new(HashMap::new()),
             by_session: Mutex::new(HashMap::new()),
         });
@@ -258,7 +417,7 @@ impl Listener {
                     let _ = t.join();
                 }
             };
-        for n in 0..config.client_io_threads {
+        for n in 0..settings.io_threads {
             match event_loop::start_selector(ctx.clone(), n) {
                 Ok((h, t)) => {
                     selectors.push(h);

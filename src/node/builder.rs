@@ -104,59 +104,24 @@ impl NodeBuilder {
         self
     }
 
-    /// Serves ZooKeeper's client protocol on `addr` (see [`Config::client_addr`]): kazoo,
-    /// Curator, zkCli and the Rust ZooKeeper clients connect here.
-    pub fn client_addr(mut self, addr: SocketAddr) -> Self {
-        self.config.client_addr = Some(addr);
+    /// Most bytes of committed entries raft-rs hands over for apply in one `Ready` (see
+    /// [`Config::max_committed_size_per_ready`]).
+    pub fn max_committed_size_per_ready(mut self, bytes: u64) -> Self {
+        self.config.max_committed_size_per_ready = bytes;
         self
     }
 
-    /// The four-letter words the client port answers (see
-    /// [`Config::four_letter_words`]); `["*"]` for all.
-    pub fn four_letter_words<S: Into<String>>(
-        mut self,
-        words: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.config.four_letter_words = words.into_iter().map(Into::into).collect();
+    /// Most bytes of entries in one append message to a follower (see
+    /// [`Config::max_size_per_msg`]).
+    pub fn max_size_per_msg(mut self, bytes: u64) -> Self {
+        self.config.max_size_per_msg = bytes;
         self
     }
 
-    /// Most client connections at once (see [`Config::max_client_connections`]).
-    pub fn max_client_connections(mut self, n: usize) -> Self {
-        self.config.max_client_connections = n;
-        self
-    }
-
-    /// Most client connections from one IP address (see
-    /// [`Config::max_client_connections_per_address`]; 0: no limit).
-    pub fn max_client_connections_per_address(mut self, n: usize) -> Self {
-        self.config.max_client_connections_per_address = n;
-        self
-    }
-
-    /// Closes client connections that send no handshake for this long (see
-    /// [`Config::client_handshake_timeout`]).
-    pub fn client_handshake_timeout(mut self, d: Duration) -> Self {
-        self.config.client_handshake_timeout = d;
-        self
-    }
-
-    /// Most requests of one client connection unanswered at once (see
-    /// [`Config::max_outstanding_per_connection`]).
-    pub fn max_outstanding_per_connection(mut self, n: usize) -> Self {
-        self.config.max_outstanding_per_connection = n;
-        self
-    }
-
-    /// Threads serving client connections (see [`Config::client_io_threads`]).
-    pub fn client_io_threads(mut self, n: usize) -> Self {
-        self.config.client_io_threads = n;
-        self
-    }
-
-    /// Replaces the whole configuration (its `id` included).
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+    /// Most append messages in flight to one follower (see
+    /// [`Config::max_inflight_msgs`]).
+    pub fn max_inflight_msgs(mut self, n: usize) -> Self {
+        self.config.max_inflight_msgs = n;
         self
     }
 
@@ -431,6 +396,7 @@ impl NodeBuilder {
             started: Instant::now(),
             me: me.clone(),
             session_ended: Mutex::new(None),
+            on_shutdown: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&shared);
         let weak_report = weak.clone();
@@ -452,19 +418,12 @@ impl NodeBuilder {
             .add_timer(Arc::downgrade(&task), config.tick_interval);
         drop(task);
         shared.wake();
-        let client_addr = shared.config().client_addr;
-        let mut node = Node {
+        Ok(Node {
             shared,
             timer,
             pool: Mutex::new(Some(pool)),
             tcp: owned_tcp,
-            client: None,
-        };
-        if let Some(addr) = client_addr {
-            // Dropping the node on failure shuts it down.
-            node.client = Some(crate::listener::Listener::start(node.shared.clone(), addr)?);
-        }
-        Ok(node)
+        })
     }
 }
 

@@ -21,10 +21,11 @@ pub const MAX_ELECTION_TICK: usize = 10_000;
 /// Longest [`Config::cluster_id`], in bytes.
 pub const MAX_CLUSTER_ID_LEN: usize = 64;
 
-/// Configuration of one [`Node`](crate::Node). A plain struct with `Default` and
-/// [`Config::validate`], as raft-rs's `Config`; [`NodeBuilder`](crate::NodeBuilder) sets it
-/// field by field.
+/// Configuration of one [`Node`](crate::Node), built only through
+/// [`NodeBuilder`](crate::NodeBuilder) (which validates it, [`Config::validate`]) and read
+/// through [`Node::config`](crate::Node::config).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// This node's raft id (non-zero, unique in the ensemble). Recorded in the data
     /// directory when it is created; a node started with another id on it is refused.
@@ -98,28 +99,6 @@ pub struct Config {
     /// Default none. It is this node's setting, not replicated: a session is super only
     /// on members that have it. The node's own sessionless calls are always super.
     pub super_digest: Option<String>,
-    /// Serve ZooKeeper's client protocol here (kazoo, Curator, zkCli, the Rust clients):
-    /// ZooKeeper's `clientPortAddress:clientPort`. `None` (the default): no client port.
-    /// Port 0 picks a free port ([`Node::client_addr`](crate::Node::client_addr) tells).
-    pub client_addr: Option<std::net::SocketAddr>,
-    /// The four-letter words the client port answers (ZooKeeper's
-    /// `4lw.commands.whitelist`): names such as `"srvr"`, or `"*"` for all. Default:
-    /// `srvr` only, as ZooKeeper.
-    pub four_letter_words: Vec<String>,
-    /// Most client connections at once (default 20,000); more are refused at accept.
-    pub max_client_connections: usize,
-    /// Most client connections at once from one IP address (ZooKeeper's
-    /// `maxClientCnxns`, default 60; 0: no limit); more are closed at accept.
-    pub max_client_connections_per_address: usize,
-    /// Most requests of one client connection answered late at once (default 1,000):
-    /// beyond it the connection is not read until answers catch up (back-pressure).
-    pub max_outstanding_per_connection: usize,
-    /// A client connection that sends no handshake for this long is closed (default
-    /// 10 s).
-    pub client_handshake_timeout: Duration,
-    /// Threads serving client connections, each an event loop over its share of them
-    /// (default 2).
-    pub client_io_threads: usize,
 }
 
 /// Most applied entries kept in the log after a compaction, for followers slightly behind
@@ -151,13 +130,6 @@ impl Default for Config {
             join: false,
             snapshot_log_bytes: 256 * 1024 * 1024,
             super_digest: None,
-            client_addr: None,
-            four_letter_words: vec!["srvr".to_string()],
-            max_client_connections: 20_000,
-            max_client_connections_per_address: 60,
-            max_outstanding_per_connection: 1_000,
-            client_handshake_timeout: Duration::from_secs(10),
-            client_io_threads: 2,
         }
     }
 }
@@ -230,15 +202,6 @@ impl Config {
             if !crate::acl::is_valid_id(&crate::acl::Id::new(crate::acl::DIGEST, d.as_str())) {
                 return err("super_digest must be user:base64(sha1), as acl::digest makes it");
             }
-        }
-        if self.max_client_connections == 0
-            || self.max_outstanding_per_connection == 0
-            || self.max_outstanding_per_connection > crate::MAX_OUTSTANDING
-            || self.client_handshake_timeout.is_zero()
-            || self.client_io_threads == 0
-            || self.client_io_threads > 64
-        {
-            return err("need max_client_connections > 0, 0 < max_outstanding_per_connection <= MAX_OUTSTANDING, client_handshake_timeout > 0 and 1 <= client_io_threads <= 64");
         }
         Ok(())
     }

@@ -360,6 +360,9 @@ pub(crate) struct Shared {
     /// the session's connections here, as ZooKeeper's servers do). Called on the driver
     /// with the tree locked: it must only hand the work over.
     pub(crate) session_ended: Mutex<Option<SessionEndedHook>>,
+    /// What the front ends started on this node (a client port) stop with: run first by
+    /// [`Node::shutdown`], before the node stops.
+    pub(crate) on_shutdown: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Shared {
@@ -477,6 +480,11 @@ impl Shared {
     /// The leader this node follows (0: none known).
     pub(crate) fn leader_id(&self) -> u64 {
         self.leader.load(Ordering::Acquire)
+    }
+
+    /// Registers `stop`, run first when the node shuts down (a front end's own stop).
+    pub(crate) fn on_shutdown(&self, stop: Box<dyn FnOnce() + Send>) {
+        self.on_shutdown.lock().push(stop);
     }
 
     /// The log closed, expired or moved `session`: see [`Shared::session_ended`].
@@ -843,8 +851,6 @@ pub struct Node {
     /// The TCP transport the builder made for [`NodeBuilder::members`], closed with the
     /// node.
     tcp: Option<crate::transport::TcpTransport>,
-    /// The ZooKeeper client port ([`Config::client_addr`]).
-    client: Option<crate::listener::Listener>,
 }
 
 impl api::Write for Node {
@@ -1001,10 +1007,9 @@ impl Node {
         }
     }
 
-    /// The address of the ZooKeeper client port, if the node serves one
-    /// ([`NodeBuilder::client_addr`]).
-    pub fn client_addr(&self) -> Option<std::net::SocketAddr> {
-        self.client.as_ref().map(|c| c.local_addr())
+    /// The node's shared state, for the front ends started on it (the client port).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Number of watch registrations held for the sessions hosted here.
@@ -1198,10 +1203,10 @@ impl Node {
     /// the new node alone.
     pub fn shutdown(&self) {
         let s = &self.shared;
-        // Clients first: their connections close, their sessions stay (to be re-attached
-        // on another member or expire).
-        if let Some(client) = &self.client {
-            client.stop();
+        // Front ends first (a client port): their connections close, their sessions
+        // stay (to be re-attached on another member or expire).
+        for stop in std::mem::take(&mut *s.on_shutdown.lock()) {
+            stop();
         }
         let first = !s.stopped.swap(true, Ordering::SeqCst);
         s.leave_transport();

@@ -143,6 +143,8 @@ async fn expect_quiet(what: &str, w: &mut zk::PersistentWatcher) {
 
 struct Ensemble {
     nodes: Vec<Node>,
+    /// Each member's client port, in member order.
+    ports: Vec<zkraft::ClientPort>,
     _dirs: Vec<TempDir>,
 }
 
@@ -171,21 +173,31 @@ impl Ensemble {
         let pool = Pool::new(3).unwrap();
         let log = logger();
         let mut nodes = Vec::new();
+        let mut ports = Vec::new();
         let mut dirs = Vec::new();
         for id in 1..=3u64 {
             let dir = tempfile::tempdir().unwrap();
             let mut b = Node::builder(id)
                 .members(members.clone())
                 .data_dir(dir.path())
-                .client_addr("127.0.0.1:0".parse().unwrap())
                 .pool(pool.clone());
             if let Some(log) = &log {
                 b = b.logger(log.clone());
             }
-            nodes.push(b.start().unwrap_or_else(|e| panic!("member {id}: {e}")));
+            let node = b.start().unwrap_or_else(|e| panic!("member {id}: {e}"));
+            ports.push(
+                zkraft::ClientPort::builder("127.0.0.1:0".parse().unwrap())
+                    .start(&node)
+                    .unwrap_or_else(|e| panic!("member {id}'s client port: {e}")),
+            );
+            nodes.push(node);
             dirs.push(dir);
         }
-        let e = Ensemble { nodes, _dirs: dirs };
+        let e = Ensemble {
+            nodes,
+            ports,
+            _dirs: dirs,
+        };
         e.wait_leader();
         e
     }
@@ -216,10 +228,7 @@ impl Ensemble {
     }
 
     fn client_addrs(&self) -> Vec<SocketAddr> {
-        self.nodes
-            .iter()
-            .map(|n| n.client_addr().expect("client port"))
-            .collect()
+        self.ports.iter().map(|p| p.local_addr()).collect()
     }
 
     /// "127.0.0.1:a,127.0.0.1:b,127.0.0.1:c"
@@ -1417,7 +1426,7 @@ async fn failover(ensemble: &Ensemble, c1: &zk::Client) {
     let others: Vec<usize> = (0..ensemble.nodes.len()).filter(|&i| i != host).collect();
     let other_cluster = others
         .iter()
-        .map(|&i| ensemble.nodes[i].client_addr().unwrap().to_string())
+        .map(|&i| ensemble.ports[i].local_addr().to_string())
         .collect::<Vec<_>>()
         .join(",");
     let other = connect(&other_cluster).await;
