@@ -35,6 +35,7 @@ pub mod command;
 mod completion;
 mod delivery;
 pub mod error;
+mod host;
 // Hidden entry points for `cargo fuzz` (fuzz/, `./dev fuzz`): only with the `fuzzing`
 // feature, never part of the API.
 #[cfg(any(test, feature = "fuzzing"))]

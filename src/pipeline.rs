@@ -618,7 +618,7 @@ fn drain(
                         Err(inner.check(shared).err().unwrap_or(Error::Shutdown))
                     }
                     State::Read(request) => {
-                        let w = watches.get_or_insert_with(|| shared.watches.lock());
+                        let w = watches.get_or_insert_with(|| shared.host.watches.lock());
                         read(inner.id, &slot.auth, request, &tree, w, unarmed)
                     }
                     State::Held(_) | State::Waiting => unreachable!("checked above"),

@@ -485,15 +485,15 @@ impl Hosting {
         // first.
         dispatcher.state(SessionEvent::Connected);
         {
-            let mut watches = s.watches.lock();
+            let mut watches = s.host.watches.lock();
             watches.add_session(id, dispatcher.clone());
             if self.client_pings {
                 watches.one_watch_per_path(id);
             }
         }
-        s.sessions.lock().insert(id, inner.clone());
+        s.host.sessions.lock().insert(id, inner.clone());
         // The session just committed through the leader: as good as a heartbeat ack.
-        s.sessions_acknowledged();
+        crate::node::Observer::sessions_acknowledged(&s.host);
         drop(tree);
         Ok(Session { inner, shared: s })
     }
@@ -591,7 +591,7 @@ impl Session {
         match self.inner.state.load(Ordering::SeqCst) {
             OPEN if self.shared.is_stopped()
                 || self.shared.leader_id() == 0
-                || self.shared.since_sessions_acknowledged() > self.inner.timeout * 2 / 3 =>
+                || self.shared.host.since_sessions_acknowledged() > self.inner.timeout * 2 / 3 =>
             {
                 SessionState::Suspended
             }
@@ -689,13 +689,17 @@ impl Session {
             // the pipeline (which checks the state under the read lock) cannot arm a
             // watch after the session's watches here were ended.
             let _tree = self.shared.tree().write();
-            let mut sessions = self.shared.sessions.lock();
+            let mut sessions = self.shared.host.sessions.lock();
             let mine = sessions
                 .get(&self.inner.id)
                 .is_some_and(|i| Arc::ptr_eq(i, &self.inner));
             if mine {
                 sessions.remove(&self.inner.id);
-                self.shared.watches.lock().end_session(self.inner.id, None);
+                self.shared
+                    .host
+                    .watches
+                    .lock()
+                    .end_session(self.inner.id, None);
             }
             // Ended for this handle: dropping it closes nothing.
             let _ =
@@ -991,6 +995,7 @@ impl Session {
             let tree = self.shared.tree().read();
             let taken = self
                 .shared
+                .host
                 .watches
                 .lock()
                 .take_watches(self.inner.id, &tree);
@@ -1009,12 +1014,19 @@ impl Session {
             builder = builder.watcher(move |e| w(e));
         }
         let (target, result) = match builder.attach(self.inner.id, &self.inner.password) {
-            Ok(moved) => (moved.shared.clone(), Ok(moved)),
+            Ok(moved) => {
+                // The move is applied on the new node; this node may apply it a moment
+                // later. This handle is done now: its calls answer SessionMoved from here
+                // on, and this node stops hosting the session.
+                self.release();
+                (moved.shared.clone(), Ok(moved))
+            }
             Err(e) => (self.shared.clone(), Err(e)),
         };
         let unarmed = {
             let tree = target.tree().read();
             target
+                .host
                 .watches
                 .lock()
                 .arm_moved(self.inner.id, watches, &tree, since)

@@ -777,3 +777,32 @@ fn null_data_reads_back_null_and_empty_data_empty() {
     }
     assert_eq!(c.node(follower).get_data_or_null("/set").unwrap().0, None);
 }
+
+/// A client that has seen a newer change than a member has applied is refused there, as
+/// ZooKeeper refuses it (the connection closes without an answer; the client tries
+/// another server): it never reads older data than it has seen.
+#[test]
+fn a_client_ahead_of_a_member_is_sent_to_another() {
+    let (c, p) = ported(1);
+    c.wait_leader();
+    let applied = c.node(1).applied_index() as i64;
+    let handshake = |last_zxid_seen: i64| {
+        let mut s = TcpStream::connect(addr(&p, 1)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let req = Body::default()
+            .int(0)
+            .long(last_zxid_seen)
+            .int(4000)
+            .long(0)
+            .bytes(&[0; 16])
+            .bool(false);
+        send_raw(&mut s, &req.0);
+        read_frame(&mut s)
+    };
+    assert!(
+        handshake(applied + 1_000).is_err(),
+        "closed without an answer"
+    );
+    let answer = handshake(applied).expect("a client that is not ahead is served");
+    assert!(int(&answer, 4) > 0, "a session with a timeout");
+}

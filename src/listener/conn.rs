@@ -494,6 +494,17 @@ impl Conn {
             Phase::Connecting => {
                 let req = ConnectRequest::decode(frame)
                     .map_err(|e| format!("malformed handshake: {e}"))?;
+                let ours = self.io.zxid();
+                if req.last_zxid_seen > ours {
+                    // As ZooKeeper: a client that has seen a newer change than this member
+                    // has applied is closed without an answer and tries another server,
+                    // so it never reads older data than it has seen.
+                    return Err(format!(
+                        "client has seen zxid {:#x}, this member has applied {ours:#x}: \
+                         it must try another server",
+                        req.last_zxid_seen
+                    ));
+                }
                 self.phase = Phase::Handshaking;
                 super::handshake::start(&self.io, &req);
                 Ok(())

@@ -400,7 +400,7 @@ impl Listener {
             by_session: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&ctx);
-        *ctx.shared.session_ended.lock() = Some(Box::new(move |session| {
+        *ctx.shared.host.session_ended.lock() = Some(Box::new(move |session| {
             if let Some(ctx) = weak.upgrade() {
                 ctx.session_ended(session);
             }
@@ -457,7 +457,7 @@ impl Listener {
     /// elsewhere) and stops the threads. Idempotent.
     pub(crate) fn stop(&self) {
         self.ctx.stopping.store(true, Ordering::Release);
-        self.ctx.shared.session_ended.lock().take();
+        self.ctx.shared.host.session_ended.lock().take();
         let _ = self.acceptor_waker.wake();
         for s in &self.selectors {
             s.send(Cmd::Stop);

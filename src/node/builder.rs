@@ -1,12 +1,11 @@
 //! [`NodeBuilder`]: assembles a [`Node`] from its configuration, transport, pool and logger,
 //! recovers its state from the data directory and starts it.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::unbounded;
 use parking_lot::{Mutex, RwLock};
@@ -19,7 +18,6 @@ use crate::pool::{Pool, Task};
 use crate::storage::{check_identity, member_addresses, open_db, Identity, RaftStorage, TreeStore};
 use crate::transport::tcp::DEFAULT_MAX_FRAME;
 use crate::transport::{Inbox, LocalNetwork, TcpTransport, Transport};
-use crate::watch::WatchManager;
 
 /// Builds and starts a [`Node`].
 ///
@@ -387,15 +385,11 @@ impl NodeBuilder {
                 log_first_index: AtomicU64::new(log_first_index),
                 ..Counters::default()
             },
-            watches: Mutex::new(WatchManager::default()),
-            sessions: Mutex::new(HashMap::new()),
+            host: crate::host::Host::new(config.id),
             voters: Mutex::new(voters),
             backlog_bytes: Default::default(),
             backlog_envelopes: Default::default(),
-            last_ack_ms: AtomicU64::new(0),
-            started: Instant::now(),
             me: me.clone(),
-            session_ended: Mutex::new(None),
             on_shutdown: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&shared);

@@ -7,10 +7,10 @@
 mod builder;
 mod config;
 mod driver;
+mod observer;
 mod session_tracker;
 mod snapshot;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ pub use config::{
     Config, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK,
     MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
+pub(crate) use observer::Observer;
 
 use crate::acl::{self, Acl, Id};
 use crate::api;
@@ -35,7 +36,6 @@ use crate::session::{SessionBuilder, SessionInner};
 use crate::time::{deadline_after, now_ms};
 use crate::transport::{Envelope, Inbox, Transport};
 use crate::tree::{DataTree, OpResult, Stat};
-use crate::watch::WatchManager;
 use driver::Core;
 
 /// The raft role a node currently plays.
@@ -318,9 +318,6 @@ impl Msg {
 }
 
 /// State shared between a node's API handle, its driver and its transport inbox.
-/// See [`Shared::session_ended`].
-pub(crate) type SessionEndedHook = Box<dyn Fn(i64) + Send + Sync>;
-
 pub(crate) struct Shared {
     id: u64,
     config: Config,
@@ -343,23 +340,15 @@ pub(crate) struct Shared {
     incarnation: u64,
     next_request: AtomicU64,
     counters: Counters,
-    /// Watch registrations of the sessions hosted here.
-    pub(crate) watches: Mutex<WatchManager>,
-    /// Sessions hosted by this node (it heartbeats them to the leader).
-    pub(crate) sessions: Mutex<HashMap<i64, Arc<SessionInner>>>,
+    /// The sessions hosted here and their watches: the layer above, which the driver
+    /// hears of through [`Observer`] only.
+    pub(crate) host: crate::host::Host,
     /// The voters of the configuration applied here.
     voters: Mutex<Vec<u64>>,
     /// Bytes and number of peer envelopes in the mailbox (see [`Shared::deliver`]).
     backlog_bytes: std::sync::atomic::AtomicUsize,
     backlog_envelopes: std::sync::atomic::AtomicUsize,
-    /// When the leader last confirmed hearing this node's sessions (ms since `started`).
-    last_ack_ms: AtomicU64,
-    started: Instant,
     me: Weak<Shared>,
-    /// Told of every session the log closes, expires or moves (the client port closes
-    /// the session's connections here, as ZooKeeper's servers do). Called on the driver
-    /// with the tree locked: it must only hand the work over.
-    pub(crate) session_ended: Mutex<Option<SessionEndedHook>>,
     /// What the front ends started on this node (a client port) stop with: run first by
     /// [`Node::shutdown`], before the node stops.
     pub(crate) on_shutdown: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
@@ -465,16 +454,9 @@ impl Shared {
         &self.tree
     }
 
-    /// Records that the leader has just heard this node's sessions.
-    pub(crate) fn sessions_acknowledged(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_ack_ms.fetch_max(ms, Ordering::AcqRel);
-    }
-
-    /// How long since the leader last confirmed hearing this node's sessions.
-    pub(crate) fn since_sessions_acknowledged(&self) -> Duration {
-        let now = self.started.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ack_ms.load(Ordering::Acquire)))
+    /// What the driver tells of the replicated state: the host above it.
+    pub(crate) fn observer(&self) -> &dyn Observer {
+        &self.host
     }
 
     /// The leader this node follows (0: none known).
@@ -485,13 +467,6 @@ impl Shared {
     /// Registers `stop`, run first when the node shuts down (a front end's own stop).
     pub(crate) fn on_shutdown(&self, stop: Box<dyn FnOnce() + Send>) {
         self.on_shutdown.lock().push(stop);
-    }
-
-    /// The log closed, expired or moved `session`: see [`Shared::session_ended`].
-    pub(crate) fn session_gone(&self, session: i64) {
-        if let Some(hook) = &*self.session_ended.lock() {
-            hook(session);
-        }
     }
 
     /// Index of the last entry applied here (the zxid answers carry).
@@ -516,38 +491,12 @@ impl Shared {
         self.voters.lock().len()
     }
 
-    /// Watch registrations held for the sessions hosted here.
-    pub(crate) fn watch_count(&self) -> usize {
-        self.watches.lock().len()
-    }
-
-    /// Watches as ZooKeeper's `mntr` counts them (a persistent watch twice).
-    pub(crate) fn zookeeper_watch_count(&self) -> usize {
-        self.watches.lock().zookeeper_count()
-    }
-
-    /// The paths each hosted session watches.
-    pub(crate) fn watched_paths(
-        &self,
-    ) -> std::collections::BTreeMap<i64, std::collections::BTreeSet<String>> {
-        self.watches.lock().paths_by_session()
-    }
-
-    /// Sessions hosted here.
-    pub(crate) fn hosted_session_count(&self) -> usize {
-        self.sessions.lock().len()
-    }
-
     /// Ends the local side of every hosted session (the node is stopping): no more
     /// heartbeats, watches dropped, dispatchers stopped. The sessions stay in the
     /// replicated state until the leader expires them, as after a crash.
     fn end_hosted_sessions(&self) {
         let _tree = self.tree.read();
-        let hosted: Vec<i64> = self.sessions.lock().drain().map(|(id, _)| id).collect();
-        let mut watches = self.watches.lock();
-        for id in hosted {
-            watches.end_session(id, None);
-        }
+        self.host.end_all();
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
@@ -557,8 +506,7 @@ impl Shared {
     /// Stops hosting a session: no more heartbeats, watches dropped, dispatcher stopped.
     pub(crate) fn forget_session(&self, id: i64) {
         let _tree = self.tree.read();
-        self.sessions.lock().remove(&id);
-        self.watches.lock().end_session(id, None);
+        self.host.forget(id);
     }
 
     pub(crate) fn check_running(&self) -> Result<()> {
@@ -1014,12 +962,12 @@ impl Node {
 
     /// Number of watch registrations held for the sessions hosted here.
     pub fn watch_count(&self) -> usize {
-        self.shared.watch_count()
+        self.shared.host.watch_count()
     }
 
     /// Number of sessions this node hosts.
     pub fn hosted_sessions(&self) -> usize {
-        self.shared.hosted_session_count()
+        self.shared.host.hosted_session_count()
     }
 
     /// True once the node has shut down (or stopped after a fatal storage error).

@@ -291,6 +291,14 @@ pub trait Transport: Send + Sync + 'static {
     fn deregister(&self, id: u64, inbox: &Inbox);
     /// Sends `envelope` to node `to`.
     fn send(&self, to: u64, envelope: Envelope);
+    /// Sends `envelopes` to node `to`, in their order: everything one driver round has
+    /// for that peer, so a transport can put it on the wire together and at once. By
+    /// default each is [`Transport::send`] in turn.
+    fn send_all(&self, to: u64, envelopes: Vec<Envelope>) {
+        for envelope in envelopes {
+            self.send(to, envelope);
+        }
+    }
     /// A configuration change added member `id`, reachable at `addr` (the address given
     /// to [`Node::add_member`](crate::Node::add_member)); also called at start for every
     /// member an earlier change added. Transports that need no addresses ignore it.

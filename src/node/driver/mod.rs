@@ -2,7 +2,9 @@
 //!
 //! [`Core`] owns the `RawNode` and follows raft-rs's `Ready` contract on every run:
 //!
-//! 1. send the messages raft allows before persisting (a leader's appends);
+//! 1. send the messages raft allows before persisting (a leader's appends, and its commit
+//!    broadcast, which raft-rs makes as soon as the commit index moves: followers hear of
+//!    a commit before the leader applies it and answers the writer);
 //! 2. apply committed entries to the tree and write the tree delta, applied index and
 //!    commit index in one RocksDB batch, then answer the callers waiting on them;
 //! 3. persist new entries and the hard state in one synced batch;
@@ -49,12 +51,11 @@ mod snapshots;
 use super::session_tracker::SessionTracker;
 use super::snapshot::{Incoming, Outgoing};
 use super::{Config, Msg, Request, Responder, Role, Shared};
-use crate::command::{Command, Op};
+use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
 use crate::transport::Envelope;
 use crate::tree::{OpResult, Txn};
-use crate::watch::SessionEvent;
 use membership::{conf_context, own_conf_request};
 
 /// Most mailbox messages handled before raft gets to produce a `Ready`.
@@ -305,7 +306,7 @@ impl Core {
             }
             Msg::Envelope(Envelope::SessionPingAck { from, .. }) => {
                 if from == self.raw.raft.leader_id {
-                    s.sessions_acknowledged();
+                    s.observer().sessions_acknowledged();
                 }
             }
             Msg::Request(r) => self.parked.push_back(r),
@@ -448,14 +449,25 @@ impl Core {
         }
     }
 
+    /// Hands raft's messages to the transport, each peer's together and in raft's order:
+    /// on an idle link the TCP transport writes them on this thread at once (a leader's
+    /// commit broadcast is on the wire before it applies the entries and answers the
+    /// writer's client), on a busy one they join the peer's queue.
     fn send(&mut self, s: &Shared, msgs: Vec<Message>) {
+        let mut by_peer: Vec<(u64, Vec<Envelope>)> = Vec::new();
         for m in msgs {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 self.start_transfer(s, m);
                 continue;
             }
             let to = m.to;
-            s.transport.send(to, Envelope::Raft(m));
+            match by_peer.iter_mut().find(|(peer, _)| *peer == to) {
+                Some((_, envelopes)) => envelopes.push(Envelope::Raft(m)),
+                None => by_peer.push((to, vec![Envelope::Raft(m)])),
+            }
+        }
+        for (to, envelopes) in by_peer {
+            s.transport.send_all(to, envelopes);
         }
     }
 
@@ -584,6 +596,12 @@ impl Core {
     /// may so see an entry before its tree delta reaches RocksDB; that is safe, because
     /// raft hands over only entries already durable in this node's log, and a restart
     /// re-applies every entry after the persisted applied index.
+    ///
+    /// So a follower applies a committed entry only once its own fsync of it is done, even
+    /// when the leader and another follower made it committed before: while that fsync
+    /// lasts, a read here right after the leader answered the write sees the old value
+    /// (ZooKeeper's followers apply on COMMIT without waiting for their own log flush;
+    /// see "Reads on another member right after a write" in docs/consistency.md).
     fn apply(&mut self, s: &Shared, entries: Vec<Entry>) -> Result<()> {
         let Some(last) = entries.last().map(|e| e.index) else {
             return Ok(());
@@ -685,41 +703,9 @@ impl Core {
         let mut tree = s.tree.write();
         let res = tree.apply_ordered(txn, cmd.origin, cmd.order, &cmd.auth, &cmd.op);
         let events = tree.take_events();
-        // Lock order everywhere: tree, then watches.
-        let mut watches = s.watches.lock();
-        if !events.is_empty() {
-            watches.trigger(&events);
-        }
-        if let (Op::MoveSession { session, host, .. }, Ok(_)) = (&cmd.op, &res) {
-            // Re-attached here: the session's older connections here are stale (its
-            // client reconnected; the new connection registers after this apply), and
-            // are closed, as ZooKeeper closes them on a reconnect. A connection on
-            // another member is closed when a request of it meets SessionMoved.
-            if *host == s.id {
-                s.session_gone(*session);
-            }
-            // A handle hosted here is done, whoever takes over — even this node again
-            // (the taker registers its own handle once this apply returns): its
-            // watches here go with it.
-            if let Some(inner) = s.sessions.lock().remove(session) {
-                inner.mark_moved();
-                watches.end_session(*session, None);
-            }
-        }
-        if let (Op::CloseSession { session, expired }, Ok(OpResult::SessionClosed { .. })) =
-            (&cmd.op, &res)
-        {
-            s.session_gone(*session);
-            if let Some(inner) = s.sessions.lock().remove(session) {
-                inner.mark_ended(*expired);
-                let event = if *expired {
-                    SessionEvent::Expired
-                } else {
-                    SessionEvent::Closed
-                };
-                watches.end_session(*session, Some(event));
-            }
-        }
+        // The host hears of it before the tree lock is released: a read that sees the
+        // entry's state comes after the events it caused were queued.
+        s.observer().applied(&tree, cmd, &res, events);
         res
     }
 }
@@ -728,8 +714,6 @@ impl Core {
 /// starts a new epoch (once per epoch), so no later request counts on following it.
 fn restart_order(s: &Shared, order: Option<(i64, u64)>) {
     if let Some((session, epoch)) = order {
-        if let Some(inner) = s.sessions.lock().get(&session) {
-            inner.order.lock().restart_after(epoch);
-        }
+        s.observer().order_lost(session, epoch);
     }
 }

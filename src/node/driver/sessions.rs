@@ -53,17 +53,11 @@ impl Core {
                 crate::time::mono_ms(),
                 2 * self.ping_interval.as_millis() as i64,
             );
-            let hosted: Vec<i64> = s
-                .sessions
-                .lock()
-                .iter()
-                .filter(|(_, inner)| inner.heartbeat_due(now, window))
-                .map(|(id, _)| *id)
-                .collect();
+            let hosted = s.observer().heartbeats_due(now, window);
             if !hosted.is_empty() {
                 if leader == s.id && is_leader {
                     self.heard_from(s, s.id, &hosted);
-                    s.sessions_acknowledged();
+                    s.observer().sessions_acknowledged();
                 } else if leader != INVALID_ID {
                     s.transport.send(
                         leader,

@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::node::snapshot::{decode_descriptor, Incoming, Outgoing, MAX_SNAPSHOT_PEERS};
 use crate::node::{Msg, Shared, CATCH_UP_ENTRIES};
 use crate::tree::{DataTree, EventType, WatchedEvent};
-use crate::watch::SessionEvent;
 
 impl Core {
     /// Leader: streams a snapshot to `m.to` instead of sending raft's metadata-only
@@ -198,28 +197,9 @@ impl Core {
         let old = std::mem::replace(&mut *guard, tree);
         let events = tree_changes(&old, &guard, index as i64);
         drop(old);
-        let mut watches = s.watches.lock();
-        if !events.is_empty() {
-            watches.trigger(&events);
-        }
-        let hosted: Vec<i64> = s.sessions.lock().keys().copied().collect();
-        for id in hosted {
-            let host = guard.sessions().get(&id).map(|rec| rec.host);
-            if host == Some(s.id) {
-                continue;
-            }
-            s.session_gone(id);
-            if let Some(inner) = s.sessions.lock().remove(&id) {
-                if host.is_some() {
-                    // It moved to another member meanwhile.
-                    inner.mark_moved();
-                    watches.end_session(id, None);
-                } else {
-                    inner.mark_ended(true);
-                    watches.end_session(id, Some(SessionEvent::Expired));
-                }
-            }
-        }
+        // Watches fire for what changed; hosted sessions the snapshot no longer has here
+        // end (the host decides how).
+        s.observer().tree_replaced(&guard, events);
     }
 
     /// Compacts the log once it is long enough: keeps the newest entries for followers

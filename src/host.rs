@@ -1,0 +1,196 @@
+//! The host: the sessions this node hosts (heartbeated from here, their requests served
+//! here) and their watches — the layer above the replica. It hears of the replicated
+//! state only through [`Observer`], which the driver calls.
+//!
+//! (A step of the split of `node::Shared`: the replica still holds the host today; the
+//! host's state and every decision about it are here.)
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::command::{Command, Op};
+use crate::error::Result;
+use crate::node::Observer;
+use crate::session::SessionInner;
+use crate::tree::{DataTree, OpResult, WatchedEvent};
+use crate::watch::{SessionEvent, WatchManager};
+
+/// Told of every session the log closes, expires or moves (see [`Host::session_ended`]).
+pub(crate) type SessionEndedHook = Box<dyn Fn(i64) + Send + Sync>;
+
+/// The sessions hosted by one node and their watches.
+pub(crate) struct Host {
+    /// The node's id (a session re-attached to it is hosted here).
+    id: u64,
+    /// Watch registrations of the sessions hosted here.
+    pub(crate) watches: Mutex<WatchManager>,
+    /// Sessions hosted by this node (it heartbeats them to the leader).
+    pub(crate) sessions: Mutex<HashMap<i64, Arc<SessionInner>>>,
+    /// When the leader last confirmed hearing this node's sessions (ms since `started`).
+    last_ack_ms: AtomicU64,
+    started: Instant,
+    /// Told of every session the log closes, expires or moves (the client port closes
+    /// the session's connections here, as ZooKeeper's servers do). Called on the driver
+    /// with the tree locked: it must only hand the work over.
+    pub(crate) session_ended: Mutex<Option<SessionEndedHook>>,
+}
+
+impl Host {
+    /// The host of node `id`, hosting nothing yet.
+    pub(crate) fn new(id: u64) -> Host {
+        Host {
+            id,
+            watches: Mutex::new(WatchManager::default()),
+            sessions: Mutex::new(HashMap::new()),
+            last_ack_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            session_ended: Mutex::new(None),
+        }
+    }
+
+    /// How long since the leader last confirmed hearing this node's sessions.
+    pub(crate) fn since_sessions_acknowledged(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ack_ms.load(Ordering::Acquire)))
+    }
+
+    /// The log closed, expired or moved `session`: see [`Host::session_ended`].
+    pub(crate) fn session_gone(&self, session: i64) {
+        if let Some(hook) = &*self.session_ended.lock() {
+            hook(session);
+        }
+    }
+
+    /// Watch registrations held for the sessions hosted here.
+    pub(crate) fn watch_count(&self) -> usize {
+        self.watches.lock().len()
+    }
+
+    /// Watches as ZooKeeper's `mntr` counts them (a persistent watch twice).
+    pub(crate) fn zookeeper_watch_count(&self) -> usize {
+        self.watches.lock().zookeeper_count()
+    }
+
+    /// The paths each hosted session watches.
+    pub(crate) fn watched_paths(&self) -> BTreeMap<i64, BTreeSet<String>> {
+        self.watches.lock().paths_by_session()
+    }
+
+    /// Sessions hosted here.
+    pub(crate) fn hosted_session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    /// Ends the local side of every hosted session (the node is stopping): no more
+    /// heartbeats, watches dropped, dispatchers stopped. The caller holds the tree lock.
+    pub(crate) fn end_all(&self) {
+        let hosted: Vec<i64> = self.sessions.lock().drain().map(|(id, _)| id).collect();
+        let mut watches = self.watches.lock();
+        for id in hosted {
+            watches.end_session(id, None);
+        }
+    }
+
+    /// Stops hosting a session: no more heartbeats, watches dropped, dispatcher stopped.
+    /// The caller holds the tree lock.
+    pub(crate) fn forget(&self, id: i64) {
+        self.sessions.lock().remove(&id);
+        self.watches.lock().end_session(id, None);
+    }
+}
+
+impl Observer for Host {
+    fn applied(
+        &self,
+        _tree: &DataTree,
+        cmd: &Command,
+        result: &Result<OpResult>,
+        events: Vec<WatchedEvent>,
+    ) {
+        // Lock order everywhere: tree, then watches.
+        let mut watches = self.watches.lock();
+        if !events.is_empty() {
+            watches.trigger(&events);
+        }
+        if let (Op::MoveSession { session, host, .. }, Ok(_)) = (&cmd.op, result) {
+            // Re-attached here: the session's older connections here are stale (its
+            // client reconnected; the new connection registers after this apply), and
+            // are closed, as ZooKeeper closes them on a reconnect. A connection on
+            // another member is closed when a request of it meets SessionMoved.
+            if *host == self.id {
+                self.session_gone(*session);
+            }
+            // A handle hosted here is done, whoever takes over — even this node again
+            // (the taker registers its own handle once this apply returns): its
+            // watches here go with it.
+            if let Some(inner) = self.sessions.lock().remove(session) {
+                inner.mark_moved();
+                watches.end_session(*session, None);
+            }
+        }
+        if let (Op::CloseSession { session, expired }, Ok(OpResult::SessionClosed { .. })) =
+            (&cmd.op, result)
+        {
+            self.session_gone(*session);
+            if let Some(inner) = self.sessions.lock().remove(session) {
+                inner.mark_ended(*expired);
+                let event = if *expired {
+                    SessionEvent::Expired
+                } else {
+                    SessionEvent::Closed
+                };
+                watches.end_session(*session, Some(event));
+            }
+        }
+    }
+
+    fn tree_replaced(&self, tree: &DataTree, changes: Vec<WatchedEvent>) {
+        let mut watches = self.watches.lock();
+        if !changes.is_empty() {
+            watches.trigger(&changes);
+        }
+        // Sessions hosted here that the snapshot no longer has here have expired, or
+        // moved to another member meanwhile.
+        let hosted: Vec<i64> = self.sessions.lock().keys().copied().collect();
+        for id in hosted {
+            let host = tree.sessions().get(&id).map(|rec| rec.host);
+            if host == Some(self.id) {
+                continue;
+            }
+            self.session_gone(id);
+            if let Some(inner) = self.sessions.lock().remove(&id) {
+                if host.is_some() {
+                    inner.mark_moved();
+                    watches.end_session(id, None);
+                } else {
+                    inner.mark_ended(true);
+                    watches.end_session(id, Some(SessionEvent::Expired));
+                }
+            }
+        }
+    }
+
+    fn order_lost(&self, session: i64, epoch: u64) {
+        if let Some(inner) = self.sessions.lock().get(&session) {
+            inner.order.lock().restart_after(epoch);
+        }
+    }
+
+    fn heartbeats_due(&self, now_ms: i64, window_ms: i64) -> Vec<i64> {
+        self.sessions
+            .lock()
+            .iter()
+            .filter(|(_, inner)| inner.heartbeat_due(now_ms, window_ms))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn sessions_acknowledged(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_ack_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+}

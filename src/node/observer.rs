@@ -1,0 +1,40 @@
+//! The replica's one upward edge: what the layer above it (the host: hosted sessions and
+//! their watches, `crate::host`) hears of the replicated state. The driver calls this and
+//! nothing else of the host; it knows no session, watch or connection.
+//!
+//! Every method runs on the driver, some with the tree write-locked: an implementation
+//! only records and queues (watch events onto dispatchers, a session's end), it never
+//! blocks or waits on anything that could wait on the driver.
+
+use crate::command::Command;
+use crate::error::Result;
+use crate::tree::{DataTree, OpResult, WatchedEvent};
+
+/// Hears of applied entries, tree replacements and session liveness from the driver.
+pub(crate) trait Observer: Send + Sync + 'static {
+    /// `cmd` was applied with `result`, causing `events` (in order). The tree, write-locked
+    /// by the caller, is `tree`: nothing reads the entry's state before this returns.
+    fn applied(
+        &self,
+        tree: &DataTree,
+        cmd: &Command,
+        result: &Result<OpResult>,
+        events: Vec<WatchedEvent>,
+    );
+
+    /// A snapshot replaced the tree with `tree` (write-locked by the caller); `changes`
+    /// are the events of what differs from the tree before.
+    fn tree_replaced(&self, tree: &DataTree, changes: Vec<WatchedEvent>);
+
+    /// A write of `session` numbered in `epoch` of its order may have been lost (its
+    /// outcome is unknown): nothing later of the session may count on following it.
+    fn order_lost(&self, session: i64, epoch: u64);
+
+    /// The sessions hosted here to heartbeat now (`now_ms` on the monotonic clock of
+    /// `crate::time::mono_ms`; a wire session only while its client was heard within
+    /// `window_ms`).
+    fn heartbeats_due(&self, now_ms: i64, window_ms: i64) -> Vec<i64>;
+
+    /// The leader has just heard this node's sessions.
+    fn sessions_acknowledged(&self);
+}
