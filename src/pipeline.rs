@@ -537,7 +537,17 @@ fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op, aut
         res => complete(&s, &i, id, res.map(Reply::Write)),
     });
     let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
-    handed(shared.propose(Some(inner), auth, op, deadline, reply))
+    // Numbered under the session's order lock, held until the proposal is queued, so the
+    // driver sees the session's writes in the order of their numbers.
+    let mut order = inner.order.lock();
+    handed(shared.propose_ordered(auth, op, deadline, reply, || {
+        let (epoch, seq) = order.take_next();
+        crate::node::Ordered {
+            session: inner.id,
+            epoch,
+            seq,
+        }
+    }))
 }
 
 /// The state of a slot whose request was handed over (`Ok`) or refused before.
@@ -561,7 +571,7 @@ fn close_unordered(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> 
         expired: false,
     };
     let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
-    handed(shared.propose(None, &[], op, deadline, reply))
+    handed(shared.propose(&[], op, deadline, reply))
 }
 
 /// Starts a ReadIndex round for sync `id`; its slot is answered once the index is applied.

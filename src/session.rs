@@ -281,7 +281,7 @@ impl SessionBuilder {
     /// session it names here.
     fn host(self, op: Op, password: Vec<u8>, moving: Option<i64>) -> Result<Session> {
         let hosting = self.prepare(password, moving)?;
-        let outcome = hosting.shared.submit(None, op);
+        let outcome = hosting.shared.submit(op);
         hosting.finish(outcome)
     }
 
@@ -375,7 +375,7 @@ impl SessionBuilder {
         });
         let deadline =
             crate::time::deadline_after(std::time::Instant::now(), s.config().request_timeout);
-        if let Err(e) = s.propose(None, acl::super_ids(), op, deadline, reply) {
+        if let Err(e) = s.propose(acl::super_ids(), op, deadline, reply) {
             if let Some((hosting, then)) = pending.lock().take() {
                 hosting.abandon();
                 then(Err(e));

@@ -32,7 +32,7 @@ use crate::command::{Command, CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::pool::{Pool, PoolRef, Task};
-use crate::session::{SessionBuilder, SessionInner};
+use crate::session::SessionBuilder;
 use crate::time::{deadline_after, now_ms};
 use crate::transport::{Envelope, Inbox, Transport};
 use crate::tree::{DataTree, OpResult, Stat};
@@ -315,6 +315,18 @@ impl Msg {
             _ => 0,
         }
     }
+}
+
+/// Where a session's write stands in the session's order, as its host numbered it (see
+/// `DataTree::apply_ordered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ordered {
+    /// The session.
+    pub(crate) session: i64,
+    /// The host's epoch of the session's order.
+    pub(crate) epoch: u64,
+    /// The write's number within the epoch, from 1.
+    pub(crate) seq: u64,
 }
 
 /// State shared between a node's API handle, its driver and its transport inbox.
@@ -615,32 +627,52 @@ impl Shared {
         (request_id, data)
     }
 
-    /// Validates and proposes `op` — on behalf of `session` with its identities, numbered
-    /// in its session order, or of no session as the super user — and waits until it is
-    /// committed and applied on this node.
-    pub(crate) fn submit(&self, session: Option<&SessionInner>, op: Op) -> Result<OpResult> {
+    /// Validates and proposes `op` for no session, as the super user, and waits until it
+    /// is committed and applied on this node.
+    pub(crate) fn submit(&self, op: Op) -> Result<OpResult> {
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
         let (reply, rx) = bounded(1);
-        let auth: Arc<[Id]> = match session {
-            Some(inner) => inner.identities(),
-            None => acl::super_ids().into(),
-        };
-        self.propose(session, &auth, op, deadline, reply.into())?;
+        self.propose(acl::super_ids(), op, deadline, reply.into())?;
         wait(&rx, deadline, timeout)?
     }
 
-    /// Validates `op` and hands it to the driver for `session` (numbered in its session
-    /// order) or for no session, on behalf of a caller holding the identities `auth`;
-    /// `reply` hears the outcome once it is applied here, or why it was not. A refusal
-    /// before proposing is returned here, and `reply` hears nothing.
+    /// Validates `op` and hands it to the driver for no session (unordered), on behalf of
+    /// a caller holding the identities `auth`; `reply` hears the outcome once it is
+    /// applied here, or why it was not. A refusal before proposing is returned here, and
+    /// `reply` hears nothing.
     pub(crate) fn propose(
         &self,
-        session: Option<&SessionInner>,
         auth: &[Id],
         op: Op,
         deadline: Instant,
         reply: Responder<OpResult>,
+    ) -> Result<()> {
+        self.propose_in(auth, op, deadline, reply, None::<fn() -> Ordered>)
+    }
+
+    /// Like [`Shared::propose`], for a write of a session: once `op` is valid, `next`
+    /// numbers it in the session's order (the host calls this holding its order lock, so
+    /// the mailbox, and raft, see a session's writes in the order of their numbers; a
+    /// write refused here takes no number).
+    pub(crate) fn propose_ordered(
+        &self,
+        auth: &[Id],
+        op: Op,
+        deadline: Instant,
+        reply: Responder<OpResult>,
+        next: impl FnOnce() -> Ordered,
+    ) -> Result<()> {
+        self.propose_in(auth, op, deadline, reply, Some(next))
+    }
+
+    fn propose_in(
+        &self,
+        auth: &[Id],
+        op: Op,
+        deadline: Instant,
+        reply: Responder<OpResult>,
+        next: Option<impl FnOnce() -> Ordered>,
     ) -> Result<()> {
         let checked = self
             .check_running()
@@ -651,7 +683,7 @@ impl Shared {
             reply.disarm();
             return Err(e);
         }
-        match session {
+        match next.map(|next| next()) {
             None => {
                 let (request_id, data) = self.command(0, (0, 0), auth, op);
                 self.post_request(Request::Propose {
@@ -662,16 +694,16 @@ impl Shared {
                     reply,
                 })?;
             }
-            Some(inner) => {
-                // Numbered and queued under the session's order lock, so the mailbox (and
-                // so raft) sees the session's requests in the order of their numbers.
-                let mut order = inner.order.lock();
-                let (epoch, seq) = order.take_next();
-                let (request_id, data) = self.command(inner.id, (epoch, seq), auth, op);
+            Some(Ordered {
+                session,
+                epoch,
+                seq,
+            }) => {
+                let (request_id, data) = self.command(session, (epoch, seq), auth, op);
                 self.post_request(Request::Propose {
                     request_id,
                     data,
-                    order: Some((inner.id, epoch)),
+                    order: Some((session, epoch)),
                     deadline,
                     reply,
                 })?;
@@ -804,7 +836,7 @@ pub struct Node {
 impl api::Write for Node {
     /// No session: unordered, as ZooKeeper's requests of distinct clients.
     fn write(&self, op: Op) -> Result<OpResult> {
-        self.shared.submit(None, op)
+        self.shared.submit(op)
     }
 }
 
