@@ -72,6 +72,6 @@ pub use node::{
 pub use pipeline::{ReadOp, Reply, Request, Sink, MAX_OUTSTANDING};
 pub use pool::Pool;
 pub use session::{OpenSession, Session, SessionBuilder, SessionState};
-pub use transport::{Envelope, Inbox, LocalNetwork, TcpTransport, Transport};
+pub use transport::{Envelope, Inbox, LocalNetwork, RaftMessage, TcpTransport, Transport};
 pub use tree::{EventType, OpResult, Stat, WatchedEvent};
 pub use watch::{AddWatchMode, SessionEvent, Watcher, WatcherType};

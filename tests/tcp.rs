@@ -183,7 +183,8 @@ fn strangers_and_malformed_frames_are_refused_and_change_nothing() {
     }
     // Accepted handshakes followed by bad frames: each closes that connection only.
     let good = handshake(b"ZKRT", PROTOCOL_VERSION, CLUSTER, peer, me);
-    let forged = Envelope::SessionPingAck { from: 9, to: me }.encode();
+    // A SessionPingAck (kind 3) claiming to come from member 9.
+    let forged = [&[3u8][..], &9u64.to_le_bytes(), &me.to_le_bytes()].concat();
     let mut forged_frame = (forged.len() as u32).to_be_bytes().to_vec();
     forged_frame.extend_from_slice(&forged);
     for (what, frame) in [
@@ -229,16 +230,8 @@ fn a_dead_peer_neither_blocks_sends_nor_grows_memory() {
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
     t.add_peer(2, &dead_addr.to_string()).unwrap();
-    let mut m = raft::eraftpb::Message {
-        from: 1,
-        to: 2,
-        ..Default::default()
-    };
-    m.mut_entries().push(raft::eraftpb::Entry {
-        data: vec![0u8; 64 * 1024].into(),
-        ..Default::default()
-    });
-    let env = Envelope::Raft(m);
+    // 64 KiB envelopes (a snapshot chunk: the raft message is opaque out here).
+    let env = Envelope::decode(&snapshot_chunk(1, 2, 64 * 1024)).unwrap();
     let start = Instant::now();
     for _ in 0..5_000 {
         t.send(2, env.clone());
@@ -256,4 +249,21 @@ fn a_dead_peer_neither_blocks_sends_nor_grows_memory() {
         "sends never wait for the peer: {took:?}"
     );
     t.shutdown();
+}
+
+/// The bytes of a snapshot-chunk envelope from `from` to `to` carrying `len` bytes, as the
+/// transport's wire format has them (kind 4, then little-endian fields).
+fn snapshot_chunk(from: u64, to: u64, len: usize) -> Vec<u8> {
+    [
+        &[4u8][..],
+        &from.to_le_bytes(),
+        &to.to_le_bytes(),
+        &1u64.to_le_bytes(), // transfer
+        &0u32.to_le_bytes(), // seq
+        &[0u8],              // last
+        &1u64.to_le_bytes(), // index
+        &(len as u32).to_le_bytes(),
+        &vec![0u8; len],
+    ]
+    .concat()
 }

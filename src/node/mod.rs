@@ -307,7 +307,7 @@ impl Msg {
     pub(crate) fn cost(&self) -> usize {
         match self {
             Msg::Request(Request::Propose { data, .. }) => data.len(),
-            Msg::Envelope(Envelope::Raft(m)) => {
+            Msg::Envelope(Envelope::Raft(crate::transport::RaftMessage(m))) => {
                 m.entries.iter().map(|e| e.data.len()).sum::<usize>()
                     + m.get_snapshot().get_data().len()
             }

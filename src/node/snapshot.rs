@@ -203,7 +203,7 @@ fn stream(
     m.term = meta.term;
     m.set_conf_state(meta.conf_state);
     snap.data = encode_descriptor(transfer, meta.index).into();
-    transport.send(to, Envelope::Raft(msg));
+    transport.send(to, Envelope::Raft(crate::transport::RaftMessage(msg)));
     Ok((meta.index, sent))
 }
 

@@ -316,11 +316,11 @@ mod tests {
     use std::sync::mpsc;
 
     fn msg(from: u64, to: u64) -> Envelope {
-        Envelope::Raft(Message {
+        Envelope::Raft(crate::transport::RaftMessage(Message {
             from,
             to,
             ..Message::default()
-        })
+        }))
     }
 
     fn wire(net: &LocalNetwork, ids: &[u64]) -> HashMap<u64, mpsc::Receiver<Envelope>> {
@@ -400,13 +400,13 @@ mod tests {
                 index: i,
                 ..Message::default()
             };
-            net.send(2, Envelope::Raft(m));
+            net.send(2, Envelope::Raft(crate::transport::RaftMessage(m)));
         }
         assert!(rx[&2].try_recv().is_err());
         let got: Vec<u64> = (0..3)
             .map(
                 |_| match rx[&2].recv_timeout(Duration::from_secs(2)).unwrap() {
-                    Envelope::Raft(m) => m.index,
+                    Envelope::Raft(crate::transport::RaftMessage(m)) => m.index,
                     other => panic!("unexpected {other:?}"),
                 },
             )

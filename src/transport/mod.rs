@@ -17,12 +17,20 @@ pub use tcp::TcpTransport;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 
-/// Everything one node sends another. Raft traffic today; zkraft's own messages (session
-/// heartbeats, forwarded requests) join as further variants so one connection carries all.
+/// A raft-rs message, opaque outside the crate: a transport carries it (as bytes through
+/// [`Envelope::encode`] / [`Envelope::decode`]) without looking inside, and no raft or
+/// protobuf type is in the transport's public signatures.
 #[derive(Debug, Clone, PartialEq)]
+pub struct RaftMessage(pub(crate) Message);
+
+/// Everything one node sends another. Raft traffic, and zkraft's own messages (session
+/// heartbeats, snapshot chunks) as further variants so one connection carries all. A
+/// transport routes it by [`Envelope::from`] / [`Envelope::to`] and carries it as bytes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Envelope {
     /// A raft-rs message.
-    Raft(Message),
+    Raft(RaftMessage),
     /// Heartbeat for the sessions a node hosts, sent to the leader (out of the raft log).
     SessionPing {
         /// Sending node.
@@ -77,7 +85,7 @@ impl Envelope {
     /// The node that sent the envelope.
     pub fn from(&self) -> u64 {
         match self {
-            Envelope::Raft(m) => m.from,
+            Envelope::Raft(RaftMessage(m)) => m.from,
             Envelope::SessionPing { from, .. }
             | Envelope::SessionPingAck { from, .. }
             | Envelope::SnapshotChunk { from, .. }
@@ -88,7 +96,7 @@ impl Envelope {
     /// The node the envelope is addressed to.
     pub fn to(&self) -> u64 {
         match self {
-            Envelope::Raft(m) => m.to,
+            Envelope::Raft(RaftMessage(m)) => m.to,
             Envelope::SessionPing { to, .. }
             | Envelope::SessionPingAck { to, .. }
             | Envelope::SnapshotChunk { to, .. }
@@ -99,7 +107,7 @@ impl Envelope {
     /// Bytes for a transport that crosses process boundaries.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Envelope::Raft(m) => {
+            Envelope::Raft(RaftMessage(m)) => {
                 let mut out = vec![1u8];
                 out.extend(m.write_to_bytes().expect("raft messages always encode"));
                 out
@@ -165,7 +173,7 @@ impl Envelope {
     pub fn decode(buf: &[u8]) -> Result<Envelope> {
         match buf.first() {
             Some(1) => Message::parse_from_bytes(&buf[1..])
-                .map(Envelope::Raft)
+                .map(|m| Envelope::Raft(RaftMessage(m)))
                 .map_err(|e| Error::Corrupt(format!("raft message: {e}"))),
             Some(2) => {
                 let mut r = Reader::new(&buf[1..]);
@@ -324,7 +332,7 @@ mod tests {
         m.from = 1;
         m.to = 2;
         m.term = 7;
-        let env = Envelope::Raft(m);
+        let env = Envelope::Raft(RaftMessage(m));
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
         let ping = Envelope::SessionPing {
             from: 2,

@@ -54,7 +54,7 @@ use super::{Config, Msg, Request, Responder, Role, Shared};
 use crate::command::Command;
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
-use crate::transport::Envelope;
+use crate::transport::{Envelope, RaftMessage};
 use crate::tree::{OpResult, Txn};
 use membership::{conf_context, own_conf_request};
 
@@ -229,7 +229,7 @@ impl Core {
 
     fn handle(&mut self, s: &Shared, msg: Msg) {
         match msg {
-            Msg::Envelope(Envelope::Raft(m)) => {
+            Msg::Envelope(Envelope::Raft(RaftMessage(m))) => {
                 if m.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_staged(&m) {
                     slog::warn!(s.logger, "snapshot message without its staged data dropped";
                         "from" => m.from);
@@ -462,8 +462,8 @@ impl Core {
             }
             let to = m.to;
             match by_peer.iter_mut().find(|(peer, _)| *peer == to) {
-                Some((_, envelopes)) => envelopes.push(Envelope::Raft(m)),
-                None => by_peer.push((to, vec![Envelope::Raft(m)])),
+                Some((_, envelopes)) => envelopes.push(Envelope::Raft(RaftMessage(m))),
+                None => by_peer.push((to, vec![Envelope::Raft(RaftMessage(m))])),
             }
         }
         for (to, envelopes) in by_peer {
