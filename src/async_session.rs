@@ -497,7 +497,9 @@ impl AsyncSession {
     /// A watch that stays until removed (see [`Session::add_watch`]), its events as a
     /// stream. The stream ends when the watch is removed ([`AsyncSession::remove_watches`]
     /// with [`WatcherType::Persistent`] or `Any`, after its PersistentWatchRemoved event) or
-    /// its session ends. Events wait in the stream until read.
+    /// its session ends. Events wait in the stream until read; once the stream is dropped
+    /// they are dropped as they fire (the watch itself stays until removed or the session
+    /// ends, as with [`Session::add_watch`]).
     pub fn watch(
         &self,
         path: &str,

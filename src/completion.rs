@@ -129,23 +129,25 @@ impl<T> std::fmt::Debug for Completion<T> {
 struct Queue<T> {
     items: VecDeque<T>,
     waker: Option<Waker>,
-    /// Every [`Feeder`] is gone: once `items` is empty the stream ends.
-    closed: bool,
+    /// Live [`Feeder`]s; at zero the feed is closed: once `items` is empty the stream ends.
+    feeders: usize,
+    /// The [`Feed`] is gone: values pushed now are dropped, not queued.
+    abandoned: bool,
 }
 
 /// A stream of values pushed by whoever feeds it, in order; it ends once every feeder is
-/// dropped and what they pushed has been read. Unbounded: its values wait until read, as
-/// watch events wait in a ZooKeeper client's event queue.
+/// dropped and what they pushed has been read. Unbounded while read: its values wait until
+/// read, as watch events wait in a ZooKeeper client's event queue; once the feed is
+/// dropped, what is pushed is dropped at once.
 #[must_use = "a stream does nothing unless polled"]
 pub struct Feed<T> {
     queue: Arc<Mutex<Queue<T>>>,
 }
 
-/// Pushes values into a [`Feed`]; clones push into the same feed.
+/// Pushes values into a [`Feed`]; clones push into the same feed; the last one dropped
+/// closes it.
 pub(crate) struct Feeder<T> {
     queue: Arc<Mutex<Queue<T>>>,
-    /// Shared by the clones: the last one dropped closes the feed.
-    live: Arc<()>,
 }
 
 /// A feed and its first feeder.
@@ -153,61 +155,77 @@ pub(crate) fn feed<T>() -> (Feeder<T>, Feed<T>) {
     let queue = Arc::new(Mutex::new(Queue {
         items: VecDeque::new(),
         waker: None,
-        closed: false,
+        feeders: 1,
+        abandoned: false,
     }));
     (
         Feeder {
             queue: queue.clone(),
-            live: Arc::new(()),
         },
         Feed { queue },
     )
 }
 
 impl<T> Feeder<T> {
-    /// Pushes `value` and wakes the reader.
+    /// Pushes `value` and wakes the reader; drops it if the feed is gone.
     pub(crate) fn push(&self, value: T) {
         let waker = {
             let mut q = self.queue.lock();
+            if q.abandoned {
+                return;
+            }
             q.items.push_back(value);
             q.waker.take()
         };
+        // Woken with no lock held.
         if let Some(w) = waker {
             w.wake();
         }
     }
-}
 
-impl<T> Feeder<T> {
     /// True once the feed's reader is gone: nothing pushed would be read.
     pub(crate) fn abandoned(&self) -> bool {
-        // The feed holds one reference to the queue; each feeder clone one more.
-        Arc::strong_count(&self.queue) == Arc::strong_count(&self.live)
+        self.queue.lock().abandoned
     }
 }
 
 impl<T> Clone for Feeder<T> {
     fn clone(&self) -> Self {
+        self.queue.lock().feeders += 1;
         Feeder {
             queue: self.queue.clone(),
-            live: self.live.clone(),
         }
     }
 }
 
 impl<T> Drop for Feeder<T> {
     fn drop(&mut self) {
-        if Arc::strong_count(&self.live) > 1 {
-            return;
-        }
+        // Counted under the queue's lock: of feeders dropped at once on two threads,
+        // exactly one sees the count reach zero and closes the feed.
         let waker = {
             let mut q = self.queue.lock();
-            q.closed = true;
+            q.feeders -= 1;
+            if q.feeders > 0 {
+                return;
+            }
             q.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
         }
+    }
+}
+
+impl<T> Drop for Feed<T> {
+    fn drop(&mut self) {
+        // What was queued is dropped with no lock held (a value may own anything).
+        let items = {
+            let mut q = self.queue.lock();
+            q.abandoned = true;
+            q.waker = None;
+            std::mem::take(&mut q.items)
+        };
+        drop(items);
     }
 }
 
@@ -218,7 +236,7 @@ impl<T> Feed<T> {
         let mut q = self.queue.lock();
         match q.items.pop_front() {
             Some(v) => Some(Some(v)),
-            None if q.closed => Some(None),
+            None if q.feeders == 0 => Some(None),
             None => None,
         }
     }
@@ -232,7 +250,7 @@ impl<T> Stream for Feed<T> {
         if let Some(v) = q.items.pop_front() {
             return Poll::Ready(Some(v));
         }
-        if q.closed {
+        if q.feeders == 0 {
             return Poll::Ready(None);
         }
         match &mut q.waker {
@@ -246,7 +264,11 @@ impl<T> Stream for Feed<T> {
         let q = self.queue.lock();
         (
             q.items.len(),
-            if q.closed { Some(q.items.len()) } else { None },
+            if q.feeders == 0 {
+                Some(q.items.len())
+            } else {
+                None
+            },
         )
     }
 }
@@ -256,7 +278,7 @@ impl<T> std::fmt::Debug for Feed<T> {
         let q = self.queue.lock();
         f.debug_struct("Feed")
             .field("queued", &q.items.len())
-            .field("closed", &q.closed)
+            .field("closed", &(q.feeders == 0))
             .finish()
     }
 }
@@ -330,5 +352,50 @@ mod tests {
         let (tx, rx) = feed::<u32>();
         drop(rx);
         assert!(tx.abandoned(), "its reader is gone");
+    }
+
+    #[test]
+    fn a_dropped_feed_queues_nothing_more() {
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = feed::<Counted>();
+        tx.push(Counted(dropped.clone()));
+        drop(rx);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "what was queued went with it"
+        );
+        for _ in 0..100 {
+            tx.push(Counted(dropped.clone()));
+        }
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            101,
+            "each push dropped at once"
+        );
+        assert_eq!(tx.queue.lock().items.len(), 0);
+    }
+
+    #[test]
+    fn the_last_of_feeders_dropped_on_many_threads_closes_the_feed() {
+        for _ in 0..50 {
+            let (tx, rx) = feed::<u32>();
+            let clones: Vec<_> = (0..4).map(|_| tx.clone()).collect();
+            drop(tx);
+            let threads: Vec<_> = clones
+                .into_iter()
+                .map(|f| std::thread::spawn(move || drop(f)))
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(rx.try_next(), Some(None));
+        }
     }
 }

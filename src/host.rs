@@ -33,10 +33,12 @@ pub(crate) struct Host {
     /// When the leader last confirmed hearing this node's sessions (ms since `started`).
     last_ack_ms: AtomicU64,
     started: Instant,
-    /// Told of every session the log closes, expires or moves (the client port closes
-    /// the session's connections here, as ZooKeeper's servers do). Called on the driver
-    /// with the tree locked: it must only hand the work over.
-    pub(crate) session_ended: Mutex<Option<SessionEndedHook>>,
+    /// Told of every session the log closes, expires or moves (each client port started
+    /// on the node closes the session's connections here, as ZooKeeper's servers do),
+    /// keyed by the number [`Host::on_session_ended`] gave. Called on the driver with the
+    /// tree locked: a hook must only hand the work over.
+    session_ended: Mutex<Vec<(u64, SessionEndedHook)>>,
+    next_hook: AtomicU64,
 }
 
 impl Host {
@@ -48,7 +50,8 @@ impl Host {
             sessions: Mutex::new(HashMap::new()),
             last_ack_ms: AtomicU64::new(0),
             started: Instant::now(),
-            session_ended: Mutex::new(None),
+            session_ended: Mutex::new(Vec::new()),
+            next_hook: AtomicU64::new(0),
         }
     }
 
@@ -60,9 +63,21 @@ impl Host {
 
     /// The log closed, expired or moved `session`: see [`Host::session_ended`].
     pub(crate) fn session_gone(&self, session: i64) {
-        if let Some(hook) = &*self.session_ended.lock() {
+        for (_, hook) in self.session_ended.lock().iter() {
             hook(session);
         }
+    }
+
+    /// Adds a hook told of every session the log ends; the number removes it.
+    pub(crate) fn on_session_ended(&self, hook: SessionEndedHook) -> u64 {
+        let key = self.next_hook.fetch_add(1, Ordering::Relaxed);
+        self.session_ended.lock().push((key, hook));
+        key
+    }
+
+    /// Removes hook `key` (see [`Host::on_session_ended`]); nothing if it is gone.
+    pub(crate) fn forget_session_ended(&self, key: u64) {
+        self.session_ended.lock().retain(|(k, _)| *k != key);
     }
 
     /// Watch registrations held for the sessions hosted here.

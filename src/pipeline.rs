@@ -328,6 +328,10 @@ pub(crate) struct Pipe {
     /// Requests submitted without waiting ([`submit_queued`]) while the pipe was full,
     /// in submission order: they take slots as answers leave, before any later request.
     backlog: VecDeque<Backlogged>,
+    /// Slots in `State::Read` (kept so a new write finds its state in O(1)).
+    reads: usize,
+    /// Slots in `State::Held`.
+    held: usize,
 }
 
 /// A request waiting for room in its session's pipe.
@@ -343,6 +347,34 @@ impl Pipe {
     /// requests submitted before it wait already.
     fn full(&self) -> bool {
         self.slots.len() >= MAX_OUTSTANDING || !self.backlog.is_empty()
+    }
+
+    /// Adds `slot` at the back.
+    fn push(&mut self, slot: Slot) {
+        match slot.state {
+            State::Read(_) => self.reads += 1,
+            State::Held(_) => self.held += 1,
+            State::Waiting | State::Done(_) => {}
+        }
+        self.slots.push_back(slot);
+    }
+
+    /// Takes the front slot.
+    fn pop_front(&mut self) -> Option<Slot> {
+        let slot = self.slots.pop_front()?;
+        match slot.state {
+            State::Read(_) => self.reads -= 1,
+            State::Held(_) => self.held -= 1,
+            State::Waiting | State::Done(_) => {}
+        }
+        Some(slot)
+    }
+
+    /// True when a write submitted now must be held rather than handed to raft: a read
+    /// waits before it (it must not see the write), or a write held before it does (it
+    /// must not overtake that write).
+    fn holds_writes(&self) -> bool {
+        self.reads + self.held > 0
     }
 
     /// Slot `id`, if it is still in the pipe: found in O(1), since slots take consecutive
@@ -407,7 +439,7 @@ fn admit(
     let id = pipe.next;
     pipe.next += 1;
     let state = state_of(shared, inner, pipe, id, &auth, request);
-    pipe.slots.push_back(Slot {
+    pipe.push(Slot {
         id,
         state,
         answer,
@@ -439,7 +471,7 @@ fn state_of(
             Err(e) => State::Done(Err(e)),
             Ok(()) => match request {
                 Request::Write(op) => {
-                    if pipe.slots.iter().any(|s| matches!(s.state, State::Read(_))) {
+                    if pipe.holds_writes() {
                         State::Held(op)
                     } else {
                         propose(shared, inner, id, op, auth)
@@ -508,7 +540,7 @@ fn enqueue(
         // The session's identities now: the request runs with these.
         let auth = inner.identities();
         let state = state(&pipe, id, &auth);
-        pipe.slots.push_back(Slot {
+        pipe.push(Slot {
             id,
             state,
             answer,
@@ -615,7 +647,7 @@ fn drain(
             let tree = shared.tree().read();
             let mut watches = None;
             while answerable(pipe) {
-                let Some(slot) = pipe.slots.pop_front() else {
+                let Some(slot) = pipe.pop_front() else {
                     break;
                 };
                 let result = match slot.state {
@@ -649,15 +681,19 @@ fn drain(
             // Synchronous submitters wait behind the backlog (see `Pipe::full`).
             inner.pipe_room.notify_all();
         }
-        // Held writes with no read before them go to raft now (a refusal before
-        // proposing makes its slot answerable at once: the loop goes round again).
-        for slot in pipe.slots.iter_mut() {
-            if matches!(slot.state, State::Read(_)) {
-                break;
-            }
-            if matches!(slot.state, State::Held(_)) {
-                if let State::Held(op) = std::mem::replace(&mut slot.state, State::Waiting) {
-                    slot.state = propose(shared, inner, slot.id, op, &slot.auth);
+        // Held writes with no read before them go to raft now, in order (a refusal
+        // before proposing makes its slot answerable at once: the loop goes round again).
+        // Admitted from the backlog above, a write was held if one was held before it.
+        if pipe.held > 0 {
+            for slot in pipe.slots.iter_mut() {
+                if matches!(slot.state, State::Read(_)) {
+                    break;
+                }
+                if let State::Held(_) = slot.state {
+                    if let State::Held(op) = std::mem::replace(&mut slot.state, State::Waiting) {
+                        pipe.held -= 1;
+                        slot.state = propose(shared, inner, slot.id, op, &slot.auth);
+                    }
                 }
             }
         }
@@ -846,11 +882,11 @@ mod tests {
         let mut pipe = Pipe::default();
         assert!(pipe.slot_mut(0).is_none(), "empty");
         for id in 0..10 {
-            pipe.slots.push_back(slot(id));
+            pipe.push(slot(id));
             pipe.next = id + 1;
         }
         for _ in 0..4 {
-            pipe.slots.pop_front();
+            pipe.pop_front();
         }
         for id in 4..10 {
             assert_eq!(pipe.slot_mut(id).map(|s| s.id), Some(id));
@@ -865,10 +901,10 @@ mod tests {
         let mut pipe = Pipe::default();
         assert!(!pipe.full());
         for id in 0..MAX_OUTSTANDING as u64 {
-            pipe.slots.push_back(slot(id));
+            pipe.push(slot(id));
         }
         assert!(pipe.full(), "no room");
-        pipe.slots.pop_front();
+        pipe.pop_front();
         assert!(!pipe.full(), "room again");
         let (tx, _rx) = crossbeam_channel::bounded(1);
         pipe.backlog.push_back(Backlogged {
@@ -880,5 +916,43 @@ mod tests {
             pipe.full(),
             "requests before it wait already: it waits behind them"
         );
+    }
+
+    fn with_state(id: u64, state: State) -> Slot {
+        Slot { state, ..slot(id) }
+    }
+
+    #[test]
+    fn a_write_is_held_behind_a_waiting_read_or_a_held_write() {
+        let mut pipe = Pipe::default();
+        assert!(!pipe.holds_writes(), "nothing before it: proposed at once");
+        pipe.push(with_state(0, State::Waiting));
+        assert!(
+            !pipe.holds_writes(),
+            "writes after writes go to raft at once"
+        );
+        pipe.push(with_state(
+            1,
+            State::Read(Request::GetEphemerals { prefix: "/".into() }),
+        ));
+        assert!(pipe.holds_writes(), "a read waits before it");
+        pipe.push(with_state(
+            2,
+            State::Held(Op::Check {
+                path: "/".into(),
+                version: None,
+            }),
+        ));
+        pipe.pop_front();
+        assert!(pipe.holds_writes(), "a read still waits");
+        pipe.pop_front();
+        // The read ran; the write held behind it is not proposed yet (the drain proposes
+        // it after admitting the backlog): a write admitted now must wait behind it, not
+        // overtake it.
+        assert_eq!((pipe.reads, pipe.held), (0, 1));
+        assert!(pipe.holds_writes(), "a write held before it");
+        pipe.pop_front();
+        assert_eq!((pipe.reads, pipe.held), (0, 0));
+        assert!(!pipe.holds_writes());
     }
 }

@@ -435,10 +435,10 @@ struct Hosting {
 }
 
 impl Hosting {
-    /// The session was not opened: its dispatcher ends (it has nothing queued).
+    /// The session was not opened: its dispatcher ends (it has nothing queued, so
+    /// nothing is waited for: the caller may be an I/O thread or the driver's answer).
     fn abandon(self) {
         self.dispatcher.stop();
-        self.dispatcher.join();
     }
 
     /// Hosts the session the proposal's `outcome` names here.

@@ -806,3 +806,30 @@ fn a_client_ahead_of_a_member_is_sent_to_another() {
     let answer = handshake(applied).expect("a client that is not ahead is served");
     assert!(int(&answer, 4) > 0, "a session with a timeout");
 }
+
+#[test]
+fn every_client_port_of_a_node_closes_the_connections_of_an_ended_session() {
+    let (c, p) = ported(3);
+    let leader = c.wait_leader();
+    let other = c.ids.iter().copied().find(|i| *i != leader).unwrap();
+    // A second port on one member, and a third started and stopped there: stopping one
+    // port leaves the others told of ended sessions.
+    let second = ClientPort::builder("127.0.0.1:0".parse().unwrap())
+        .start(c.node(other))
+        .expect("a second client port");
+    let third = ClientPort::builder("127.0.0.1:0".parse().unwrap())
+        .start(c.node(other))
+        .expect("a third client port");
+    let mut on_first = Client::connect(addr(&p, other), 0, &[], 4000);
+    let mut on_second = Client::connect(second.local_addr(), 0, &[], 4000);
+    drop(third);
+    // Each session is closed through a connection on the leader: its connection on the
+    // other member, whichever port holds it, is closed.
+    for held in [&mut on_first, &mut on_second] {
+        let mut closer = Client::connect(addr(&p, leader), held.session, &held.password, 4000);
+        assert_eq!(closer.session, held.session);
+        closer.send(1, -11, Body::default()); // closeSession
+        assert_eq!(closer.recv().xid, 1);
+        assert!(held.closed_within(Duration::from_secs(5)));
+    }
+}

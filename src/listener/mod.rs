@@ -365,6 +365,8 @@ pub(crate) struct Listener {
     acceptor_waker: Arc<mio::Waker>,
     selectors: Vec<Arc<SelectorHandle>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The port's hook in the host (see `Host::on_session_ended`).
+    hook: u64,
 }
 
 impl Listener {
@@ -400,7 +402,7 @@ impl Listener {
             by_session: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&ctx);
-        *ctx.shared.host.session_ended.lock() = Some(Box::new(move |session| {
+        let hook = ctx.shared.host.on_session_ended(Box::new(move |session| {
             if let Some(ctx) = weak.upgrade() {
                 ctx.session_ended(session);
             }
@@ -410,6 +412,7 @@ impl Listener {
         let stop_started =
             |ctx: &Ctx, selectors: &[Arc<SelectorHandle>], threads: Vec<JoinHandle<()>>| {
                 ctx.stopping.store(true, Ordering::Release);
+                ctx.shared.host.forget_session_ended(hook);
                 for s in selectors {
                     s.send(Cmd::Stop);
                 }
@@ -445,6 +448,7 @@ impl Listener {
             acceptor_waker,
             selectors,
             threads: Mutex::new(threads),
+            hook,
         })
     }
 
@@ -457,7 +461,7 @@ impl Listener {
     /// elsewhere) and stops the threads. Idempotent.
     pub(crate) fn stop(&self) {
         self.ctx.stopping.store(true, Ordering::Release);
-        self.ctx.shared.host.session_ended.lock().take();
+        self.ctx.shared.host.forget_session_ended(self.hook);
         let _ = self.acceptor_waker.wake();
         for s in &self.selectors {
             s.send(Cmd::Stop);
