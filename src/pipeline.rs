@@ -38,7 +38,7 @@ use crate::acl::{self, perms, Acl, Id};
 use crate::api;
 use crate::command::Op;
 use crate::error::{Error, Result};
-use crate::node::{Responder, Shared};
+use crate::node::Shared;
 use crate::session::SessionInner;
 use crate::time::deadline_after;
 use crate::tree::{DataTree, OpResult, Stat, Znode};
@@ -284,10 +284,26 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
+/// An answer's destination inside the crate that takes answers in order by queueing
+/// them, without I/O and without running anything else: a wire connection's ordered
+/// output (the connection is its session's watcher, as in ZooKeeper). The pipeline
+/// queues an answer there directly — on whichever thread produced it — when nothing is
+/// queued before it on the session's dispatcher, and writes it out once its locks are
+/// released; otherwise the dispatcher queues it after the events before it.
+pub(crate) trait Output: Send + Sync + 'static {
+    /// Queues the answer to request `xid` (produced with the tree at `zxid`). True when
+    /// the caller must [`Output::flush`] once it holds no lock.
+    fn queue_reply(&self, xid: i64, zxid: i64, reply: Result<Reply>) -> bool;
+    /// Writes out what is queued, as far as the destination takes it now.
+    fn flush(&self);
+}
+
 /// Where an answer goes.
 pub(crate) enum Answer {
     /// A pipelined request's sink.
     Sink(Arc<dyn Sink>, i64),
+    /// A crate destination that queues answers in order (see [`Output`]).
+    Output(Arc<dyn Output>, i64),
     /// A synchronous caller, waiting. `direct`: it must not wait for the session's
     /// watchers (it is one of them, on a callback thread, or the session opted out).
     Wait {
@@ -387,6 +403,26 @@ impl Pipe {
     }
 }
 
+/// What a drain leaves to do once the pipe's lock is released: watchers to drop, an
+/// output to write out.
+#[derive(Default)]
+struct AfterLocks {
+    /// Watchers of reads that set none (their captures may own anything).
+    unarmed: Vec<Watcher>,
+    /// An output that took answers directly and must be flushed.
+    flush: Option<Arc<dyn Output>>,
+}
+
+impl AfterLocks {
+    /// Flushes the output, if any; hands back the watchers to drop.
+    fn finish(self) -> Vec<Watcher> {
+        if let Some(out) = self.flush {
+            out.flush();
+        }
+        self.unarmed
+    }
+}
+
 /// Submits `request` for the session `inner`, hosted by `shared`; `answer` hears the
 /// outcome in submission order.
 pub(crate) fn submit(
@@ -409,7 +445,7 @@ pub(crate) fn submit_queued(
     request: Request,
     answer: Answer,
 ) {
-    let mut unarmed = Vec::new();
+    let mut after = AfterLocks::default();
     {
         let mut pipe = inner.pipe.lock();
         let auth = inner.identities();
@@ -422,9 +458,9 @@ pub(crate) fn submit_queued(
             return;
         }
         admit(shared, inner, &mut pipe, request, answer, auth);
-        drain(shared, inner, &mut pipe, &mut unarmed);
+        drain(shared, inner, &mut pipe, &mut after);
     }
-    drop(unarmed);
+    drop(after.finish());
 }
 
 /// Gives `request` the next slot at the back of the pipe (the caller made room).
@@ -526,7 +562,7 @@ fn enqueue(
     answer: Answer,
     state: impl FnOnce(&Pipe, u64, &[Id]) -> State,
 ) {
-    let mut unarmed = Vec::new();
+    let mut after = AfterLocks::default();
     {
         let mut pipe = inner.pipe.lock();
         // Back-pressure: a session has at most MAX_OUTSTANDING requests unanswered; the
@@ -546,11 +582,11 @@ fn enqueue(
             answer,
             auth,
         });
-        drain(shared, inner, &mut pipe, &mut unarmed);
+        drain(shared, inner, &mut pipe, &mut after);
     }
     // Watchers of reads that set none: dropped with no lock held (their captures may own
     // anything, a session included).
-    drop(unarmed);
+    drop(after.finish());
 }
 
 /// Hands write `id` to raft, numbered in the session's order (the caller holds the pipe,
@@ -558,7 +594,7 @@ fn enqueue(
 fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op, auth: &[Id]) -> State {
     let (s, i) = (shared.clone(), inner.clone());
     let closing = matches!(op, Op::CloseSession { session, .. } if session == inner.id);
-    let reply = Responder::callback(move |res: Result<OpResult>| match res {
+    let reply = shared.callback(move |res: Result<OpResult>| match res {
         // The session moved to another member before its close was applied: closed
         // anyway, unordered (see `submit`).
         Err(Error::SessionMoved) if closing => {
@@ -595,9 +631,8 @@ fn handed(res: Result<()>) -> State {
 /// `submit`).
 fn close_unordered(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State {
     let (s, i) = (shared.clone(), inner.clone());
-    let reply = Responder::callback(move |res: Result<OpResult>| {
-        complete(&s, &i, id, res.map(Reply::Write))
-    });
+    let reply =
+        shared.callback(move |res: Result<OpResult>| complete(&s, &i, id, res.map(Reply::Write)));
     let op = Op::CloseSession {
         session: inner.id,
         expired: false,
@@ -610,33 +645,29 @@ fn close_unordered(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> 
 fn start_sync(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State {
     let (s, i) = (shared.clone(), inner.clone());
     let reply =
-        Responder::callback(move |res: Result<u64>| complete(&s, &i, id, res.map(|_| Reply::Done)));
+        shared.callback(move |res: Result<u64>| complete(&s, &i, id, res.map(|_| Reply::Done)));
     let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
     handed(shared.start_read_index(deadline, reply))
 }
 
-/// The driver finished write (or sync) `id`. Runs on the driver's thread: watchers of
-/// reads that set none go to the session's dispatcher to be dropped there.
+/// The driver finished write (or sync) `id`. Runs on the node's answer thread: watchers
+/// of reads that set none go to the session's dispatcher to be dropped there (their
+/// captures may run anything when dropped).
 fn complete(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, result: Result<Reply>) {
-    let mut unarmed = Vec::new();
+    let mut after = AfterLocks::default();
     {
         let mut pipe = inner.pipe.lock();
         if let Some(slot) = pipe.slot_mut(id) {
             slot.state = State::Done(result);
         }
-        drain(shared, inner, &mut pipe, &mut unarmed);
+        drain(shared, inner, &mut pipe, &mut after);
     }
-    inner.dispatcher.discard(unarmed);
+    inner.dispatcher.discard(after.finish());
 }
 
 /// Answers the front of the pipe while it is answerable, running reads as they reach it,
 /// then hands to raft the held writes no read waits before any more.
-fn drain(
-    shared: &Arc<Shared>,
-    inner: &Arc<SessionInner>,
-    pipe: &mut Pipe,
-    unarmed: &mut Vec<Watcher>,
-) {
+fn drain(shared: &Arc<Shared>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after: &mut AfterLocks) {
     let answerable = |p: &Pipe| {
         p.slots
             .front()
@@ -656,16 +687,16 @@ fn drain(
                     // it sets no watch any more (its state changes under the tree's
                     // write lock, so this check holds while the read runs).
                     State::Read(request) if inner.check(shared).is_err() => {
-                        unarmed.extend(request.into_watchers());
+                        after.unarmed.extend(request.into_watchers());
                         Err(inner.check(shared).err().unwrap_or(Error::Shutdown))
                     }
                     State::Read(request) => {
                         let w = watches.get_or_insert_with(|| shared.host.watches.lock());
-                        read(inner.id, &slot.auth, request, &tree, w, unarmed)
+                        read(inner.id, &slot.auth, request, &tree, w, &mut after.unarmed)
                     }
                     State::Held(_) | State::Waiting => unreachable!("checked above"),
                 };
-                deliver(inner, slot.answer, tree.zxid(), result);
+                deliver(inner, slot.answer, tree.zxid(), result, after);
                 inner.pipe_room.notify_one();
             }
         }
@@ -700,7 +731,13 @@ fn drain(
     }
 }
 
-fn deliver(inner: &SessionInner, answer: Answer, zxid: u64, result: Result<Reply>) {
+fn deliver(
+    inner: &SessionInner,
+    answer: Answer,
+    zxid: u64,
+    result: Result<Reply>,
+    after: &mut AfterLocks,
+) {
     match answer {
         // Nothing queued before it (or the caller must not wait for the dispatcher): the
         // waiting caller gets it at once.
@@ -715,6 +752,23 @@ fn deliver(inner: &SessionInner, answer: Answer, zxid: u64, result: Result<Reply
             inner
                 .dispatcher
                 .run_after_queued(Box::new(move || sink.reply_at(xid, zxid, result)))
+        }
+        // Nothing queued before it on the dispatcher (read under the tree lock, so no
+        // event of an entry the answer reflects can be missing): into the output now, in
+        // order; written out once the locks are released.
+        Answer::Output(out, xid) if inner.dispatcher.idle() => {
+            let zxid = i64::try_from(zxid).unwrap_or(i64::MAX);
+            if out.queue_reply(xid, zxid, result) {
+                after.flush = Some(out);
+            }
+        }
+        Answer::Output(out, xid) => {
+            let zxid = i64::try_from(zxid).unwrap_or(i64::MAX);
+            inner.dispatcher.run_after_queued(Box::new(move || {
+                if out.queue_reply(xid, zxid, result) {
+                    out.flush();
+                }
+            }))
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::api;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::node::Shared;
-use crate::pipeline::{self, Answer, Pipe, Reply, Request, Sink};
+use crate::pipeline::{self, Answer, Output, Pipe, Reply, Request, Sink};
 use crate::tree::{OpResult, Stat, WatchedEvent};
 use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, Watcher, WatcherType};
 
@@ -365,10 +365,10 @@ impl SessionBuilder {
         // proposal was handed over (then the driver never answers).
         let pending = Arc::new(parking_lot::Mutex::new(Some((hosting, then))));
         let answered = pending.clone();
-        let reply = crate::node::Responder::callback(move |outcome: Result<OpResult>| {
+        let reply = s.callback(move |outcome: Result<OpResult>| {
             if let Some((hosting, then)) = answered.lock().take() {
-                // Only a queue push on the driver's thread: the hosting itself (locks, the
-                // session table) runs on the session's callback thread.
+                // Only a queue push on the node's answer thread: the hosting itself (locks,
+                // the session table) runs on the session's callback thread.
                 let dispatcher = hosting.dispatcher.clone();
                 dispatcher.run_after_queued(Box::new(move || then(hosting.finish(outcome))));
             }
@@ -658,13 +658,25 @@ impl Session {
         pipeline::submit_queued(&self.shared, &self.inner, request, Answer::Sink(sink, xid));
     }
 
+    /// [`Session::submit`] for a crate destination that queues its answers in order (a
+    /// wire connection): answered straight into it when nothing waits on the session's
+    /// dispatcher before the answer.
+    pub(crate) fn submit_to(&self, xid: i64, request: Request, out: &Arc<dyn Output>) {
+        pipeline::submit(
+            &self.shared,
+            &self.inner,
+            request,
+            Answer::Output(out.clone(), xid),
+        );
+    }
+
     /// Queues an answer already known for request `xid`, in the session's order.
-    pub(crate) fn submit_answered(&self, xid: i64, result: Result<Reply>, sink: &Arc<dyn Sink>) {
+    pub(crate) fn submit_answered(&self, xid: i64, result: Result<Reply>, out: &Arc<dyn Output>) {
         pipeline::submit_answered(
             &self.shared,
             &self.inner,
             result,
-            Answer::Sink(sink.clone(), xid),
+            Answer::Output(out.clone(), xid),
         );
     }
 

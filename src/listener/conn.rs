@@ -3,9 +3,11 @@
 //! notifications), and what its I/O thread does with the bytes it reads (`Conn`).
 //!
 //! Reading happens on the connection's I/O thread only. Writing happens wherever an
-//! answer or notification is produced (a callback thread, usually), straight into the
-//! socket when nothing is queued before it, under the outgoing queue's lock; what the
-//! socket does not take waits for the I/O thread's next writable event. A connection
+//! answer or notification is produced — the I/O thread for a read answered at once, the
+//! node's answer thread for a write, the session's callback thread for a notification
+//! or an answer queued behind one — straight into the socket when nothing is queued
+//! before it, under the outgoing queue's lock; what the socket does not take waits for
+//! the I/O thread's next writable event. A connection
 //! stops reading while it owes `max_outstanding` answers or has more than
 //! [`MAX_QUEUED_BYTES`] waiting to be written (back-pressure, as a ZooKeeper server
 //! stops reading a connection that is behind), and resumes below half of each.
@@ -27,7 +29,7 @@ use super::requests::{self, Action, Shape};
 use super::stats::Latency;
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::pipeline::{Reply, Sink};
+use crate::pipeline::{Output, Reply};
 use crate::session::Session;
 use crate::tree::WatchedEvent;
 use crate::wire::jute::{JuteWriter, WireError};
@@ -167,17 +169,24 @@ impl ConnIo {
     /// Sends `frame` (length prefix included): straight into the socket if nothing is
     /// queued before it, else behind what is.
     pub(crate) fn send(&self, frame: Vec<u8>) {
+        if self.queue(frame) {
+            self.flush();
+        }
+    }
+
+    /// Queues `frame` (length prefix included) behind what is queued, without writing:
+    /// true when it is first in the queue, so the caller must [`ConnIo::flush`] (a
+    /// frame queued behind others goes out with them).
+    fn queue(&self, frame: Vec<u8>) -> bool {
         let mut out = self.out.lock();
         if out.closed {
-            return;
+            return false;
         }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.ctx.stats.sent.fetch_add(1, Ordering::Relaxed);
         out.bytes += frame.len();
         out.queue.push_back(frame);
-        if out.queue.len() == 1 {
-            self.flush_locked(&mut out);
-        }
+        out.queue.len() == 1
     }
 
     /// Writes what is queued until the socket takes no more. The I/O thread calls it on
@@ -290,17 +299,15 @@ impl ConnIo {
     }
 }
 
-impl Sink for ConnIo {
-    fn reply(&self, xid: i64, result: Result<Reply>) {
-        self.reply_at(xid, self.zxid(), result);
-    }
-
+/// The connection is its session's output: answers are encoded straight into its
+/// ordered queue, behind the notifications before them.
+impl Output for ConnIo {
     /// The zxid is the one the pipeline read when it produced the answer, so a client
     /// that reconnects with it is owed every event up to it and none after (ZooKeeper
     /// queues notifications before its last processed zxid moves).
-    fn reply_at(&self, xid: i64, zxid: i64, result: Result<Reply>) {
+    fn queue_reply(&self, xid: i64, zxid: i64, result: Result<Reply>) -> bool {
         let Some(owed) = self.owed.lock().pop_front() else {
-            return;
+            return false;
         };
         debug_assert_eq!(i64::from(owed.xid), xid);
         let latency = u64::try_from(owed.since.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -313,14 +320,19 @@ impl Sink for ConnIo {
             // connection is closed without an answer, so the client sees a connection
             // loss, reconnects and retries.
             self.close_when_flushed();
-            return;
+            return false;
         }
-        let closing = owed.shape.op == op::CLOSE_SESSION;
         let frame = requests::encode_reply(&owed.shape, owed.xid, zxid, result);
-        self.send(frame);
-        if closing {
+        if owed.shape.op == op::CLOSE_SESSION {
+            self.send(frame);
             self.close_when_flushed();
+            return false;
         }
+        self.queue(frame)
+    }
+
+    fn flush(&self) {
+        ConnIo::flush(self);
     }
 }
 
@@ -621,7 +633,7 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) -> S
             io.closing_session.store(true, Ordering::Release);
             let shape = Shape::of(op::CLOSE_SESSION);
             submit(io, session, xid, shape, |s, x, sink| {
-                s.submit(
+                s.submit_to(
                     x,
                     crate::pipeline::Request::Write(crate::command::Op::CloseSession {
                         session: s.id(),
@@ -635,7 +647,7 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) -> S
         req => {
             match requests::action(io, req) {
                 Action::Submit(request, shape) => submit(io, session, xid, shape, |s, x, sink| {
-                    s.submit(x, request, sink)
+                    s.submit_to(x, request, sink)
                 }),
                 Action::Answer(result, shape) => submit(io, session, xid, shape, |s, x, sink| {
                     s.submit_answered(x, result, sink)
@@ -651,12 +663,12 @@ fn submit(
     session: &Session,
     xid: i32,
     shape: Shape,
-    f: impl FnOnce(&Session, i64, &Arc<dyn Sink>),
+    f: impl FnOnce(&Session, i64, &Arc<dyn Output>),
 ) {
     io.stats
         .last_op
         .store(i64::from(shape.op), Ordering::Relaxed);
     io.owe(xid, shape);
-    let sink: Arc<dyn Sink> = io.clone();
-    f(session, i64::from(xid), &sink);
+    let out: Arc<dyn Output> = io.clone();
+    f(session, i64::from(xid), &out);
 }

@@ -361,6 +361,7 @@ impl NodeBuilder {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             ^ u64::from(std::process::id()).rotate_left(48);
+        let (answers, answer_thread) = super::answers::start(config.id, logger.clone())?;
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
             id: config.id,
             config: config.clone(),
@@ -385,6 +386,8 @@ impl NodeBuilder {
                 log_first_index: AtomicU64::new(log_first_index),
                 ..Counters::default()
             },
+            answers,
+            _answer_thread: answer_thread,
             host: crate::host::Host::new(config.id),
             voters: Mutex::new(voters),
             backlog_bytes: Default::default(),

@@ -4,6 +4,7 @@
 //! proposed to raft by the driver (see `driver`), and answered when the committed entry has
 //! been applied *on this node*. Reads are served from the node's applied tree.
 
+mod answers;
 mod builder;
 mod config;
 mod driver;
@@ -170,25 +171,21 @@ pub(crate) enum Msg {
 }
 
 /// Where the answer to a request goes: a channel its caller waits on, or a callback (a
-/// pipelined session request), called once, on the driver's thread — it must be quick.
-pub(crate) enum Responder<T> {
+/// pipelined session request), called once, on the node's answer thread (see
+/// `answers`): whoever answers — the driver, most often — only hands it over.
+pub(crate) enum Responder<T: Send + 'static> {
     Channel(Sender<Result<T>>),
-    Callback(Mutex<Option<Callback<T>>>),
+    Callback(Mutex<Option<Callback<T>>>, answers::Answers),
 }
 
 /// A one-shot answer callback.
 pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T>) + Send>;
 
-impl<T> Responder<T> {
-    /// A responder calling `f`.
-    pub(crate) fn callback(f: impl FnOnce(Result<T>) + Send + 'static) -> Responder<T> {
-        Responder::Callback(Mutex::new(Some(Box::new(f))))
-    }
-
+impl<T: Send + 'static> Responder<T> {
     /// Forgets a callback without calling it: the request was refused before it was
     /// handed over, and the refusal is returned to the submitter instead.
     pub(crate) fn disarm(&self) {
-        if let Responder::Callback(f) = self {
+        if let Responder::Callback(f, _) = self {
             drop(f.lock().take());
         }
     }
@@ -197,10 +194,10 @@ impl<T> Responder<T> {
     pub(crate) fn send(&self, r: Result<T>) -> std::result::Result<(), ()> {
         match self {
             Responder::Channel(s) => s.send(r).map_err(|_| ()),
-            Responder::Callback(f) => {
+            Responder::Callback(f, answers) => {
                 let f = f.lock().take();
                 if let Some(f) = f {
-                    f(r);
+                    answers.run(Box::new(move || f(r)));
                 }
                 Ok(())
             }
@@ -208,19 +205,19 @@ impl<T> Responder<T> {
     }
 }
 
-impl<T> Drop for Responder<T> {
+impl<T: Send + 'static> Drop for Responder<T> {
     /// A callback never answered (its request was dropped on an error path) hears
     /// `Shutdown`: no pipelined request is ever left waiting.
     fn drop(&mut self) {
-        if let Responder::Callback(f) = self {
+        if let Responder::Callback(f, answers) = self {
             if let Some(f) = f.get_mut().take() {
-                f(Err(Error::Shutdown));
+                answers.run(Box::new(move || f(Err(Error::Shutdown))));
             }
         }
     }
 }
 
-impl<T> From<Sender<Result<T>>> for Responder<T> {
+impl<T: Send + 'static> From<Sender<Result<T>>> for Responder<T> {
     fn from(s: Sender<Result<T>>) -> Self {
         Responder::Channel(s)
     }
@@ -352,6 +349,10 @@ pub(crate) struct Shared {
     incarnation: u64,
     next_request: AtomicU64,
     counters: Counters,
+    /// Runs the callbacks of pipelined requests, off the driver.
+    answers: answers::Answers,
+    /// The thread behind `answers` (detached when the node is dropped).
+    _answer_thread: answers::AnswerThread,
     /// The sessions hosted here and their watches: the layer above, which the driver
     /// hears of through [`Observer`] only.
     pub(crate) host: crate::host::Host,
@@ -367,6 +368,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A responder calling `f` with the answer, on the node's answer thread.
+    pub(crate) fn callback<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Result<T>) + Send + 'static,
+    ) -> Responder<T> {
+        Responder::Callback(Mutex::new(Some(Box::new(f))), self.answers.clone())
+    }
+
     /// Puts a message in the mailbox and makes sure a worker will run the node.
     /// Hands back a message refused because the node is stopped (nothing was answered:
     /// the caller decides).

@@ -66,14 +66,14 @@ const MAX_TICKS_PER_ROUND: u32 = 2;
 const MAX_ROUNDS_PER_RUN: usize = 16;
 
 /// A caller waiting on the driver until a deadline.
-struct Waiter<T> {
+struct Waiter<T: Send + 'static> {
     reply: Responder<T>,
     deadline: Instant,
     /// When the request was handed to raft (ReadIndex requests are re-issued if unanswered).
     issued: Instant,
 }
 
-impl<T> Waiter<T> {
+impl<T: Send + 'static> Waiter<T> {
     /// Keeps the waiter if its deadline is still ahead; otherwise answers it with `e`.
     fn keep(&self, now: Instant, e: &Error) -> bool {
         now < self.deadline || {
