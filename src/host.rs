@@ -1,9 +1,7 @@
 //! The host: the sessions this node hosts (heartbeated from here, their requests served
-//! here) and their watches — the layer above the replica. It hears of the replicated
-//! state only through [`Observer`], which the driver calls.
-//!
-//! (A step of the split of `node::Shared`: the replica still holds the host today; the
-//! host's state and every decision about it are here.)
+//! here) and their watches — the layer above the replica. It holds its replica (the
+//! replica holds it only weakly, as the [`Observer`] it tells of the replicated state),
+//! so references point down only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::command::{Command, Op};
 use crate::error::Result;
-use crate::node::Observer;
+use crate::node::{Observer, Shared};
 use crate::session::SessionInner;
 use crate::tree::{DataTree, OpResult, WatchedEvent};
 use crate::watch::{SessionEvent, WatchManager};
@@ -24,6 +22,8 @@ pub(crate) type SessionEndedHook = Box<dyn Fn(i64) + Send + Sync>;
 
 /// The sessions hosted by one node and their watches.
 pub(crate) struct Host {
+    /// The replica below.
+    replica: Arc<Shared>,
     /// The node's id (a session re-attached to it is hosted here).
     id: u64,
     /// Watch registrations of the sessions hosted here.
@@ -42,17 +42,24 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    /// The host of node `id`, hosting nothing yet.
-    pub(crate) fn new(id: u64) -> Host {
-        Host {
-            id,
+    /// The host above `replica`, hosting nothing yet. The caller makes it the replica's
+    /// observer.
+    pub(crate) fn new(replica: Arc<Shared>) -> Arc<Host> {
+        Arc::new(Host {
+            id: replica.id(),
+            replica,
             watches: Mutex::new(WatchManager::default()),
             sessions: Mutex::new(HashMap::new()),
             last_ack_ms: AtomicU64::new(0),
             started: Instant::now(),
             session_ended: Mutex::new(Vec::new()),
             next_hook: AtomicU64::new(0),
-        }
+        })
+    }
+
+    /// The replica below.
+    pub(crate) fn replica(&self) -> &Arc<Shared> {
+        &self.replica
     }
 
     /// How long since the leader last confirmed hearing this node's sessions.
@@ -102,7 +109,7 @@ impl Host {
 
     /// Ends the local side of every hosted session (the node is stopping): no more
     /// heartbeats, watches dropped, dispatchers stopped. The caller holds the tree lock.
-    pub(crate) fn end_all(&self) {
+    fn end_all(&self) {
         let hosted: Vec<i64> = self.sessions.lock().drain().map(|(id, _)| id).collect();
         let mut watches = self.watches.lock();
         for id in hosted {
@@ -111,8 +118,9 @@ impl Host {
     }
 
     /// Stops hosting a session: no more heartbeats, watches dropped, dispatcher stopped.
-    /// The caller holds the tree lock.
-    pub(crate) fn forget(&self, id: i64) {
+    pub(crate) fn forget_session(&self, id: i64) {
+        // Under the tree lock, as every change of what is hosted.
+        let _tree = self.replica.tree().read();
         self.sessions.lock().remove(&id);
         self.watches.lock().end_session(id, None);
     }
@@ -207,5 +215,10 @@ impl Observer for Host {
     fn sessions_acknowledged(&self) {
         let ms = self.started.elapsed().as_millis() as u64;
         self.last_ack_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    fn stopping(&self) {
+        let _tree = self.replica.tree().read();
+        self.end_all();
     }
 }

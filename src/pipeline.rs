@@ -38,7 +38,7 @@ use crate::acl::{self, perms, Acl, Id};
 use crate::api;
 use crate::command::Op;
 use crate::error::{Error, Result};
-use crate::node::Shared;
+use crate::host::Host;
 use crate::session::SessionInner;
 use crate::time::deadline_after;
 use crate::tree::{DataTree, OpResult, Stat, Znode};
@@ -423,16 +423,16 @@ impl AfterLocks {
     }
 }
 
-/// Submits `request` for the session `inner`, hosted by `shared`; `answer` hears the
+/// Submits `request` for the session `inner`, hosted by `host`; `answer` hears the
 /// outcome in submission order.
 pub(crate) fn submit(
-    shared: &Arc<Shared>,
+    host: &Arc<Host>,
     inner: &Arc<SessionInner>,
     request: Request,
     answer: Answer,
 ) {
-    enqueue(shared, inner, answer, |pipe, id, auth| {
-        state_of(shared, inner, pipe, id, auth, request)
+    enqueue(host, inner, answer, |pipe, id, auth| {
+        state_of(host, inner, pipe, id, auth, request)
     });
 }
 
@@ -440,7 +440,7 @@ pub(crate) fn submit(
 /// session's backlog, and takes its slot, in order, as answers leave (the async API's
 /// back-pressure: its caller awaits the answer, no thread blocks).
 pub(crate) fn submit_queued(
-    shared: &Arc<Shared>,
+    host: &Arc<Host>,
     inner: &Arc<SessionInner>,
     request: Request,
     answer: Answer,
@@ -457,15 +457,15 @@ pub(crate) fn submit_queued(
             });
             return;
         }
-        admit(shared, inner, &mut pipe, request, answer, auth);
-        drain(shared, inner, &mut pipe, &mut after);
+        admit(host, inner, &mut pipe, request, answer, auth);
+        drain(host, inner, &mut pipe, &mut after);
     }
     drop(after.finish());
 }
 
 /// Gives `request` the next slot at the back of the pipe (the caller made room).
 fn admit(
-    shared: &Arc<Shared>,
+    host: &Arc<Host>,
     inner: &Arc<SessionInner>,
     pipe: &mut Pipe,
     request: Request,
@@ -474,7 +474,7 @@ fn admit(
 ) {
     let id = pipe.next;
     pipe.next += 1;
-    let state = state_of(shared, inner, pipe, id, &auth, request);
+    let state = state_of(host, inner, pipe, id, &auth, request);
     pipe.push(Slot {
         id,
         state,
@@ -486,7 +486,7 @@ fn admit(
 /// The state a new slot `id` starts in: a write handed to raft (or held behind a read),
 /// a read waiting for its turn, or an answer known at once.
 fn state_of(
-    shared: &Arc<Shared>,
+    host: &Arc<Host>,
     inner: &Arc<SessionInner>,
     pipe: &Pipe,
     id: u64,
@@ -494,7 +494,7 @@ fn state_of(
     request: Request,
 ) -> State {
     {
-        match inner.check(shared) {
+        match inner.check(host.replica()) {
             // A session that moved to another member may still be closed through a
             // handle that holds it, as ZooKeeper lets any connection of the session close
             // it (its closeSession skips the owner check): unordered, as the last word.
@@ -502,7 +502,7 @@ fn state_of(
                 if matches!(&request, Request::Write(Op::CloseSession { session, .. })
                     if *session == inner.id) =>
             {
-                close_unordered(shared, inner, id)
+                close_unordered(host, inner, id)
             }
             Err(e) => State::Done(Err(e)),
             Ok(()) => match request {
@@ -510,18 +510,18 @@ fn state_of(
                     if pipe.holds_writes() {
                         State::Held(op)
                     } else {
-                        propose(shared, inner, id, op, auth)
+                        propose(host, inner, id, op, auth)
                     }
                 }
-                Request::Sync { path } => match shared.check_read_path(&path) {
-                    Ok(()) => start_sync(shared, inner, id),
+                Request::Sync { path } => match host.replica().check_read_path(&path) {
+                    Ok(()) => start_sync(host, inner, id),
                     Err(e) => State::Done(Err(e)),
                 },
                 Request::GetEphemerals { .. } | Request::SetWatches { .. } => State::Read(request),
                 Request::MultiRead(ref ops) => {
                     match ops
                         .iter()
-                        .try_for_each(|op| shared.check_read_path(op.path()))
+                        .try_for_each(|op| host.replica().check_read_path(op.path()))
                     {
                         Ok(()) => State::Read(request),
                         Err(e) => State::Done(Err(e)),
@@ -534,10 +534,12 @@ fn state_of(
                 | Request::AddWatch { ref path, .. }
                 | Request::GetAllChildrenNumber { ref path }
                 | Request::CheckWatches { ref path, .. }
-                | Request::RemoveWatches { ref path, .. } => match shared.check_read_path(path) {
-                    Ok(()) => State::Read(request),
-                    Err(e) => State::Done(Err(e)),
-                },
+                | Request::RemoveWatches { ref path, .. } => {
+                    match host.replica().check_read_path(path) {
+                        Ok(()) => State::Read(request),
+                        Err(e) => State::Done(Err(e)),
+                    }
+                }
             },
         }
     }
@@ -546,18 +548,18 @@ fn state_of(
 /// Queues an answer already known (a request refused before it could be submitted, such
 /// as a malformed record of the wire protocol), in the session's order.
 pub(crate) fn submit_answered(
-    shared: &Arc<Shared>,
+    host: &Arc<Host>,
     inner: &Arc<SessionInner>,
     result: Result<Reply>,
     answer: Answer,
 ) {
-    enqueue(shared, inner, answer, |_, _, _| State::Done(result));
+    enqueue(host, inner, answer, |_, _, _| State::Done(result));
 }
 
 /// Takes a slot at the back of the pipe (waiting for room), fills it with `state` and
 /// answers what has become answerable.
 fn enqueue(
-    shared: &Arc<Shared>,
+    host: &Arc<Host>,
     inner: &Arc<SessionInner>,
     answer: Answer,
     state: impl FnOnce(&Pipe, u64, &[Id]) -> State,
@@ -582,7 +584,7 @@ fn enqueue(
             answer,
             auth,
         });
-        drain(shared, inner, &mut pipe, &mut after);
+        drain(host, inner, &mut pipe, &mut after);
     }
     // Watchers of reads that set none: dropped with no lock held (their captures may own
     // anything, a session included).
@@ -591,31 +593,36 @@ fn enqueue(
 
 /// Hands write `id` to raft, numbered in the session's order (the caller holds the pipe,
 /// so numbers follow the pipe's order), on behalf of the identities `auth`.
-fn propose(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, op: Op, auth: &[Id]) -> State {
-    let (s, i) = (shared.clone(), inner.clone());
+fn propose(host: &Arc<Host>, inner: &Arc<SessionInner>, id: u64, op: Op, auth: &[Id]) -> State {
+    let (s, i) = (host.clone(), inner.clone());
     let closing = matches!(op, Op::CloseSession { session, .. } if session == inner.id);
-    let reply = shared.callback(move |res: Result<OpResult>| match res {
-        // The session moved to another member before its close was applied: closed
-        // anyway, unordered (see `submit`).
-        Err(Error::SessionMoved) if closing => {
-            if let State::Done(r) = close_unordered(&s, &i, id) {
-                complete(&s, &i, id, r);
+    let reply = host
+        .replica()
+        .callback(move |res: Result<OpResult>| match res {
+            // The session moved to another member before its close was applied: closed
+            // anyway, unordered (see `submit`).
+            Err(Error::SessionMoved) if closing => {
+                if let State::Done(r) = close_unordered(&s, &i, id) {
+                    complete(&s, &i, id, r);
+                }
             }
-        }
-        res => complete(&s, &i, id, res.map(Reply::Write)),
-    });
-    let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
+            res => complete(&s, &i, id, res.map(Reply::Write)),
+        });
+    let deadline = deadline_after(Instant::now(), host.replica().config().request_timeout);
     // Numbered under the session's order lock, held until the proposal is queued, so the
     // driver sees the session's writes in the order of their numbers.
     let mut order = inner.order.lock();
-    handed(shared.propose_ordered(auth, op, deadline, reply, || {
-        let (epoch, seq) = order.take_next();
-        crate::node::Ordered {
-            session: inner.id,
-            epoch,
-            seq,
-        }
-    }))
+    handed(
+        host.replica()
+            .propose_ordered(auth, op, deadline, reply, || {
+                let (epoch, seq) = order.take_next();
+                crate::node::Ordered {
+                    session: inner.id,
+                    epoch,
+                    seq,
+                }
+            }),
+    )
 }
 
 /// The state of a slot whose request was handed over (`Ok`) or refused before.
@@ -629,45 +636,47 @@ fn handed(res: Result<()>) -> State {
 /// Proposes the session's own close as slot `id`, outside its order: a session that
 /// moved to another member may still be closed through a handle that holds it (see
 /// `submit`).
-fn close_unordered(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State {
-    let (s, i) = (shared.clone(), inner.clone());
-    let reply =
-        shared.callback(move |res: Result<OpResult>| complete(&s, &i, id, res.map(Reply::Write)));
+fn close_unordered(host: &Arc<Host>, inner: &Arc<SessionInner>, id: u64) -> State {
+    let (s, i) = (host.clone(), inner.clone());
+    let reply = host
+        .replica()
+        .callback(move |res: Result<OpResult>| complete(&s, &i, id, res.map(Reply::Write)));
     let op = Op::CloseSession {
         session: inner.id,
         expired: false,
     };
-    let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
-    handed(shared.propose(&[], op, deadline, reply))
+    let deadline = deadline_after(Instant::now(), host.replica().config().request_timeout);
+    handed(host.replica().propose(&[], op, deadline, reply))
 }
 
 /// Starts a ReadIndex round for sync `id`; its slot is answered once the index is applied.
-fn start_sync(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64) -> State {
-    let (s, i) = (shared.clone(), inner.clone());
-    let reply =
-        shared.callback(move |res: Result<u64>| complete(&s, &i, id, res.map(|_| Reply::Done)));
-    let deadline = deadline_after(Instant::now(), shared.config().request_timeout);
-    handed(shared.start_read_index(deadline, reply))
+fn start_sync(host: &Arc<Host>, inner: &Arc<SessionInner>, id: u64) -> State {
+    let (s, i) = (host.clone(), inner.clone());
+    let reply = host
+        .replica()
+        .callback(move |res: Result<u64>| complete(&s, &i, id, res.map(|_| Reply::Done)));
+    let deadline = deadline_after(Instant::now(), host.replica().config().request_timeout);
+    handed(host.replica().start_read_index(deadline, reply))
 }
 
 /// The driver finished write (or sync) `id`. Runs on the node's answer thread: watchers
 /// of reads that set none go to the session's dispatcher to be dropped there (their
 /// captures may run anything when dropped).
-fn complete(shared: &Arc<Shared>, inner: &Arc<SessionInner>, id: u64, result: Result<Reply>) {
+fn complete(host: &Arc<Host>, inner: &Arc<SessionInner>, id: u64, result: Result<Reply>) {
     let mut after = AfterLocks::default();
     {
         let mut pipe = inner.pipe.lock();
         if let Some(slot) = pipe.slot_mut(id) {
             slot.state = State::Done(result);
         }
-        drain(shared, inner, &mut pipe, &mut after);
+        drain(host, inner, &mut pipe, &mut after);
     }
     inner.dispatcher.discard(after.finish());
 }
 
 /// Answers the front of the pipe while it is answerable, running reads as they reach it,
 /// then hands to raft the held writes no read waits before any more.
-fn drain(shared: &Arc<Shared>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after: &mut AfterLocks) {
+fn drain(host: &Arc<Host>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after: &mut AfterLocks) {
     let answerable = |p: &Pipe| {
         p.slots
             .front()
@@ -675,7 +684,7 @@ fn drain(shared: &Arc<Shared>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after
     };
     while answerable(pipe) {
         {
-            let tree = shared.tree().read();
+            let tree = host.replica().tree().read();
             let mut watches = None;
             while answerable(pipe) {
                 let Some(slot) = pipe.pop_front() else {
@@ -686,12 +695,12 @@ fn drain(shared: &Arc<Shared>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after
                     // The session ended (closed, expired, moved) while the read waited:
                     // it sets no watch any more (its state changes under the tree's
                     // write lock, so this check holds while the read runs).
-                    State::Read(request) if inner.check(shared).is_err() => {
+                    State::Read(request) if inner.check(host.replica()).is_err() => {
                         after.unarmed.extend(request.into_watchers());
-                        Err(inner.check(shared).err().unwrap_or(Error::Shutdown))
+                        Err(inner.check(host.replica()).err().unwrap_or(Error::Shutdown))
                     }
                     State::Read(request) => {
-                        let w = watches.get_or_insert_with(|| shared.host.watches.lock());
+                        let w = watches.get_or_insert_with(|| host.watches.lock());
                         read(inner.id, &slot.auth, request, &tree, w, &mut after.unarmed)
                     }
                     State::Held(_) | State::Waiting => unreachable!("checked above"),
@@ -706,7 +715,7 @@ fn drain(shared: &Arc<Shared>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after
             let Some(b) = pipe.backlog.pop_front() else {
                 break;
             };
-            admit(shared, inner, pipe, b.request, b.answer, b.auth);
+            admit(host, inner, pipe, b.request, b.answer, b.auth);
         }
         if pipe.backlog.is_empty() {
             // Synchronous submitters wait behind the backlog (see `Pipe::full`).
@@ -723,7 +732,7 @@ fn drain(shared: &Arc<Shared>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after
                 if let State::Held(_) = slot.state {
                     if let State::Held(op) = std::mem::replace(&mut slot.state, State::Waiting) {
                         pipe.held -= 1;
-                        slot.state = propose(shared, inner, slot.id, op, &slot.auth);
+                        slot.state = propose(host, inner, slot.id, op, &slot.auth);
                     }
                 }
             }

@@ -17,6 +17,7 @@ use crate::acl::{self, Acl, Id};
 use crate::api;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::node::Shared;
 use crate::pipeline::{self, Answer, Output, Pipe, Reply, Request, Sink};
 use crate::tree::{OpResult, Stat, WatchedEvent};
@@ -170,7 +171,7 @@ pub enum SessionState {
 
 /// Opens a [`Session`] (from [`crate::Node::session_builder`]).
 pub struct SessionBuilder {
-    shared: Arc<Shared>,
+    host: Arc<Host>,
     timeout: Duration,
     watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
     wait_for_watchers: bool,
@@ -196,10 +197,10 @@ fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 impl SessionBuilder {
-    pub(crate) fn new(shared: Arc<Shared>) -> SessionBuilder {
-        let timeout = shared.config().session_timeout;
+    pub(crate) fn new(host: Arc<Host>) -> SessionBuilder {
+        let timeout = host.replica().config().session_timeout;
         SessionBuilder {
-            shared,
+            host,
             timeout,
             watcher: None,
             wait_for_watchers: true,
@@ -248,7 +249,7 @@ impl SessionBuilder {
     /// behind. A `Timeout` leaves the outcome unknown, as any write's: a session committed
     /// after its caller gave up has no host and expires after its timeout.
     pub fn open(self) -> Result<Session> {
-        let s = self.shared.clone();
+        let s = self.host.replica().clone();
         s.check_running()?;
         let timeout = s.config().negotiate_session_timeout(self.timeout);
         let password = random_bytes(16);
@@ -257,7 +258,7 @@ impl SessionBuilder {
             password: password.clone(),
             host: s.id(),
         };
-        self.host(op, password, None)
+        self.host_session(op, password, None)
     }
 
     /// Takes over an existing session, by id and password, on this builder's node (as a
@@ -272,16 +273,16 @@ impl SessionBuilder {
         let op = Op::MoveSession {
             session,
             password: password.to_vec(),
-            host: self.shared.id(),
+            host: self.host.replica().id(),
         };
-        self.host(op, password.to_vec(), Some(session))
+        self.host_session(op, password.to_vec(), Some(session))
     }
 
     /// Proposes `op` (a `CreateSession`, or a `MoveSession` of `moving`) and hosts the
     /// session it names here.
-    fn host(self, op: Op, password: Vec<u8>, moving: Option<i64>) -> Result<Session> {
+    fn host_session(self, op: Op, password: Vec<u8>, moving: Option<i64>) -> Result<Session> {
         let hosting = self.prepare(password, moving)?;
-        let outcome = hosting.shared.submit(op);
+        let outcome = hosting.host.replica().submit(op);
         hosting.finish(outcome)
     }
 
@@ -327,15 +328,19 @@ impl SessionBuilder {
     /// proposed). Opens from many callers are proposed as they come and share raft
     /// entries' rounds like writes; no thread waits for one.
     pub(crate) fn open_then(self, then: impl FnOnce(Result<Session>) + Send + 'static) {
-        if let Err(e) = self.shared.check_running() {
+        if let Err(e) = self.host.replica().check_running() {
             return then(Err(e));
         }
-        let timeout = self.shared.config().negotiate_session_timeout(self.timeout);
+        let timeout = self
+            .host
+            .replica()
+            .config()
+            .negotiate_session_timeout(self.timeout);
         let password = random_bytes(16);
         let op = Op::CreateSession {
             timeout_ms: i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX),
             password: password.clone(),
-            host: self.shared.id(),
+            host: self.host.replica().id(),
         };
         self.host_then(op, password, None, Box::new(then));
     }
@@ -350,7 +355,7 @@ impl SessionBuilder {
         let op = Op::MoveSession {
             session,
             password: password.to_vec(),
-            host: self.shared.id(),
+            host: self.host.replica().id(),
         };
         self.host_then(op, password.to_vec(), Some(session), Box::new(then));
     }
@@ -360,7 +365,7 @@ impl SessionBuilder {
             Ok(h) => h,
             Err(e) => return then(Err(e)),
         };
-        let s = hosting.shared.clone();
+        let s = hosting.host.replica().clone();
         // Taken by whichever comes first: the driver's answer, or a refusal before the
         // proposal was handed over (then the driver never answers).
         let pending = Arc::new(parking_lot::Mutex::new(Some((hosting, then))));
@@ -386,10 +391,10 @@ impl SessionBuilder {
     /// Checks the node and starts the session's dispatcher: everything the session needs
     /// here, before it is proposed, so a resource failure leaves no session behind.
     fn prepare(self, password: Vec<u8>, moving: Option<i64>) -> Result<Hosting> {
-        self.shared.check_running()?;
-        let dispatcher = Dispatcher::start(self.watcher, self.shared.logger().clone())?;
+        self.host.replica().check_running()?;
+        let dispatcher = Dispatcher::start(self.watcher, self.host.replica().logger().clone())?;
         Ok(Hosting {
-            shared: self.shared,
+            host: self.host,
             dispatcher,
             password,
             moving,
@@ -425,7 +430,7 @@ impl std::future::Future for OpenSession {
 /// A session proposed and not hosted yet: what [`SessionBuilder`] set up before
 /// proposing it.
 struct Hosting {
-    shared: Arc<Shared>,
+    host: Arc<Host>,
     dispatcher: Arc<Dispatcher>,
     password: Vec<u8>,
     moving: Option<i64>,
@@ -443,7 +448,8 @@ impl Hosting {
 
     /// Hosts the session the proposal's `outcome` names here.
     fn finish(self, outcome: Result<OpResult>) -> Result<Session> {
-        let s = self.shared.clone();
+        let h = self.host.clone();
+        let s = h.replica().clone();
         let dispatcher = self.dispatcher.clone();
         let (id, since) = match (outcome, self.moving) {
             (Ok(OpResult::SessionCreated { session }), None) => (session, session as u64),
@@ -485,17 +491,17 @@ impl Hosting {
         // first.
         dispatcher.state(SessionEvent::Connected);
         {
-            let mut watches = s.host.watches.lock();
+            let mut watches = h.watches.lock();
             watches.add_session(id, dispatcher.clone());
             if self.client_pings {
                 watches.one_watch_per_path(id);
             }
         }
-        s.host.sessions.lock().insert(id, inner.clone());
+        h.sessions.lock().insert(id, inner.clone());
         // The session just committed through the leader: as good as a heartbeat ack.
-        crate::node::Observer::sessions_acknowledged(&s.host);
+        crate::node::Observer::sessions_acknowledged(&*h);
         drop(tree);
-        Ok(Session { inner, shared: s })
+        Ok(Session { inner, host: h })
     }
 }
 
@@ -522,7 +528,7 @@ impl Hosting {
 /// ```
 pub struct Session {
     inner: Arc<SessionInner>,
-    shared: Arc<Shared>,
+    host: Arc<Host>,
 }
 
 /// An answer of the wrong kind: the pipeline never gives one, but a caller gets an error
@@ -578,20 +584,20 @@ impl Session {
 
     /// Id of the node hosting the session.
     pub fn node_id(&self) -> u64 {
-        self.shared.id()
+        self.host.replica().id()
     }
 
     /// True once the hosting node has stopped (calls return `Shutdown`).
     pub fn node_stopped(&self) -> bool {
-        self.shared.is_stopped()
+        self.host.replica().is_stopped()
     }
 
     /// Connected, suspended, expired or closed.
     pub fn state(&self) -> SessionState {
         match self.inner.state.load(Ordering::SeqCst) {
-            OPEN if self.shared.is_stopped()
-                || self.shared.leader_id() == 0
-                || self.shared.host.since_sessions_acknowledged() > self.inner.timeout * 2 / 3 =>
+            OPEN if self.host.replica().is_stopped()
+                || self.host.replica().leader_id() == 0
+                || self.host.since_sessions_acknowledged() > self.inner.timeout * 2 / 3 =>
             {
                 SessionState::Suspended
             }
@@ -608,7 +614,7 @@ impl Session {
     }
 
     fn check(&self) -> Result<()> {
-        self.inner.check(&self.shared)
+        self.inner.check(self.host.replica())
     }
 
     /// Submits `request` without waiting: `sink` hears its answer, with `xid`, in
@@ -643,7 +649,7 @@ impl Session {
     /// ```
     pub fn submit(&self, xid: i64, request: Request, sink: &Arc<dyn Sink>) {
         pipeline::submit(
-            &self.shared,
+            &self.host,
             &self.inner,
             request,
             Answer::Sink(sink.clone(), xid),
@@ -655,7 +661,7 @@ impl Session {
     /// room (the async API's back-pressure). `sink` hears its answer as for
     /// [`Session::submit`].
     pub(crate) fn submit_queued(&self, xid: i64, request: Request, sink: Arc<dyn Sink>) {
-        pipeline::submit_queued(&self.shared, &self.inner, request, Answer::Sink(sink, xid));
+        pipeline::submit_queued(&self.host, &self.inner, request, Answer::Sink(sink, xid));
     }
 
     /// [`Session::submit`] for a crate destination that queues its answers in order (a
@@ -663,7 +669,7 @@ impl Session {
     /// dispatcher before the answer.
     pub(crate) fn submit_to(&self, xid: i64, request: Request, out: &Arc<dyn Output>) {
         pipeline::submit(
-            &self.shared,
+            &self.host,
             &self.inner,
             request,
             Answer::Output(out.clone(), xid),
@@ -673,7 +679,7 @@ impl Session {
     /// Queues an answer already known for request `xid`, in the session's order.
     pub(crate) fn submit_answered(&self, xid: i64, result: Result<Reply>, out: &Arc<dyn Output>) {
         pipeline::submit_answered(
-            &self.shared,
+            &self.host,
             &self.inner,
             result,
             Answer::Output(out.clone(), xid),
@@ -700,18 +706,14 @@ impl Session {
             // The write lock, as every change of a session's state: a read running in
             // the pipeline (which checks the state under the read lock) cannot arm a
             // watch after the session's watches here were ended.
-            let _tree = self.shared.tree().write();
-            let mut sessions = self.shared.host.sessions.lock();
+            let _tree = self.host.replica().tree().write();
+            let mut sessions = self.host.sessions.lock();
             let mine = sessions
                 .get(&self.inner.id)
                 .is_some_and(|i| Arc::ptr_eq(i, &self.inner));
             if mine {
                 sessions.remove(&self.inner.id);
-                self.shared
-                    .host
-                    .watches
-                    .lock()
-                    .end_session(self.inner.id, None);
+                self.host.watches.lock().end_session(self.inner.id, None);
             }
             // Ended for this handle: dropping it closes nothing.
             let _ =
@@ -726,7 +728,7 @@ impl Session {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let direct = self.inner.caller_skips_watchers();
         pipeline::submit(
-            &self.shared,
+            &self.host,
             &self.inner,
             request,
             Answer::Wait { tx, direct },
@@ -734,7 +736,8 @@ impl Session {
         // Every write is answered by its deadline (or at shutdown), and a read as soon as
         // the requests before it are: the margin only guards against a bug.
         let patience = self
-            .shared
+            .host
+            .replica()
             .config()
             .request_timeout
             .saturating_mul(2)
@@ -968,7 +971,11 @@ impl Session {
     /// identities they were submitted with.
     pub fn add_auth(&self, scheme: &str, auth: &[u8]) -> Result<()> {
         self.check()?;
-        let ids = acl::authenticate(scheme, auth, self.shared.config().super_digest.as_deref())?;
+        let ids = acl::authenticate(
+            scheme,
+            auth,
+            self.host.replica().config().super_digest.as_deref(),
+        )?;
         self.inner.add_identities(ids);
         Ok(())
     }
@@ -1004,13 +1011,8 @@ impl Session {
     pub fn move_to(&self, node: &crate::Node) -> Result<Session> {
         self.check()?;
         let (since, watches) = {
-            let tree = self.shared.tree().read();
-            let taken = self
-                .shared
-                .host
-                .watches
-                .lock()
-                .take_watches(self.inner.id, &tree);
+            let tree = self.host.replica().tree().read();
+            let taken = self.host.watches.lock().take_watches(self.inner.id, &tree);
             (tree.zxid(), taken)
         };
         // Everything already queued here runs before anything is armed there: no watcher
@@ -1031,14 +1033,13 @@ impl Session {
                 // later. This handle is done now: its calls answer SessionMoved from here
                 // on, and this node stops hosting the session.
                 self.release();
-                (moved.shared.clone(), Ok(moved))
+                (moved.host.clone(), Ok(moved))
             }
-            Err(e) => (self.shared.clone(), Err(e)),
+            Err(e) => (self.host.clone(), Err(e)),
         };
         let unarmed = {
-            let tree = target.tree().read();
+            let tree = target.replica().tree().read();
             target
-                .host
                 .watches
                 .lock()
                 .arm_moved(self.inner.id, watches, &tree, since)
@@ -1086,16 +1087,16 @@ impl Drop for Session {
         if self.ended() {
             return;
         }
-        if self.shared.is_stopped() {
-            self.shared.forget_session(self.inner.id);
+        if self.host.replica().is_stopped() {
+            self.host.forget_session(self.inner.id);
             return;
         }
         let sink: Arc<dyn Sink> = Arc::new(CloseInBackground {
-            shared: self.shared.clone(),
+            host: self.host.clone(),
             session: self.inner.id,
         });
         pipeline::submit_queued(
-            &self.shared,
+            &self.host,
             &self.inner,
             Request::Write(Op::CloseSession {
                 session: self.inner.id,
@@ -1109,14 +1110,14 @@ impl Drop for Session {
 /// Hears the close of a dropped [`Session`]: if it failed, the node stops hosting the
 /// session, so that the leader expires it.
 struct CloseInBackground {
-    shared: Arc<Shared>,
+    host: Arc<Host>,
     session: i64,
 }
 
 impl Sink for CloseInBackground {
     fn reply(&self, _xid: i64, reply: Result<Reply>) {
         if reply.is_err() {
-            self.shared.forget_session(self.session);
+            self.host.forget_session(self.session);
         }
     }
 }

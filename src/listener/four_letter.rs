@@ -150,7 +150,7 @@ fn mntr(ctx: &Ctx) -> String {
             .count();
         (tree.len(), eph, data, tree.sessions().len())
     };
-    let watches = ctx.shared.host.zookeeper_watch_count();
+    let watches = ctx.host.zookeeper_watch_count();
     let mut rows: Vec<(&str, String)> = vec![
         ("zk_version", version()),
         ("zk_server_state", mode(ctx).into()),
@@ -180,7 +180,7 @@ fn mntr(ctx: &Ctx) -> String {
         ("zk_global_sessions", sessions.to_string()),
         (
             "zk_local_sessions",
-            ctx.shared.host.hosted_session_count().to_string(),
+            ctx.host.hosted_session_count().to_string(),
         ),
         ("zk_uptime", s.started.elapsed().as_millis().to_string()),
         ("zk_last_zxid", format!("{:#x}", zxid(ctx))),
@@ -316,7 +316,7 @@ fn op_name(code: i64) -> &'static str {
 }
 
 fn wchs(ctx: &Ctx) -> String {
-    let by_session = ctx.shared.host.watched_paths();
+    let by_session = ctx.host.watched_paths();
     let paths: BTreeSet<&String> = by_session.values().flatten().collect();
     let total: usize = by_session.values().map(BTreeSet::len).sum();
     format!(
@@ -329,7 +329,7 @@ fn wchs(ctx: &Ctx) -> String {
 
 fn by_session(ctx: &Ctx) -> String {
     let mut out = String::new();
-    for (session, paths) in ctx.shared.host.watched_paths() {
+    for (session, paths) in ctx.host.watched_paths() {
         let _ = writeln!(out, "{session:#x}");
         for p in paths {
             let _ = writeln!(out, "\t{p}");
@@ -340,7 +340,7 @@ fn by_session(ctx: &Ctx) -> String {
 
 fn by_path(ctx: &Ctx) -> String {
     let mut paths: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    for (session, ps) in ctx.shared.host.watched_paths() {
+    for (session, ps) in ctx.host.watched_paths() {
         for p in ps {
             paths.entry(p).or_default().insert(session);
         }

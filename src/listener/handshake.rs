@@ -20,7 +20,7 @@ use crate::wire::proto::{ConnectRequest, ConnectResponse};
 pub(crate) fn start(io: &Arc<ConnIo>, req: &ConnectRequest) {
     let ctx = &io.ctx;
     let requested = Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
-    let builder = SessionBuilder::new(ctx.shared.clone())
+    let builder = SessionBuilder::new(ctx.host.clone())
         .for_client()
         .timeout(requested)
         .watcher(session_watcher(io));

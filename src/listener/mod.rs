@@ -35,6 +35,7 @@ use parking_lot::Mutex;
 use slog::Logger;
 
 use crate::error::{Error, Result};
+use crate::host::Host;
 use crate::node::Shared;
 use conn::ConnIo;
 use event_loop::{Cmd, SelectorHandle};
@@ -76,6 +77,8 @@ pub(crate) fn fuzz_request(xid: i32, req: crate::wire::proto::ClientRequest) {
 /// What every thread of a listener shares.
 pub(crate) struct Ctx {
     pub(crate) shared: Arc<Shared>,
+    /// The node's host: its sessions.
+    pub(crate) host: Arc<Host>,
     pub(crate) logger: Logger,
     pub(crate) addr: SocketAddr,
     pub(crate) stats: ServerStats,
@@ -289,7 +292,7 @@ impl ClientPortBuilder {
         }
         let shared = node.shared().clone();
         shared.check_running()?;
-        let listener = Arc::new(Listener::start(shared.clone(), self)?);
+        let listener = Arc::new(Listener::start(node.host().clone(), self)?);
         let weak = Arc::downgrade(&listener);
         shared.on_shutdown(Box::new(move || {
             if let Some(l) = weak.upgrade() {
@@ -370,8 +373,9 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Binds the client port of the node `shared` and starts its threads.
-    pub(crate) fn start(shared: Arc<Shared>, settings: ClientPortBuilder) -> Result<Listener> {
+    /// Binds the client port of the node `host` serves and starts its threads.
+    pub(crate) fn start(host: Arc<Host>, settings: ClientPortBuilder) -> Result<Listener> {
+        let shared = host.replica().clone();
         let addr = settings.addr;
         let io_err =
             |what: &str, e: std::io::Error| Error::Io(format!("client port {addr}: {what}: {e}"));
@@ -388,6 +392,7 @@ impl Listener {
                 .logger()
                 .new(slog::o!("client_port" => local.to_string())),
             shared,
+            host,
             addr: local,
             stats: ServerStats::new(),
             max_outstanding: settings.max_outstanding_per_connection,
@@ -402,7 +407,7 @@ impl Listener {
             by_session: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&ctx);
-        let hook = ctx.shared.host.on_session_ended(Box::new(move |session| {
+        let hook = ctx.host.on_session_ended(Box::new(move |session| {
             if let Some(ctx) = weak.upgrade() {
                 ctx.session_ended(session);
             }
@@ -412,7 +417,7 @@ impl Listener {
         let stop_started =
             |ctx: &Ctx, selectors: &[Arc<SelectorHandle>], threads: Vec<JoinHandle<()>>| {
                 ctx.stopping.store(true, Ordering::Release);
-                ctx.shared.host.forget_session_ended(hook);
+                ctx.host.forget_session_ended(hook);
                 for s in selectors {
                     s.send(Cmd::Stop);
                 }
@@ -461,7 +466,7 @@ impl Listener {
     /// elsewhere) and stops the threads. Idempotent.
     pub(crate) fn stop(&self) {
         self.ctx.stopping.store(true, Ordering::Release);
-        self.ctx.shared.host.forget_session_ended(self.hook);
+        self.ctx.host.forget_session_ended(self.hook);
         let _ = self.acceptor_waker.wake();
         for s in &self.selectors {
             s.send(Cmd::Stop);

@@ -388,13 +388,18 @@ impl NodeBuilder {
             },
             answers,
             _answer_thread: answer_thread,
-            host: crate::host::Host::new(config.id),
+            observer: std::sync::OnceLock::new(),
             voters: Mutex::new(voters),
             backlog_bytes: Default::default(),
             backlog_envelopes: Default::default(),
             me: me.clone(),
             on_shutdown: Mutex::new(Vec::new()),
         });
+        // The host above the replica, told of every applied entry from the first.
+        let host = crate::host::Host::new(shared.clone());
+        let observer: Arc<dyn super::Observer> = host.clone();
+        shared.set_observer(Arc::downgrade(&observer));
+        drop(observer);
         let weak = Arc::downgrade(&shared);
         let weak_report = weak.clone();
         let inbox = Inbox::new(move |env| {
@@ -417,6 +422,7 @@ impl NodeBuilder {
         shared.wake();
         Ok(Node {
             shared,
+            host,
             timer,
             pool: Mutex::new(Some(pool)),
             tcp: owned_tcp,

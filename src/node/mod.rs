@@ -353,9 +353,11 @@ pub(crate) struct Shared {
     answers: answers::Answers,
     /// The thread behind `answers` (detached when the node is dropped).
     _answer_thread: answers::AnswerThread,
-    /// The sessions hosted here and their watches: the layer above, which the driver
-    /// hears of through [`Observer`] only.
-    pub(crate) host: crate::host::Host,
+    /// The layer above (the host: sessions hosted here and their watches), which the
+    /// driver tells of the replicated state through [`Observer`] only. Set once, right
+    /// after the replica is made and before it runs; held weakly, since the host holds
+    /// the replica (references point down only).
+    observer: std::sync::OnceLock<Weak<dyn Observer>>,
     /// The voters of the configuration applied here.
     voters: Mutex<Vec<u64>>,
     /// Bytes and number of peer envelopes in the mailbox (see [`Shared::deliver`]).
@@ -475,9 +477,18 @@ impl Shared {
         &self.tree
     }
 
-    /// What the driver tells of the replicated state: the host above it.
-    pub(crate) fn observer(&self) -> &dyn Observer {
-        &self.host
+    /// What the driver tells of the replicated state: the host above it (or, once the
+    /// host is gone, nothing).
+    pub(crate) fn observer(&self) -> Arc<dyn Observer> {
+        match self.observer.get().and_then(Weak::upgrade) {
+            Some(o) => o,
+            None => Arc::new(observer::Nobody),
+        }
+    }
+
+    /// Sets the layer above (once; later calls change nothing).
+    pub(crate) fn set_observer(&self, observer: Weak<dyn Observer>) {
+        let _ = self.observer.set(observer);
     }
 
     /// The leader this node follows (0: none known).
@@ -512,22 +523,15 @@ impl Shared {
         self.voters.lock().len()
     }
 
-    /// Ends the local side of every hosted session (the node is stopping): no more
-    /// heartbeats, watches dropped, dispatchers stopped. The sessions stay in the
-    /// replicated state until the leader expires them, as after a crash.
+    /// The node is stopping: the host ends the local side of every session it hosts.
+    /// The sessions stay in the replicated state until the leader expires them, as after
+    /// a crash.
     fn end_hosted_sessions(&self) {
-        let _tree = self.tree.read();
-        self.host.end_all();
+        self.observer().stopping();
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
-    }
-
-    /// Stops hosting a session: no more heartbeats, watches dropped, dispatcher stopped.
-    pub(crate) fn forget_session(&self, id: i64) {
-        let _tree = self.tree.read();
-        self.host.forget(id);
     }
 
     pub(crate) fn check_running(&self) -> Result<()> {
@@ -835,6 +839,8 @@ impl Task for Shared {
 /// ```
 pub struct Node {
     shared: Arc<Shared>,
+    /// The sessions this node hosts (the layer above the replica; it holds the replica).
+    host: Arc<crate::host::Host>,
     timer: u64,
     pool: Mutex<Option<Pool>>,
     /// The TCP transport the builder made for [`NodeBuilder::members`], closed with the
@@ -1001,14 +1007,19 @@ impl Node {
         &self.shared
     }
 
+    /// The node's host (its sessions), for the front ends started on it.
+    pub(crate) fn host(&self) -> &Arc<crate::host::Host> {
+        &self.host
+    }
+
     /// Number of watch registrations held for the sessions hosted here.
     pub fn watch_count(&self) -> usize {
-        self.shared.host.watch_count()
+        self.host.watch_count()
     }
 
     /// Number of sessions this node hosts.
     pub fn hosted_sessions(&self) -> usize {
-        self.shared.host.hosted_session_count()
+        self.host.hosted_session_count()
     }
 
     /// True once the node has shut down (or stopped after a fatal storage error).
@@ -1036,7 +1047,7 @@ impl Node {
 
     /// A builder for a session with a timeout and a session-state watcher.
     pub fn session_builder(&self) -> SessionBuilder {
-        SessionBuilder::new(self.shared.clone())
+        SessionBuilder::new(self.host.clone())
     }
 
     // ----- writes -----

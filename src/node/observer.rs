@@ -37,4 +37,22 @@ pub(crate) trait Observer: Send + Sync + 'static {
 
     /// The leader has just heard this node's sessions.
     fn sessions_acknowledged(&self);
+
+    /// The node is stopping (shut down, or stopped by a fatal error): end the local side
+    /// of every hosted session. Called with no lock held.
+    fn stopping(&self);
+}
+
+/// The observer of a replica whose host is gone (its node was dropped): hears nothing.
+pub(crate) struct Nobody;
+
+impl Observer for Nobody {
+    fn applied(&self, _: &DataTree, _: &Command, _: &Result<OpResult>, _: Vec<WatchedEvent>) {}
+    fn tree_replaced(&self, _: &DataTree, _: Vec<WatchedEvent>) {}
+    fn order_lost(&self, _: i64, _: u64) {}
+    fn heartbeats_due(&self, _: i64, _: i64) -> Vec<i64> {
+        Vec::new()
+    }
+    fn sessions_acknowledged(&self) {}
+    fn stopping(&self) {}
 }
