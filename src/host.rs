@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::command::{Command, Op};
 use crate::error::Result;
-use crate::node::{Observer, Shared};
+use crate::replica::{Observer, Shared};
 use crate::session::SessionInner;
 use crate::tree::{DataTree, OpResult, WatchedEvent};
 use crate::watch::{SessionEvent, WatchManager};

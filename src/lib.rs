@@ -47,6 +47,7 @@ pub mod path;
 mod pipeline;
 mod pool;
 pub mod recipes;
+mod replica;
 mod session;
 mod storage;
 mod time;
@@ -64,13 +65,14 @@ pub use listener::{
     ClientPort, ClientPortBuilder, DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_CLIENT_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_OUTSTANDING_PER_CONNECTION,
 };
-pub use node::{
-    Config, Digest, Metrics, Node, NodeBuilder, Role, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE,
-    MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES,
-    MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
-};
+pub use node::{Node, NodeBuilder};
 pub use pipeline::{ReadOp, Reply, Request, Sink, MAX_OUTSTANDING};
 pub use pool::Pool;
+pub use replica::{
+    Config, Digest, Metrics, Role, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN,
+    MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES, MAX_REQUEST_SIZE_LIMIT,
+    MAX_TICK_INTERVAL,
+};
 pub use session::{OpenSession, Session, SessionBuilder, SessionState};
 pub use transport::{Envelope, Inbox, LocalNetwork, RaftMessage, TcpTransport, Transport};
 pub use tree::{EventType, OpResult, Stat, WatchedEvent};

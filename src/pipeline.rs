@@ -616,7 +616,7 @@ fn propose(host: &Arc<Host>, inner: &Arc<SessionInner>, id: u64, op: Op, auth: &
         host.replica()
             .propose_ordered(auth, op, deadline, reply, || {
                 let (epoch, seq) = order.take_next();
-                crate::node::Ordered {
+                crate::replica::Ordered {
                     session: inner.id,
                     epoch,
                     seq,

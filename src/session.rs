@@ -18,8 +18,8 @@ use crate::api;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::node::Shared;
 use crate::pipeline::{self, Answer, Output, Pipe, Reply, Request, Sink};
+use crate::replica::Shared;
 use crate::tree::{OpResult, Stat, WatchedEvent};
 use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, Watcher, WatcherType};
 
@@ -499,7 +499,7 @@ impl Hosting {
         }
         h.sessions.lock().insert(id, inner.clone());
         // The session just committed through the leader: as good as a heartbeat ack.
-        crate::node::Observer::sessions_acknowledged(&*h);
+        crate::replica::Observer::sessions_acknowledged(&*h);
         drop(tree);
         Ok(Session { inner, host: h })
     }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use super::Ctx;
-use crate::node::Role;
+use crate::replica::Role;
 
 /// The words this server knows.
 pub(crate) const WORDS: [&str; 15] = [

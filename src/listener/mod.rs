@@ -36,7 +36,7 @@ use slog::Logger;
 
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::node::Shared;
+use crate::replica::Shared;
 use conn::ConnIo;
 use event_loop::{Cmd, SelectorHandle};
 use stats::ServerStats;

@@ -1,23 +1,21 @@
-//! [`NodeBuilder`]: assembles a [`Node`] from its configuration, transport, pool and logger,
-//! recovers its state from the data directory and starts it.
+//! [`NodeBuilder`]: gathers a [`Node`]'s configuration, transport, pool and logger; at
+//! start the replica is opened from them (`crate::replica::open`), its host made above
+//! it, and the replica run with the host as its observer.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crossbeam_channel::unbounded;
-use parking_lot::{Mutex, RwLock};
-use slog::{o, Logger};
+use parking_lot::Mutex;
+use slog::Logger;
 
-use super::driver::Core;
-use super::{Config, Counters, Msg, Node, Shared};
-use crate::error::{Error, Result};
-use crate::pool::{Pool, Task};
-use crate::storage::{check_identity, member_addresses, open_db, Identity, RaftStorage, TreeStore};
-use crate::transport::tcp::DEFAULT_MAX_FRAME;
-use crate::transport::{Inbox, LocalNetwork, TcpTransport, Transport};
+use super::Node;
+use crate::error::Result;
+use crate::host::Host;
+use crate::pool::Pool;
+use crate::replica::{Config, Observer};
+use crate::transport::Transport;
 
 /// Builds and starts a [`Node`].
 ///
@@ -64,7 +62,7 @@ impl NodeBuilder {
     /// Joins an ensemble over TCP. `members` lists every member, this node included, as
     /// `(id, "host:port")` — ZooKeeper's `server.N` lines. The members are the initial
     /// voters; at start the node listens on its own entry (or on
-    /// [`NodeBuilder::listen`]) and dials the others with a [`TcpTransport`] of its id and
+    /// [`NodeBuilder::listen`]) and dials the others with a [`TcpTransport`](crate::TcpTransport) of its id and
     /// cluster id, which [`Node::shutdown`] closes.
     ///
     /// ```no_run
@@ -277,195 +275,26 @@ impl NodeBuilder {
     /// (it is the ensemble's replicated configuration), a warning is logged and
     /// [`Node::config`] reports it.
     pub fn start(self) -> Result<Node> {
-        let mut config = self.config;
-        config.validate()?;
-        let logger = self
-            .logger
-            .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
-            .new(o!("node" => config.id));
-        let mut owned_tcp = None;
-        let transport = match self.transport {
-            Some(t) => t,
-            None if !self.members.is_empty() => {
-                let tcp = tcp_transport(&config, &self.members, self.listen, &logger)?;
-                owned_tcp = Some(tcp.clone());
-                Arc::new(tcp)
-            }
-            None => Arc::new(LocalNetwork::new()),
-        };
-        let pool = match self.pool {
-            Some(pool) => pool,
-            None => Pool::new(2)?,
-        };
-
-        let db = open_db(&config.data_dir)?;
-        if check_identity(&db, config.id, &config.cluster_id)? == Identity::Adopted {
-            slog::warn!(logger, "data directory had no recorded identity: adopting this one";
-                "cluster" => &config.cluster_id);
-        }
-        let initial_voters = if config.join {
-            Vec::new()
-        } else {
-            config.voters.clone()
-        };
-        let storage = RaftStorage::open(db.clone(), &initial_voters, config.durable_writes)?;
-        let persisted = storage.conf_state().voters;
-        let (mut want, mut have) = (config.voters.clone(), persisted.clone());
-        want.sort_unstable();
-        have.sort_unstable();
-        if config.join {
-            config.voters = persisted;
-        } else if want != have {
-            slog::warn!(logger, "configured voters differ from the persisted configuration; \
-                using the persisted one"; "configured" => ?config.voters, "persisted" => ?persisted);
-            config.voters = persisted;
-        }
-        let tree_store = TreeStore::new(db.clone())?;
-        let (mut tree, applied) = tree_store.load()?;
-        // A new ensemble starts from its bootstrap snapshot: the fresh tree is the state
-        // after it, whether or not a first apply batch wrote it out yet.
-        let applied = applied.max(storage.first() - 1);
-        tree.set_zxid(applied);
-        // A snapshot half-received before a restart is of no use: free its space.
-        tree_store.clear_staging()?;
-        storage.set_applied(applied);
-        if storage.first() == 1 && applied > 0 {
-            // A directory from before bootstrap snapshots: its log starts at index 1,
-            // where no entry holds the initial voters. Compacting to the applied index
-            // makes any member added later catch up through a snapshot, which does.
-            storage.compact(applied)?;
-            slog::info!(logger, "compacted a log that started at index 1"; "through" => applied);
-        }
-        // Members added by configuration changes since the ensemble was bootstrapped.
-        for (id, addr) in member_addresses(&db)? {
-            transport.peer_added(id, &addr)?;
-        }
-        let hs = storage.hard_state();
-        slog::info!(logger, "recovered";
-            "applied" => applied, "commit" => hs.commit, "term" => hs.term,
-            "first_index" => storage.first(), "last_index" => storage.last(), "znodes" => tree.len(),
-            "voters" => ?storage.conf_state().voters);
-        let single = storage.conf_state().voters == [config.id];
-        let mut raw = raft::RawNode::new(&config.raft_config(applied), storage, &logger)?;
-        if single {
-            // Alone in the ensemble: no reason to wait an election timeout.
-            raw.campaign()?;
-        }
-        let log_first_index = raw.store().first();
-        let voters = raw.store().conf_state().voters;
-        let core = Core::new(raw, tree_store, applied, &config);
-
-        let (mailbox, inbox) = unbounded::<Msg>();
-        let incarnation = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ u64::from(std::process::id()).rotate_left(48);
-        let (answers, answer_thread) = super::answers::start(config.id, logger.clone())?;
-        let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
-            id: config.id,
-            config: config.clone(),
-            logger,
-            tree: RwLock::new(tree),
-            role: AtomicU8::new(0),
-            leader: AtomicU64::new(0),
-            term: AtomicU64::new(hs.term),
-            applied: AtomicU64::new(applied),
-            mailbox,
-            inbox,
-            scheduled: AtomicBool::new(false),
-            ticks_due: AtomicU32::new(0),
-            core: Mutex::new(Some(core)),
-            pool: pool.reference(),
-            transport: transport.clone(),
-            registration: Mutex::new(None),
-            stopped: AtomicBool::new(false),
-            incarnation,
-            next_request: AtomicU64::new(1),
-            counters: Counters {
-                log_first_index: AtomicU64::new(log_first_index),
-                ..Counters::default()
-            },
-            answers,
-            _answer_thread: answer_thread,
-            observer: std::sync::OnceLock::new(),
-            voters: Mutex::new(voters),
-            backlog_bytes: Default::default(),
-            backlog_envelopes: Default::default(),
-            me: me.clone(),
-            on_shutdown: Mutex::new(Vec::new()),
-        });
+        let opened = crate::replica::open(crate::replica::Parts {
+            config: self.config,
+            transport: self.transport,
+            pool: self.pool,
+            logger: self.logger,
+            members: self.members,
+            listen: self.listen,
+        })?;
         // The host above the replica, told of every applied entry from the first.
-        let host = crate::host::Host::new(shared.clone());
-        let observer: Arc<dyn super::Observer> = host.clone();
-        shared.set_observer(Arc::downgrade(&observer));
-        drop(observer);
-        let weak = Arc::downgrade(&shared);
-        let weak_report = weak.clone();
-        let inbox = Inbox::new(move |env| {
-            if let Some(s) = weak.upgrade() {
-                s.deliver(env);
-            }
-        })
-        .on_unreachable(move |peer| {
-            if let Some(s) = weak_report.upgrade() {
-                let _ = s.post(Msg::Unreachable(peer));
-            }
-        });
-        transport.register(config.id, inbox.clone())?;
-        *shared.registration.lock() = Some(inbox);
-        let task: Arc<dyn Task> = shared.clone();
-        let timer = shared
-            .pool
-            .add_timer(Arc::downgrade(&task), config.tick_interval);
-        drop(task);
-        shared.wake();
+        let host = Host::new(opened.shared.clone());
+        let observer: Arc<dyn Observer> = host.clone();
+        let timer = opened.run(Arc::downgrade(&observer))?;
         Ok(Node {
-            shared,
+            shared: opened.shared,
             host,
             timer,
-            pool: Mutex::new(Some(pool)),
-            tcp: owned_tcp,
+            pool: Mutex::new(Some(opened.pool)),
+            tcp: opened.tcp,
         })
     }
-}
-
-/// The TCP transport of [`NodeBuilder::members`].
-fn tcp_transport(
-    config: &Config,
-    members: &[(u64, String)],
-    listen: Option<SocketAddr>,
-    logger: &Logger,
-) -> Result<TcpTransport> {
-    let listen = match listen {
-        Some(addr) => addr,
-        None => {
-            let own = members
-                .iter()
-                .find(|(id, _)| *id == config.id)
-                .ok_or_else(|| Error::Config(format!("members must include node {}", config.id)))?;
-            own.1
-                .to_socket_addrs()
-                .map_err(|e| Error::Config(format!("address {:?}: {e}", own.1)))?
-                .next()
-                .ok_or_else(|| Error::Config(format!("address {:?} resolves to nothing", own.1)))?
-        }
-    };
-    // One frame carries at least one whole request, with room for raft's own fields.
-    let max_frame = DEFAULT_MAX_FRAME.max(config.max_request_size.saturating_mul(2));
-    let tcp = TcpTransport::bind_with(
-        config.id,
-        &config.cluster_id,
-        listen,
-        max_frame,
-        logger.clone(),
-    )?;
-    for (id, addr) in members {
-        if *id != config.id {
-            tcp.add_peer(*id, addr)?;
-        }
-    }
-    Ok(tcp)
 }
 
 #[cfg(test)]

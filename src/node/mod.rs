@@ -1,822 +1,26 @@
-//! [`Node`]: one member of a zkraft ensemble, and the synchronous znode API it serves.
-//!
-//! Application threads call the API; writes become [`Command`]s sent to the node's mailbox,
-//! proposed to raft by the driver (see `driver`), and answered when the committed entry has
-//! been applied *on this node*. Reads are served from the node's applied tree.
+//! [`Node`]: one member of a zkraft ensemble as an application holds it — the front end
+//! over the replica (`crate::replica`: raft, storage, the tree) and its host
+//! (`crate::host`: sessions, watches): the node's own synchronous znode API, its sessions,
+//! membership changes, status. Reads are served from the node's applied tree; writes are
+//! proposed through the replica and answered once applied on this node.
 
-mod answers;
 mod builder;
-mod config;
-mod driver;
-mod observer;
-mod session_tracker;
-mod snapshot;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use parking_lot::{Mutex, RwLock};
-use slog::Logger;
+use parking_lot::Mutex;
 
 pub use builder::NodeBuilder;
-pub use config::{
-    Config, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK,
-    MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
-};
-pub(crate) use observer::Observer;
 
-use crate::acl::{self, Acl, Id};
+use crate::acl::Acl;
 use crate::api;
-use crate::command::{Command, CreateMode, Op};
+use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
-use crate::path;
-use crate::pool::{Pool, PoolRef, Task};
+use crate::pool::Pool;
+use crate::replica::{Config, Digest, Metrics, Role, Shared};
 use crate::session::SessionBuilder;
-use crate::time::{deadline_after, now_ms};
-use crate::transport::{Envelope, Inbox, Transport};
 use crate::tree::{DataTree, OpResult, Stat};
-use driver::Core;
-
-/// The raft role a node currently plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Role {
-    /// Follows a leader (or has not heard from one yet).
-    Follower,
-    /// Checking whether it could win an election (raft pre-vote).
-    PreCandidate,
-    /// Campaigning for leadership.
-    Candidate,
-    /// Leads the ensemble: orders every write.
-    Leader,
-}
-
-impl Role {
-    fn from_u8(v: u8) -> Role {
-        match v {
-            1 => Role::PreCandidate,
-            2 => Role::Candidate,
-            3 => Role::Leader,
-            _ => Role::Follower,
-        }
-    }
-    fn from_raft(r: raft::StateRole) -> u8 {
-        match r {
-            raft::StateRole::Follower => 0,
-            raft::StateRole::PreCandidate => 1,
-            raft::StateRole::Candidate => 2,
-            raft::StateRole::Leader => 3,
-        }
-    }
-}
-
-/// Counters describing what a node's driver has done, for benchmarks and operations.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Metrics {
-    /// Write requests proposed to raft from this node.
-    pub proposals: u64,
-    /// Raft log writes that had to reach the disk (new entries, term or vote): one fsync
-    /// each when durable writes are on. Commit-index-only updates are not counted: they
-    /// are written without a sync.
-    pub log_syncs: u64,
-    /// Entries written to the raft log.
-    pub entries_persisted: u64,
-    /// Committed entries applied to the tree.
-    pub entries_applied: u64,
-    /// Apply batches written to RocksDB.
-    pub apply_batches: u64,
-    /// Raft log compactions done.
-    pub log_compactions: u64,
-    /// Snapshots this node streamed to followers behind its compacted log.
-    pub snapshots_sent: u64,
-    /// Snapshots this node received and installed.
-    pub snapshots_installed: u64,
-    /// The first index still in the raft log (everything before it was compacted).
-    pub log_first_index: u64,
-    /// Envelopes from peers dropped because this node's backlog of them was full (see
-    /// docs/limits.md; raft retransmits).
-    pub dropped_envelopes: u64,
-}
-
-/// A replica's digest of its tree and sessions at its applied index (ZooKeeper 3.6's
-/// digest): two replicas with the same `index` hold the same state exactly when their
-/// `value`s agree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Digest {
-    /// The applied index the digest describes.
-    pub index: u64,
-    /// The digest.
-    pub value: u64,
-}
-
-impl std::fmt::Display for Digest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}@{}", self.value, self.index)
-    }
-}
-
-impl Metrics {
-    /// Mean number of log entries per fsync of the raft log.
-    pub fn entries_per_sync(&self) -> f64 {
-        if self.log_syncs == 0 {
-            0.0
-        } else {
-            self.entries_persisted as f64 / self.log_syncs as f64
-        }
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    proposals: AtomicU64,
-    log_syncs: AtomicU64,
-    entries_persisted: AtomicU64,
-    entries_applied: AtomicU64,
-    apply_batches: AtomicU64,
-    log_compactions: AtomicU64,
-    snapshots_sent: AtomicU64,
-    snapshots_installed: AtomicU64,
-    log_first_index: AtomicU64,
-    dropped_envelopes: AtomicU64,
-}
-
-/// Most bytes of envelopes from peers waiting in one node's mailbox.
-pub const MAX_PEER_BACKLOG_BYTES: usize = 256 * 1024 * 1024;
-/// Most envelopes from peers waiting in one node's mailbox.
-pub const MAX_PEER_BACKLOG_ENVELOPES: usize = 65_536;
-/// What an envelope counts for beyond its payload.
-const ENVELOPE_OVERHEAD: usize = 128;
-
-/// Whether a peer envelope of `cost` bytes fits a backlog of `bytes` in `count`
-/// envelopes. An empty backlog takes any one envelope (the frame limit bounds it).
-fn backlog_admits(bytes: usize, count: usize, cost: usize) -> bool {
-    count == 0
-        || (bytes.saturating_add(cost) <= MAX_PEER_BACKLOG_BYTES
-            && count < MAX_PEER_BACKLOG_ENVELOPES)
-}
-
-/// What travels through a node's mailbox to its driver.
-pub(crate) enum Msg {
-    /// From another node.
-    Envelope(Envelope),
-    /// From a caller on this node, who waits for the reply.
-    Request(Request),
-    /// From the transport: a peer could not be reached.
-    Unreachable(u64),
-    /// From a snapshot transfer's thread: it finished, or failed.
-    SnapshotDone { to: u64, transfer: u64, ok: bool },
-}
-
-/// Where the answer to a request goes: a channel its caller waits on, or a callback (a
-/// pipelined session request), called once, on the node's answer thread (see
-/// `answers`): whoever answers — the driver, most often — only hands it over.
-pub(crate) enum Responder<T: Send + 'static> {
-    Channel(Sender<Result<T>>),
-    Callback(Mutex<Option<Callback<T>>>, answers::Answers),
-}
-
-/// A one-shot answer callback.
-pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T>) + Send>;
-
-impl<T: Send + 'static> Responder<T> {
-    /// Forgets a callback without calling it: the request was refused before it was
-    /// handed over, and the refusal is returned to the submitter instead.
-    pub(crate) fn disarm(&self) {
-        if let Responder::Callback(f, _) = self {
-            drop(f.lock().take());
-        }
-    }
-
-    /// Answers (the first time; later answers are ignored). Err if nobody listens.
-    pub(crate) fn send(&self, r: Result<T>) -> std::result::Result<(), ()> {
-        match self {
-            Responder::Channel(s) => s.send(r).map_err(|_| ()),
-            Responder::Callback(f, answers) => {
-                let f = f.lock().take();
-                if let Some(f) = f {
-                    answers.run(Box::new(move || f(r)));
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl<T: Send + 'static> Drop for Responder<T> {
-    /// A callback never answered (its request was dropped on an error path) hears
-    /// `Shutdown`: no pipelined request is ever left waiting.
-    fn drop(&mut self) {
-        if let Responder::Callback(f, answers) = self {
-            if let Some(f) = f.get_mut().take() {
-                answers.run(Box::new(move || f(Err(Error::Shutdown))));
-            }
-        }
-    }
-}
-
-impl<T: Send + 'static> From<Sender<Result<T>>> for Responder<T> {
-    fn from(s: Sender<Result<T>>) -> Self {
-        Responder::Channel(s)
-    }
-}
-
-/// A caller's request to the driver.
-pub(crate) enum Request {
-    /// Propose an encoded command; reply once it is applied here.
-    Propose {
-        request_id: u64,
-        data: Vec<u8>,
-        /// The session and host epoch it was numbered in (see `DataTree::apply_ordered`).
-        order: Option<(i64, u64)>,
-        deadline: Instant,
-        reply: Responder<OpResult>,
-    },
-    /// Run a ReadIndex round; reply once the read index is applied here.
-    ReadIndex {
-        request_id: u64,
-        deadline: Instant,
-        reply: Responder<u64>,
-    },
-    /// Propose a configuration change; reply once it is applied here.
-    ConfChange {
-        request_id: u64,
-        change: raft::eraftpb::ConfChange,
-        deadline: Instant,
-        reply: Sender<Result<()>>,
-    },
-}
-
-impl Request {
-    /// When the caller stops waiting.
-    pub(crate) fn deadline(&self) -> Instant {
-        match self {
-            Request::Propose { deadline, .. }
-            | Request::ReadIndex { deadline, .. }
-            | Request::ConfChange { deadline, .. } => *deadline,
-        }
-    }
-
-    /// Forgets its callback without calling it (see [`Responder::disarm`]).
-    fn disarm(&self) {
-        match self {
-            Request::Propose { reply, .. } => reply.disarm(),
-            Request::ReadIndex { reply, .. } => reply.disarm(),
-            Request::ConfChange { .. } => {}
-        }
-    }
-
-    /// The session and host epoch of a write numbered in its session's order.
-    pub(crate) fn order(&self) -> Option<(i64, u64)> {
-        match self {
-            Request::Propose { order, .. } => *order,
-            _ => None,
-        }
-    }
-
-    /// Answers the caller with an error.
-    pub(crate) fn fail(self, e: Error) {
-        match self {
-            Request::Propose { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-            Request::ReadIndex { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-            Request::ConfChange { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-        }
-    }
-}
-
-impl Msg {
-    fn fail(self, e: Error) {
-        if let Msg::Request(r) = self {
-            r.fail(e);
-        }
-    }
-
-    /// Bytes this message brings into the driver (proposed commands, replicated entries),
-    /// counted against the driver's per-round budget.
-    pub(crate) fn cost(&self) -> usize {
-        match self {
-            Msg::Request(Request::Propose { data, .. }) => data.len(),
-            Msg::Envelope(Envelope::Raft(crate::transport::RaftMessage(m))) => {
-                m.entries.iter().map(|e| e.data.len()).sum::<usize>()
-                    + m.get_snapshot().get_data().len()
-            }
-            Msg::Envelope(Envelope::SnapshotChunk { data, .. }) => data.len(),
-            _ => 0,
-        }
-    }
-}
-
-/// Where a session's write stands in the session's order, as its host numbered it (see
-/// `DataTree::apply_ordered`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ordered {
-    /// The session.
-    pub(crate) session: i64,
-    /// The host's epoch of the session's order.
-    pub(crate) epoch: u64,
-    /// The write's number within the epoch, from 1.
-    pub(crate) seq: u64,
-}
-
-/// State shared between a node's API handle, its driver and its transport inbox.
-pub(crate) struct Shared {
-    id: u64,
-    config: Config,
-    logger: Logger,
-    tree: RwLock<DataTree>,
-    role: AtomicU8,
-    leader: AtomicU64,
-    term: AtomicU64,
-    applied: AtomicU64,
-    mailbox: Sender<Msg>,
-    inbox: Receiver<Msg>,
-    scheduled: AtomicBool,
-    ticks_due: AtomicU32,
-    core: Mutex<Option<Core>>,
-    pool: PoolRef,
-    transport: Arc<dyn Transport>,
-    /// This node's registration on the transport, released once, by this node only.
-    registration: Mutex<Option<Inbox>>,
-    stopped: AtomicBool,
-    incarnation: u64,
-    next_request: AtomicU64,
-    counters: Counters,
-    /// Runs the callbacks of pipelined requests, off the driver.
-    answers: answers::Answers,
-    /// The thread behind `answers` (detached when the node is dropped).
-    _answer_thread: answers::AnswerThread,
-    /// The layer above (the host: sessions hosted here and their watches), which the
-    /// driver tells of the replicated state through [`Observer`] only. Set once, right
-    /// after the replica is made and before it runs; held weakly, since the host holds
-    /// the replica (references point down only).
-    observer: std::sync::OnceLock<Weak<dyn Observer>>,
-    /// The voters of the configuration applied here.
-    voters: Mutex<Vec<u64>>,
-    /// Bytes and number of peer envelopes in the mailbox (see [`Shared::deliver`]).
-    backlog_bytes: std::sync::atomic::AtomicUsize,
-    backlog_envelopes: std::sync::atomic::AtomicUsize,
-    me: Weak<Shared>,
-    /// What the front ends started on this node (a client port) stop with: run first by
-    /// [`Node::shutdown`], before the node stops.
-    pub(crate) on_shutdown: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
-}
-
-impl Shared {
-    /// A responder calling `f` with the answer, on the node's answer thread.
-    pub(crate) fn callback<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(Result<T>) + Send + 'static,
-    ) -> Responder<T> {
-        Responder::Callback(Mutex::new(Some(Box::new(f))), self.answers.clone())
-    }
-
-    /// Puts a message in the mailbox and makes sure a worker will run the node.
-    /// Hands back a message refused because the node is stopped (nothing was answered:
-    /// the caller decides).
-    #[allow(clippy::result_large_err)] // handed straight back to the caller, never stored
-    fn post(&self, msg: Msg) -> std::result::Result<(), Msg> {
-        if self.stopped.load(Ordering::SeqCst) {
-            return Err(msg);
-        }
-        if let Err(e) = self.mailbox.send(msg) {
-            return Err(e.into_inner());
-        }
-        if self.stopped.load(Ordering::SeqCst) {
-            // Shutdown may have drained the mailbox between the check above and the send.
-            // Drained on a thread of its own: the caller may hold locks (a session's pipe)
-            // that the answers of other requests in the mailbox take.
-            if let Some(me) = self.me.upgrade() {
-                let _ = std::thread::Builder::new()
-                    .name("zkraft-drain".into())
-                    .spawn(move || me.drain_failed());
-            }
-            return Ok(());
-        }
-        self.wake();
-        Ok(())
-    }
-
-    /// Posts a caller's request; a refusal disarms its callback and is returned.
-    fn post_request(&self, r: Request) -> Result<()> {
-        match self.post(Msg::Request(r)) {
-            Ok(()) => Ok(()),
-            Err(Msg::Request(r)) => {
-                r.disarm();
-                Err(Error::Shutdown)
-            }
-            Err(_) => Err(Error::Shutdown),
-        }
-    }
-
-    /// Hands an envelope from a peer to the driver, unless this node's backlog of peer
-    /// envelopes is full ([`MAX_PEER_BACKLOG_BYTES`], [`MAX_PEER_BACKLOG_ENVELOPES`]): a
-    /// peer faster than this node can then not grow its memory without bound. A dropped
-    /// envelope is what the network could have lost: raft retransmits, a snapshot
-    /// transfer fails and is retried, a session heartbeat comes again.
-    pub(crate) fn deliver(&self, env: Envelope) {
-        let msg = Msg::Envelope(env);
-        let cost = msg.cost().saturating_add(ENVELOPE_OVERHEAD);
-        let bytes = self.backlog_bytes.load(Ordering::Acquire);
-        let count = self.backlog_envelopes.load(Ordering::Acquire);
-        if !backlog_admits(bytes, count, cost) {
-            self.counters
-                .dropped_envelopes
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.backlog_bytes.fetch_add(cost, Ordering::AcqRel);
-        self.backlog_envelopes.fetch_add(1, Ordering::AcqRel);
-        let _ = self.post(msg);
-    }
-
-    /// The driver took an envelope out of the mailbox.
-    pub(crate) fn delivered(&self, msg: &Msg) {
-        if let Msg::Envelope(_) = msg {
-            let cost = msg.cost().saturating_add(ENVELOPE_OVERHEAD);
-            self.backlog_bytes.fetch_sub(cost, Ordering::AcqRel);
-            self.backlog_envelopes.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Fails everything left in the mailbox of a stopped node.
-    fn drain_failed(&self) {
-        while let Ok(m) = self.inbox.try_recv() {
-            m.fail(Error::Shutdown);
-        }
-    }
-
-    fn wake(&self) {
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
-            if let Some(me) = self.me.upgrade() {
-                self.pool.schedule(me);
-            }
-        }
-    }
-
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub(crate) fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub(crate) fn logger(&self) -> &Logger {
-        &self.logger
-    }
-
-    pub(crate) fn tree(&self) -> &RwLock<DataTree> {
-        &self.tree
-    }
-
-    /// What the driver tells of the replicated state: the host above it (or, once the
-    /// host is gone, nothing).
-    pub(crate) fn observer(&self) -> Arc<dyn Observer> {
-        match self.observer.get().and_then(Weak::upgrade) {
-            Some(o) => o,
-            None => Arc::new(observer::Nobody),
-        }
-    }
-
-    /// Sets the layer above (once; later calls change nothing).
-    pub(crate) fn set_observer(&self, observer: Weak<dyn Observer>) {
-        let _ = self.observer.set(observer);
-    }
-
-    /// The leader this node follows (0: none known).
-    pub(crate) fn leader_id(&self) -> u64 {
-        self.leader.load(Ordering::Acquire)
-    }
-
-    /// Registers `stop`, run first when the node shuts down (a front end's own stop).
-    pub(crate) fn on_shutdown(&self, stop: Box<dyn FnOnce() + Send>) {
-        self.on_shutdown.lock().push(stop);
-    }
-
-    /// Index of the last entry applied here (the zxid answers carry).
-    pub(crate) fn applied_index(&self) -> u64 {
-        self.applied.load(Ordering::Acquire)
-    }
-
-    /// The raft role this node plays now.
-    pub(crate) fn role(&self) -> Role {
-        Role::from_u8(self.role.load(Ordering::Acquire))
-    }
-
-    /// The voters as this node has applied them, sorted.
-    pub(crate) fn voters(&self) -> Vec<u64> {
-        let mut v = self.voters.lock().clone();
-        v.sort_unstable();
-        v
-    }
-
-    /// How many voters the ensemble has.
-    pub(crate) fn voter_count(&self) -> usize {
-        self.voters.lock().len()
-    }
-
-    /// The node is stopping: the host ends the local side of every session it hosts.
-    /// The sessions stay in the replicated state until the leader expires them, as after
-    /// a crash.
-    fn end_hosted_sessions(&self) {
-        self.observer().stopping();
-    }
-
-    pub(crate) fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn check_running(&self) -> Result<()> {
-        if self.stopped.load(Ordering::SeqCst) {
-            Err(Error::Shutdown)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Leaves the transport, if this node is still on it. Only the registration this node
-    /// made is released: a newer node with the same id on the same transport stays.
-    fn leave_transport(&self) {
-        if let Some(inbox) = self.registration.lock().take() {
-            self.transport.deregister(self.id, &inbox);
-        }
-    }
-
-    /// Refuses a request larger than `Config::max_request_size` (see
-    /// [`Op::request_size`]): checked first, before anything scans the request.
-    pub(crate) fn check_request_size(&self, len: usize) -> Result<()> {
-        let max = self.config.max_request_size;
-        if len > max {
-            return Err(Error::RequestTooLarge { len, max });
-        }
-        Ok(())
-    }
-
-    /// Checks a path a read was given: its size first, then ZooKeeper's rules.
-    pub(crate) fn check_read_path(&self, p: &str) -> Result<()> {
-        // A read is a request too: header, path, watch flag.
-        self.check_request_size(p.len().saturating_add(8 + 4 + 1))?;
-        path::validate(p)
-    }
-
-    /// Refuses what must not be proposed: bad paths, oversize data, ACLs the state
-    /// machine would refuse from a caller holding `auth` (see `acl::fixup`), operations a
-    /// caller may not submit (sessions are opened and closed through the session API).
-    fn validate_op(&self, op: &Op, top: bool, auth: &[Id]) -> Result<()> {
-        match op {
-            Op::Create { path: p, mode, .. } if mode.is_sequential() => {
-                path::validate_sequential(p)?
-            }
-            Op::Create { path: p, .. }
-            | Op::Delete { path: p, .. }
-            | Op::SetData { path: p, .. }
-            | Op::Check { path: p, .. } => path::validate(p)?,
-            Op::SetAcl { path: p, acl, .. } if top => {
-                path::validate(p)?;
-                acl::fixup(p, acl, auth)?;
-            }
-            Op::Multi(ops) if top => {
-                for (index, op) in ops.iter().enumerate() {
-                    self.validate_op(op, false, auth)
-                        .map_err(|e| Error::MultiFailed {
-                            index,
-                            source: Box::new(e),
-                        })?;
-                }
-            }
-            Op::Multi(_) => return Err(Error::BadArguments("multi cannot nest".into())),
-            Op::CreateSession { .. } | Op::CloseSession { .. } | Op::MoveSession { .. } if top => {}
-            Op::CreateSession { .. }
-            | Op::CloseSession { .. }
-            | Op::MoveSession { .. }
-            | Op::SetAcl { .. }
-            | Op::Reap { .. } => {
-                return Err(Error::BadArguments("operation not allowed here".into()))
-            }
-        }
-        if let Op::Create { path: p, acl, .. } = op {
-            if !acl::is_open(acl) {
-                acl::fixup(p, acl, auth)?;
-            }
-        }
-        if let Op::Create { data, .. } | Op::SetData { data, .. } = op {
-            let (len, max) = (data.as_ref().map_or(0, Vec::len), self.config.max_data_size);
-            if len > max {
-                return Err(Error::DataTooLarge { len, max });
-            }
-        }
-        Ok(())
-    }
-
-    /// Encodes `op` for `session` (0: none) in session order `order` ((0, 0): unordered)
-    /// into a command from this node, on behalf of a caller holding the identities `auth`.
-    pub(crate) fn command(
-        &self,
-        session: i64,
-        order: (u64, u64),
-        auth: &[Id],
-        op: Op,
-    ) -> (u64, Vec<u8>) {
-        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let data = Command {
-            origin: self.id,
-            incarnation: self.incarnation,
-            request_id,
-            session,
-            time_ms: now_ms(),
-            order,
-            auth: auth.to_vec(),
-            op,
-        }
-        .encode();
-        (request_id, data)
-    }
-
-    /// Validates and proposes `op` for no session, as the super user, and waits until it
-    /// is committed and applied on this node.
-    pub(crate) fn submit(&self, op: Op) -> Result<OpResult> {
-        let timeout = self.config.request_timeout;
-        let deadline = deadline_after(Instant::now(), timeout);
-        let (reply, rx) = bounded(1);
-        self.propose(acl::super_ids(), op, deadline, reply.into())?;
-        wait(&rx, deadline, timeout)?
-    }
-
-    /// Validates `op` and hands it to the driver for no session (unordered), on behalf of
-    /// a caller holding the identities `auth`; `reply` hears the outcome once it is
-    /// applied here, or why it was not. A refusal before proposing is returned here, and
-    /// `reply` hears nothing.
-    pub(crate) fn propose(
-        &self,
-        auth: &[Id],
-        op: Op,
-        deadline: Instant,
-        reply: Responder<OpResult>,
-    ) -> Result<()> {
-        self.propose_in(auth, op, deadline, reply, None::<fn() -> Ordered>)
-    }
-
-    /// Like [`Shared::propose`], for a write of a session: once `op` is valid, `next`
-    /// numbers it in the session's order (the host calls this holding its order lock, so
-    /// the mailbox, and raft, see a session's writes in the order of their numbers; a
-    /// write refused here takes no number).
-    pub(crate) fn propose_ordered(
-        &self,
-        auth: &[Id],
-        op: Op,
-        deadline: Instant,
-        reply: Responder<OpResult>,
-        next: impl FnOnce() -> Ordered,
-    ) -> Result<()> {
-        self.propose_in(auth, op, deadline, reply, Some(next))
-    }
-
-    fn propose_in(
-        &self,
-        auth: &[Id],
-        op: Op,
-        deadline: Instant,
-        reply: Responder<OpResult>,
-        next: Option<impl FnOnce() -> Ordered>,
-    ) -> Result<()> {
-        let checked = self
-            .check_running()
-            .and_then(|()| self.check_request_size(op.request_size()))
-            .and_then(|()| self.validate_op(&op, true, auth));
-        if let Err(e) = checked {
-            // Refused here: the submitter hears it from the return value, not `reply`.
-            reply.disarm();
-            return Err(e);
-        }
-        match next.map(|next| next()) {
-            None => {
-                let (request_id, data) = self.command(0, (0, 0), auth, op);
-                self.post_request(Request::Propose {
-                    request_id,
-                    data,
-                    order: None,
-                    deadline,
-                    reply,
-                })?;
-            }
-            Some(Ordered {
-                session,
-                epoch,
-                seq,
-            }) => {
-                let (request_id, data) = self.command(session, (epoch, seq), auth, op);
-                self.post_request(Request::Propose {
-                    request_id,
-                    data,
-                    order: Some((session, epoch)),
-                    deadline,
-                    reply,
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Proposes a configuration change and waits until it is applied on this node.
-    fn change_members(&self, change: raft::eraftpb::ConfChange) -> Result<()> {
-        self.check_running()?;
-        let timeout = self.config.request_timeout;
-        let deadline = deadline_after(Instant::now(), timeout);
-        let (reply, rx) = bounded(1);
-        self.post_request(Request::ConfChange {
-            request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
-            change,
-            deadline,
-            reply,
-        })?;
-        wait(&rx, deadline, timeout)?
-    }
-
-    /// Runs a ReadIndex round and waits until the read index is applied locally.
-    pub(crate) fn read_index(&self) -> Result<u64> {
-        let timeout = self.config.request_timeout;
-        let deadline = deadline_after(Instant::now(), timeout);
-        let (reply, rx) = bounded(1);
-        self.start_read_index(deadline, reply.into())?;
-        wait(&rx, deadline, timeout)?
-    }
-
-    /// Starts a ReadIndex round; `reply` hears the index once it is applied here.
-    pub(crate) fn start_read_index(&self, deadline: Instant, reply: Responder<u64>) -> Result<()> {
-        if let Err(e) = self.check_running() {
-            reply.disarm();
-            return Err(e);
-        }
-        self.post_request(Request::ReadIndex {
-            request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
-            deadline,
-            reply,
-        })
-    }
-}
-
-impl Task for Shared {
-    fn run(&self) {
-        // `scheduled` stays set for the whole run, so what arrives meanwhile does not queue a
-        // second job that would only block on the lock; it is re-checked at the end.
-        let mut guard = self.core.lock();
-        let Some(core) = guard.as_mut() else {
-            self.scheduled.store(false, Ordering::SeqCst);
-            self.drain_failed();
-            return;
-        };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(self)));
-        let mut more = false;
-        let failed = match outcome {
-            Ok(Ok(busy)) => {
-                more = busy;
-                None
-            }
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(panic) => Some(
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".into()),
-            ),
-        };
-        if let Some(reason) = failed {
-            // Storage or raft failed: this replica can no longer be trusted to continue.
-            // Stop it (the ensemble goes on without it) rather than serve from a state
-            // that may not be on disk.
-            slog::crit!(self.logger, "node stopped after a fatal error"; "error" => &reason);
-            self.stopped.store(true, Ordering::SeqCst);
-            if let Some(core) = guard.take() {
-                core.fail_all(Error::Storage(reason));
-            }
-            self.drain_failed();
-            self.leave_transport();
-            self.end_hosted_sessions();
-            return;
-        }
-        drop(guard);
-        self.scheduled.store(false, Ordering::SeqCst);
-        // What arrived after the run's last look at the mailbox found `scheduled` set and
-        // queued nothing: look again now that it is clear.
-        if more || !self.inbox.is_empty() || self.ticks_due.load(Ordering::SeqCst) > 0 {
-            self.wake();
-        }
-    }
-
-    fn on_tick(&self) {
-        self.ticks_due.fetch_add(1, Ordering::AcqRel);
-        self.wake();
-    }
-}
 
 /// One member of a zkraft ensemble: a replica of the znode tree and the synchronous API
 /// over it. Start one with [`Node::builder`]. `Node` is `Send + Sync`: share it between
@@ -858,7 +62,7 @@ impl api::Write for Node {
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("id", &self.shared.id)
+            .field("id", &self.shared.id())
             .field("role", &self.role())
             .field("leader", &self.leader())
             .field("applied", &self.applied_index())
@@ -874,7 +78,7 @@ impl Node {
 
     /// This node's raft id.
     pub fn id(&self) -> u64 {
-        self.shared.id
+        self.shared.id()
     }
 
     /// The role this node plays now.
@@ -884,7 +88,7 @@ impl Node {
 
     /// The leader this node knows of, if any.
     pub fn leader(&self) -> Option<u64> {
-        match self.shared.leader.load(Ordering::Acquire) {
+        match self.shared.leader_id() {
             0 => None,
             id => Some(id),
         }
@@ -892,7 +96,7 @@ impl Node {
 
     /// The raft term this node is in.
     pub fn term(&self) -> u64 {
-        self.shared.term.load(Ordering::Acquire)
+        self.shared.term()
     }
 
     /// Index of the last log entry applied to this node's tree: the zxid of the newest
@@ -903,24 +107,12 @@ impl Node {
 
     /// The node's configuration.
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        self.shared.config()
     }
 
     /// What the driver has done so far.
     pub fn metrics(&self) -> Metrics {
-        let c = &self.shared.counters;
-        Metrics {
-            proposals: c.proposals.load(Ordering::Relaxed),
-            log_syncs: c.log_syncs.load(Ordering::Relaxed),
-            entries_persisted: c.entries_persisted.load(Ordering::Relaxed),
-            entries_applied: c.entries_applied.load(Ordering::Relaxed),
-            apply_batches: c.apply_batches.load(Ordering::Relaxed),
-            log_compactions: c.log_compactions.load(Ordering::Relaxed),
-            snapshots_sent: c.snapshots_sent.load(Ordering::Relaxed),
-            snapshots_installed: c.snapshots_installed.load(Ordering::Relaxed),
-            log_first_index: c.log_first_index.load(Ordering::Relaxed),
-            dropped_envelopes: c.dropped_envelopes.load(Ordering::Relaxed),
-        }
+        self.shared.metrics()
     }
 
     /// Takes over session `id` on this node, given its password (see
@@ -979,10 +171,10 @@ impl Node {
     /// and the last voter cannot be removed ([`Error::BadArguments`](crate::Error::BadArguments)).
     pub fn remove_member(&self, id: u64) -> Result<()> {
         let members = self.members();
-        if id == self.shared.id || !members.contains(&id) || members.len() < 2 {
+        if id == self.shared.id() || !members.contains(&id) || members.len() < 2 {
             return Err(Error::BadArguments(format!(
                 "node {id} cannot be removed by node {} (members {members:?})",
-                self.shared.id
+                self.shared.id()
             )));
         }
         let mut cc = raft::eraftpb::ConfChange::default();
@@ -995,7 +187,7 @@ impl Node {
     /// report the same index must report the same value; tests use it to prove them
     /// identical.
     pub fn digest(&self) -> Digest {
-        let tree = self.shared.tree.read();
+        let tree = self.shared.tree().read();
         Digest {
             index: tree.zxid(),
             value: tree.digest(),
@@ -1024,7 +216,7 @@ impl Node {
 
     /// True once the node has shut down (or stopped after a fatal storage error).
     pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.load(Ordering::SeqCst)
+        self.shared.is_stopped()
     }
 
     // ----- sessions -----
@@ -1150,7 +342,7 @@ impl Node {
     pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat)> {
         self.shared.check_running()?;
         self.shared.check_read_path(path)?;
-        crate::pipeline::acl_of(&self.shared.tree.read(), path, acl::super_ids())
+        crate::pipeline::acl_of(&self.shared.tree().read(), path, crate::acl::super_ids())
     }
 
     /// The names of the children of `path`, sorted. Served locally.
@@ -1186,14 +378,14 @@ impl Node {
     fn read<T>(&self, p: &str, f: impl FnOnce(Option<&crate::tree::Znode>) -> T) -> Result<T> {
         self.shared.check_running()?;
         self.shared.check_read_path(p)?;
-        let tree = self.shared.tree.read();
+        let tree = self.shared.tree().read();
         Ok(f(tree.get(p)))
     }
 
     /// Calls `f` with the node's applied tree (read-locked for the duration of `f`: keep it
     /// short). For inspection and tests, e.g. comparing replicas.
     pub fn with_tree<T>(&self, f: impl FnOnce(&DataTree) -> T) -> T {
-        f(&self.shared.tree.read())
+        f(&self.shared.tree().read())
     }
 
     /// Stops the node: leaves the network, fails waiting requests with
@@ -1202,28 +394,12 @@ impl Node {
     /// handle dropped after a new node with the same id joined the same transport leaves
     /// the new node alone.
     pub fn shutdown(&self) {
-        let s = &self.shared;
-        // Front ends first (a client port): their connections close, their sessions
-        // stay (to be re-attached on another member or expire).
-        for stop in std::mem::take(&mut *s.on_shutdown.lock()) {
-            stop();
-        }
-        let first = !s.stopped.swap(true, Ordering::SeqCst);
-        s.leave_transport();
-        s.pool.remove_timer(self.timer);
-        // Waits for a worker that is running the node right now.
-        if let Some(core) = s.core.lock().take() {
-            core.fail_all(Error::Shutdown);
-        }
-        s.drain_failed();
-        // Sessions hosted here stop with the node (their dispatchers end); the leader will
-        // expire them, as it would after a crash.
-        s.end_hosted_sessions();
+        let first = self.shared.shutdown(self.timer);
         if let Some(tcp) = &self.tcp {
             tcp.shutdown();
         }
         if first {
-            slog::info!(s.logger, "node shut down");
+            slog::info!(self.shared.logger(), "node shut down");
         }
         drop(self.pool.lock().take());
     }
@@ -1232,34 +408,5 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-fn wait<T>(rx: &Receiver<T>, deadline: Instant, timeout: Duration) -> Result<T> {
-    match rx.recv_deadline(deadline) {
-        Ok(v) => Ok(v),
-        Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
-        // The driver answers every request it drops; a channel closed without an answer
-        // means the node went away.
-        Err(RecvTimeoutError::Disconnected) if Instant::now() < deadline => Err(Error::Shutdown),
-        Err(RecvTimeoutError::Disconnected) => Err(Error::Timeout(timeout)),
-    }
-}
-
-#[cfg(test)]
-mod backlog_tests {
-    use super::*;
-
-    #[test]
-    fn the_peer_backlog_is_bounded_by_bytes_and_count() {
-        assert!(backlog_admits(0, 0, usize::MAX), "one envelope always fits");
-        assert!(backlog_admits(1000, 10, MAX_PEER_BACKLOG_BYTES - 1000));
-        assert!(!backlog_admits(1000, 10, MAX_PEER_BACKLOG_BYTES - 999));
-        assert!(!backlog_admits(10, MAX_PEER_BACKLOG_ENVELOPES, 1));
-        assert!(backlog_admits(10, MAX_PEER_BACKLOG_ENVELOPES - 1, 1));
-        assert!(
-            !backlog_admits(usize::MAX, 1, usize::MAX),
-            "never overflows"
-        );
     }
 }

@@ -7,7 +7,7 @@ use rocksdb::WriteBatch;
 
 use super::Core;
 use crate::error::{Error, Result};
-use crate::node::Shared;
+use crate::replica::Shared;
 use crate::storage::record_address_into;
 
 impl Core {

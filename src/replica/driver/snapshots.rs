@@ -10,8 +10,8 @@ use raft::eraftpb::{HardState, Message, Snapshot};
 
 use super::Core;
 use crate::error::{Error, Result};
-use crate::node::snapshot::{decode_descriptor, Incoming, Outgoing, MAX_SNAPSHOT_PEERS};
-use crate::node::{Msg, Shared, CATCH_UP_ENTRIES};
+use crate::replica::snapshot::{decode_descriptor, Incoming, Outgoing, MAX_SNAPSHOT_PEERS};
+use crate::replica::{Msg, Shared, CATCH_UP_ENTRIES};
 use crate::tree::{DataTree, EventType, WatchedEvent};
 
 impl Core {

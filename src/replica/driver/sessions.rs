@@ -9,7 +9,7 @@ use raft::INVALID_ID;
 
 use super::Core;
 use crate::command::Op;
-use crate::node::Shared;
+use crate::replica::Shared;
 use crate::time::now_ms;
 use crate::transport::Envelope;
 

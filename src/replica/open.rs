@@ -1,0 +1,255 @@
+//! Opening a replica: its configuration checked, its data directory opened and recovered
+//! (raft log, tree, members), its raft node made; then, once the layer above is set as
+//! its observer, joined to the transport and ticking.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
+use std::sync::{Arc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::unbounded;
+use parking_lot::{Mutex, RwLock};
+use slog::{o, Logger};
+
+use super::driver::Core;
+use super::{Config, Counters, Msg, Observer, Shared};
+use crate::error::{Error, Result};
+use crate::pool::{Pool, Task};
+use crate::storage::{check_identity, member_addresses, open_db, Identity, RaftStorage, TreeStore};
+use crate::transport::tcp::DEFAULT_MAX_FRAME;
+use crate::transport::{Inbox, LocalNetwork, TcpTransport, Transport};
+
+/// What a replica is opened from (what [`crate::NodeBuilder`] gathered).
+pub(crate) struct Parts {
+    /// The configuration, checked by [`open`].
+    pub(crate) config: Config,
+    /// The transport; none: a TCP one for `members`, or a private in-process one.
+    pub(crate) transport: Option<Arc<dyn Transport>>,
+    /// The pool; none: a private one of two workers.
+    pub(crate) pool: Option<Pool>,
+    /// The logger; none: discard.
+    pub(crate) logger: Option<Logger>,
+    /// Every member's peer address, for a TCP transport made here.
+    pub(crate) members: Vec<(u64, String)>,
+    /// Where that TCP transport listens, when not this node's own entry.
+    pub(crate) listen: Option<SocketAddr>,
+}
+
+/// A replica recovered and not yet running: [`Opened::run`] starts it once its observer
+/// is set.
+pub(crate) struct Opened {
+    /// The replica.
+    pub(crate) shared: Arc<Shared>,
+    /// The pool it runs on (owned by the node when it was made here).
+    pub(crate) pool: Pool,
+    /// The TCP transport made for `members`, closed with the node.
+    pub(crate) tcp: Option<TcpTransport>,
+}
+
+/// Opens (or creates) the data directory and recovers the raft log and the tree.
+///
+/// Refused with [`Error::Config`]: an invalid configuration, and a data directory recorded
+/// for another node id or cluster id. A voter list that differs from the one persisted in
+/// the directory is not an error: the persisted one is used (it is the ensemble's
+/// replicated configuration) and a warning is logged.
+pub(crate) fn open(parts: Parts) -> Result<Opened> {
+    let Parts {
+        config,
+        transport,
+        pool,
+        logger,
+        members,
+        listen,
+    } = parts;
+    let mut config = config;
+    config.validate()?;
+    let logger = logger
+        .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
+        .new(o!("node" => config.id));
+    let mut owned_tcp = None;
+    let transport = match transport {
+        Some(t) => t,
+        None if !members.is_empty() => {
+            let tcp = tcp_transport(&config, &members, listen, &logger)?;
+            owned_tcp = Some(tcp.clone());
+            Arc::new(tcp)
+        }
+        None => Arc::new(LocalNetwork::new()),
+    };
+    let pool = match pool {
+        Some(pool) => pool,
+        None => Pool::new(2)?,
+    };
+
+    let db = open_db(&config.data_dir)?;
+    if check_identity(&db, config.id, &config.cluster_id)? == Identity::Adopted {
+        slog::warn!(logger, "data directory had no recorded identity: adopting this one";
+            "cluster" => &config.cluster_id);
+    }
+    let initial_voters = if config.join {
+        Vec::new()
+    } else {
+        config.voters.clone()
+    };
+    let storage = RaftStorage::open(db.clone(), &initial_voters, config.durable_writes)?;
+    let persisted = storage.conf_state().voters;
+    let (mut want, mut have) = (config.voters.clone(), persisted.clone());
+    want.sort_unstable();
+    have.sort_unstable();
+    if config.join {
+        config.voters = persisted;
+    } else if want != have {
+        slog::warn!(logger, "configured voters differ from the persisted configuration; \
+            using the persisted one"; "configured" => ?config.voters, "persisted" => ?persisted);
+        config.voters = persisted;
+    }
+    let tree_store = TreeStore::new(db.clone())?;
+    let (mut tree, applied) = tree_store.load()?;
+    // A new ensemble starts from its bootstrap snapshot: the fresh tree is the state
+    // after it, whether or not a first apply batch wrote it out yet.
+    let applied = applied.max(storage.first() - 1);
+    tree.set_zxid(applied);
+    // A snapshot half-received before a restart is of no use: free its space.
+    tree_store.clear_staging()?;
+    storage.set_applied(applied);
+    if storage.first() == 1 && applied > 0 {
+        // A directory from before bootstrap snapshots: its log starts at index 1,
+        // where no entry holds the initial voters. Compacting to the applied index
+        // makes any member added later catch up through a snapshot, which does.
+        storage.compact(applied)?;
+        slog::info!(logger, "compacted a log that started at index 1"; "through" => applied);
+    }
+    // Members added by configuration changes since the ensemble was bootstrapped.
+    for (id, addr) in member_addresses(&db)? {
+        transport.peer_added(id, &addr)?;
+    }
+    let hs = storage.hard_state();
+    slog::info!(logger, "recovered";
+        "applied" => applied, "commit" => hs.commit, "term" => hs.term,
+        "first_index" => storage.first(), "last_index" => storage.last(), "znodes" => tree.len(),
+        "voters" => ?storage.conf_state().voters);
+    let single = storage.conf_state().voters == [config.id];
+    let mut raw = raft::RawNode::new(&config.raft_config(applied), storage, &logger)?;
+    if single {
+        // Alone in the ensemble: no reason to wait an election timeout.
+        raw.campaign()?;
+    }
+    let log_first_index = raw.store().first();
+    let voters = raw.store().conf_state().voters;
+    let core = Core::new(raw, tree_store, applied, &config);
+
+    let (mailbox, inbox) = unbounded::<Msg>();
+    let incarnation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id()).rotate_left(48);
+    let (answers, answer_thread) = super::answers::start(config.id, logger.clone())?;
+    let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
+        id: config.id,
+        config: config.clone(),
+        logger,
+        tree: RwLock::new(tree),
+        role: AtomicU8::new(0),
+        leader: AtomicU64::new(0),
+        term: AtomicU64::new(hs.term),
+        applied: AtomicU64::new(applied),
+        mailbox,
+        inbox,
+        scheduled: AtomicBool::new(false),
+        ticks_due: AtomicU32::new(0),
+        core: Mutex::new(Some(core)),
+        pool: pool.reference(),
+        transport: transport.clone(),
+        registration: Mutex::new(None),
+        stopped: AtomicBool::new(false),
+        incarnation,
+        next_request: AtomicU64::new(1),
+        counters: Counters {
+            log_first_index: AtomicU64::new(log_first_index),
+            ..Counters::default()
+        },
+        answers,
+        _answer_thread: answer_thread,
+        observer: std::sync::OnceLock::new(),
+        voters: Mutex::new(voters),
+        backlog_bytes: Default::default(),
+        backlog_envelopes: Default::default(),
+        me: me.clone(),
+        on_shutdown: Mutex::new(Vec::new()),
+    });
+    Ok(Opened {
+        shared,
+        pool,
+        tcp: owned_tcp,
+    })
+}
+
+impl Opened {
+    /// Tells `observer` of the replicated state from the first entry applied, joins the
+    /// transport and starts ticking; returns the tick timer's id.
+    pub(crate) fn run(&self, observer: Weak<dyn Observer>) -> Result<u64> {
+        let shared = &self.shared;
+        let config = shared.config().clone();
+        shared.set_observer(observer);
+        let weak = Arc::downgrade(shared);
+        let weak_report = weak.clone();
+        let inbox = Inbox::new(move |env| {
+            if let Some(s) = weak.upgrade() {
+                s.deliver(env);
+            }
+        })
+        .on_unreachable(move |peer| {
+            if let Some(s) = weak_report.upgrade() {
+                let _ = s.post(Msg::Unreachable(peer));
+            }
+        });
+        shared.transport.register(config.id, inbox.clone())?;
+        *shared.registration.lock() = Some(inbox);
+        let task: Arc<dyn Task> = shared.clone();
+        let timer = shared
+            .pool
+            .add_timer(Arc::downgrade(&task), config.tick_interval);
+        drop(task);
+        shared.wake();
+        Ok(timer)
+    }
+}
+
+/// The TCP transport of [`NodeBuilder::members`].
+fn tcp_transport(
+    config: &Config,
+    members: &[(u64, String)],
+    listen: Option<SocketAddr>,
+    logger: &Logger,
+) -> Result<TcpTransport> {
+    let listen = match listen {
+        Some(addr) => addr,
+        None => {
+            let own = members
+                .iter()
+                .find(|(id, _)| *id == config.id)
+                .ok_or_else(|| Error::Config(format!("members must include node {}", config.id)))?;
+            own.1
+                .to_socket_addrs()
+                .map_err(|e| Error::Config(format!("address {:?}: {e}", own.1)))?
+                .next()
+                .ok_or_else(|| Error::Config(format!("address {:?} resolves to nothing", own.1)))?
+        }
+    };
+    // One frame carries at least one whole request, with room for raft's own fields.
+    let max_frame = DEFAULT_MAX_FRAME.max(config.max_request_size.saturating_mul(2));
+    let tcp = TcpTransport::bind_with(
+        config.id,
+        &config.cluster_id,
+        listen,
+        max_frame,
+        logger.clone(),
+    )?;
+    for (id, addr) in members {
+        if *id != config.id {
+            tcp.add_peer(*id, addr)?;
+        }
+    }
+    Ok(tcp)
+}
