@@ -147,7 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     drop(crashed);
-    drop(instances); // resigns and closes the survivors' sessions
+    drop(instances); // resigns; the survivors' sessions close in the background
     for n in &nodes {
         n.shutdown();
     }

@@ -133,6 +133,9 @@ fn expired_session_is_told_and_refuses_calls() {
         .open()
         .unwrap();
     s.create("/lease", b"", CreateMode::Ephemeral).unwrap();
+    // The host answered once it applied the create; the others may not have yet, and "gone
+    // on the majority" below must mean expired, not "not there yet".
+    c.wait_applied(c.node(host).applied_index(), Duration::from_secs(10));
     // Cut the host off: the majority's leader stops hearing the session and expires it.
     c.net.isolate(host);
     let others: Vec<u64> = c.ids.iter().copied().filter(|&i| i != host).collect();

@@ -794,7 +794,9 @@ impl Shared {
     /// waiting requests with `Shutdown`, and the host ends its hosted sessions (the leader
     /// will expire them, as after a crash). True the first time.
     pub(crate) fn shutdown(&self, timer: u64) -> bool {
-        for stop in std::mem::take(&mut *self.on_shutdown.lock()) {
+        // Taken out first: a stop runs with the list unlocked.
+        let stops = std::mem::take(&mut *self.on_shutdown.lock());
+        for stop in stops {
             stop();
         }
         let first = !self.stopped.swap(true, Ordering::SeqCst);

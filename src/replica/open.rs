@@ -216,7 +216,7 @@ impl Opened {
     }
 }
 
-/// The TCP transport of [`NodeBuilder::members`].
+/// The TCP transport of [`NodeBuilder::members`](crate::NodeBuilder::members).
 fn tcp_transport(
     config: &Config,
     members: &[(u64, String)],

@@ -74,7 +74,10 @@ def test_session_moves_to_another_member(make_client, ensemble, root, events):
         )
 
         # The session still works for writes, and its ephemeral is still its own.
+        # (`other` may sit on a member that has not applied the set yet: ZooKeeper promises
+        # a read on another member sees it only after a sync.)
         client.set(eph, b"still mine")
+        other.sync(eph)
         assert other.get(eph)[0] == b"still mine"
     finally:
         ensemble.start(home)
