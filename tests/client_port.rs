@@ -664,6 +664,49 @@ fn connections_from_one_address_are_limited() {
     });
 }
 
+/// The listen backlog is the one set (the kernel's, as `ss` reads it: the listening
+/// socket's Send-Q) and `conf` reports it, with the per-address limit as ZooKeeper's
+/// `maxClientCnxns`; a backlog out of range is refused.
+#[test]
+fn the_listen_backlog_is_set_and_conf_reports_the_limits() {
+    let (c, p) = ported_with(
+        1,
+        |b| b,
+        |p| {
+            p.listen_backlog(77)
+                .max_connections_per_address(7)
+                .four_letter_words(["conf"])
+        },
+    );
+    c.wait_leader();
+    let at = addr(&p, 1);
+    let mut s = TcpStream::connect(at).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"conf").unwrap();
+    let mut conf = String::new();
+    s.read_to_string(&mut conf).unwrap();
+    assert!(conf.lines().any(|l| l == "maxClientCnxns=7"), "{conf}");
+    assert!(
+        conf.lines().any(|l| l == "clientPortListenBacklog=77"),
+        "{conf}"
+    );
+    // `ss -ltnH sport = :PORT`: "LISTEN 0 77 127.0.0.1:PORT 0.0.0.0:*" (iproute2, which
+    // ./dev setup installs).
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", at.port())])
+        .output()
+        .expect("ss (iproute2) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields.get(2), Some(&"77"), "ss: {text}");
+    for bad in [0, 65_536] {
+        let refused = ClientPort::builder("127.0.0.1:0".parse().unwrap())
+            .listen_backlog(bad)
+            .start(c.node(1));
+        assert!(matches!(refused, Err(zkraft::Error::Config(_))), "{bad}");
+    }
+}
+
 /// What zkraft does not serve is answered as a ZooKeeper 3.8 server (reconfig disabled,
 /// no SASL login) answers it, and only what ZooKeeper closes is closed: checked against
 /// ZooKeeper's `FinalRequestProcessor`, `PrepRequestProcessor` and

@@ -74,6 +74,10 @@ pub struct Flags {
     /// default 60, 0 for no limit).
     #[arg(long)]
     pub max_client_cnxns: Option<usize>,
+    /// The client port's listen backlog (ZooKeeper's clientPortListenBacklog; default
+    /// 1024, capped by the kernel's net.core.somaxconn).
+    #[arg(long)]
+    pub client_port_listen_backlog: Option<u32>,
     /// How often the leader deletes empty containers and expired TTL znodes, in
     /// milliseconds (ZooKeeper's znode.container.checkIntervalMs; default 60000).
     #[arg(long)]
@@ -117,6 +121,7 @@ pub struct File {
     pub max_session_timeout_ms: Option<u64>,
     pub max_client_connections: Option<usize>,
     pub max_client_cnxns: Option<usize>,
+    pub client_port_listen_backlog: Option<u32>,
     pub container_check_interval_ms: Option<u64>,
     pub super_digest: Option<String>,
 }
@@ -139,6 +144,7 @@ pub struct Settings {
     pub session_timeout_bounds: (Duration, Duration),
     pub max_client_connections: Option<usize>,
     pub max_client_cnxns: Option<usize>,
+    pub client_port_listen_backlog: Option<u32>,
     pub container_check_interval: Duration,
     pub super_digest: Option<String>,
 }
@@ -218,6 +224,9 @@ impl Settings {
             ),
             max_client_connections: flags.max_client_connections.or(file.max_client_connections),
             max_client_cnxns: flags.max_client_cnxns.or(file.max_client_cnxns),
+            client_port_listen_backlog: flags
+                .client_port_listen_backlog
+                .or(file.client_port_listen_backlog),
             container_check_interval: Duration::from_millis(
                 flags
                     .container_check_interval_ms

@@ -90,6 +90,9 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
             if let Some(n) = settings.max_client_connections {
                 port = port.max_connections(n);
             }
+            if let Some(n) = settings.client_port_listen_backlog {
+                port = port.listen_backlog(n);
+            }
             Some(port.start(&node)?)
         }
         None => None,

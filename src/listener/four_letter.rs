@@ -213,7 +213,8 @@ fn conf(ctx: &Ctx) -> String {
     let _ = writeln!(out, "dataLogDir={}", c.data_dir.display());
     let _ = writeln!(out, "dataLogSize=0");
     let _ = writeln!(out, "tickTime={}", c.tick_interval.as_millis());
-    let _ = writeln!(out, "maxClientCnxns={}", ctx.max_connections);
+    // ZooKeeper's maxClientCnxns is the limit per address; the total has no ZooKeeper name.
+    let _ = writeln!(out, "maxClientCnxns={}", ctx.max_per_address);
     let _ = writeln!(
         out,
         "minSessionTimeout={}",
@@ -224,7 +225,7 @@ fn conf(ctx: &Ctx) -> String {
         "maxSessionTimeout={}",
         c.max_session_timeout.as_millis()
     );
-    let _ = writeln!(out, "clientPortListenBacklog=-1");
+    let _ = writeln!(out, "clientPortListenBacklog={}", ctx.listen_backlog);
     let _ = writeln!(out, "serverId={}", c.id);
     let _ = writeln!(out, "electionTick={}", c.election_tick);
     let _ = writeln!(out, "heartbeatTick={}", c.heartbeat_tick);

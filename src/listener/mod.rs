@@ -85,6 +85,8 @@ pub(crate) struct Ctx {
     pub(crate) max_outstanding: usize,
     pub(crate) max_connections: usize,
     pub(crate) max_per_address: usize,
+    /// The listen backlog asked of the kernel (`conf` reports it).
+    pub(crate) listen_backlog: u32,
     /// Open connections per client address (with a limit per address).
     per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
     pub(crate) handshake_timeout: Duration,
@@ -208,6 +210,8 @@ pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 20_000;
 /// Default [`ClientPortBuilder::max_connections_per_address`] (ZooKeeper's
 /// `maxClientCnxns`).
 pub const DEFAULT_MAX_CLIENT_CONNECTIONS_PER_ADDRESS: usize = 60;
+/// Default [`ClientPortBuilder::listen_backlog`].
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
 /// Default [`ClientPortBuilder::max_outstanding_per_connection`].
 pub const DEFAULT_MAX_OUTSTANDING_PER_CONNECTION: usize = 1_000;
 
@@ -222,6 +226,7 @@ pub struct ClientPortBuilder {
     max_outstanding_per_connection: usize,
     handshake_timeout: Duration,
     io_threads: usize,
+    listen_backlog: u32,
 }
 
 impl ClientPortBuilder {
@@ -273,6 +278,16 @@ impl ClientPortBuilder {
         self
     }
 
+    /// The listen backlog: connections the kernel completes and queues before they are
+    /// accepted (ZooKeeper's `clientPortListenBacklog`; default
+    /// [`DEFAULT_LISTEN_BACKLOG`], 1 to 65,535). Thousands of clients reconnecting at once
+    /// after a member dies overflow a short queue, and the kernel drops their connects,
+    /// which clients retry only after a second. Linux caps it at `net.core.somaxconn`.
+    pub fn listen_backlog(mut self, n: u32) -> Self {
+        self.listen_backlog = n;
+        self
+    }
+
     /// Binds the port and serves `node`'s sessions on it. The node's
     /// [`shutdown`](crate::Node::shutdown) stops it first (its clients see their
     /// connections close, and re-attach their sessions elsewhere).
@@ -283,10 +298,12 @@ impl ClientPortBuilder {
             || self.handshake_timeout.is_zero()
             || self.io_threads == 0
             || self.io_threads > 64
+            || !(1..=65_535).contains(&self.listen_backlog)
         {
             return Err(Error::Config(
                 "a client port needs max_connections > 0, 0 < max_outstanding_per_connection \
-                 <= MAX_OUTSTANDING, handshake_timeout > 0 and 1 <= io_threads <= 64"
+                 <= MAX_OUTSTANDING, handshake_timeout > 0, 1 <= io_threads <= 64 and \
+                 1 <= listen_backlog <= 65535"
                     .into(),
             ));
         }
@@ -338,6 +355,7 @@ impl ClientPort {
             max_outstanding_per_connection: DEFAULT_MAX_OUTSTANDING_PER_CONNECTION,
             handshake_timeout: Duration::from_secs(10),
             io_threads: 2,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
         }
     }
 
@@ -379,10 +397,7 @@ impl Listener {
         let addr = settings.addr;
         let io_err =
             |what: &str, e: std::io::Error| Error::Io(format!("client port {addr}: {what}: {e}"));
-        let std_listener = std::net::TcpListener::bind(addr).map_err(|e| io_err("bind", e))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| io_err("nonblocking", e))?;
+        let std_listener = bind(addr, settings.listen_backlog).map_err(|e| io_err("bind", e))?;
         let local = std_listener
             .local_addr()
             .map_err(|e| io_err("address", e))?;
@@ -398,6 +413,7 @@ impl Listener {
             max_outstanding: settings.max_outstanding_per_connection,
             max_connections: settings.max_connections,
             max_per_address: settings.max_connections_per_address,
+            listen_backlog: settings.listen_backlog,
             per_address: Mutex::new(HashMap::new()),
             handshake_timeout: settings.handshake_timeout,
             stopping: AtomicBool::new(false),
@@ -482,4 +498,18 @@ impl Drop for Listener {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A non-blocking listener on `addr` with `backlog` (std's `TcpListener::bind` has no
+/// backlog setting). SO_REUSEADDR as std sets it: a restarted member binds its port again
+/// while the old connections linger in TIME_WAIT.
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // At most 65,535: fits an i32.
+    socket.listen(backlog as i32)?;
+    Ok(socket.into())
 }
