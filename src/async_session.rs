@@ -78,9 +78,13 @@ pub(crate) struct SessionEvents {
 impl SessionEvents {
     /// Pushes `e` to every feed still read (feeds whose stream was dropped are let go).
     pub(crate) fn push(&self, e: SessionEvent) {
-        let mut feeds = self.feeds.lock();
-        feeds.retain(|f| !f.abandoned());
-        for f in feeds.iter() {
+        // Pushed outside the lock: a push wakes a task, and a waker may run anything.
+        let feeds: Vec<Feeder<SessionEvent>> = {
+            let mut feeds = self.feeds.lock();
+            feeds.retain(|f| !f.abandoned());
+            feeds.clone()
+        };
+        for f in &feeds {
             f.push(e);
         }
     }
