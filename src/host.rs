@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use crate::command::{Command, Op};
 use crate::error::Result;
+use crate::output::Output;
 use crate::replica::{Observer, Shared};
 use crate::session::SessionInner;
 use crate::tree::{DataTree, OpResult, WatchedEvent};
@@ -107,6 +108,17 @@ impl Host {
         self.sessions.lock().len()
     }
 
+    /// Writes out, off the driver, the connections an apply queued notifications into.
+    fn flush_later(&self, outputs: Vec<Arc<dyn Output>>) {
+        if !outputs.is_empty() {
+            self.replica.off_driver(Box::new(move || {
+                for out in outputs {
+                    out.flush();
+                }
+            }));
+        }
+    }
+
     /// Ends the local side of every hosted session (the node is stopping): no more
     /// heartbeats, watches dropped, dispatchers stopped. The caller holds the tree lock.
     fn end_all(&self) {
@@ -137,7 +149,7 @@ impl Observer for Host {
         // Lock order everywhere: tree, then watches.
         let mut watches = self.watches.lock();
         if !events.is_empty() {
-            watches.trigger(&events);
+            self.flush_later(watches.trigger(&events));
         }
         if let (Op::MoveSession { session, host, .. }, Ok(_)) = (&cmd.op, result) {
             // Re-attached here: the session's older connections here are stale (its
@@ -174,7 +186,7 @@ impl Observer for Host {
     fn tree_replaced(&self, tree: &DataTree, changes: Vec<WatchedEvent>) {
         let mut watches = self.watches.lock();
         if !changes.is_empty() {
-            watches.trigger(&changes);
+            self.flush_later(watches.trigger(&changes));
         }
         // Sessions hosted here that the snapshot no longer has here have expired, or
         // moved to another member meanwhile.

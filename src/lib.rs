@@ -43,6 +43,7 @@ mod host;
 pub mod fuzzing;
 mod listener;
 mod node;
+mod output;
 pub mod path;
 mod pipeline;
 mod pool;

@@ -39,6 +39,7 @@ use crate::api;
 use crate::command::Op;
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::output::Output;
 use crate::session::SessionInner;
 use crate::time::deadline_after;
 use crate::tree::{DataTree, OpResult, Stat, Znode};
@@ -284,25 +285,11 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
-/// An answer's destination inside the crate that takes answers in order by queueing
-/// them, without I/O and without running anything else: a wire connection's ordered
-/// output (the connection is its session's watcher, as in ZooKeeper). The pipeline
-/// queues an answer there directly — on whichever thread produced it — when nothing is
-/// queued before it on the session's dispatcher, and writes it out once its locks are
-/// released; otherwise the dispatcher queues it after the events before it.
-pub(crate) trait Output: Send + Sync + 'static {
-    /// Queues the answer to request `xid` (produced with the tree at `zxid`). True when
-    /// the caller must [`Output::flush`] once it holds no lock.
-    fn queue_reply(&self, xid: i64, zxid: i64, reply: Result<Reply>) -> bool;
-    /// Writes out what is queued, as far as the destination takes it now.
-    fn flush(&self);
-}
-
 /// Where an answer goes.
 pub(crate) enum Answer {
     /// A pipelined request's sink.
     Sink(Arc<dyn Sink>, i64),
-    /// A crate destination that queues answers in order (see [`Output`]).
+    /// A wire connection, which queues answers in order (see [`Output`]).
     Output(Arc<dyn Output>, i64),
     /// A synchronous caller, waiting. `direct`: it must not wait for the session's
     /// watchers (it is one of them, on a callback thread, or the session opted out).

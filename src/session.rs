@@ -18,7 +18,8 @@ use crate::api;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::pipeline::{self, Answer, Output, Pipe, Reply, Request, Sink};
+use crate::output::Output;
+use crate::pipeline::{self, Answer, Pipe, Reply, Request, Sink};
 use crate::replica::Shared;
 use crate::tree::{OpResult, Stat, WatchedEvent};
 use crate::watch::{AddWatchMode, Dispatcher, SessionEvent, Watcher, WatcherType};
@@ -178,6 +179,8 @@ pub struct SessionBuilder {
     /// Identities the session starts with (a move carries its old handle's).
     auth: Vec<Id>,
     client_pings: bool,
+    /// A wire session's connection: its answers' destination and its watcher.
+    output: Option<Arc<dyn Output>>,
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -206,15 +209,17 @@ impl SessionBuilder {
             wait_for_watchers: true,
             auth: Vec::new(),
             client_pings: false,
+            output: None,
         }
     }
 
-    /// A session of a wire client: kept alive only while its client is heard from
-    /// ([`Session::touch`]), with at most one watch of a kind per path (the server
-    /// watches for the connection, as ZooKeeper's).
-    pub(crate) fn for_client(mut self) -> Self {
+    /// A session of a wire client on `connection`: kept alive only while its client is
+    /// heard from ([`Session::touch`]), with at most one watch of a kind per path, told
+    /// to the connection (the server watches for the connection, as ZooKeeper's).
+    pub(crate) fn for_client(mut self, connection: Arc<dyn Output>) -> Self {
         self.client_pings = true;
         self.wait_for_watchers = false;
+        self.output = Some(connection);
         self
     }
 
@@ -392,7 +397,11 @@ impl SessionBuilder {
     /// here, before it is proposed, so a resource failure leaves no session behind.
     fn prepare(self, password: Vec<u8>, moving: Option<i64>) -> Result<Hosting> {
         self.host.replica().check_running()?;
-        let dispatcher = Dispatcher::start(self.watcher, self.host.replica().logger().clone())?;
+        let dispatcher = Dispatcher::start(
+            self.watcher,
+            self.output,
+            self.host.replica().logger().clone(),
+        )?;
         Ok(Hosting {
             host: self.host,
             dispatcher,

@@ -1,6 +1,9 @@
 //! Watches: registrations made by sessions on this node, matched against the events the
 //! tree reports, and delivered through each session's dispatcher — a queue run in order
-//! on the process's shared callback threads (`delivery`), never a thread per session.
+//! on the process's shared callback threads (`delivery`), never a thread per session. A
+//! wire session's connection is its watcher (as in ZooKeeper's server): its events are
+//! encoded into the connection's ordered output by the apply that caused them, with no
+//! callback thread, whenever nothing is queued before them (`crate::output`).
 //!
 //! ZooKeeper's rules: `exists`/`get_data` set a one-shot *data* watch (fired by
 //! NodeCreated, NodeDataChanged, NodeDeleted on the path); `get_children` sets a one-shot
@@ -23,7 +26,7 @@ use parking_lot::{Condvar, Mutex};
 use slog::Logger;
 
 use crate::delivery::Executor;
-
+use crate::output::Output;
 use crate::path;
 use crate::tree::{DataTree, EventType, WatchedEvent};
 
@@ -32,6 +35,19 @@ pub type Watcher = Box<dyn FnOnce(WatchedEvent) + Send + 'static>;
 
 /// A callback called for every event of a persistent watch ([`crate::Session::add_watch`]).
 pub type PersistentWatcher = Arc<dyn Fn(WatchedEvent) + Send + Sync + 'static>;
+
+/// The one-shot watch a wire connection registers: the connection (its session
+/// dispatcher's [`Output`]) is the watcher and is told of the event, as ZooKeeper's
+/// server connection is; this closure is only the registration (it captures nothing, so
+/// making it allocates nothing).
+pub(crate) fn told_to_output() -> Watcher {
+    Box::new(|_| {})
+}
+
+/// The persistent watch a wire connection registers (see [`told_to_output`]).
+pub(crate) fn lasting_told_to_output() -> PersistentWatcher {
+    Arc::new(|_| {})
+}
 
 /// Wraps a closure as a one-shot [`Watcher`] (saves writing `Some(Box::new(...))`).
 pub fn watcher(f: impl FnOnce(WatchedEvent) + Send + 'static) -> Option<Watcher> {
@@ -79,6 +95,9 @@ enum Job {
     Answer(Box<dyn FnOnce() + Send>),
     Event(Watcher, WatchedEvent),
     Persistent(PersistentWatcher, WatchedEvent),
+    /// An event for the session's output (its connection), queued behind what came
+    /// before it.
+    Notify(WatchedEvent),
     State(Arc<dyn Fn(SessionEvent) + Send + Sync>, SessionEvent),
     /// Watchers of an ended session, dropped on the dispatcher thread: their captures may
     /// own the last handle to a `Session`, whose drop must not run under the node's locks.
@@ -141,10 +160,15 @@ struct Queue {
 
 /// One session's callbacks (the role of ZooKeeper's client `EventThread`), run in order
 /// on the process's shared callback threads (`delivery`), one job at a time.
+///
+/// A wire session's dispatcher has an [`Output`], its connection: its watch events go
+/// there — straight from the apply that caused them when nothing is queued before them,
+/// through the queue otherwise — and its watchers are only registrations.
 pub(crate) struct Dispatcher {
     queue: Mutex<Queue>,
     pub(crate) progress: Arc<Progress>,
     state_watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
+    output: Option<Arc<dyn Output>>,
     executor: &'static Executor,
     logger: Logger,
     me: std::sync::Weak<Dispatcher>,
@@ -156,6 +180,7 @@ impl Dispatcher {
     /// cannot be started.
     pub(crate) fn start(
         state_watcher: Option<Arc<dyn Fn(SessionEvent) + Send + Sync>>,
+        output: Option<Arc<dyn Output>>,
         logger: Logger,
     ) -> crate::Result<Arc<Dispatcher>> {
         #[cfg(test)]
@@ -171,6 +196,7 @@ impl Dispatcher {
                 cond: Condvar::new(),
             }),
             state_watcher,
+            output,
             executor,
             logger,
             me: me.clone(),
@@ -200,10 +226,48 @@ impl Dispatcher {
         }
     }
 
+    /// Tells the session of `e`, which fired its one-shot watcher `w`: `w` runs on a
+    /// callback thread after everything queued so far; for a session with an output, the
+    /// output is told instead (see [`Dispatcher::tell_now`]).
+    fn event(&self, w: Watcher, e: WatchedEvent) {
+        match self.output {
+            Some(_) => self.push(Job::Notify(e)),
+            None => self.push(Job::Event(w, e)),
+        }
+    }
+
+    /// [`Dispatcher::event`] for a persistent watcher.
+    fn persistent_event(&self, w: PersistentWatcher, e: WatchedEvent) {
+        match self.output {
+            Some(_) => self.push(Job::Notify(e)),
+            None => self.push(Job::Persistent(w, e)),
+        }
+    }
+
+    /// Tells a session with an output of `e` the way its answers go (see
+    /// `crate::output`): straight into the output when nothing is queued before it (the
+    /// caller holds the tree locked, so nothing applied before `e` can be missing from
+    /// the queue); the output is returned when it must be flushed once the caller holds no
+    /// lock. Any other event goes through the queue, as [`Dispatcher::event`].
+    fn tell_now(&self, e: &WatchedEvent) -> Option<Arc<dyn Output>> {
+        let out = self.output.as_ref()?;
+        if self.idle() {
+            return out.queue_event(e).then(|| out.clone());
+        }
+        self.push(Job::Notify(e.clone()));
+        None
+    }
+
     /// Drops `watchers` on a callback thread, after everything queued so far: their
     /// captures may own anything (a session, a node) and must not be dropped under the
     /// node's locks or on its driver.
     pub(crate) fn discard(&self, watchers: Vec<Watcher>) {
+        // A session with an output registers only `told_to_output` watchers, which own
+        // nothing: dropped here, they leave its queue idle.
+        if self.output.is_some() {
+            drop(watchers);
+            return;
+        }
         if !watchers.is_empty() {
             self.run_after_queued(Box::new(move || drop(watchers)));
         }
@@ -267,6 +331,13 @@ impl crate::delivery::Runnable for Dispatcher {
                 Job::Answer(f) => f(),
                 Job::Event(w, e) => w(e),
                 Job::Persistent(w, e) => w(e),
+                Job::Notify(e) => {
+                    if let Some(out) = &self.output {
+                        if out.queue_event(&e) {
+                            out.flush();
+                        }
+                    }
+                }
                 Job::State(w, e) => w(e),
                 Job::Discard(one_shot, persistent) => drop((one_shot, persistent)),
                 Job::Stop => {}
@@ -436,14 +507,14 @@ impl WatchManager {
         };
         let since = i64::try_from(since).unwrap_or(i64::MAX);
         let fire = |d: &Dispatcher, w: Watcher, t: EventType, p: &str, zxid: i64| {
-            d.push(Job::Event(
+            d.event(
                 w,
                 WatchedEvent {
                     event_type: t,
                     path: p.to_string(),
                     zxid,
                 },
-            ))
+            )
         };
         for (p, existed, w) in moved.data {
             match (existed, tree.get(&p)) {
@@ -588,13 +659,13 @@ impl WatchManager {
         if matches!(kind, WatcherType::Data | WatcherType::Any) {
             for w in take_session(&mut self.data, path, session) {
                 found = true;
-                d.push(Job::Event(w, removed_event(EventType::DataWatchRemoved)));
+                d.event(w, removed_event(EventType::DataWatchRemoved));
             }
         }
         if matches!(kind, WatcherType::Children | WatcherType::Any) {
             for w in take_session(&mut self.child, path, session) {
                 found = true;
-                d.push(Job::Event(w, removed_event(EventType::ChildWatchRemoved)));
+                d.event(w, removed_event(EventType::ChildWatchRemoved));
             }
         }
         if matches!(kind, WatcherType::Persistent | WatcherType::Any) {
@@ -602,21 +673,29 @@ impl WatchManager {
             ws.extend(take_session(&mut self.recursive, path, session));
             for w in ws {
                 found = true;
-                d.push(Job::Persistent(
-                    w,
-                    removed_event(EventType::PersistentWatchRemoved),
-                ));
+                d.persistent_event(w, removed_event(EventType::PersistentWatchRemoved));
             }
         }
         self.unindex_if_unwatched(session, path);
         found
     }
 
-    /// Fires the watches `events` trigger, queueing each on its session's dispatcher.
-    pub(crate) fn trigger(&mut self, events: &[WatchedEvent]) {
+    /// Fires the watches `events` trigger, queueing each on its session's dispatcher (or
+    /// into its output, see [`Dispatcher::tell_now`]). Returns the outputs the caller
+    /// must flush once it holds no lock, each once.
+    #[must_use]
+    pub(crate) fn trigger(&mut self, events: &[WatchedEvent]) -> Vec<Arc<dyn Output>> {
+        let mut flush: Vec<Arc<dyn Output>> = Vec::new();
         if self.dispatchers.is_empty() {
-            return;
+            return flush;
         }
+        let mut tell = |d: &Dispatcher, e: &WatchedEvent| {
+            if let Some(out) = d.tell_now(e) {
+                if !flush.iter().any(|o| Arc::ptr_eq(o, &out)) {
+                    flush.push(out);
+                }
+            }
+        };
         for e in events {
             let p = e.path.as_str();
             let mut one_shot: Vec<(i64, Watcher)> = Vec::new();
@@ -641,7 +720,13 @@ impl WatchManager {
             for (session, w) in one_shot {
                 fired.push(session);
                 if let Some(d) = self.dispatchers.get(&session) {
-                    if self.one_per_path.contains(&session) && !told.insert(session) {
+                    if d.output.is_some() {
+                        // Only a registration (see `told_to_output`): nothing to drop
+                        // elsewhere.
+                        if told.insert(session) {
+                            tell(d, e);
+                        }
+                    } else if self.one_per_path.contains(&session) && !told.insert(session) {
                         d.push(Job::Discard(vec![w], Vec::new()));
                     } else {
                         d.push(Job::Event(w, e.clone()));
@@ -669,10 +754,15 @@ impl WatchManager {
                     continue;
                 }
                 if let Some(d) = self.dispatchers.get(&session) {
-                    d.push(Job::Persistent(w, e.clone()));
+                    if d.output.is_some() {
+                        tell(d, e);
+                    } else {
+                        d.push(Job::Persistent(w, e.clone()));
+                    }
                 }
             }
         }
+        flush
     }
 
     /// The paths each session watches as ZooKeeper's `wchs`/`wchc`/`wchp` list them:
@@ -730,7 +820,7 @@ mod tests {
         mpsc::Receiver<(String, WatchedEvent)>,
     ) {
         let mut m = WatchManager::default();
-        let d = Dispatcher::start(None, Logger::root(slog::Discard, slog::o!())).unwrap();
+        let d = Dispatcher::start(None, None, Logger::root(slog::Discard, slog::o!())).unwrap();
         m.add_session(7, d.clone());
         let (_tx, rx) = mpsc::channel();
         (m, d, rx)
@@ -755,13 +845,14 @@ mod tests {
             AddWatchMode::PersistentRecursive,
             Arc::new(move |e| txp.lock().send(("recursive".into(), e)).unwrap()),
         );
-        m.trigger(&[
+        let flush = m.trigger(&[
             ev(EventType::NodeChildrenChanged, "/a", 1),
             ev(EventType::NodeChildrenChanged, "/a", 2), // child watch already fired
             ev(EventType::NodeDataChanged, "/a", 3),
             ev(EventType::NodeCreated, "/b", 4),
             ev(EventType::NodeDeleted, "/a", 5),
         ]);
+        assert!(flush.is_empty(), "no output: nothing to flush");
         d.stop();
         d.join();
         let got: Vec<(String, i64)> = rx.try_iter().map(|(t, e)| (t, e.zxid)).collect();
@@ -787,9 +878,13 @@ mod tests {
         m.add_child(7, "/x", recorder("child", &tx));
         assert!(m.remove(7, "/x", WatcherType::Children));
         assert!(!m.remove(7, "/x", WatcherType::Children));
-        m.trigger(&[ev(EventType::NodeDataChanged, "/x", 9)]); // the panicking one
+        assert!(m
+            .trigger(&[ev(EventType::NodeDataChanged, "/x", 9)])
+            .is_empty()); // panics
         m.add_data(7, "/y", recorder("after-panic", &tx));
-        m.trigger(&[ev(EventType::NodeDeleted, "/y", 10)]);
+        assert!(m
+            .trigger(&[ev(EventType::NodeDeleted, "/y", 10)])
+            .is_empty());
         let target = d.progress.queued();
         d.progress.wait_delivered(target);
         let got: Vec<(String, EventType)> = rx.try_iter().map(|(t, e)| (t, e.event_type)).collect();
@@ -805,7 +900,7 @@ mod tests {
     }
 
     fn dispatcher() -> Arc<Dispatcher> {
-        Dispatcher::start(None, Logger::root(slog::Discard, slog::o!())).unwrap()
+        Dispatcher::start(None, None, Logger::root(slog::Discard, slog::o!())).unwrap()
     }
 
     #[test]
@@ -936,8 +1031,89 @@ mod tests {
             ]
         );
         assert_eq!(new.len(), 2, "/same and /unborn stay armed");
-        new.trigger(&[ev(EventType::NodeDataChanged, "/same", 10)]);
+        assert!(new
+            .trigger(&[ev(EventType::NodeDataChanged, "/same", 10)])
+            .is_empty());
         d.progress.wait_delivered(d.progress.queued());
         assert_eq!(rx.try_recv().unwrap().0, "same");
+    }
+
+    /// An output that records what it is told, in order.
+    #[derive(Default)]
+    struct Recorded {
+        told: Mutex<Vec<String>>,
+        flushes: AtomicU64,
+    }
+
+    impl Output for Recorded {
+        fn queue_reply(&self, xid: i64, _: i64, _: crate::Result<crate::pipeline::Reply>) -> bool {
+            self.told.lock().push(format!("reply {xid}"));
+            true
+        }
+        fn queue_event(&self, e: &WatchedEvent) -> bool {
+            self.told
+                .lock()
+                .push(format!("{:?} {} {}", e.event_type, e.path, e.zxid));
+            true
+        }
+        fn flush(&self) {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_connection_is_told_at_once_when_nothing_waits_before_the_event() {
+        let out = Arc::new(Recorded::default());
+        let d = Dispatcher::start(
+            None,
+            Some(out.clone()),
+            Logger::root(slog::Discard, slog::o!()),
+        )
+        .unwrap();
+        let mut m = WatchManager::default();
+        m.add_session(7, d.clone());
+        m.one_watch_per_path(7);
+        m.add_data(7, "/a", told_to_output());
+        m.add_child(7, "/a", told_to_output());
+        m.add_persistent(
+            7,
+            "/",
+            AddWatchMode::PersistentRecursive,
+            lasting_told_to_output(),
+        );
+
+        // Idle: queued into the output before `trigger` returns (no callback thread),
+        // one notification per event however many watches matched, flushed by the caller.
+        let flush = m.trigger(&[ev(EventType::NodeDeleted, "/a", 3)]);
+        assert_eq!(*out.told.lock(), ["NodeDeleted /a 3"]);
+        assert_eq!(flush.len(), 1);
+        assert_eq!(out.flushes.load(Ordering::Relaxed), 0, "the caller flushes");
+        assert_eq!(d.progress.queued(), 0, "nothing went through the queue");
+
+        // Something queued before it: the event waits behind it, in order, and the
+        // callback thread flushes.
+        let (release, blocked) = mpsc::channel::<()>();
+        let gate = Mutex::new(blocked);
+        let o = out.clone();
+        d.run_after_queued(Box::new(move || {
+            gate.lock().recv().unwrap();
+            o.told.lock().push("earlier answer".into());
+        }));
+        let flush = m.trigger(&[ev(EventType::NodeCreated, "/b", 4)]);
+        assert!(flush.is_empty());
+        assert_eq!(
+            out.told.lock().len(),
+            1,
+            "not before the answer queued first"
+        );
+        release.send(()).unwrap();
+        d.join();
+        assert_eq!(
+            *out.told.lock(),
+            ["NodeDeleted /a 3", "earlier answer", "NodeCreated /b 4"]
+        );
+        assert_eq!(out.flushes.load(Ordering::Relaxed), 1);
+        m.end_session(7, None);
+        d.join();
     }
 }

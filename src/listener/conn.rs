@@ -29,7 +29,8 @@ use super::requests::{self, Action, Shape};
 use super::stats::Latency;
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::pipeline::{Output, Reply};
+use crate::output::Output;
+use crate::pipeline::Reply;
 use crate::session::Session;
 use crate::tree::WatchedEvent;
 use crate::wire::jute::{JuteWriter, WireError};
@@ -277,9 +278,10 @@ impl ConnIo {
 
     /// A watch notification for this connection's client, with the zxid of the change
     /// that fired it (as ZooKeeper 3.9 sends it).
-    pub(crate) fn notify(&self, e: &WatchedEvent) {
+    /// Queues the notification of `e` (see [`Output::queue_event`]).
+    fn queue_notification(&self, e: &WatchedEvent) -> bool {
         let Some(frame) = requests::encode_notification(e, e.zxid) else {
-            return;
+            return false;
         };
         // Answers are bounded by the requests a connection may have unanswered;
         // notifications are not: a client that does not read them is closed.
@@ -288,9 +290,9 @@ impl ConnIo {
             self.shut();
             self.selector
                 .send(Cmd::Close(self.token, "too slow to read its notifications"));
-            return;
+            return false;
         }
-        self.send(frame);
+        self.queue(frame)
     }
 
     /// The zxid answers carry: what this node has applied.
@@ -299,8 +301,8 @@ impl ConnIo {
     }
 }
 
-/// The connection is its session's output: answers are encoded straight into its
-/// ordered queue, behind the notifications before them.
+/// The connection is its session's output and its watcher: answers and notifications are
+/// encoded straight into its ordered queue, in order.
 impl Output for ConnIo {
     /// The zxid is the one the pipeline read when it produced the answer, so a client
     /// that reconnects with it is owed every event up to it and none after (ZooKeeper
@@ -329,6 +331,10 @@ impl Output for ConnIo {
             return false;
         }
         self.queue(frame)
+    }
+
+    fn queue_event(&self, event: &WatchedEvent) -> bool {
+        self.queue_notification(event)
     }
 
     fn flush(&self) {
@@ -645,7 +651,7 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) -> S
             Served::On
         }
         req => {
-            match requests::action(io, req) {
+            match requests::action(req) {
                 Action::Submit(request, shape) => submit(io, session, xid, shape, |s, x, sink| {
                     s.submit_to(x, request, sink)
                 }),

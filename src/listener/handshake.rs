@@ -21,7 +21,7 @@ pub(crate) fn start(io: &Arc<ConnIo>, req: &ConnectRequest) {
     let ctx = &io.ctx;
     let requested = Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
     let builder = SessionBuilder::new(ctx.host.clone())
-        .for_client()
+        .for_client(io.clone())
         .timeout(requested)
         .watcher(session_watcher(io));
     let (conn, reattached) = (io.clone(), req.session_id != 0);

@@ -42,19 +42,10 @@ use event_loop::{Cmd, SelectorHandle};
 use stats::ServerStats;
 
 /// The client port's handling of a decoded request, without a connection: for the fuzz
-/// target (`crate::fuzzing`). Watchers are made and dropped; a refusal's answer is encoded
+/// target (`crate::fuzzing`). Watch registrations are made and dropped; a refusal's answer is encoded
 /// and its frame checked.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fuzz_request(xid: i32, req: crate::wire::proto::ClientRequest) {
-    struct Nobody;
-    impl requests::Notifiers for Nobody {
-        fn one(&self) -> crate::watch::Watcher {
-            Box::new(|_| {})
-        }
-        fn lasting(&self) -> crate::watch::PersistentWatcher {
-            Arc::new(|_| {})
-        }
-    }
     use crate::wire::proto::ClientRequest;
     if matches!(
         req,
@@ -62,7 +53,7 @@ pub(crate) fn fuzz_request(xid: i32, req: crate::wire::proto::ClientRequest) {
     ) {
         return;
     }
-    let (result, shape) = match requests::action(&Nobody, req) {
+    let (result, shape) = match requests::action(req) {
         requests::Action::Submit(request, shape) => {
             drop(request);
             (Err(Error::ConnectionLoss("fuzz".into())), shape)

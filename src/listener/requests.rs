@@ -2,9 +2,6 @@
 //! answers back to ZooKeeper's response records: the translation the client port does
 //! for every request, in one place.
 
-use std::sync::Arc;
-
-use super::conn::ConnIo;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::pipeline::{ReadOp, Reply, Request};
@@ -110,28 +107,6 @@ fn write_code(w: &Write) -> i32 {
     }
 }
 
-/// Makes the watchers a connection's requests set: each tells the connection
-/// (ZooKeeper's server-side watcher is the connection itself, which tells the client;
-/// the client tells its own watchers).
-pub(crate) trait Notifiers {
-    /// A one-shot watcher.
-    fn one(&self) -> Watcher;
-    /// A persistent watcher.
-    fn lasting(&self) -> PersistentWatcher;
-}
-
-impl Notifiers for Arc<ConnIo> {
-    fn one(&self) -> Watcher {
-        let io = self.clone();
-        Box::new(move |e: WatchedEvent| io.notify(&e))
-    }
-
-    fn lasting(&self) -> PersistentWatcher {
-        let io = self.clone();
-        Arc::new(move |e: WatchedEvent| io.notify(&e))
-    }
-}
-
 /// What the connection does with a decoded request.
 pub(crate) enum Action {
     /// Submit to the session's pipeline.
@@ -142,7 +117,7 @@ pub(crate) enum Action {
 
 /// The pipeline request for a client request (ping, closeSession and auth are handled by
 /// the connection itself and never reach here).
-pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
+pub(crate) fn action(req: ClientRequest) -> Action {
     match req {
         ClientRequest::Write(w) => {
             let shape = Shape::of(write_code(&w));
@@ -152,7 +127,7 @@ pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
             }
         }
         ClientRequest::Read { op, path, watch } => {
-            let watcher = watch.then(|| io.one());
+            let watcher = watch.then(crate::watch::told_to_output);
             let request = match op {
                 op::EXISTS => Request::Exists { path, watcher },
                 op::GET_DATA => Request::GetData { path, watcher },
@@ -228,10 +203,16 @@ pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
             recursive,
         } => {
             let one = |paths: Vec<String>| -> Vec<(String, Watcher)> {
-                paths.into_iter().map(|p| (p, io.one())).collect()
+                paths
+                    .into_iter()
+                    .map(|p| (p, crate::watch::told_to_output()))
+                    .collect()
             };
             let lasting = |paths: Vec<String>| -> Vec<(String, PersistentWatcher)> {
-                paths.into_iter().map(|p| (p, io.lasting())).collect()
+                paths
+                    .into_iter()
+                    .map(|p| (p, crate::watch::lasting_told_to_output()))
+                    .collect()
             };
             let request = Request::SetWatches {
                 relative_zxid,
@@ -287,7 +268,7 @@ pub(crate) fn action(io: &impl Notifiers, req: ClientRequest) -> Action {
             let request = Request::AddWatch {
                 path,
                 mode,
-                watcher: io.lasting(),
+                watcher: crate::watch::lasting_told_to_output(),
             };
             Action::Submit(request, Shape::of(op::ADD_WATCH))
         }

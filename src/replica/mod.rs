@@ -467,6 +467,13 @@ impl Shared {
         self.id
     }
 
+    /// Runs `job` on the answer thread (see `answers`), after the callbacks handed over
+    /// before it: work an observer must not do on the driver, such as writing out what
+    /// an apply queued for a connection.
+    pub(crate) fn off_driver(&self, job: Box<dyn FnOnce() + Send>) {
+        self.answers.run(job);
+    }
+
     pub(crate) fn config(&self) -> &Config {
         &self.config
     }
