@@ -99,6 +99,11 @@ pub struct Config {
     /// Default none. It is this node's setting, not replicated: a session is super only
     /// on members that have it. The node's own sessionless calls are always super.
     pub super_digest: Option<String>,
+    /// Keep the node's RocksDB in memory (RocksDB's in-memory environment; `data_dir`
+    /// only names it): nothing reaches the disk or outlives the process. For the crate's
+    /// own tests of the replica alone; a member that forgets its log must never vote
+    /// again in the ensemble it voted in, so this is not offered to applications.
+    pub(crate) in_memory: bool,
 }
 
 /// Most applied entries kept in the log after a compaction, for followers slightly behind
@@ -130,6 +135,7 @@ impl Default for Config {
             join: false,
             snapshot_log_bytes: 256 * 1024 * 1024,
             super_digest: None,
+            in_memory: false,
         }
     }
 }

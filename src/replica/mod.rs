@@ -15,6 +15,8 @@ mod observer;
 mod open;
 mod session_tracker;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};

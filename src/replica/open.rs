@@ -15,7 +15,9 @@ use super::driver::Core;
 use super::{Config, Counters, Msg, Observer, Shared};
 use crate::error::{Error, Result};
 use crate::pool::{Pool, Task};
-use crate::storage::{check_identity, member_addresses, open_db, Identity, RaftStorage, TreeStore};
+use crate::storage::{
+    check_identity, member_addresses, open_db, open_db_in_memory, Identity, RaftStorage, TreeStore,
+};
 use crate::transport::tcp::DEFAULT_MAX_FRAME;
 use crate::transport::{Inbox, LocalNetwork, TcpTransport, Transport};
 
@@ -81,7 +83,11 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
         None => Pool::new(2)?,
     };
 
-    let db = open_db(&config.data_dir)?;
+    let db = if config.in_memory {
+        open_db_in_memory(&config.data_dir)?
+    } else {
+        open_db(&config.data_dir)?
+    };
     if check_identity(&db, config.id, &config.cluster_id)? == Identity::Adopted {
         slog::warn!(logger, "data directory had no recorded identity: adopting this one";
             "cluster" => &config.cluster_id);

@@ -73,7 +73,21 @@ pub(crate) fn slot_cfs(slot: u8) -> (&'static str, &'static str) {
 /// never share one directory.
 pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
     std::fs::create_dir_all(dir)?;
+    open_db_with(dir, Options::default())
+}
+
+/// Opens a node's database in RocksDB's in-memory environment (its own, fresh): the
+/// same column families and settings, nothing on disk. `name` only names it. For the
+/// tests of the replica alone (see `Config::in_memory`).
+pub(crate) fn open_db_in_memory(name: &Path) -> Result<Arc<DB>> {
+    let env = rocksdb::Env::mem_env().db()?;
     let mut opts = Options::default();
+    opts.set_env(&env);
+    // The memory environment resolves no relative path (GetAbsolutePath).
+    open_db_with(&Path::new("/").join(name), opts)
+}
+
+fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_max_total_wal_size(MAX_TOTAL_WAL_SIZE);
