@@ -295,6 +295,13 @@ impl ConnIo {
         self.queue(frame)
     }
 
+    /// Bytes the client has sent that are not read yet (up to 64 KiB).
+    #[cfg(test)]
+    pub(crate) fn unread_bytes(&self) -> usize {
+        let mut buf = vec![0; READ_CHUNK];
+        self.stream.peek(&mut buf).unwrap_or(0)
+    }
+
     /// The zxid answers carry: what this node has applied.
     fn zxid(&self) -> i64 {
         i64::try_from(self.ctx.shared.applied_index()).unwrap_or(i64::MAX)
@@ -437,10 +444,14 @@ impl Conn {
             {
                 return Ok(Turn::Idle);
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            match (&self.io.stream).read(&mut chunk) {
+            // Read straight into the buffer the frames are decoded from.
+            let had = self.inbuf.len();
+            self.inbuf.resize(had + READ_CHUNK, 0);
+            let read = (&self.io.stream).read(&mut self.inbuf[had..]);
+            self.inbuf.truncate(had + *read.as_ref().unwrap_or(&0));
+            match read {
                 Ok(0) => return Err("closed by the client".into()),
-                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // Handle what was read, then wait for the next readable event.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.unread = false,
@@ -459,14 +470,17 @@ impl Conn {
     }
 
     /// Handles up to `budget` complete frames buffered, while allowed; returns how many.
+    /// Each is decoded where it lies in the input buffer, not copied out first.
     fn handle_frames(&mut self, budget: usize) -> std::result::Result<usize, CloseReason> {
+        // Held apart while frames are handled (they borrow it; handling needs `self`).
+        let inbuf = std::mem::take(&mut self.inbuf);
         let mut at = 0;
         let mut handled = 0;
         let result = loop {
             if handled == budget || !self.may_handle() {
                 break Ok(());
             }
-            let rest = &self.inbuf[at..];
+            let rest = &inbuf[at..];
             if rest.len() < 4 {
                 break Ok(());
             }
@@ -491,13 +505,14 @@ impl Conn {
             if rest.len() < 4 + len {
                 break Ok(());
             }
-            let frame = rest[4..4 + len].to_vec();
+            let frame = &rest[4..4 + len];
             at += 4 + len;
             handled += 1;
-            if let Err(e) = self.handle_frame(&frame) {
+            if let Err(e) = self.handle_frame(frame) {
                 break Err(e);
             }
         };
+        self.inbuf = inbuf;
         self.inbuf.drain(..at);
         if self.inbuf.capacity() > 2 * READ_CHUNK && self.inbuf.len() < READ_CHUNK {
             self.inbuf.shrink_to(READ_CHUNK);

@@ -57,6 +57,19 @@ impl SelectorHandle {
     }
 }
 
+impl SelectorHandle {
+    /// A handle no I/O thread serves: the commands sent to it are left in the returned
+    /// receiver (the poll keeps its waker valid), for tests that drive a connection by
+    /// hand.
+    #[cfg(test)]
+    pub(crate) fn detached() -> (Arc<SelectorHandle>, Receiver<Cmd>, Poll) {
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), WAKER).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (Arc::new(SelectorHandle { tx, waker }), rx, poll)
+    }
+}
+
 /// Starts an I/O thread; returns its handle.
 pub(crate) fn start_selector(
     ctx: Arc<Ctx>,

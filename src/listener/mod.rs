@@ -17,6 +17,8 @@
 //! the client reconnects (here or to another member) first — as ZooKeeper does.
 
 mod conn;
+#[cfg(test)]
+mod conn_tests;
 mod event_loop;
 mod four_letter;
 mod handshake;
@@ -92,6 +94,32 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// What the threads of a client port of `host` bound to `addr` share, with no
+    /// connection yet.
+    pub(crate) fn new(host: Arc<Host>, settings: &ClientPortBuilder, addr: SocketAddr) -> Ctx {
+        let shared = host.replica().clone();
+        Ctx {
+            logger: shared
+                .logger()
+                .new(slog::o!("client_port" => addr.to_string())),
+            shared,
+            host,
+            addr,
+            stats: ServerStats::new(),
+            max_outstanding: settings.max_outstanding_per_connection,
+            max_connections: settings.max_connections,
+            max_per_address: settings.max_connections_per_address,
+            listen_backlog: settings.listen_backlog,
+            per_address: Mutex::new(HashMap::new()),
+            handshake_timeout: settings.handshake_timeout,
+            stopping: AtomicBool::new(false),
+            next_token: AtomicUsize::new(2),
+            four_letter_words: settings.four_letter_words.clone(),
+            conns: Mutex::new(HashMap::new()),
+            by_session: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Whether the whitelist lets `word` be answered.
     pub(crate) fn four_letter_allowed(&self, word: &str) -> bool {
         self.four_letter_words
@@ -384,7 +412,6 @@ pub(crate) struct Listener {
 impl Listener {
     /// Binds the client port of the node `host` serves and starts its threads.
     pub(crate) fn start(host: Arc<Host>, settings: ClientPortBuilder) -> Result<Listener> {
-        let shared = host.replica().clone();
         let addr = settings.addr;
         let io_err =
             |what: &str, e: std::io::Error| Error::Io(format!("client port {addr}: {what}: {e}"));
@@ -393,26 +420,7 @@ impl Listener {
             .local_addr()
             .map_err(|e| io_err("address", e))?;
         let listener = mio::net::TcpListener::from_std(std_listener);
-        let ctx = Arc::new(Ctx {
-            logger: shared
-                .logger()
-                .new(slog::o!("client_port" => local.to_string())),
-            shared,
-            host,
-            addr: local,
-            stats: ServerStats::new(),
-            max_outstanding: settings.max_outstanding_per_connection,
-            max_connections: settings.max_connections,
-            max_per_address: settings.max_connections_per_address,
-            listen_backlog: settings.listen_backlog,
-            per_address: Mutex::new(HashMap::new()),
-            handshake_timeout: settings.handshake_timeout,
-            stopping: AtomicBool::new(false),
-            next_token: AtomicUsize::new(2),
-            four_letter_words: settings.four_letter_words.clone(),
-            conns: Mutex::new(HashMap::new()),
-            by_session: Mutex::new(HashMap::new()),
-        });
+        let ctx = Arc::new(Ctx::new(host, &settings, local));
         let weak = Arc::downgrade(&ctx);
         let hook = ctx.host.on_session_ended(Box::new(move |session| {
             if let Some(ctx) = weak.upgrade() {
