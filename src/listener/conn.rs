@@ -44,6 +44,11 @@ pub(crate) const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
+thread_local! {
+    /// What an I/O thread reads a socket into: zeroed once per thread, not per read.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
+
 /// Frames a connection may have handled in one turn of its I/O thread before the thread
 /// serves its other connections (it comes back to this one at once).
 const FRAMES_PER_TURN: usize = 64;
@@ -444,11 +449,16 @@ impl Conn {
             {
                 return Ok(Turn::Idle);
             }
-            // Read straight into the buffer the frames are decoded from.
-            let had = self.inbuf.len();
-            self.inbuf.resize(had + READ_CHUNK, 0);
-            let read = (&self.io.stream).read(&mut self.inbuf[had..]);
-            self.inbuf.truncate(had + *read.as_ref().unwrap_or(&0));
+            // Into the I/O thread's buffer, then only the bytes read into the connection's
+            // (a connection holds what it has not handled, not a chunk's room).
+            let read = READ_BUFFER.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                let read = (&self.io.stream).read(&mut buf[..]);
+                if let Ok(n) = read {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                }
+                read
+            });
             match read {
                 Ok(0) => return Err("closed by the client".into()),
                 Ok(_) => {}

@@ -89,15 +89,20 @@ impl Drop for Replica {
     }
 }
 
-/// Three replicas, 1 to 3, on one in-process network and one pool, in memory.
-fn ensemble(net: &Arc<LocalNetwork>, snapshot_entries: u64) -> Vec<Replica> {
+/// Three replicas, 1 to 3, on one in-process network and one pool, in memory (their
+/// empty directories in `dir`).
+fn ensemble(
+    net: &Arc<LocalNetwork>,
+    dir: &tempfile::TempDir,
+    snapshot_entries: u64,
+) -> Vec<Replica> {
     let pool = Pool::new(2).unwrap();
     (1..=3)
         .map(|id| {
             let mut config = crate::replica::Config {
                 id,
                 voters: vec![1, 2, 3],
-                data_dir: format!("replica-{id}").into(),
+                data_dir: dir.path().join(format!("replica-{id}")),
                 tick_interval: Duration::from_millis(50),
                 request_timeout: Duration::from_secs(2),
                 snapshot_entries,
@@ -164,8 +169,8 @@ fn all_applied(replicas: &[Replica], index: u64) {
 
 #[test]
 fn every_replica_applies_the_same_entries_in_the_same_order_and_tells_its_observer() {
-    let net = Arc::new(LocalNetwork::new());
-    let replicas = ensemble(&net, 100_000);
+    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
+    let replicas = ensemble(&net, &dir, 100_000);
     let l = leader(&replicas);
     // Proposed through each replica, the leader and both followers (which forward).
     for (n, r) in replicas.iter().enumerate() {
@@ -209,12 +214,18 @@ fn every_replica_applies_the_same_entries_in_the_same_order_and_tells_its_observ
     );
     let digests: Vec<u64> = replicas.iter().map(Replica::digest).collect();
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    for id in 1..=3 {
+        let on_disk: Vec<_> = std::fs::read_dir(dir.path().join(format!("replica-{id}")))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(on_disk.is_empty(), "in memory, yet on disk: {on_disk:?}");
+    }
 }
 
 #[test]
 fn a_follower_read_index_covers_every_write_acknowledged_before_it() {
-    let net = Arc::new(LocalNetwork::new());
-    let replicas = ensemble(&net, 100_000);
+    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
+    let replicas = ensemble(&net, &dir, 100_000);
     let l = leader(&replicas);
     let f = (l + 1) % 3;
     for i in 0..20 {
@@ -237,8 +248,8 @@ fn a_follower_read_index_covers_every_write_acknowledged_before_it() {
 
 #[test]
 fn a_minority_commits_nothing_and_a_majority_goes_on() {
-    let net = Arc::new(LocalNetwork::new());
-    let replicas = ensemble(&net, 100_000);
+    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
+    let replicas = ensemble(&net, &dir, 100_000);
     let old = leader(&replicas) as u64 + 1;
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
     net.partition(&[&[old], &others]);
@@ -276,9 +287,9 @@ fn a_minority_commits_nothing_and_a_majority_goes_on() {
 
 #[test]
 fn a_replica_far_behind_is_caught_up_by_a_snapshot_and_its_observer_hears_the_changes() {
-    let net = Arc::new(LocalNetwork::new());
+    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
     // Compacted every 20 entries, keeping 10: a replica 60 entries behind needs a snapshot.
-    let replicas = ensemble(&net, 20);
+    let replicas = ensemble(&net, &dir, 20);
     let l = leader(&replicas);
     let behind = (l + 1) % 3;
     net.isolate(behind as u64 + 1);

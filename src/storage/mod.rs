@@ -77,14 +77,15 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>> {
 }
 
 /// Opens a node's database in RocksDB's in-memory environment (its own, fresh): the
-/// same column families and settings, nothing on disk. `name` only names it. For the
-/// tests of the replica alone (see `Config::in_memory`).
+/// same column families and settings; nothing but its empty directory is on disk. For
+/// the tests of the replica alone (see `Config::in_memory`).
 pub(crate) fn open_db_in_memory(name: &Path) -> Result<Arc<DB>> {
     let env = rocksdb::Env::mem_env().db()?;
     let mut opts = Options::default();
     opts.set_env(&env);
-    // The memory environment resolves no relative path (GetAbsolutePath).
-    open_db_with(&Path::new("/").join(name), opts)
+    // The memory environment resolves no relative path (GetAbsolutePath); it still makes
+    // the (empty) directories on disk.
+    open_db_with(&std::path::absolute(name)?, opts)
 }
 
 fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
