@@ -209,7 +209,25 @@ impl Opened {
             if let Some(s) = weak_report.upgrade() {
                 let _ = s.post(Msg::Unreachable(peer));
             }
-        });
+        })
+        .on_lent_thread(
+            {
+                let weak = Arc::downgrade(shared);
+                move |env| {
+                    if let Some(s) = weak.upgrade() {
+                        s.hand_over(env);
+                    }
+                }
+            },
+            {
+                let weak = Arc::downgrade(shared);
+                move || {
+                    if let Some(s) = weak.upgrade() {
+                        s.run_here();
+                    }
+                }
+            },
+        );
         shared.transport.register(config.id, inbox.clone())?;
         *shared.registration.lock() = Some(inbox);
         let task: Arc<dyn Task> = shared.clone();
