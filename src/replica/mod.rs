@@ -11,6 +11,7 @@
 mod answers;
 mod config;
 mod driver;
+mod keeper;
 mod observer;
 mod open;
 mod session_tracker;
@@ -172,6 +173,9 @@ pub(crate) enum Msg {
     Unreachable(u64),
     /// From a snapshot transfer's thread: it finished, or failed.
     SnapshotDone { to: u64, transfer: u64, ok: bool },
+    /// From the keeper (`keeper`): a housekeeping command to propose if this node still
+    /// leads (an expiry, a reap).
+    Housekeeping(Op),
 }
 
 /// Where the answer to a request goes: a channel its caller waits on, or a callback (a
@@ -357,6 +361,8 @@ pub(crate) struct Shared {
     answers: answers::Answers,
     /// The thread behind `answers` (detached when the node is dropped).
     _answer_thread: answers::AnswerThread,
+    /// Housekeeping off the driver: heartbeats, the leader's expiry scan, reaping.
+    keeper: keeper::Keeper,
     /// The layer above (the host: sessions hosted here and their watches), which the
     /// driver tells of the replicated state through [`Observer`] only. Set once, right
     /// after the replica is made and before it runs; held weakly, since the host holds

@@ -2,15 +2,18 @@
 //! their watches, `crate::host`) hears of the replicated state. The driver calls this and
 //! nothing else of the host; it knows no session, watch or connection.
 //!
-//! Every method runs on the driver, some with the tree write-locked: an implementation
-//! only records and queues (watch events onto dispatchers, a session's end), it never
-//! blocks or waits on anything that could wait on the driver.
+//! Every method runs on the driver, some with the tree write-locked — except
+//! `heartbeats_due`, which the keeper calls on its own thread (`keeper`), and
+//! `sessions_acknowledged`, called by either: an implementation only records and queues
+//! (watch events onto dispatchers, a session's end), it never blocks or waits on anything
+//! that could wait on the driver.
 
 use crate::command::Command;
 use crate::error::Result;
 use crate::tree::{DataTree, OpResult, WatchedEvent};
 
-/// Hears of applied entries, tree replacements and session liveness from the driver.
+/// Hears of applied entries, tree replacements and session liveness from the driver and
+/// the keeper.
 pub(crate) trait Observer: Send + Sync + 'static {
     /// `cmd` was applied with `result`, causing `events` (in order). The tree, write-locked
     /// by the caller, is `tree`: nothing reads the entry's state before this returns.

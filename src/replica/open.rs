@@ -177,6 +177,7 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
         },
         answers,
         _answer_thread: answer_thread,
+        keeper: super::keeper::Keeper::new(&config),
         observer: std::sync::OnceLock::new(),
         voters: Mutex::new(voters),
         backlog_bytes: Default::default(),
@@ -228,6 +229,7 @@ impl Opened {
                 }
             },
         );
+        shared.keeper.start(Arc::downgrade(shared), &config)?;
         shared.transport.register(config.id, inbox.clone())?;
         *shared.registration.lock() = Some(inbox);
         let task: Arc<dyn Task> = shared.clone();

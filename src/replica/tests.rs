@@ -27,6 +27,10 @@ struct Recorder {
     applied: Mutex<Vec<Heard>>,
     replaced: Mutex<Vec<WatchedEvent>>,
     replacements: AtomicUsize,
+    /// Sessions this replica hosts and heartbeats.
+    hosted: Mutex<Vec<i64>>,
+    /// Heartbeats acknowledged by the leader.
+    acknowledged: AtomicUsize,
 }
 
 impl Observer for Recorder {
@@ -38,6 +42,9 @@ impl Observer for Recorder {
         events: Vec<WatchedEvent>,
     ) {
         let what = match (&cmd.op, result) {
+            (Op::CloseSession { session, expired }, Ok(_)) => {
+                format!("closed {session:#x} expired {expired}")
+            }
             (Op::Create { path, .. }, Ok(_)) => format!("created {path}"),
             (Op::Create { path, .. }, Err(e)) => format!("create {path}: {}", e.code()),
             (op, r) => format!("{op:?}: {}", r.is_ok()),
@@ -55,10 +62,12 @@ impl Observer for Recorder {
     fn order_lost(&self, _: i64, _: u64) {}
 
     fn heartbeats_due(&self, _: i64, _: i64) -> Vec<i64> {
-        Vec::new()
+        self.hosted.lock().clone()
     }
 
-    fn sessions_acknowledged(&self) {}
+    fn sessions_acknowledged(&self) {
+        self.acknowledged.fetch_add(1, Ordering::SeqCst);
+    }
 
     fn stopping(&self) {}
 }
@@ -105,6 +114,8 @@ fn ensemble(
                 data_dir: dir.path().join(format!("replica-{id}")),
                 tick_interval: Duration::from_millis(50),
                 request_timeout: Duration::from_secs(2),
+                // Hosts heartbeat their sessions every 100 ms.
+                min_session_timeout: Duration::from_millis(300),
                 snapshot_entries,
                 ..Default::default()
             };
@@ -320,5 +331,52 @@ fn a_replica_far_behind_is_caught_up_by_a_snapshot_and_its_observer_hears_the_ch
     until("equal digests", || {
         let d: Vec<u64> = replicas.iter().map(Replica::digest).collect();
         d.iter().all(|x| *x == d[0])
+    });
+}
+
+fn open_session(r: &Replica, timeout_ms: i32) -> i64 {
+    match r
+        .shared()
+        .submit(Op::CreateSession {
+            timeout_ms,
+            password: vec![7; 16],
+            host: r.shared().id(),
+        })
+        .unwrap()
+    {
+        OpResult::SessionCreated { session } => session,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_leader_expires_a_session_nobody_heartbeats_and_keeps_one_its_host_does() {
+    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
+    let replicas = ensemble(&net, &dir, 100_000);
+    let l = leader(&replicas);
+    let host = &replicas[(l + 1) % 3];
+    let silent = open_session(host, 600);
+    let alive = open_session(host, 600);
+    host.heard.hosted.lock().push(alive);
+    let expired = format!("closed {silent:#x} expired true");
+    until("the silent session's expiry", || {
+        host.heard.applied.lock().iter().any(|h| h.1 == expired)
+    });
+    // Well past its timeout, the heartbeated session (a follower's, through the leader's
+    // acknowledgements) lives on.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(host.shared().tree().read().sessions().contains_key(&alive));
+    assert!(!host.shared().tree().read().sessions().contains_key(&silent));
+    assert!(host.heard.acknowledged.load(Ordering::SeqCst) > 0);
+    let everywhere = |r: &Replica| {
+        r.heard
+            .applied
+            .lock()
+            .iter()
+            .filter(|h| h.1 == expired)
+            .count()
+    };
+    until("the expiry everywhere", || {
+        replicas.iter().all(|r| everywhere(r) == 1)
     });
 }

@@ -30,10 +30,11 @@
 //!   `Config::snapshot_log_bytes`; the tree on disk is the snapshot, so compaction is one
 //!   range delete), starting transfers to followers behind it, staging and installing
 //!   one received (see `node::snapshot`);
-//! - `membership`: applying configuration changes;
-//! - `sessions`: heartbeats of the sessions this node hosts, the leader's liveness
-//!   bookkeeping (`SessionTracker`) and expiry proposals, and reaping of containers and
-//!   TTL znodes.
+//! - `membership`: applying configuration changes.
+//!
+//! Housekeeping that walks sessions or the tree (heartbeats, the leader's expiry scan,
+//! reaping) is the keeper's (`replica::keeper`), on a thread of its own: at a tick the
+//! driver only pokes it, and proposes what it sends back while this node still leads.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -45,13 +46,12 @@ use raft::{RawNode, ReadState, SnapshotStatus, INVALID_ID};
 use rocksdb::WriteBatch;
 
 mod membership;
-mod sessions;
 mod snapshots;
 
-use super::session_tracker::SessionTracker;
+use super::keeper::Poke;
 use super::snapshot::{Incoming, Outgoing};
 use super::{Config, Msg, Request, Responder, Role, Shared};
-use crate::command::Command;
+use crate::command::{Command, Op};
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
 use crate::transport::{Envelope, RaftMessage};
@@ -110,12 +110,6 @@ pub(crate) struct Core {
     /// Re-issue a ReadIndex that got no answer after this long (raft-rs drops them while a
     /// new leader has not committed in its term yet).
     read_retry: Duration,
-    /// Leader only: which sessions are alive.
-    tracker: SessionTracker,
-    last_ping: Instant,
-    ping_interval: Duration,
-    last_reap: Instant,
-    reap_interval: Duration,
     /// The callers' request timeout, to tell them so.
     request_timeout: Duration,
     /// Most bytes of proposals and peer entries taken from the mailbox per round.
@@ -149,11 +143,6 @@ impl Core {
             reads_to_apply: Vec::new(),
             parked: VecDeque::new(),
             read_retry: config.ticks(config.heartbeat_tick.saturating_mul(2)),
-            tracker: SessionTracker::new(config.election_timeout()),
-            last_ping: Instant::now(),
-            ping_interval: config.session_ping_interval(),
-            last_reap: Instant::now(),
-            reap_interval: config.reap_interval,
             request_timeout: config.request_timeout,
             max_bytes_per_round: config.max_bytes_per_round(),
             outgoing: HashMap::new(),
@@ -293,8 +282,8 @@ impl Core {
             }
             Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
             Msg::Envelope(Envelope::SessionPing { from, sessions, .. }) => {
-                if self.tracker.leading() {
-                    self.heard_from(s, from, &sessions);
+                if s.keeper.tracker.lock().leading() {
+                    s.heard_from(from, &sessions);
                     s.transport.send(
                         from,
                         Envelope::SessionPingAck {
@@ -310,6 +299,12 @@ impl Core {
                 }
             }
             Msg::Request(r) => self.parked.push_back(r),
+            // Proposed only by a leader (the keeper decided while this node led).
+            Msg::Housekeeping(op) => {
+                if self.raw.raft.state == raft::StateRole::Leader {
+                    self.propose_internal(s, op);
+                }
+            }
         }
     }
 
@@ -409,8 +404,19 @@ impl Core {
         }
     }
 
+    /// Proposes a housekeeping command from this node (no caller waits for it).
+    fn propose_internal(&mut self, s: &Shared, op: Op) {
+        let (_, data) = s.command(0, (0, 0), &[], op);
+        if let Err(e) = self.raw.propose(vec![], data) {
+            slog::warn!(s.logger, "housekeeping proposal dropped"; "error" => %e);
+        }
+    }
+
     fn on_tick(&mut self, s: &Shared) {
-        self.sessions_tick(s);
+        s.keeper.poke(Poke {
+            leader: self.raw.raft.leader_id,
+            leading: self.raw.raft.state == raft::StateRole::Leader,
+        });
         let now = Instant::now();
         // Callers past their deadline are told Timeout (they may already have seen it) and
         // forgotten; no reply channel is ever dropped unanswered.
