@@ -393,14 +393,6 @@ impl Shared {
     /// the caller decides).
     #[allow(clippy::result_large_err)] // handed straight back to the caller, never stored
     fn post(&self, msg: Msg) -> std::result::Result<(), Msg> {
-        self.enqueue(msg)?;
-        self.wake();
-        Ok(())
-    }
-
-    /// Puts `msg` in the mailbox without waking the driver (see [`Shared::post`]).
-    #[allow(clippy::result_large_err)] // handed straight back to the caller, never stored
-    fn enqueue(&self, msg: Msg) -> std::result::Result<(), Msg> {
         if self.stopped.load(Ordering::SeqCst) {
             return Err(msg);
         }
@@ -418,6 +410,7 @@ impl Shared {
             }
             return Ok(());
         }
+        self.wake();
         Ok(())
     }
 
@@ -439,14 +432,6 @@ impl Shared {
     /// envelope is what the network could have lost: raft retransmits, a snapshot
     /// transfer fails and is retried, a session heartbeat comes again.
     pub(crate) fn deliver(&self, env: Envelope) {
-        if self.hand_over(env) {
-            self.wake();
-        }
-    }
-
-    /// [`Shared::deliver`] without waking the driver: the caller runs it next
-    /// ([`Shared::run_here`]). False if the envelope was dropped.
-    pub(crate) fn hand_over(&self, env: Envelope) -> bool {
         let msg = Msg::Envelope(env);
         let cost = msg.cost().saturating_add(ENVELOPE_OVERHEAD);
         let bytes = self.backlog_bytes.load(Ordering::Acquire);
@@ -455,19 +440,11 @@ impl Shared {
             self.counters
                 .dropped_envelopes
                 .fetch_add(1, Ordering::Relaxed);
-            return false;
+            return;
         }
         self.backlog_bytes.fetch_add(cost, Ordering::AcqRel);
         self.backlog_envelopes.fetch_add(1, Ordering::AcqRel);
-        self.enqueue(msg).is_ok()
-    }
-
-    /// Runs the driver on this thread (a transport's receiving thread lent to it), unless
-    /// a worker runs it or is about to.
-    pub(crate) fn run_here(&self) {
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
-            Task::run(self);
-        }
+        let _ = self.post(msg);
     }
 
     /// The driver took an envelope out of the mailbox.

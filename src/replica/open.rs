@@ -210,25 +210,7 @@ impl Opened {
             if let Some(s) = weak_report.upgrade() {
                 let _ = s.post(Msg::Unreachable(peer));
             }
-        })
-        .on_lent_thread(
-            {
-                let weak = Arc::downgrade(shared);
-                move |env| {
-                    if let Some(s) = weak.upgrade() {
-                        s.hand_over(env);
-                    }
-                }
-            },
-            {
-                let weak = Arc::downgrade(shared);
-                move || {
-                    if let Some(s) = weak.upgrade() {
-                        s.run_here();
-                    }
-                }
-            },
-        );
+        });
         shared.keeper.start(Arc::downgrade(shared), &config)?;
         shared.transport.register(config.id, inbox.clone())?;
         *shared.registration.lock() = Some(inbox);

@@ -243,14 +243,6 @@ fn flag(b: u8) -> Result<bool> {
 pub struct Inbox {
     deliver: Arc<dyn Fn(Envelope) + Send + Sync>,
     unreachable: Option<Arc<dyn Fn(u64) + Send + Sync>>,
-    lend: Option<Lend>,
-}
-
-/// What [`Inbox::on_lent_thread`] set: hand over without waking, and run.
-#[derive(Clone)]
-struct Lend {
-    hand_over: Arc<dyn Fn(Envelope) + Send + Sync>,
-    run: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Inbox {
@@ -259,40 +251,6 @@ impl Inbox {
         Inbox {
             deliver: Arc::new(deliver),
             unreachable: None,
-            lend: None,
-        }
-    }
-
-    /// Lets a transport's receiving thread lend itself to the node (see
-    /// [`Inbox::deliver_lent`]): `hand_over` queues an envelope without waking the node,
-    /// `run` does the node's pending work on the caller's thread unless another thread is
-    /// doing it already.
-    pub fn on_lent_thread(
-        mut self,
-        hand_over: impl Fn(Envelope) + Send + Sync + 'static,
-        run: impl Fn() + Send + Sync + 'static,
-    ) -> Inbox {
-        self.lend = Some(Lend {
-            hand_over: Arc::new(hand_over),
-            run: Arc::new(run),
-        });
-        self
-    }
-
-    /// Hands over an envelope from a receiving thread that will call [`Inbox::run_lent`]
-    /// before it waits for more: the node is not woken for it, so the envelopes read
-    /// together are handled together, on that thread, without waking another.
-    pub fn deliver_lent(&self, envelope: Envelope) {
-        match &self.lend {
-            Some(lend) => (lend.hand_over)(envelope),
-            None => self.deliver(envelope),
-        }
-    }
-
-    /// Does the node's pending work on this thread (see [`Inbox::deliver_lent`]).
-    pub fn run_lent(&self) {
-        if let Some(lend) = &self.lend {
-            (lend.run)()
         }
     }
 

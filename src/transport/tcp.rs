@@ -675,13 +675,7 @@ fn read_connection(inner: &Weak<Inner>, mut stream: TcpStream) {
             Ok(env) if env.from() == from && env.to() == strong.id => {
                 let inbox = strong.inbox.read().clone();
                 if let Some(inbox) = inbox {
-                    // This thread has nothing else to do until the next frame is whole:
-                    // it hands the frames read together to the node, then runs the node
-                    // itself rather than wake one of the node's threads.
-                    inbox.deliver_lent(env);
-                    if !holds_whole_frame(stream.buffer()) {
-                        inbox.run_lent();
-                    }
+                    inbox.deliver(env);
                 }
             }
             Ok(env) => {
@@ -695,14 +689,6 @@ fn read_connection(inner: &Weak<Inner>, mut stream: TcpStream) {
                 return;
             }
         }
-    }
-}
-
-/// Whether `buffered` begins with a whole frame (length prefix and body).
-fn holds_whole_frame(buffered: &[u8]) -> bool {
-    buffered.len() >= 4 && {
-        let n = u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]]);
-        buffered.len() - 4 >= n as usize
     }
 }
 
@@ -830,20 +816,6 @@ fn sleep_unless_stopped(peer: &Peer, d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_whole_frame_is_told_from_a_part_of_one() {
-        assert!(!holds_whole_frame(&[]));
-        assert!(!holds_whole_frame(&[0, 0, 0]));
-        assert!(holds_whole_frame(&[0, 0, 0, 0]), "an empty body");
-        assert!(!holds_whole_frame(&[0, 0, 0, 2, 9]));
-        assert!(holds_whole_frame(&[0, 0, 0, 2, 9, 9]));
-        assert!(
-            holds_whole_frame(&[0, 0, 0, 1, 9, 0, 0]),
-            "and the start of the next"
-        );
-        assert!(!holds_whole_frame(&[255, 255, 255, 255, 1]), "no overflow");
-    }
 
     /// Frames written by the sender itself, frames the socket took only in part and
     /// frames queued for the writer thread all arrive, once each and in the order sent,
