@@ -281,9 +281,9 @@ impl ConnIo {
         });
     }
 
-    /// A watch notification for this connection's client, with the zxid of the change
-    /// that fired it (as ZooKeeper 3.9 sends it).
-    /// Queues the notification of `e` (see [`Output::queue_event`]).
+    /// Queues the watch notification of `e` for this connection's client, with the zxid
+    /// of the change that fired it, as ZooKeeper 3.9 sends it (see
+    /// [`Output::queue_event`]).
     fn queue_notification(&self, e: &WatchedEvent) -> bool {
         let Some(frame) = requests::encode_notification(e, e.zxid) else {
             return false;

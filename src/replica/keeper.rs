@@ -124,14 +124,16 @@ impl Rounds {
         if !poke.leading {
             return;
         }
-        let expired = {
-            let tree = s.tree.read();
-            let live = tree
-                .sessions()
-                .iter()
-                .map(|(id, rec)| (*id, timeout_of(rec)));
-            s.keeper.tracker.lock().due(now, live)
-        };
+        // Read out under the tree's lock, then released: the applies the lock would
+        // hold up need not wait for the bookkeeping.
+        let live: Vec<(i64, Duration)> = s
+            .tree
+            .read()
+            .sessions()
+            .iter()
+            .map(|(id, rec)| (*id, timeout_of(rec)))
+            .collect();
+        let expired = s.keeper.tracker.lock().due(now, live);
         for id in expired {
             slog::info!(s.logger, "expiring session"; "session" => format!("{id:#x}"));
             s.housekeeping(Op::CloseSession {
