@@ -172,6 +172,12 @@ fn create(r: &Replica, path: &str) -> Result<OpResult> {
     ))
 }
 
+/// Whether every replica's tree has the same digest.
+fn digests_agree(replicas: &[Replica]) -> bool {
+    let d: Vec<u64> = replicas.iter().map(Replica::digest).collect();
+    d.iter().all(|x| *x == d[0])
+}
+
 fn all_applied(replicas: &[Replica], index: u64) {
     until("every replica to apply", || {
         replicas.iter().all(|r| r.shared().applied_index() >= index)
@@ -223,8 +229,7 @@ fn every_replica_applies_the_same_entries_in_the_same_order_and_tells_its_observ
         zxids.windows(2).all(|w| w[0] < w[1]),
         "in log order: {zxids:?}"
     );
-    let digests: Vec<u64> = replicas.iter().map(Replica::digest).collect();
-    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    assert!(digests_agree(&replicas));
     for id in 1..=3 {
         let on_disk: Vec<_> = std::fs::read_dir(dir.path().join(format!("replica-{id}")))
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
@@ -290,10 +295,7 @@ fn a_minority_commits_nothing_and_a_majority_goes_on() {
         assert!(!r.has("/lost"), "an entry the quorum never had was applied");
         assert!(r.has("/kept"));
     }
-    until("equal digests", || {
-        let d: Vec<u64> = replicas.iter().map(Replica::digest).collect();
-        d.iter().all(|x| *x == d[0])
-    });
+    until("equal digests", || digests_agree(&replicas));
 }
 
 #[test]
@@ -328,10 +330,7 @@ fn a_replica_far_behind_is_caught_up_by_a_snapshot_and_its_observer_hears_the_ch
     for i in 0..60 {
         assert!(r.has(&format!("/s{i}")));
     }
-    until("equal digests", || {
-        let d: Vec<u64> = replicas.iter().map(Replica::digest).collect();
-        d.iter().all(|x| *x == d[0])
-    });
+    until("equal digests", || digests_agree(&replicas));
 }
 
 fn open_session(r: &Replica, timeout_ms: i32) -> i64 {
