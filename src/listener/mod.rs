@@ -44,8 +44,8 @@ use event_loop::{Cmd, SelectorHandle};
 use stats::ServerStats;
 
 /// The client port's handling of a decoded request, without a connection: for the fuzz
-/// target (`crate::fuzzing`). Watch registrations are made and dropped; a refusal's answer is encoded
-/// and its frame checked.
+/// target (`crate::fuzzing`). Watch registrations are made and dropped; a refusal's
+/// answer is encoded and its frame checked.
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn fuzz_request(xid: i32, req: crate::wire::proto::ClientRequest) {
     use crate::wire::proto::ClientRequest;

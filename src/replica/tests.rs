@@ -99,14 +99,12 @@ impl Drop for Replica {
 }
 
 /// Three replicas, 1 to 3, on one in-process network and one pool, in memory (their
-/// empty directories in `dir`).
-fn ensemble(
-    net: &Arc<LocalNetwork>,
-    dir: &tempfile::TempDir,
-    snapshot_entries: u64,
-) -> Vec<Replica> {
+/// empty directories in the returned tempdir). Bound in this order, the replicas are
+/// dropped (stopped) first.
+fn ensemble(snapshot_entries: u64) -> (Arc<LocalNetwork>, tempfile::TempDir, Vec<Replica>) {
+    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
     let pool = Pool::new(2).unwrap();
-    (1..=3)
+    let replicas = (1..=3)
         .map(|id| {
             let mut config = crate::replica::Config {
                 id,
@@ -139,7 +137,8 @@ fn ensemble(
                 heard,
             }
         })
-        .collect()
+        .collect();
+    (net, dir, replicas)
 }
 
 /// Waits (20 s at most) until `done`.
@@ -186,8 +185,7 @@ fn all_applied(replicas: &[Replica], index: u64) {
 
 #[test]
 fn every_replica_applies_the_same_entries_in_the_same_order_and_tells_its_observer() {
-    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
-    let replicas = ensemble(&net, &dir, 100_000);
+    let (_net, dir, replicas) = ensemble(100_000);
     let l = leader(&replicas);
     // Proposed through each replica, the leader and both followers (which forward).
     for (n, r) in replicas.iter().enumerate() {
@@ -240,8 +238,7 @@ fn every_replica_applies_the_same_entries_in_the_same_order_and_tells_its_observ
 
 #[test]
 fn a_follower_read_index_covers_every_write_acknowledged_before_it() {
-    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
-    let replicas = ensemble(&net, &dir, 100_000);
+    let (_net, _dir, replicas) = ensemble(100_000);
     let l = leader(&replicas);
     let f = (l + 1) % 3;
     for i in 0..20 {
@@ -264,8 +261,7 @@ fn a_follower_read_index_covers_every_write_acknowledged_before_it() {
 
 #[test]
 fn a_minority_commits_nothing_and_a_majority_goes_on() {
-    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
-    let replicas = ensemble(&net, &dir, 100_000);
+    let (net, _dir, replicas) = ensemble(100_000);
     let old = leader(&replicas) as u64 + 1;
     let others: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
     net.partition(&[&[old], &others]);
@@ -300,9 +296,8 @@ fn a_minority_commits_nothing_and_a_majority_goes_on() {
 
 #[test]
 fn a_replica_far_behind_is_caught_up_by_a_snapshot_and_its_observer_hears_the_changes() {
-    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
     // Compacted every 20 entries, keeping 10: a replica 60 entries behind needs a snapshot.
-    let replicas = ensemble(&net, &dir, 20);
+    let (net, _dir, replicas) = ensemble(20);
     let l = leader(&replicas);
     let behind = (l + 1) % 3;
     net.isolate(behind as u64 + 1);
@@ -350,8 +345,7 @@ fn open_session(r: &Replica, timeout_ms: i32) -> i64 {
 
 #[test]
 fn the_leader_expires_a_session_nobody_heartbeats_and_keeps_one_its_host_does() {
-    let (net, dir) = (Arc::new(LocalNetwork::new()), tempfile::tempdir().unwrap());
-    let replicas = ensemble(&net, &dir, 100_000);
+    let (_net, _dir, replicas) = ensemble(100_000);
     let l = leader(&replicas);
     let host = &replicas[(l + 1) % 3];
     let silent = open_session(host, 600);
