@@ -22,9 +22,9 @@ use parking_lot::Mutex;
 
 use crate::acl::{Acl, Id};
 use crate::command::{CreateMode, Op};
-use crate::completion::{completion, feed, Completer, Completion, Feed, Feeder};
+use crate::completion::{completion, feed, Completion, Feed, Feeder};
 use crate::error::{Error, Result};
-use crate::pipeline::{Reply, Request, Sink};
+use crate::pipeline::{Reply, Request};
 use crate::session::{Session, SessionState};
 use crate::tree::{OpResult, Stat, WatchedEvent};
 use crate::watch::{AddWatchMode, SessionEvent, Watcher, WatcherType};
@@ -106,17 +106,6 @@ impl SessionEvents {
 /// node shut down.
 pub type WatchFuture = Completion<WatchedEvent>;
 
-/// Answers a request's future: completes it on the session's dispatcher.
-struct Answer(Mutex<Option<Completer<Reply>>>);
-
-impl Sink for Answer {
-    fn reply(&self, _xid: i64, reply: Result<Reply>) {
-        if let Some(done) = self.0.lock().take() {
-            done.complete(reply);
-        }
-    }
-}
-
 /// A one-shot watcher that completes a [`WatchFuture`].
 fn watch_future() -> (Watcher, WatchFuture) {
     let (done, fut) = completion(|| Error::SessionExpired);
@@ -153,8 +142,7 @@ impl AsyncSession {
     /// answer.
     fn submit(&self, request: Request) -> Completion<Reply> {
         let (done, fut) = completion(|| Error::Shutdown);
-        let sink: Arc<dyn Sink> = Arc::new(Answer(Mutex::new(Some(done))));
-        self.session.submit_queued(0, request, sink);
+        self.session.submit_queued(request, done);
         fut
     }
 

@@ -1,14 +1,20 @@
-//! Futures without a runtime: a [`Completion`] is a small shared slot that whoever finishes
-//! the work fills through its [`Completer`], waking the task that awaits it; a [`Feed`] is
-//! the same for a sequence of values, read as a [`Stream`]. Nothing here spawns, sleeps or
-//! names an executor, so the async API runs under tokio, async-std, smol or a hand-written
-//! `block_on` alike.
+//! The crate's one completion type, and futures without a runtime.
+//!
+//! Whoever finishes a piece of work — the raft driver applying a write, the pipeline
+//! answering a read — fills its [`Completer`] once. A completer either fills a
+//! [`Completion`], which a task awaits as a future or a thread blocks on
+//! ([`Completion::wait`]), or calls a callback with the value. A completer dropped
+//! unfilled completes with its fallback error, so every completion resolves. A [`Feed`]
+//! is the same for a sequence of values, read as a [`Stream`]. Nothing here spawns,
+//! sleeps or names an executor, so the async API runs under tokio, async-std, smol or a
+//! hand-written `block_on` alike.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use parking_lot::Mutex;
@@ -25,15 +31,25 @@ struct Slot<T> {
 
 /// A value that will be there: resolves once whoever does the work completes it, or with
 /// an error if that work is dropped without completing it (a shutdown, for instance).
+/// Awaited as a future, or waited for by a blocked thread.
 #[must_use = "a completion does nothing unless awaited (the work goes on regardless)"]
 pub struct Completion<T> {
     slot: Arc<Mutex<Slot<T>>>,
 }
 
-/// Fills a [`Completion`] once. Dropped unused, it completes it with its fallback error,
-/// so every completion resolves.
+/// A one-shot callback completing some work.
+pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+enum Target<T> {
+    Slot(Arc<Mutex<Slot<T>>>),
+    Call(Callback<T>),
+}
+
+/// Completes a piece of work once: fills its [`Completion`], or calls its callback.
+/// Dropped unused, it completes with its fallback error, so every completion resolves —
+/// unless [`Completer::forget`] said the work was refused before it was handed over.
 pub(crate) struct Completer<T> {
-    slot: Option<Arc<Mutex<Slot<T>>>>,
+    target: Option<Target<T>>,
     fallback: fn() -> Error,
 }
 
@@ -47,7 +63,7 @@ pub(crate) fn completion<T>(fallback: fn() -> Error) -> (Completer<T>, Completio
     }));
     (
         Completer {
-            slot: Some(slot.clone()),
+            target: Some(Target::Slot(slot.clone())),
             fallback,
         },
         Completion { slot },
@@ -55,31 +71,68 @@ pub(crate) fn completion<T>(fallback: fn() -> Error) -> (Completer<T>, Completio
 }
 
 impl<T> Completer<T> {
-    /// Completes the completion with `value` and wakes its task.
+    /// A completer that calls `f` with the value, on the thread that completes it (or
+    /// with `fallback()` where it is dropped unused).
+    pub(crate) fn call(
+        f: impl FnOnce(Result<T>) + Send + 'static,
+        fallback: fn() -> Error,
+    ) -> Self {
+        Completer {
+            target: Some(Target::Call(Box::new(f))),
+            fallback,
+        }
+    }
+
+    /// Completes with `value`: wakes the task or thread waiting, or calls the callback.
     pub(crate) fn complete(mut self, value: Result<T>) {
         self.fill(value);
     }
 
-    fn fill(&mut self, value: Result<T>) {
-        let Some(slot) = self.slot.take() else { return };
-        let waker = {
-            let mut s = slot.lock();
-            s.value = Some(value);
-            s.waker.take()
-        };
-        // Woken with no lock held: the task may run on this thread at once.
-        if let Some(w) = waker {
-            w.wake();
+    /// Completes with `value` if not completed yet (for a completer kept in place).
+    pub(crate) fn fill(&mut self, value: Result<T>) {
+        match self.target.take() {
+            None => {}
+            Some(Target::Call(f)) => f(value),
+            Some(Target::Slot(slot)) => {
+                let waker = {
+                    let mut s = slot.lock();
+                    s.value = Some(value);
+                    s.waker.take()
+                };
+                // Woken with no lock held: the task may run on this thread at once.
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            }
         }
+    }
+
+    /// Drops the completer without completing anything: the work was refused before it
+    /// was handed over, and whoever submitted it hears the refusal another way.
+    pub(crate) fn forget(mut self) {
+        self.target = None;
     }
 }
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
-        if self.slot.is_some() {
+        if self.target.is_some() {
             let e = (self.fallback)();
             self.fill(Err(e));
         }
+    }
+}
+
+/// Wakes a thread blocked in [`Completion::wait`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -92,6 +145,33 @@ impl<T> Completion<T> {
             s.taken = true;
         }
         v
+    }
+
+    /// Blocks the calling thread until the value is there, for at most `timeout`: the
+    /// synchronous API's wait. `None` if it is not there in time (the work goes on).
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Result<T>> {
+        let deadline = Instant::now().checked_add(timeout);
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        loop {
+            {
+                let mut s = self.slot.lock();
+                if let Some(v) = s.value.take() {
+                    s.taken = true;
+                    return Some(v);
+                }
+                s.waker = Some(waker.clone());
+            }
+            match deadline {
+                None => std::thread::park(),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    std::thread::park_timeout(left);
+                }
+            }
+        }
     }
 }
 
@@ -328,6 +408,41 @@ mod tests {
         let (done, c) = completion::<u32>(|| Error::Shutdown);
         done.complete(Ok(1));
         assert!(matches!(c.try_take(), Some(Ok(1))));
+    }
+
+    #[test]
+    fn a_thread_waits_for_a_completion_filled_on_another() {
+        let (done, c) = completion::<u32>(|| Error::Shutdown);
+        assert!(c.wait(Duration::from_millis(20)).is_none(), "not there yet");
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            done.complete(Ok(5));
+        });
+        assert!(matches!(c.wait(Duration::from_secs(10)), Some(Ok(5))));
+        t.join().unwrap();
+        let (done, c) = completion::<u32>(|| Error::Shutdown);
+        std::thread::spawn(move || drop(done)).join().unwrap();
+        assert!(matches!(
+            c.wait(Duration::from_secs(10)),
+            Some(Err(Error::Shutdown))
+        ));
+    }
+
+    #[test]
+    fn a_callback_completer_calls_once_and_a_forgotten_one_never() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let called = |tx: std::sync::mpsc::Sender<Result<u32>>| {
+            Completer::call(move |r| tx.send(r).unwrap(), || Error::Shutdown)
+        };
+        let mut c = called(tx.clone());
+        c.fill(Ok(1));
+        c.fill(Ok(2));
+        drop(c);
+        called(tx.clone()).forget();
+        drop(called(tx.clone()));
+        drop(tx);
+        let got: Vec<_> = rx.iter().collect();
+        assert!(matches!(got[..], [Ok(1), Err(Error::Shutdown)]), "{got:?}");
     }
 
     #[test]

@@ -24,19 +24,18 @@
 //! ZooKeeper's `Request` copies its connection's `authInfo`): reads check them against
 //! ACLs here, writes carry them in their command for the state machine to check.
 //!
-//! Every request is answered exactly once: a callback the driver drops unanswered (on an
+//! Every request is answered exactly once: a completer the driver drops unfilled (on an
 //! error path) answers `Shutdown` as it is dropped, and one refused before it is handed
-//! over is disarmed, its refusal answered in its slot.
+//! over is forgotten, its refusal answered in its slot.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
-
 use crate::acl::{self, perms, Acl, Id};
 use crate::api;
 use crate::command::Op;
+use crate::completion::Completer;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::output::Output;
@@ -291,11 +290,13 @@ pub(crate) enum Answer {
     Sink(Arc<dyn Sink>, i64),
     /// A wire connection, which queues answers in order (see [`Output`]).
     Output(Arc<dyn Output>, i64),
-    /// A synchronous caller, waiting. `direct`: it must not wait for the session's
-    /// watchers (it is one of them, on a callback thread, or the session opted out).
-    Wait {
-        /// Where the caller waits.
-        tx: Sender<Result<Reply>>,
+    /// A caller awaiting the answer's completion: a synchronous caller blocked on it, or
+    /// an async caller's future. `direct`: it must not wait for the session's watchers
+    /// (a synchronous caller that is one of them, on a callback thread, or whose session
+    /// opted out).
+    Complete {
+        /// Completes the caller's wait.
+        done: Completer<Reply>,
         /// See the variant.
         direct: bool,
     },
@@ -737,12 +738,12 @@ fn deliver(
     match answer {
         // Nothing queued before it (or the caller must not wait for the dispatcher): the
         // waiting caller gets it at once.
-        Answer::Wait { tx, direct } if direct || inner.dispatcher.idle() => {
-            let _ = tx.send(result);
+        Answer::Complete { done, direct } if direct || inner.dispatcher.idle() => {
+            done.complete(result);
         }
-        Answer::Wait { tx, .. } => inner.dispatcher.run_after_queued(Box::new(move || {
-            let _ = tx.send(result);
-        })),
+        Answer::Complete { done, .. } => inner
+            .dispatcher
+            .run_after_queued(Box::new(move || done.complete(result))),
         Answer::Sink(sink, xid) => {
             let zxid = i64::try_from(zxid).unwrap_or(i64::MAX);
             inner
@@ -916,13 +917,14 @@ fn armed_if_found<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::completion::completion;
 
     fn slot(id: u64) -> Slot {
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (done, _) = completion(|| Error::Shutdown);
         Slot {
             id,
             state: State::Waiting,
-            answer: Answer::Wait { tx, direct: true },
+            answer: Answer::Complete { done, direct: true },
             auth: Arc::from(Vec::new()),
         }
     }
@@ -956,10 +958,10 @@ mod tests {
         assert!(pipe.full(), "no room");
         pipe.pop_front();
         assert!(!pipe.full(), "room again");
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (done, _) = completion(|| Error::Shutdown);
         pipe.backlog.push_back(Backlogged {
             request: Request::Sync { path: "/".into() },
-            answer: Answer::Wait { tx, direct: true },
+            answer: Answer::Complete { done, direct: true },
             auth: Arc::from(Vec::new()),
         });
         assert!(

@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::acl::{self, Acl, Id};
 use crate::api;
 use crate::command::{CreateMode, Op};
+use crate::completion::{completion, Completer};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::output::Output;
@@ -667,10 +668,18 @@ impl Session {
 
     /// Submits `request` in the session's order without ever blocking: past
     /// [`MAX_OUTSTANDING`](crate::MAX_OUTSTANDING) it waits in the session's backlog for
-    /// room (the async API's back-pressure). `sink` hears its answer as for
-    /// [`Session::submit`].
-    pub(crate) fn submit_queued(&self, xid: i64, request: Request, sink: Arc<dyn Sink>) {
-        pipeline::submit_queued(&self.host, &self.inner, request, Answer::Sink(sink, xid));
+    /// room (the async API's back-pressure). Its answer completes `done` after every watch
+    /// event it reflects was delivered.
+    pub(crate) fn submit_queued(&self, request: Request, done: Completer<Reply>) {
+        pipeline::submit_queued(
+            &self.host,
+            &self.inner,
+            request,
+            Answer::Complete {
+                done,
+                direct: false,
+            },
+        );
     }
 
     /// [`Session::submit`] for a crate destination that queues its answers in order (a
@@ -734,13 +743,13 @@ impl Session {
 
     /// Submits `request` and waits for its answer.
     fn call(&self, request: Request) -> Result<Reply> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (done, answer) = completion(|| Error::Shutdown);
         let direct = self.inner.caller_skips_watchers();
         pipeline::submit(
             &self.host,
             &self.inner,
             request,
-            Answer::Wait { tx, direct },
+            Answer::Complete { done, direct },
         );
         // Every write is answered by its deadline (or at shutdown), and a read as soon as
         // the requests before it are: the margin only guards against a bug.
@@ -751,14 +760,11 @@ impl Session {
             .request_timeout
             .saturating_mul(2)
             .saturating_add(Duration::from_secs(5));
-        match rx.recv_timeout(patience) {
-            Ok(result) => result,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                Err(self.check().err().unwrap_or(Error::Timeout(patience)))
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                Err(self.check().err().unwrap_or(Error::Shutdown))
-            }
+        match answer.wait(patience) {
+            // Dropped unanswered (the session or its node went away): say which.
+            Some(Err(Error::Shutdown)) => Err(self.check().err().unwrap_or(Error::Shutdown)),
+            Some(result) => result,
+            None => Err(self.check().err().unwrap_or(Error::Timeout(patience))),
         }
     }
 
@@ -1100,10 +1106,18 @@ impl Drop for Session {
             self.host.forget_session(self.inner.id);
             return;
         }
-        let sink: Arc<dyn Sink> = Arc::new(CloseInBackground {
-            host: self.host.clone(),
-            session: self.inner.id,
-        });
+        // If the close fails, the node stops hosting the session, so that the leader
+        // expires it.
+        let host = self.host.clone();
+        let session = self.inner.id;
+        let done = Completer::call(
+            move |reply: Result<Reply>| {
+                if reply.is_err() {
+                    host.forget_session(session);
+                }
+            },
+            || Error::Shutdown,
+        );
         pipeline::submit_queued(
             &self.host,
             &self.inner,
@@ -1111,23 +1125,11 @@ impl Drop for Session {
                 session: self.inner.id,
                 expired: false,
             }),
-            Answer::Sink(sink, 0),
+            Answer::Complete {
+                done,
+                direct: false,
+            },
         );
-    }
-}
-
-/// Hears the close of a dropped [`Session`]: if it failed, the node stops hosting the
-/// session, so that the leader expires it.
-struct CloseInBackground {
-    host: Arc<Host>,
-    session: i64,
-}
-
-impl Sink for CloseInBackground {
-    fn reply(&self, _xid: i64, reply: Result<Reply>) {
-        if reply.is_err() {
-            self.host.forget_session(self.session);
-        }
     }
 }
 

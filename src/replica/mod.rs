@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 use slog::Logger;
 
@@ -36,6 +36,7 @@ pub(crate) use open::{open, Parts};
 
 use crate::acl::{self, Id};
 use crate::command::{Command, Op};
+use crate::completion::{completion, Completer, Completion};
 use crate::error::{Error, Result};
 use crate::path;
 use crate::pool::{PoolRef, Task};
@@ -178,59 +179,6 @@ pub(crate) enum Msg {
     Housekeeping(Op),
 }
 
-/// Where the answer to a request goes: a channel its caller waits on, or a callback (a
-/// pipelined session request), called once, on the node's answer thread (see
-/// `answers`): whoever answers — the driver, most often — only hands it over.
-pub(crate) enum Responder<T: Send + 'static> {
-    Channel(Sender<Result<T>>),
-    Callback(Mutex<Option<Callback<T>>>, answers::Answers),
-}
-
-/// A one-shot answer callback.
-pub(crate) type Callback<T> = Box<dyn FnOnce(Result<T>) + Send>;
-
-impl<T: Send + 'static> Responder<T> {
-    /// Forgets a callback without calling it: the request was refused before it was
-    /// handed over, and the refusal is returned to the submitter instead.
-    pub(crate) fn disarm(&self) {
-        if let Responder::Callback(f, _) = self {
-            drop(f.lock().take());
-        }
-    }
-
-    /// Answers (the first time; later answers are ignored). Err if nobody listens.
-    pub(crate) fn send(&self, r: Result<T>) -> std::result::Result<(), ()> {
-        match self {
-            Responder::Channel(s) => s.send(r).map_err(|_| ()),
-            Responder::Callback(f, answers) => {
-                let f = f.lock().take();
-                if let Some(f) = f {
-                    answers.run(Box::new(move || f(r)));
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl<T: Send + 'static> Drop for Responder<T> {
-    /// A callback never answered (its request was dropped on an error path) hears
-    /// `Shutdown`: no pipelined request is ever left waiting.
-    fn drop(&mut self) {
-        if let Responder::Callback(f, answers) = self {
-            if let Some(f) = f.get_mut().take() {
-                answers.run(Box::new(move || f(Err(Error::Shutdown))));
-            }
-        }
-    }
-}
-
-impl<T: Send + 'static> From<Sender<Result<T>>> for Responder<T> {
-    fn from(s: Sender<Result<T>>) -> Self {
-        Responder::Channel(s)
-    }
-}
-
 /// A caller's request to the driver.
 pub(crate) enum Request {
     /// Propose an encoded command; reply once it is applied here.
@@ -240,20 +188,20 @@ pub(crate) enum Request {
         /// The session and host epoch it was numbered in (see `DataTree::apply_ordered`).
         order: Option<(i64, u64)>,
         deadline: Instant,
-        reply: Responder<OpResult>,
+        reply: Completer<OpResult>,
     },
     /// Run a ReadIndex round; reply once the read index is applied here.
     ReadIndex {
         request_id: u64,
         deadline: Instant,
-        reply: Responder<u64>,
+        reply: Completer<u64>,
     },
     /// Propose a configuration change; reply once it is applied here.
     ConfChange {
         request_id: u64,
         change: raft::eraftpb::ConfChange,
         deadline: Instant,
-        reply: Sender<Result<()>>,
+        reply: Completer<()>,
     },
 }
 
@@ -267,12 +215,12 @@ impl Request {
         }
     }
 
-    /// Forgets its callback without calling it (see [`Responder::disarm`]).
-    fn disarm(&self) {
+    /// Drops the request without completing it (see [`Completer::forget`]).
+    fn forget(self) {
         match self {
-            Request::Propose { reply, .. } => reply.disarm(),
-            Request::ReadIndex { reply, .. } => reply.disarm(),
-            Request::ConfChange { .. } => {}
+            Request::Propose { reply, .. } => reply.forget(),
+            Request::ReadIndex { reply, .. } => reply.forget(),
+            Request::ConfChange { reply, .. } => reply.forget(),
         }
     }
 
@@ -287,15 +235,9 @@ impl Request {
     /// Answers the caller with an error.
     pub(crate) fn fail(self, e: Error) {
         match self {
-            Request::Propose { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-            Request::ReadIndex { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-            Request::ConfChange { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
+            Request::Propose { reply, .. } => reply.complete(Err(e)),
+            Request::ReadIndex { reply, .. } => reply.complete(Err(e)),
+            Request::ConfChange { reply, .. } => reply.complete(Err(e)),
         }
     }
 }
@@ -380,12 +322,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// A responder calling `f` with the answer, on the node's answer thread.
+    /// A completer calling `f` with the answer on the node's answer thread (see
+    /// `answers`): whoever completes it — the driver, most often — only hands it over.
+    /// Dropped unused (its request was dropped on an error path), it calls `f` with
+    /// `Shutdown`: no pipelined request is ever left waiting.
     pub(crate) fn callback<T: Send + 'static>(
         &self,
         f: impl FnOnce(Result<T>) + Send + 'static,
-    ) -> Responder<T> {
-        Responder::Callback(Mutex::new(Some(Box::new(f))), self.answers.clone())
+    ) -> Completer<T> {
+        let answers = self.answers.clone();
+        Completer::call(
+            move |r| answers.run(Box::new(move || f(r))),
+            || Error::Shutdown,
+        )
     }
 
     /// Puts a message in the mailbox and makes sure a worker will run the node.
@@ -414,12 +363,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Posts a caller's request; a refusal disarms its callback and is returned.
+    /// Posts a caller's request; a refusal forgets its completer and is returned.
     fn post_request(&self, r: Request) -> Result<()> {
         match self.post(Msg::Request(r)) {
             Ok(()) => Ok(()),
             Err(Msg::Request(r)) => {
-                r.disarm();
+                r.forget();
                 Err(Error::Shutdown)
             }
             Err(_) => Err(Error::Shutdown),
@@ -662,9 +611,9 @@ impl Shared {
     pub(crate) fn submit(&self, op: Op) -> Result<OpResult> {
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
-        let (reply, rx) = bounded(1);
-        self.propose(acl::super_ids(), op, deadline, reply.into())?;
-        wait(&rx, deadline, timeout)?
+        let (reply, done) = completion(|| Error::Shutdown);
+        self.propose(acl::super_ids(), op, deadline, reply)?;
+        wait(&done, deadline, timeout)
     }
 
     /// Validates `op` and hands it to the driver for no session (unordered), on behalf of
@@ -676,7 +625,7 @@ impl Shared {
         auth: &[Id],
         op: Op,
         deadline: Instant,
-        reply: Responder<OpResult>,
+        reply: Completer<OpResult>,
     ) -> Result<()> {
         self.propose_in(auth, op, deadline, reply, None::<fn() -> Ordered>)
     }
@@ -690,7 +639,7 @@ impl Shared {
         auth: &[Id],
         op: Op,
         deadline: Instant,
-        reply: Responder<OpResult>,
+        reply: Completer<OpResult>,
         next: impl FnOnce() -> Ordered,
     ) -> Result<()> {
         self.propose_in(auth, op, deadline, reply, Some(next))
@@ -701,7 +650,7 @@ impl Shared {
         auth: &[Id],
         op: Op,
         deadline: Instant,
-        reply: Responder<OpResult>,
+        reply: Completer<OpResult>,
         next: Option<impl FnOnce() -> Ordered>,
     ) -> Result<()> {
         let checked = self
@@ -710,7 +659,7 @@ impl Shared {
             .and_then(|()| self.validate_op(&op, true, auth));
         if let Err(e) = checked {
             // Refused here: the submitter hears it from the return value, not `reply`.
-            reply.disarm();
+            reply.forget();
             return Err(e);
         }
         match next.map(|next| next()) {
@@ -747,29 +696,29 @@ impl Shared {
         self.check_running()?;
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
-        let (reply, rx) = bounded(1);
+        let (reply, done) = completion(|| Error::Shutdown);
         self.post_request(Request::ConfChange {
             request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
             change,
             deadline,
             reply,
         })?;
-        wait(&rx, deadline, timeout)?
+        wait(&done, deadline, timeout)
     }
 
     /// Runs a ReadIndex round and waits until the read index is applied locally.
     pub(crate) fn read_index(&self) -> Result<u64> {
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
-        let (reply, rx) = bounded(1);
-        self.start_read_index(deadline, reply.into())?;
-        wait(&rx, deadline, timeout)?
+        let (reply, done) = completion(|| Error::Shutdown);
+        self.start_read_index(deadline, reply)?;
+        wait(&done, deadline, timeout)
     }
 
     /// Starts a ReadIndex round; `reply` hears the index once it is applied here.
-    pub(crate) fn start_read_index(&self, deadline: Instant, reply: Responder<u64>) -> Result<()> {
+    pub(crate) fn start_read_index(&self, deadline: Instant, reply: Completer<u64>) -> Result<()> {
         if let Err(e) = self.check_running() {
-            reply.disarm();
+            reply.forget();
             return Err(e);
         }
         self.post_request(Request::ReadIndex {
@@ -882,14 +831,10 @@ impl Task for Shared {
     }
 }
 
-fn wait<T>(rx: &Receiver<T>, deadline: Instant, timeout: Duration) -> Result<T> {
-    match rx.recv_deadline(deadline) {
-        Ok(v) => Ok(v),
-        Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
-        // The driver answers every request it drops; a channel closed without an answer
-        // means the node went away.
-        Err(RecvTimeoutError::Disconnected) if Instant::now() < deadline => Err(Error::Shutdown),
-        Err(RecvTimeoutError::Disconnected) => Err(Error::Timeout(timeout)),
+fn wait<T>(done: &Completion<T>, deadline: Instant, timeout: Duration) -> Result<T> {
+    match done.wait(deadline.saturating_duration_since(Instant::now())) {
+        Some(r) => r,
+        None => Err(Error::Timeout(timeout)),
     }
 }
 

@@ -50,8 +50,9 @@ mod snapshots;
 
 use super::keeper::Poke;
 use super::snapshot::{Incoming, Outgoing};
-use super::{Config, Msg, Request, Responder, Role, Shared};
+use super::{Config, Msg, Request, Role, Shared};
 use crate::command::{Command, Op};
+use crate::completion::Completer;
 use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
 use crate::transport::{Envelope, RaftMessage};
@@ -65,19 +66,20 @@ const MAX_TICKS_PER_ROUND: u32 = 2;
 /// Rounds a worker runs a busy node before giving other nodes a turn.
 const MAX_ROUNDS_PER_RUN: usize = 16;
 
-/// A caller waiting on the driver until a deadline.
+/// A request's completer, held by the driver until the request is done or its deadline
+/// passes.
 struct Waiter<T: Send + 'static> {
-    reply: Responder<T>,
+    reply: Completer<T>,
     deadline: Instant,
     /// When the request was handed to raft (ReadIndex requests are re-issued if unanswered).
     issued: Instant,
 }
 
 impl<T: Send + 'static> Waiter<T> {
-    /// Keeps the waiter if its deadline is still ahead; otherwise answers it with `e`.
-    fn keep(&self, now: Instant, e: &Error) -> bool {
+    /// Keeps the waiter if its deadline is still ahead; otherwise completes it with `e`.
+    fn keep(&mut self, now: Instant, e: &Error) -> bool {
         now < self.deadline || {
-            let _ = self.reply.send(Err(e.clone()));
+            self.reply.fill(Err(e.clone()));
             false
         }
     }
@@ -157,16 +159,16 @@ impl Core {
     /// Fails every waiting request (the node is stopping).
     pub(crate) fn fail_all(self, e: Error) {
         for (_, p) in self.pending {
-            let _ = p.waiter.reply.send(Err(e.clone()));
+            p.waiter.reply.complete(Err(e.clone()));
         }
         for (_, w) in self.reads {
-            let _ = w.reply.send(Err(e.clone()));
+            w.reply.complete(Err(e.clone()));
         }
         for (_, w) in self.conf_pending {
-            let _ = w.reply.send(Err(e.clone()));
+            w.reply.complete(Err(e.clone()));
         }
         for (_, w) in self.reads_to_apply {
-            let _ = w.reply.send(Err(e.clone()));
+            w.reply.complete(Err(e.clone()));
         }
         for r in self.parked {
             r.fail(e.clone());
@@ -352,7 +354,7 @@ impl Core {
                         // whole), so failing it is final — but the session's later
                         // requests must not count on it.
                         restart_order(s, order);
-                        let _ = reply.send(Err(Error::NoQuorum(e.to_string())));
+                        reply.complete(Err(Error::NoQuorum(e.to_string())));
                     }
                 },
                 Request::ConfChange {
@@ -363,7 +365,7 @@ impl Core {
                 } => {
                     if self.raw.raft.has_pending_conf() {
                         // raft-rs would replace it with an empty entry and never say so.
-                        let _ = reply.send(Err(Error::NoQuorum(
+                        reply.complete(Err(Error::NoQuorum(
                             "another configuration change is not applied yet".into(),
                         )));
                         continue;
@@ -372,14 +374,14 @@ impl Core {
                     match self.raw.propose_conf_change(context, change) {
                         Ok(()) => {
                             let w = Waiter {
-                                reply: reply.into(),
+                                reply,
                                 deadline,
                                 issued: now,
                             };
                             self.conf_pending.insert(request_id, w);
                         }
                         Err(e) => {
-                            let _ = reply.send(Err(Error::NoQuorum(format!(
+                            reply.complete(Err(Error::NoQuorum(format!(
                                 "configuration change not proposed: {e}"
                             ))));
                         }
@@ -429,7 +431,8 @@ impl Core {
         });
         self.reads.retain(|_, w| w.keep(now, &timeout));
         self.conf_pending.retain(|_, w| w.keep(now, &timeout));
-        self.reads_to_apply.retain(|(_, w)| w.keep(now, &timeout));
+        self.reads_to_apply
+            .retain_mut(|(_, w)| w.keep(now, &timeout));
         let (live, expired): (VecDeque<Request>, VecDeque<Request>) =
             std::mem::take(&mut self.parked)
                 .into_iter()
@@ -560,10 +563,9 @@ impl Core {
         for id in ids {
             if let Some(p) = self.pending.remove(&id) {
                 restart_order(s, p.order);
-                let _ = p
-                    .waiter
+                p.waiter
                     .reply
-                    .send(Err(Error::ConnectionLoss(reason.to_string())));
+                    .complete(Err(Error::ConnectionLoss(reason.to_string())));
             }
         }
     }
@@ -582,9 +584,9 @@ impl Core {
 
     fn release_reads(&mut self) {
         let applied = self.applied;
-        self.reads_to_apply.retain(|(index, w)| {
+        self.reads_to_apply.retain_mut(|(index, w)| {
             if *index <= applied {
-                let _ = w.reply.send(Ok(*index));
+                w.reply.fill(Ok(*index));
                 false
             } else {
                 true
@@ -689,10 +691,10 @@ impl Core {
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
         s.counters.apply_batches.fetch_add(1, Ordering::Relaxed);
         for (reply, res) in replies {
-            let _ = reply.send(res);
+            reply.complete(res);
         }
         for (reply, res) in conf_replies {
-            let _ = reply.send(res);
+            reply.complete(res);
         }
         self.release_reads();
         Ok(())
