@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::acl::Acl;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
-use crate::tree::{OpResult, Stat, Znode};
+use crate::tree::{DataTree, OpResult, Stat, Znode};
 
 /// Proposes an operation and waits until it is applied on this node.
 pub(crate) trait Write {
@@ -96,8 +96,13 @@ pub(crate) fn data_of(path: &str, node: Option<&Znode>) -> Result<(Option<Vec<u8
         .ok_or_else(|| Error::NoNode(path.to_string()))
 }
 
-/// `getChildren2` of the znode read at `path`: its children's names, sorted, and its stat.
-pub(crate) fn children_of(path: &str, node: Option<&Znode>) -> Result<(Vec<String>, Stat)> {
-    node.map(|n| (n.children().map(str::to_string).collect(), n.stat()))
+/// `getChildren2` of the znode read at `path` in `tree`: its children's names, sorted,
+/// and its stat.
+pub(crate) fn children_of(
+    tree: &DataTree,
+    path: &str,
+    node: Option<&Znode>,
+) -> Result<(Vec<String>, Stat)> {
+    node.map(|n| (tree.children(path), n.stat()))
         .ok_or_else(|| Error::NoNode(path.to_string()))
 }

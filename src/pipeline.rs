@@ -772,7 +772,7 @@ fn deliver(
 
 /// The znode at `path` if the identities `auth` may read it (`perm`): `NoNode` before
 /// `NoAuth`, as ZooKeeper checks.
-fn readable<'t>(tree: &'t DataTree, path: &str, auth: &[Id], perm: i32) -> Result<&'t Znode> {
+fn readable(tree: &DataTree, path: &str, auth: &[Id], perm: i32) -> Result<Arc<Znode>> {
     let node = tree
         .get(path)
         .ok_or_else(|| Error::NoNode(path.to_string()))?;
@@ -805,7 +805,7 @@ fn read(
     match request {
         Request::Exists { path, watcher } => {
             let node = tree.get(&path);
-            if let Some(n) = node {
+            if let Some(n) = &node {
                 if let Err(e) = acl::check(n.acl(), auth, perms::READ, &path) {
                     unarmed.extend(watcher);
                     return Err(e);
@@ -817,8 +817,8 @@ fn read(
             Ok(Reply::Exists(node.map(|n| n.stat())))
         }
         Request::GetData { path, watcher } => {
-            let out =
-                readable(tree, &path, auth, perms::READ).and_then(|n| api::data_of(&path, Some(n)));
+            let out = readable(tree, &path, auth, perms::READ)
+                .and_then(|n| api::data_of(&path, Some(&n)));
             armed_if_found(out, watcher, unarmed, |w| {
                 watches.add_data(session, &path, w)
             })
@@ -826,7 +826,7 @@ fn read(
         }
         Request::GetChildren { path, watcher } => {
             let out = readable(tree, &path, auth, perms::READ)
-                .and_then(|n| api::children_of(&path, Some(n)));
+                .and_then(|n| api::children_of(tree, &path, Some(&n)));
             armed_if_found(out, watcher, unarmed, |w| {
                 watches.add_child(session, &path, w)
             })
@@ -872,10 +872,10 @@ fn read(
             ops.into_iter()
                 .map(|op| match op {
                     ReadOp::GetData(p) => readable(tree, &p, auth, perms::READ)
-                        .and_then(|n| api::data_of(&p, Some(n)))
+                        .and_then(|n| api::data_of(&p, Some(&n)))
                         .map(|(d, s)| Reply::Data(d, s)),
                     ReadOp::GetChildren(p) => readable(tree, &p, auth, perms::READ)
-                        .and_then(|n| api::children_of(&p, Some(n)))
+                        .and_then(|n| api::children_of(tree, &p, Some(&n)))
                         .map(|(c, s)| Reply::Children(c, s)),
                 })
                 .collect(),

@@ -140,15 +140,12 @@ fn mntr(ctx: &Ctx) -> String {
     let (min, avg, max) = s.latency.summary();
     let (znodes, ephemerals, data_size, sessions) = {
         let tree = ctx.shared.tree().read();
-        let data: usize = tree
-            .iter()
-            .map(|(p, n)| p.len() + n.data.as_ref().map_or(0, Vec::len))
-            .sum();
-        let eph = tree
-            .iter()
-            .filter(|(_, n)| n.stat().ephemeral_owner != 0)
-            .count();
-        (tree.len(), eph, data, tree.sessions().len())
+        (
+            tree.len(),
+            tree.ephemeral_count(),
+            tree.data_size(),
+            tree.sessions().len(),
+        )
     };
     let watches = ctx.host.zookeeper_watch_count();
     let mut rows: Vec<(&str, String)> = vec![
@@ -363,17 +360,15 @@ fn dump(ctx: &Ctx) -> String {
     for (id, rec) in tree.sessions() {
         let _ = writeln!(out, "{id:#x}\t{}ms", rec.timeout_ms);
     }
-    let mut by_owner: BTreeMap<i64, Vec<&String>> = BTreeMap::new();
-    for (p, n) in tree.iter() {
-        let owner = n.stat().ephemeral_owner;
-        if owner != 0 && tree.sessions().contains_key(&owner) {
-            by_owner.entry(owner).or_default().push(p);
-        }
-    }
+    let by_owner: BTreeMap<i64, Vec<String>> = tree
+        .sessions()
+        .keys()
+        .map(|&id| (id, tree.ephemerals(id, "/")))
+        .filter(|(_, paths)| !paths.is_empty())
+        .collect();
     out.push_str("ephemeral nodes dump:\n");
     let _ = writeln!(out, "Sessions with Ephemerals ({}):", by_owner.len());
-    for (owner, mut paths) in by_owner {
-        paths.sort();
+    for (owner, paths) in by_owner {
         let _ = writeln!(out, "{owner:#x}:");
         for p in paths {
             let _ = writeln!(out, "\t{p}");

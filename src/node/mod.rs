@@ -318,7 +318,7 @@ impl Node {
 
     /// The stat of the znode at `path`, or `None` if there is none. Served locally.
     pub fn exists(&self, path: &str) -> Result<Option<Stat>> {
-        self.read(path, |n| n.map(|n| n.stat()))
+        self.read(path, |_, n| n.map(|n| n.stat()))
     }
 
     /// The data and stat of the znode at `path`. Served locally: it reflects every write
@@ -334,7 +334,7 @@ impl Node {
     /// (ZooKeeper's `null`, see [`Op::with_null_data`]) and `Some` of empty data for one
     /// whose data is empty.
     pub fn get_data_or_null(&self, path: &str) -> Result<(Option<Vec<u8>>, Stat)> {
-        self.read(path, |n| api::data_of(path, n))?
+        self.read(path, |_, n| api::data_of(path, n))?
     }
 
     /// The ACL and stat of the znode at `path` (unredacted: the node is the super user).
@@ -352,7 +352,7 @@ impl Node {
 
     /// The children of `path` and the parent's stat (ZooKeeper's getChildren2).
     pub fn get_children_with_stat(&self, path: &str) -> Result<(Vec<String>, Stat)> {
-        self.read(path, |n| api::children_of(path, n))?
+        self.read(path, |tree, n| api::children_of(tree, path, n))?
     }
 
     /// Waits until this node has applied every write committed in the ensemble before the
@@ -375,11 +375,15 @@ impl Node {
         self.shared.read_index()
     }
 
-    fn read<T>(&self, p: &str, f: impl FnOnce(Option<&crate::tree::Znode>) -> T) -> Result<T> {
+    fn read<T>(
+        &self,
+        p: &str,
+        f: impl FnOnce(&DataTree, Option<&crate::tree::Znode>) -> T,
+    ) -> Result<T> {
         self.shared.check_running()?;
         self.shared.check_read_path(p)?;
         let tree = self.shared.tree().read();
-        Ok(f(tree.get(p)))
+        Ok(f(&tree, tree.get(p).as_deref()))
     }
 
     /// Calls `f` with the node's applied tree (read-locked for the duration of `f`: keep it

@@ -201,7 +201,7 @@ impl TreeStore {
         let tree_cf = cf(&self.db, tree_cf);
         for path in dirty {
             match tree.get(path) {
-                Some(node) => batch.put_cf(tree_cf, path.as_bytes(), encode_znode(node)),
+                Some(node) => batch.put_cf(tree_cf, path.as_bytes(), encode_znode(&node)),
                 None => batch.delete_cf(tree_cf, path.as_bytes()),
             }
         }
@@ -312,7 +312,7 @@ fn decode_znode(buf: &[u8]) -> Result<Znode> {
         aversion: r.i32()?,
         ephemeral_owner: r.i64()?,
         data: r.opt_bytes()?,
-        children: Default::default(),
+        num_children: 0,
         // Filled in when the znode is inserted into a tree.
         data_hash: 0,
         acl: acl::open_shared(),
@@ -336,9 +336,10 @@ mod tests {
     use crate::tree::Txn;
 
     fn sorted(t: &DataTree) -> Vec<(String, Znode)> {
-        let mut v: Vec<_> = t.iter().map(|(p, n)| (p.clone(), n.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        t.znodes()
+            .into_iter()
+            .map(|(p, n)| (p, Znode::clone(&n)))
+            .collect()
     }
 
     #[test]
@@ -490,10 +491,10 @@ mod snapshot_tests {
 
     fn chunk_of(tree: &DataTree) -> Vec<u8> {
         let mut w = Writer::with_capacity(256);
-        for (p, n) in tree.iter() {
+        for (p, n) in tree.znodes() {
             w.u8(RECORD_ZNODE);
             w.bytes(p.as_bytes());
-            w.bytes(&encode_znode(n));
+            w.bytes(&encode_znode(&n));
         }
         for (id, s) in tree.sessions() {
             w.u8(RECORD_SESSION);

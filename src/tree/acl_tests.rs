@@ -24,8 +24,11 @@ fn bob() -> Id {
 
 /// Everything a replica would persist or report: znodes, digest.
 fn state(t: &DataTree) -> (u64, Vec<(String, Znode)>) {
-    let mut v: Vec<_> = t.iter().map(|(p, n)| (p.clone(), n.clone())).collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
+    let v = t
+        .znodes()
+        .into_iter()
+        .map(|(p, n)| (p, Znode::clone(&n)))
+        .collect();
     (t.digest(), v)
 }
 

@@ -59,7 +59,7 @@ pub(crate) fn znode(path: &str, n: &Znode) -> u64 {
         i64::from(n.version),
         i64::from(n.creations),
         i64::from(n.aversion),
-        n.children.len() as i64,
+        i64::from(n.num_children),
     ] {
         h = fnv(h, &v.to_le_bytes());
     }

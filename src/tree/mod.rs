@@ -17,6 +17,7 @@ mod digest;
 mod ephemeral;
 mod event;
 mod stat;
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 pub use ephemeral::{Owner, CONTAINER_OWNER, MAX_TTL_MS};
 pub use event::{EventType, WatchedEvent};
 pub use stat::Stat;
+pub(crate) use store::{MemStore, Store};
 
 use crate::acl::{self, perms, Acl, Id};
 use crate::command::{CreateMode, Op};
@@ -47,7 +49,8 @@ pub struct Znode {
     pub(crate) creations: i32,
     pub(crate) aversion: i32,
     pub(crate) ephemeral_owner: i64,
-    pub(crate) children: BTreeSet<String>,
+    /// How many children it has (the store lists them: [`DataTree::children`]).
+    pub(crate) num_children: i32,
     /// Hash of `data`, for the tree digest (computed when the data is set or loaded).
     pub(crate) data_hash: u64,
     /// The ACL, shared: znodes with equal ACLs hold one allocation (the tree interns
@@ -69,7 +72,7 @@ impl Default for Znode {
             creations: 0,
             aversion: 0,
             ephemeral_owner: 0,
-            children: BTreeSet::new(),
+            num_children: 0,
             data_hash: digest::data(Some(&[])),
             acl: acl::open_shared(),
         }
@@ -104,7 +107,7 @@ impl Znode {
     /// The znode's [`Stat`]. As ZooKeeper's, `ephemeral_owner` shows only a session
     /// owner: containers and TTL znodes report 0 (their kind is in [`Znode::owner`]).
     pub fn stat(&self) -> Stat {
-        let num_children = self.children.len() as i32;
+        let num_children = self.num_children;
         Stat {
             czxid: self.czxid,
             mzxid: self.mzxid,
@@ -122,11 +125,6 @@ impl Znode {
             num_children,
             pzxid: self.pzxid,
         }
-    }
-
-    /// Names of the children, sorted.
-    pub fn children(&self) -> impl Iterator<Item = &str> {
-        self.children.iter().map(String::as_str)
     }
 }
 
@@ -272,9 +270,10 @@ pub const SYSTEM_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/config", "/z
 pub const CONFIG_PATH: &str = "/zookeeper/config";
 
 /// The replicated znode tree and session table.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DataTree {
-    nodes: HashMap<String, Znode>,
+    /// The znodes, wherever they are kept.
+    nodes: Box<dyn Store>,
     sessions: BTreeMap<i64, SessionRecord>,
     /// Derived indexes (rebuilt on load): ephemerals by session, containers, TTL znodes.
     ephemerals: HashMap<i64, BTreeSet<String>>,
@@ -287,6 +286,8 @@ pub struct DataTree {
     events: Vec<WatchedEvent>,
     /// Sum of the hashes of every znode and session (see `digest`).
     digest: u64,
+    /// The length of every path and every znode's data, summed (see `data_size`).
+    data_size: u64,
     /// The raft index of the last entry this tree reflects.
     zxid: u64,
     /// Every distinct ACL some znode holds (and, until pruned, some no znode holds any
@@ -294,6 +295,26 @@ pub struct DataTree {
     acls: HashSet<Arc<[Acl]>>,
     /// `acls` is pruned of ACLs no znode holds when it reaches this size.
     acls_prune_at: usize,
+}
+
+impl Clone for DataTree {
+    fn clone(&self) -> Self {
+        DataTree {
+            nodes: self.nodes.box_clone(),
+            sessions: self.sessions.clone(),
+            ephemerals: self.ephemerals.clone(),
+            containers: self.containers.clone(),
+            ttls: self.ttls.clone(),
+            dirty: self.dirty.clone(),
+            dirty_sessions: self.dirty_sessions.clone(),
+            events: self.events.clone(),
+            digest: self.digest,
+            data_size: self.data_size,
+            zxid: self.zxid,
+            acls: self.acls.clone(),
+            acls_prune_at: self.acls_prune_at,
+        }
+    }
 }
 
 /// The smallest size at which the ACL cache is pruned.
@@ -323,7 +344,7 @@ enum UndoStep {
         path: String,
         parent: String,
         pzxid: i64,
-        node: Znode,
+        node: Arc<Znode>,
     },
     /// The data of `path` was replaced; these are its previous data and fields.
     DataSet {
@@ -361,7 +382,7 @@ impl DataTree {
     /// [`DataTree::insert_session`] and [`DataTree::link_children`] when recovering.
     pub(crate) fn empty() -> DataTree {
         DataTree {
-            nodes: HashMap::new(),
+            nodes: Box::new(MemStore::default()),
             sessions: BTreeMap::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
@@ -370,6 +391,7 @@ impl DataTree {
             dirty_sessions: HashSet::new(),
             events: Vec::new(),
             digest: 0,
+            data_size: 0,
             zxid: 0,
             acls: HashSet::from([acl::open_shared()]),
             acls_prune_at: ACL_CACHE_MIN,
@@ -423,10 +445,10 @@ impl DataTree {
 
     /// Inserts a znode read back from storage (children are linked afterwards).
     pub(crate) fn insert_loaded(&mut self, path: String, mut node: Znode) {
-        node.children.clear();
+        node.num_children = 0;
         node.data_hash = digest::data(node.data.as_deref());
         node.acl = self.intern_acl(node.acl);
-        self.nodes.insert(path, node);
+        self.nodes.insert(&path, Arc::new(node));
     }
 
     /// The digest of the tree and its sessions: equal on two replicas at the same
@@ -449,13 +471,22 @@ impl DataTree {
     /// The digest computed from scratch (what the kept one must always equal).
     #[cfg(test)]
     pub(crate) fn recompute_digest(&self) -> u64 {
-        let nodes = self
-            .nodes
-            .iter()
-            .fold(0u64, |d, (p, n)| d.wrapping_add(digest::znode(p, n)));
         self.sessions
             .iter()
-            .fold(nodes, |d, (id, s)| d.wrapping_add(digest::session(*id, s)))
+            .fold(self.znodes_digest(), |d, (id, s)| {
+                d.wrapping_add(digest::session(*id, s))
+            })
+    }
+
+    /// The sum of every znode's hash: a full scan.
+    fn znodes_digest(&self) -> u64 {
+        self.nodes
+            .paths()
+            .iter()
+            .fold(0u64, |d, p| match self.nodes.get(p) {
+                Some(n) => d.wrapping_add(digest::znode(p, &n)),
+                None => d,
+            })
     }
 
     /// Changes the znode at `path` through `f`, keeping the digest up to date. False if
@@ -465,49 +496,50 @@ impl DataTree {
             return false;
         };
         self.digest = self.digest.wrapping_sub(digest::znode(path, node));
+        self.data_size = self.data_size.wrapping_sub(size_of(path, node));
         f(node);
         self.digest = self.digest.wrapping_add(digest::znode(path, node));
+        self.data_size = self.data_size.wrapping_add(size_of(path, node));
         true
     }
 
-    fn insert_node(&mut self, path: String, node: Znode) {
-        self.digest = self.digest.wrapping_add(digest::znode(&path, &node));
-        if let Some(old) = self.nodes.insert(path.clone(), node) {
-            self.digest = self.digest.wrapping_sub(digest::znode(&path, &old));
+    fn insert_node(&mut self, path: &str, node: Arc<Znode>) {
+        self.digest = self.digest.wrapping_add(digest::znode(path, &node));
+        self.data_size = self.data_size.wrapping_add(size_of(path, &node));
+        if let Some(old) = self.nodes.insert(path, node) {
+            self.digest = self.digest.wrapping_sub(digest::znode(path, &old));
+            self.data_size = self.data_size.wrapping_sub(size_of(path, &old));
         }
     }
 
-    fn take_node(&mut self, path: &str) -> Option<Znode> {
+    fn take_node(&mut self, path: &str) -> Option<Arc<Znode>> {
         let node = self.nodes.remove(path)?;
         self.digest = self.digest.wrapping_sub(digest::znode(path, &node));
+        self.data_size = self.data_size.wrapping_sub(size_of(path, &node));
         Some(node)
     }
 
-    /// Rebuilds every znode's child set, the ephemeral/container/TTL indexes and the
+    /// Rebuilds every znode's child count, the ephemeral/container/TTL indexes and the
     /// digest from the znodes and sessions present.
     pub(crate) fn link_children(&mut self) {
-        let paths: Vec<(String, i64)> = self
-            .nodes
-            .iter()
-            .map(|(p, n)| (p.clone(), n.ephemeral_owner))
-            .collect();
-        for (p, owner) in paths {
+        self.data_size = 0;
+        for p in self.nodes.paths() {
             if let Some(parent) = path::parent(&p) {
-                let name = path::name(&p).to_string();
                 if let Some(parent) = self.nodes.get_mut(parent) {
-                    parent.children.insert(name);
+                    parent.num_children = parent.num_children.saturating_add(1);
                 }
             }
-            self.index_owner(&p, owner);
+            if let Some(n) = self.nodes.get(&p) {
+                self.data_size = self.data_size.wrapping_add(size_of(&p, &n));
+                self.index_owner(&p, n.ephemeral_owner);
+            }
         }
-        let nodes = self
-            .nodes
-            .iter()
-            .fold(0u64, |d, (p, n)| d.wrapping_add(digest::znode(p, n)));
         self.digest = self
             .sessions
             .iter()
-            .fold(nodes, |d, (id, s)| d.wrapping_add(digest::session(*id, s)));
+            .fold(self.znodes_digest(), |d, (id, s)| {
+                d.wrapping_add(digest::session(*id, s))
+            });
     }
 
     fn index_owner(&mut self, p: &str, owner: i64) {
@@ -571,10 +603,9 @@ impl DataTree {
         let mut count = 0usize;
         self.get(path)?;
         while let Some(p) = stack.pop() {
-            let Some(node) = self.get(&p) else { continue };
-            for c in node.children() {
+            for c in self.nodes.children(&p) {
                 count += 1;
-                stack.push(crate::path::join(&p, c));
+                stack.push(crate::path::join(&p, &c));
             }
         }
         Some(count)
@@ -586,7 +617,7 @@ impl DataTree {
         let mut out = Vec::new();
         for p in &self.containers {
             if let Some(n) = self.nodes.get(p) {
-                if n.children.is_empty() && n.creations > 0 {
+                if n.num_children == 0 && n.creations > 0 {
                     out.push(p.clone());
                 }
             }
@@ -594,13 +625,24 @@ impl DataTree {
         for p in &self.ttls {
             if let Some(n) = self.nodes.get(p) {
                 if let Owner::Ttl(ttl) = Owner::from_raw(n.ephemeral_owner) {
-                    if n.children.is_empty() && now - n.mtime > ttl {
+                    if n.num_children == 0 && now - n.mtime > ttl {
                         out.push(p.clone());
                     }
                 }
             }
         }
         out
+    }
+
+    /// The length of every path and of every znode's data, summed (ZooKeeper's
+    /// approximate data size).
+    pub fn data_size(&self) -> u64 {
+        self.data_size
+    }
+
+    /// How many ephemeral znodes there are.
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
     }
 
     /// Number of znodes, the root included.
@@ -610,17 +652,35 @@ impl DataTree {
 
     /// Always false: the root always exists.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.nodes.len() == 0
     }
 
     /// The znode at `path`.
-    pub fn get(&self, path: &str) -> Option<&Znode> {
+    pub fn get(&self, path: &str) -> Option<Arc<Znode>> {
         self.nodes.get(path)
     }
 
-    /// Every path and znode, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Znode)> {
-        self.nodes.iter()
+    /// The names of the children of the znode at `path`, sorted (none if there is no
+    /// such znode).
+    pub fn children(&self, path: &str) -> Vec<String> {
+        self.nodes.children(path)
+    }
+
+    /// Every path in the tree, in no particular order: a scan of the whole tree, for
+    /// inspection and checks.
+    pub fn paths(&self) -> Vec<String> {
+        self.nodes.paths()
+    }
+
+    /// Every znode with its path, sorted by path: a scan of the whole tree.
+    #[cfg(test)]
+    pub(crate) fn znodes(&self) -> Vec<(String, Arc<Znode>)> {
+        let mut paths = self.paths();
+        paths.sort_unstable();
+        paths
+            .into_iter()
+            .filter_map(|p| self.get(&p).map(|n| (p, n)))
+            .collect()
     }
 
     /// The paths and the session ids changed (created, modified or deleted) since the
@@ -859,7 +919,7 @@ impl DataTree {
         let Some(parent_path) = path::parent(p).map(str::to_string) else {
             return;
         };
-        if !self.nodes.contains_key(&parent_path) {
+        if self.nodes.get(&parent_path).is_none() {
             // A znode's parent always exists; keep the tree as it is if not.
             return;
         }
@@ -869,7 +929,7 @@ impl DataTree {
         self.unindex_owner(p, node.ephemeral_owner);
         let mut pzxid = 0;
         self.update(&parent_path, |parent| {
-            parent.children.remove(path::name(p));
+            parent.num_children = parent.num_children.wrapping_sub(1);
             pzxid = parent.pzxid;
             if zxid > parent.pzxid {
                 parent.pzxid = zxid;
@@ -903,7 +963,7 @@ impl DataTree {
                     self.unindex_owner(&path, node.ephemeral_owner);
                 }
                 self.update(&parent, |parent| {
-                    parent.children.remove(path::name(&path));
+                    parent.num_children = parent.num_children.wrapping_sub(1);
                     parent.pzxid = pzxid;
                     parent.creations = creations;
                 });
@@ -915,11 +975,11 @@ impl DataTree {
                 node,
             } => {
                 self.update(&parent, |parent| {
-                    parent.children.insert(path::name(&path).to_string());
+                    parent.num_children = parent.num_children.wrapping_add(1);
                     parent.pzxid = pzxid;
                 });
                 self.index_owner(&path, node.ephemeral_owner);
-                self.insert_node(path, node);
+                self.insert_node(&path, node);
             }
             UndoStep::DataSet {
                 path,
@@ -1012,8 +1072,7 @@ impl DataTree {
                 } else {
                     p.clone()
                 };
-                let name = path::name(&full).to_string();
-                if parent.children.contains(&name) {
+                if self.nodes.get(&full).is_some() {
                     return Err(Error::NodeExists(full));
                 }
                 if let Owner::Session(_) = Owner::from_raw(parent.ephemeral_owner) {
@@ -1030,7 +1089,7 @@ impl DataTree {
                 self.update(&parent_path, |parent| {
                     parent.creations = parent.creations.wrapping_add(1);
                     parent.pzxid = zxid;
-                    parent.children.insert(name);
+                    parent.num_children = parent.num_children.wrapping_add(1);
                 });
                 let node_acl = match node_acl {
                     None => acl::open_shared(),
@@ -1039,7 +1098,7 @@ impl DataTree {
                 let mut node = Znode::new(zxid, txn.time, data.clone(), node_acl);
                 node.ephemeral_owner = owner.to_raw();
                 let stat = node.stat();
-                self.insert_node(full.clone(), node);
+                self.insert_node(&full, Arc::new(node));
                 self.index_owner(&full, owner.to_raw());
                 self.touch(&parent_path);
                 self.touch(&full);
@@ -1059,7 +1118,7 @@ impl DataTree {
                 acl::check(&parent.acl, auth, perms::DELETE, p)?;
                 let node = self.nodes.get(p).ok_or_else(|| Error::NoNode(p.clone()))?;
                 check_version(p, *version, node.version)?;
-                if !node.children.is_empty() {
+                if node.num_children != 0 {
                     return Err(Error::NotEmpty(p.clone()));
                 }
                 self.remove_node(zxid, p, undo);
@@ -1133,7 +1192,7 @@ impl DataTree {
             Op::Reap { path: p } => {
                 path::validate(p)?;
                 let node = self.nodes.get(p).ok_or_else(|| Error::NoNode(p.clone()))?;
-                if !node.children.is_empty() {
+                if node.num_children != 0 {
                     return Err(Error::NotEmpty(p.clone()));
                 }
                 match Owner::from_raw(node.ephemeral_owner) {
@@ -1156,6 +1215,11 @@ impl DataTree {
             }
         }
     }
+}
+
+/// What a znode adds to [`DataTree::data_size`].
+fn size_of(path: &str, n: &Znode) -> u64 {
+    (path.len() + n.data.as_ref().map_or(0, Vec::len)) as u64
 }
 
 fn check_version(path: &str, expected: Option<i32>, actual: i32) -> Result<()> {

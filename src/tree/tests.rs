@@ -27,9 +27,10 @@ fn tree_with(paths: &[&str]) -> (DataTree, i64) {
 }
 
 fn snapshot(t: &DataTree) -> Vec<(String, Znode)> {
-    let mut v: Vec<_> = t.iter().map(|(p, n)| (p.clone(), n.clone())).collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
+    t.znodes()
+        .into_iter()
+        .map(|(p, n)| (p, Znode::clone(&n)))
+        .collect()
 }
 
 #[test]
@@ -39,10 +40,7 @@ fn fresh_tree_matches_zookeeper() {
     assert_eq!(root.num_children, 1);
     // ZooKeeper reports cversion -1 for a fresh root: 2 * 0 creations - 1 child.
     assert_eq!(root.cversion, -1);
-    assert_eq!(
-        t.get("/zookeeper").unwrap().children().collect::<Vec<_>>(),
-        ["config", "quota"]
-    );
+    assert_eq!(t.children("/zookeeper"), ["config", "quota"]);
 }
 
 #[test]
@@ -924,21 +922,27 @@ impl Rng {
 /// Checks the tree's internal consistency: parents and children agree, counts match, the
 /// owner indexes agree with the znodes.
 fn check_invariants(t: &DataTree) {
-    for (p, n) in t.iter() {
+    let znodes = t.znodes();
+    let listed: std::collections::HashMap<&str, std::collections::HashSet<String>> = znodes
+        .iter()
+        .map(|(p, _)| (p.as_str(), t.children(p).into_iter().collect()))
+        .collect();
+    for (p, n) in &znodes {
         if let Some(parent) = path::parent(p) {
-            let parent_node = t.get(parent).unwrap_or_else(|| panic!("{p} has no parent"));
+            assert!(t.get(parent).is_some(), "{p} has no parent");
             assert!(
-                parent_node.children.contains(path::name(p)),
+                listed[parent].contains(path::name(p)),
                 "{parent} does not list {p}"
             );
         }
-        for c in &n.children {
+        let children = &listed[p.as_str()];
+        for c in children {
             assert!(
                 t.get(&path::join(p, c)).is_some(),
                 "{p} lists missing child {c}"
             );
         }
-        assert_eq!(n.stat().num_children as usize, n.children.len());
+        assert_eq!(n.stat().num_children as usize, children.len());
         match n.owner() {
             Owner::Session(s) => {
                 assert!(
@@ -946,7 +950,7 @@ fn check_invariants(t: &DataTree) {
                     "{p} owned by dead session {s}"
                 );
                 assert!(t.ephemerals(s, "/").contains(p));
-                assert!(n.children.is_empty(), "ephemeral {p} has children");
+                assert!(children.is_empty(), "ephemeral {p} has children");
             }
             Owner::Container => assert!(t.containers.contains(p)),
             Owner::Ttl(_) => assert!(t.ttls.contains(p)),
@@ -963,7 +967,7 @@ fn check_invariants(t: &DataTree) {
 fn random_op(rng: &mut Rng, t: &DataTree, sessions: &[i64]) -> (i64, Op) {
     // Sorted: the tree's map iterates in a per-process random order, and the history
     // must depend on the seed alone.
-    let mut existing: Vec<&String> = t.iter().map(|(p, _)| p).collect();
+    let mut existing = t.paths();
     existing.sort();
     let any_path = |rng: &mut Rng| -> String {
         match rng.below(4) {
@@ -1145,8 +1149,8 @@ fn the_kept_digest_always_equals_a_full_recomputation() {
         .unwrap();
     assert_ne!(other.digest(), t.digest());
     let mut relinked = DataTree::empty();
-    for (p, n) in t.iter() {
-        relinked.insert_loaded(p.clone(), n.clone());
+    for (p, n) in t.znodes() {
+        relinked.insert_loaded(p, Znode::clone(&n));
     }
     for (id, s) in t.sessions() {
         relinked.insert_session(*id, s.clone());
@@ -1214,6 +1218,6 @@ fn a_sessions_requests_apply_only_in_their_order() {
         &Op::create("/o/z", vec![], Persistent),
     )
     .unwrap();
-    let names: Vec<_> = t.get("/o").unwrap().children().collect();
+    let names = t.children("/o");
     assert_eq!(names, ["a", "b", "e", "g", "z"]);
 }

@@ -185,8 +185,9 @@ impl Cluster {
 /// The whole tree of one replica.
 pub fn image(node: &Node) -> TreeImage {
     node.with_tree(|t| {
-        t.iter()
-            .map(|(p, n)| (p.clone(), (n.data.clone(), n.stat())))
+        t.paths()
+            .into_iter()
+            .filter_map(|p| t.get(&p).map(|n| (p, (n.data.clone(), n.stat()))))
             .collect()
     })
 }

@@ -247,17 +247,10 @@ pub(super) fn tree_changes(old: &DataTree, new: &DataTree, zxid: i64) -> Vec<Wat
             zxid,
         })
     };
-    let mut paths: Vec<&String> = old
-        .iter()
-        .map(|(p, _)| p)
-        .chain(
-            new.iter()
-                .filter(|(p, _)| old.get(p).is_none())
-                .map(|(p, _)| p),
-        )
-        .collect();
+    let mut paths = old.paths();
+    paths.extend(new.paths().into_iter().filter(|p| old.get(p).is_none()));
     paths.sort_unstable();
-    for p in paths {
+    for p in &paths {
         match (old.get(p), new.get(p)) {
             (Some(_), None) => ev(EventType::NodeDeleted, p),
             (None, Some(_)) => ev(EventType::NodeCreated, p),
@@ -269,7 +262,7 @@ pub(super) fn tree_changes(old: &DataTree, new: &DataTree, zxid: i64) -> Vec<Wat
                 } else if a.mzxid != b.mzxid {
                     ev(EventType::NodeDataChanged, p);
                 }
-                if a.pzxid != b.pzxid || a.children != b.children {
+                if a.pzxid != b.pzxid || a.num_children != b.num_children {
                     ev(EventType::NodeChildrenChanged, p);
                 }
             }
