@@ -107,6 +107,12 @@ impl<T> Completer<T> {
         }
     }
 
+    /// True if completing calls a callback (which may do anything), rather than filling
+    /// a completion (which only wakes its waiter).
+    pub(crate) fn calls_back(&self) -> bool {
+        matches!(self.target, Some(Target::Call(_)))
+    }
+
     /// Drops the completer without completing anything: the work was refused before it
     /// was handed over, and whoever submitted it hears the refusal another way.
     pub(crate) fn forget(mut self) {

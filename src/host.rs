@@ -183,8 +183,17 @@ impl Observer for Host {
         }
     }
 
-    fn tree_replaced(&self, tree: &DataTree, changes: Vec<WatchedEvent>) {
+    fn tree_replaced(&self, old: &DataTree, tree: &DataTree) {
         let mut watches = self.watches.lock();
+        // Compared at the watched paths only: the cost follows the watches, not the tree.
+        let (exact, subtrees) = watches.watched();
+        let changes = crate::tree::changes::between(
+            old,
+            tree,
+            exact.iter().map(String::as_str),
+            subtrees.iter().map(String::as_str),
+            tree.zxid() as i64,
+        );
         if !changes.is_empty() {
             self.flush_later(watches.trigger(&changes));
         }

@@ -737,8 +737,11 @@ fn deliver(
 ) {
     match answer {
         // Nothing queued before it (or the caller must not wait for the dispatcher): the
-        // waiting caller gets it at once.
-        Answer::Complete { done, direct } if direct || inner.dispatcher.idle() => {
+        // waiting caller gets it at once. A callback never runs here, under the
+        // pipeline's locks (it may take them): it runs on the dispatcher.
+        Answer::Complete { done, direct }
+            if !done.calls_back() && (direct || inner.dispatcher.idle()) =>
+        {
             done.complete(result);
         }
         Answer::Complete { done, .. } => inner

@@ -1166,6 +1166,44 @@ mod tests {
     }
 
     #[test]
+    fn a_callback_answer_runs_outside_the_pipelines_locks() {
+        // A callback may take any lock — here the tree's write lock, which the pipeline
+        // holds shared while answers leave: run there, it would wait for itself forever.
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+        let s = node.session().unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        for request in [
+            crate::Request::Write(crate::Op::create("/c", vec![], CreateMode::Persistent)),
+            crate::Request::Exists {
+                path: "/c".into(),
+                watcher: None,
+            },
+        ] {
+            let host = s.host.clone();
+            let tx = tx.clone();
+            let done = crate::completion::Completer::call(
+                move |r: crate::Result<crate::Reply>| {
+                    let _exclusive = host.replica().tree().write();
+                    let _ = tx.send(r.is_ok());
+                },
+                || Error::Shutdown,
+            );
+            s.submit_queued(request, done);
+        }
+        let answers: Vec<_> = (0..2)
+            .map(|_| rx.recv_timeout(std::time::Duration::from_secs(20)))
+            .collect();
+        if answers.iter().any(|a| *a != Ok(true)) {
+            // The answer thread is stuck for good: a shutdown would wait for it too.
+            std::mem::forget((s, node));
+            panic!("a callback answer waited on the pipeline's own locks: {answers:?}");
+        }
+        drop(s);
+        node.shutdown();
+    }
+
+    #[test]
     fn a_session_that_cannot_get_its_thread_is_never_committed() {
         let dir = tempfile::tempdir().unwrap();
         let node = Node::builder(1).data_dir(dir.path()).start().unwrap();

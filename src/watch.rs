@@ -765,6 +765,19 @@ impl WatchManager {
         flush
     }
 
+    /// The paths a change can fire a watch on: those holding a one-shot or persistent
+    /// watch, and the roots of recursive watches (their whole subtree counts).
+    pub(crate) fn watched(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let exact = self
+            .data
+            .keys()
+            .chain(self.child.keys())
+            .chain(self.persistent.keys())
+            .cloned()
+            .collect();
+        (exact, self.recursive.keys().cloned().collect())
+    }
+
     /// The paths each session watches as ZooKeeper's `wchs`/`wchc`/`wchp` list them:
     /// its data-watch table (data and exists watches, and the persistent ones, which
     /// ZooKeeper keeps in both tables).

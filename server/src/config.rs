@@ -50,6 +50,10 @@ pub struct Flags {
     /// Compact the raft log after this many applied entries (default 100000).
     #[arg(long)]
     pub snapshot_entries: Option<u64>,
+    /// Megabytes of znodes kept in memory in front of RocksDB, where the tree lives
+    /// (default 32): what sets the tree's memory, however large the tree.
+    #[arg(long, value_name = "MB")]
+    pub cache_mb: Option<u64>,
     /// Log level: error, warning, info, debug or trace (default info).
     #[arg(long)]
     pub log_level: Option<String>,
@@ -113,6 +117,7 @@ pub struct File {
     pub election_tick: Option<usize>,
     pub heartbeat_tick: Option<usize>,
     pub snapshot_entries: Option<u64>,
+    pub cache_mb: Option<u64>,
     pub log_level: Option<String>,
     pub client_addr: Option<String>,
     #[serde(rename = "4lw_whitelist")]
@@ -138,6 +143,7 @@ pub struct Settings {
     pub election_tick: usize,
     pub heartbeat_tick: usize,
     pub snapshot_entries: u64,
+    pub cache_mb: u64,
     pub log_level: slog::Level,
     pub client_addr: Option<String>,
     pub four_letter_words: Vec<String>,
@@ -198,6 +204,7 @@ impl Settings {
                 .snapshot_entries
                 .or(file.snapshot_entries)
                 .unwrap_or(100_000),
+            cache_mb: flags.cache_mb.or(file.cache_mb).unwrap_or(32),
             log_level,
             client_addr: flags.client_addr.or(file.client_addr),
             four_letter_words: flags

@@ -56,6 +56,7 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
         .election_tick(settings.election_tick)
         .heartbeat_tick(settings.heartbeat_tick)
         .snapshot_entries(settings.snapshot_entries)
+        .cache_bytes(settings.cache_mb.saturating_mul(1 << 20))
         .logger(logger.clone());
     if let Some(bind) = &settings.bind {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(bind)?

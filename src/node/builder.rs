@@ -172,6 +172,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Keeps up to `bytes` of znodes in memory in front of RocksDB (see
+    /// [`Config::cache_bytes`]; default 32 MiB). The rest of the tree is read from disk
+    /// (RocksDB's block cache) when needed.
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.config.cache_bytes = bytes;
+        self
+    }
+
     /// Largest request in bytes (default 1 MiB − 1, as ZooKeeper's `jute.maxbuffer`; see
     /// [`Config::max_request_size`]).
     pub fn max_request_size(mut self, bytes: usize) -> Self {

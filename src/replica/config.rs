@@ -92,6 +92,9 @@ pub struct Config {
     /// Also compact, keeping nothing, once this many bytes of entries were written to the
     /// log since the last compaction (default 256 MiB).
     pub snapshot_log_bytes: u64,
+    /// Bytes of znodes (paths, data, stats) kept in memory in front of RocksDB, where the
+    /// tree lives (default 32 MiB): what sets the tree's memory, however large it is.
+    pub cache_bytes: u64,
     /// The super user's digest, `user:base64(sha1("user:password"))` (ZooKeeper's
     /// `zookeeper.DigestAuthenticationProvider.superDigest`, e.g. from
     /// [`acl::digest`](crate::acl::digest)`("super", password)`): a session that
@@ -134,6 +137,7 @@ impl Default for Config {
             snapshot_entries: 100_000,
             join: false,
             snapshot_log_bytes: 256 * 1024 * 1024,
+            cache_bytes: crate::storage::DEFAULT_CACHE_BYTES,
             super_digest: None,
             in_memory: false,
         }

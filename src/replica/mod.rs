@@ -772,7 +772,18 @@ impl Shared {
         }
         self.drain_failed();
         self.end_hosted_sessions();
+        self.release_tree();
         first
+    }
+
+    /// Lets the stopped replica's database go: its tree reads znodes from it, and a
+    /// handle to the node kept by anyone must not keep the directory locked. What is
+    /// left is an empty tree at the same index.
+    fn release_tree(&self) {
+        let mut tree = self.tree.write();
+        let zxid = tree.zxid();
+        *tree = DataTree::new();
+        tree.set_zxid(zxid);
     }
 }
 
@@ -814,6 +825,7 @@ impl Task for Shared {
             self.drain_failed();
             self.leave_transport();
             self.end_hosted_sessions();
+            self.release_tree();
             return;
         }
         drop(guard);

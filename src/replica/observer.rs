@@ -25,9 +25,10 @@ pub(crate) trait Observer: Send + Sync + 'static {
         events: Vec<WatchedEvent>,
     );
 
-    /// A snapshot replaced the tree with `tree` (write-locked by the caller); `changes`
-    /// are the events of what differs from the tree before.
-    fn tree_replaced(&self, tree: &DataTree, changes: Vec<WatchedEvent>);
+    /// A snapshot replaced the tree `old` with `new` (write-locked by the caller; `old`
+    /// is readable until this returns): what watches should hear is the observer's to
+    /// compare, at the paths it watches (`tree::changes`).
+    fn tree_replaced(&self, old: &DataTree, new: &DataTree);
 
     /// A write of `session` numbered in `epoch` of its order may have been lost (its
     /// outcome is unknown): nothing later of the session may count on following it.
@@ -51,7 +52,7 @@ pub(crate) struct Nobody;
 
 impl Observer for Nobody {
     fn applied(&self, _: &DataTree, _: &Command, _: &Result<OpResult>, _: Vec<WatchedEvent>) {}
-    fn tree_replaced(&self, _: &DataTree, _: Vec<WatchedEvent>) {}
+    fn tree_replaced(&self, _: &DataTree, _: &DataTree) {}
     fn order_lost(&self, _: i64, _: u64) {}
     fn heartbeats_due(&self, _: i64, _: i64) -> Vec<i64> {
         Vec::new()

@@ -109,7 +109,7 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
             using the persisted one"; "configured" => ?config.voters, "persisted" => ?persisted);
         config.voters = persisted;
     }
-    let tree_store = TreeStore::new(db.clone())?;
+    let tree_store = TreeStore::new(db.clone())?.with_cache(config.cache_bytes);
     let (mut tree, applied) = tree_store.load()?;
     // A new ensemble starts from its bootstrap snapshot: the fresh tree is the state
     // after it, whether or not a first apply batch wrote it out yet.

@@ -54,8 +54,10 @@ impl Observer for Recorder {
         self.applied.lock().push((tree.zxid(), what, events));
     }
 
-    fn tree_replaced(&self, _tree: &DataTree, changes: Vec<WatchedEvent>) {
+    fn tree_replaced(&self, old: &DataTree, new: &DataTree) {
         self.replacements.fetch_add(1, Ordering::SeqCst);
+        // As a host watching the whole tree would compare them.
+        let changes = crate::tree::changes::between(old, new, [], ["/"], new.zxid() as i64);
         self.replaced.lock().extend(changes);
     }
 

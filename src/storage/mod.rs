@@ -5,15 +5,18 @@
 //! |---|---|---|
 //! | `raft_log` | entry index (u64, big-endian) | `eraftpb::Entry` (protobuf) |
 //! | `raft_state` | `hard_state`, `conf_state`, `compacted` | protobuf; index + term |
-//! | `tree`, `tree.1` | znode path | encoded znode (stat fields + data) |
+//! | `znodes`, `znodes.1` | parent path, `\0`, name (see `layout`) | encoded znode (stat fields, child count, data, ACL) |
+//! | `owners`, `owners.1` | path of an ephemeral, container or TTL znode | its owner (i64) |
 //! | `sessions`, `sessions.1` | session id (i64, big-endian) | timeout, host, password |
-//! | `meta` | `applied_index`, `tree_slot`, `node_id`, `cluster_id`, `peer_addr.ID` | u64, u8, u64, bytes, `host:port` |
+//! | `meta` | `applied_index`, `tree_slot`, `tree_totals.N`, `tree_format`, `node_id`, `cluster_id`, `peer_addr.ID` | u64, u8, count + digest + size, u8, u64, bytes, `host:port` |
+//! | `tree`, `tree.1` | (empty: path-keyed znodes of directories written before `znodes`, migrated at open) | |
 //!
-//! [`RaftStorage`] is the `raft::Storage` over the first two; [`TreeStore`] loads the tree
-//! and writes each apply batch (tree delta + applied index + commit) atomically.
+//! [`RaftStorage`] is the `raft::Storage` over the first two; [`TreeStore`] opens the tree
+//! over the database (its znodes are read through a cache, not loaded: `db_store`) and
+//! writes each apply batch (tree delta + applied index + commit) atomically.
 //!
-//! The tree lives in one of two *slots* (`tree`+`sessions`, or `tree.1`+`sessions.1`);
-//! `meta/tree_slot` names the live one. A snapshot received from the leader is staged
+//! The tree lives in one of two *slots* (`znodes`+`owners`+`sessions`, or the same with
+//! `.1`); `meta/tree_slot` names the live one. A snapshot received from the leader is staged
 //! into the other slot, chunk by chunk, and installed by one synced batch that flips
 //! `tree_slot` together with the applied index and the raft compaction point: a crash
 //! at any instant leaves either the old state or the new one, never a mix.
@@ -22,7 +25,9 @@
 //! families written with every batch would otherwise never flush and pin every log file.
 //! The raft log's memtable is 16 MiB, so compacted entries leave memory and the log sooner.
 
+mod db_store;
 mod identity;
+mod layout;
 mod members;
 mod raft_log;
 mod snapshot;
@@ -31,13 +36,14 @@ mod tree_store;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, DB};
 
 pub(crate) use identity::{check_or_record as check_identity, Identity};
 pub(crate) use members::{addresses as member_addresses, record_address_into};
 pub use raft_log::RaftStorage;
 pub(crate) use snapshot::read_snapshot;
 pub use tree_store::TreeStore;
+pub(crate) use tree_store::DEFAULT_CACHE_BYTES;
 
 use crate::error::Result;
 
@@ -48,6 +54,10 @@ pub(crate) const CF_SESSIONS: &str = "sessions";
 pub(crate) const CF_META: &str = "meta";
 pub(crate) const CF_TREE_1: &str = "tree.1";
 pub(crate) const CF_SESSIONS_1: &str = "sessions.1";
+pub(crate) const CF_ZNODES: &str = "znodes";
+pub(crate) const CF_ZNODES_1: &str = "znodes.1";
+pub(crate) const CF_OWNERS: &str = "owners";
+pub(crate) const CF_OWNERS_1: &str = "owners.1";
 
 /// Total size of write-ahead log files after which RocksDB flushes the column families
 /// that hold the oldest one, so the log on disk stays bounded.
@@ -56,13 +66,39 @@ const MAX_TOTAL_WAL_SIZE: u64 = 32 * 1024 * 1024;
 /// soon after they are written, so a smaller memtable flushes (and frees the
 /// write-ahead log it pins) sooner.
 const RAFT_LOG_WRITE_BUFFER: usize = 16 * 1024 * 1024;
+/// Memtable size of the znodes' column families: a tree written faster than it flushes
+/// holds at most about this much of it in memory.
+const ZNODES_WRITE_BUFFER: usize = 16 * 1024 * 1024;
+/// RocksDB's block cache, shared by every column family (index and filter blocks
+/// included, so the whole of it is bounded): where a znode not in the tree's own cache
+/// is read from without touching the disk.
+const BLOCK_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-/// The column families of tree slot `slot` (0 or 1): znodes, sessions.
-pub(crate) fn slot_cfs(slot: u8) -> (&'static str, &'static str) {
+/// The column families of one tree slot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    /// Znodes by `layout` key.
+    pub znodes: &'static str,
+    /// Sessions by id.
+    pub sessions: &'static str,
+    /// Owners of ephemeral, container and TTL znodes, by path.
+    pub owners: &'static str,
+}
+
+/// The column families of tree slot `slot` (0 or 1).
+pub(crate) fn slot_cfs(slot: u8) -> Slot {
     if slot == 0 {
-        (CF_TREE, CF_SESSIONS)
+        Slot {
+            znodes: CF_ZNODES,
+            sessions: CF_SESSIONS,
+            owners: CF_OWNERS,
+        }
     } else {
-        (CF_TREE_1, CF_SESSIONS_1)
+        Slot {
+            znodes: CF_ZNODES_1,
+            sessions: CF_SESSIONS_1,
+            owners: CF_OWNERS_1,
+        }
     }
 }
 
@@ -95,6 +131,7 @@ fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
     // RocksDB's own info log: a few bounded files, not one per start forever.
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(16 * 1024 * 1024);
+    let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES).db()?;
     let cfs = [
         CF_RAFT_LOG,
         CF_RAFT_STATE,
@@ -103,13 +140,28 @@ fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
         CF_META,
         CF_TREE_1,
         CF_SESSIONS_1,
+        CF_ZNODES,
+        CF_ZNODES_1,
+        CF_OWNERS,
+        CF_OWNERS_1,
     ]
     .into_iter()
     .map(|name| {
         let mut cf_opts = Options::default();
-        if name == CF_RAFT_LOG {
-            cf_opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&block_cache);
+        table.set_cache_index_and_filter_blocks(true);
+        match name {
+            CF_RAFT_LOG => cf_opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER),
+            CF_ZNODES | CF_ZNODES_1 => {
+                cf_opts.set_write_buffer_size(ZNODES_WRITE_BUFFER);
+                // A create looks its path up first, and usually finds nothing: the
+                // filter answers that without reading a block.
+                table.set_bloom_filter(10.0, false);
+            }
+            _ => {}
         }
+        cf_opts.set_block_based_table_factory(&table);
         ColumnFamilyDescriptor::new(name, cf_opts)
     });
     DB::open_cf_descriptors(&opts, dir, cfs)

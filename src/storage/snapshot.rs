@@ -10,11 +10,11 @@ use super::Db;
 use raft::eraftpb::{ConfState, Entry};
 use rocksdb::{Direction, IteratorMode, DB};
 
-use super::members;
 use super::raft_log::{decode_compacted, KEY_COMPACTED};
 use super::tree_store::{read_applied, read_slot, KEY_APPLIED, KEY_TREE_SLOT};
 use super::tree_store::{RECORD_PEER, RECORD_SESSION, RECORD_ZNODE};
 use super::{cf, slot_cfs, CF_META, CF_RAFT_LOG, CF_RAFT_STATE};
+use super::{layout, members};
 use crate::codec::Writer;
 use crate::error::{Error, Result};
 
@@ -70,14 +70,21 @@ pub(crate) fn read_snapshot(
         term,
         conf_state,
     };
-    let (tree_cf, sessions_cf) = slot_cfs(slot);
+    let cfs = slot_cfs(slot);
     let mut w = Writer::with_capacity(chunk_bytes.min(1 << 20) + 1024);
     let mut size = 0usize;
-    for (kind, name) in [(RECORD_ZNODE, tree_cf), (RECORD_SESSION, sessions_cf)] {
+    for (kind, name) in [(RECORD_ZNODE, cfs.znodes), (RECORD_SESSION, cfs.sessions)] {
         for item in snap.iterator_cf(cf(db, name), IteratorMode::Start) {
             let (k, v) = item.db()?;
             w.u8(kind);
-            w.bytes(&k);
+            if kind == RECORD_ZNODE {
+                // A znode travels under its path: the receiver keys it its own way.
+                let (p, _) = layout::path_of(&k)
+                    .ok_or_else(|| Error::Corrupt("a znode key holds no path".into()))?;
+                w.bytes(p.as_bytes());
+            } else {
+                w.bytes(&k);
+            }
             w.bytes(&v);
             size += 9 + k.len() + v.len();
             if size >= chunk_bytes {

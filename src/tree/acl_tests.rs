@@ -245,7 +245,10 @@ fn set_acl_versions_the_acl_and_nothing_else() {
     );
     assert_eq!(t.get("/a").unwrap().acl(), acl.as_slice());
     assert!(t.take_events().is_empty(), "setACL fires no watch");
-    assert!(t.take_dirty().0.contains(&"/a".to_string()), "persisted");
+    assert!(
+        t.take_dirty().paths.contains(&"/a".to_string()),
+        "persisted"
+    );
     // The expected version is the aversion.
     let res = t.apply(tx(3), &Op::set_acl("/a", Acl::open_unsafe(), Some(0)));
     assert!(

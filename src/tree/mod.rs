@@ -13,6 +13,7 @@
 //! Outside the crate the tree is read-only: [`Node::with_tree`](crate::Node::with_tree)
 //! lends a `&DataTree` to read znodes, sessions and the digest; only the node applies.
 
+pub(crate) mod changes;
 mod digest;
 mod ephemeral;
 mod event;
@@ -22,6 +23,7 @@ mod store;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+pub(crate) use digest::{data as data_digest, znode as znode_digest};
 pub use ephemeral::{Owner, CONTAINER_OWNER, MAX_TTL_MS};
 pub use event::{EventType, WatchedEvent};
 pub use stat::Stat;
@@ -283,9 +285,13 @@ pub struct DataTree {
     /// it changed (a multi of 16k creates touches its parent 16k times).
     dirty: HashSet<String>,
     dirty_sessions: HashSet<i64>,
+    /// Paths whose entry in the owner indexes changed since the last `take_dirty`.
+    dirty_owners: HashSet<String>,
     events: Vec<WatchedEvent>,
-    /// Sum of the hashes of every znode and session (see `digest`).
+    /// Sum of the hashes of every znode (see `digest`).
     digest: u64,
+    /// Sum of the hashes of every session.
+    sessions_digest: u64,
     /// The length of every path and every znode's data, summed (see `data_size`).
     data_size: u64,
     /// The raft index of the last entry this tree reflects.
@@ -307,8 +313,10 @@ impl Clone for DataTree {
             ttls: self.ttls.clone(),
             dirty: self.dirty.clone(),
             dirty_sessions: self.dirty_sessions.clone(),
+            dirty_owners: self.dirty_owners.clone(),
             events: self.events.clone(),
             digest: self.digest,
+            sessions_digest: self.sessions_digest,
             data_size: self.data_size,
             zxid: self.zxid,
             acls: self.acls.clone(),
@@ -359,11 +367,28 @@ enum UndoStep {
 /// The undo log of a multi.
 type Undo = Vec<UndoStep>;
 
+/// What changed since the last [`DataTree::take_dirty`], each once: what the node writes
+/// with the applied index.
+#[derive(Debug, Default)]
+pub(crate) struct Dirty {
+    /// Paths of znodes created, changed or deleted.
+    pub paths: Vec<String>,
+    /// Sessions opened, changed or closed.
+    pub sessions: Vec<i64>,
+    /// Paths whose owner (session, container, TTL) entered or left the owner indexes.
+    pub owners: Vec<String>,
+}
+
 impl DataTree {
     /// A fresh tree: the root, `/zookeeper`, `/zookeeper/config` and `/zookeeper/quota`,
     /// as ZooKeeper 3.5+ starts.
     pub(crate) fn new() -> DataTree {
-        let mut tree = DataTree::empty();
+        DataTree::new_in(Box::new(MemStore::default()))
+    }
+
+    /// A fresh tree (see [`DataTree::new`]) kept in `nodes`, which must be empty.
+    pub(crate) fn new_in(nodes: Box<dyn Store>) -> DataTree {
+        let mut tree = DataTree::with_store(nodes);
         for p in SYSTEM_PATHS {
             let mut node = Znode::default();
             if p == CONFIG_PATH {
@@ -379,18 +404,28 @@ impl DataTree {
     }
 
     /// An empty tree to be filled with [`DataTree::insert_loaded`],
-    /// [`DataTree::insert_session`] and [`DataTree::link_children`] when recovering.
+    /// [`DataTree::insert_session`] and [`DataTree::link_children`].
+    #[cfg(test)]
     pub(crate) fn empty() -> DataTree {
+        DataTree::with_store(Box::new(MemStore::default()))
+    }
+
+    /// A tree over the znodes `nodes` holds, with no session and empty indexes: what
+    /// recovery fills in ([`DataTree::insert_session`], [`DataTree::index_loaded`],
+    /// [`DataTree::restore_totals`]) or [`DataTree::link_children`] derives.
+    pub(crate) fn with_store(nodes: Box<dyn Store>) -> DataTree {
         DataTree {
-            nodes: Box::new(MemStore::default()),
+            nodes,
             sessions: BTreeMap::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             dirty: HashSet::new(),
             dirty_sessions: HashSet::new(),
+            dirty_owners: HashSet::new(),
             events: Vec::new(),
             digest: 0,
+            sessions_digest: 0,
             data_size: 0,
             zxid: 0,
             acls: HashSet::from([acl::open_shared()]),
@@ -431,16 +466,49 @@ impl DataTree {
     }
 
     fn add_session(&mut self, id: i64, record: SessionRecord) {
-        self.digest = self.digest.wrapping_add(digest::session(id, &record));
+        self.sessions_digest = self
+            .sessions_digest
+            .wrapping_add(digest::session(id, &record));
         if let Some(old) = self.sessions.insert(id, record) {
-            self.digest = self.digest.wrapping_sub(digest::session(id, &old));
+            self.sessions_digest = self.sessions_digest.wrapping_sub(digest::session(id, &old));
         }
     }
 
     fn remove_session(&mut self, id: i64) -> Option<SessionRecord> {
         let old = self.sessions.remove(&id)?;
-        self.digest = self.digest.wrapping_sub(digest::session(id, &old));
+        self.sessions_digest = self.sessions_digest.wrapping_sub(digest::session(id, &old));
         Some(old)
+    }
+
+    /// Indexes a znode read back from storage under its owner (a session, a container,
+    /// a TTL), without reading it.
+    pub(crate) fn index_loaded(&mut self, path: &str, owner: i64) {
+        self.index_owner(path, owner);
+        self.dirty_owners.remove(path);
+    }
+
+    /// Sets the znodes' digest and data size as persisted with them (see
+    /// [`DataTree::totals`]).
+    pub(crate) fn restore_totals(&mut self, digest: u64, data_size: u64) {
+        self.digest = digest;
+        self.data_size = data_size;
+    }
+
+    /// What is persisted beside the znodes so that a restart need not read them: the
+    /// number of znodes, their digest (without the sessions') and their data size.
+    pub(crate) fn totals(&self) -> (u64, u64, u64) {
+        (self.len() as u64, self.digest, self.data_size)
+    }
+
+    /// The store's changes are written (see [`Store::written`]).
+    pub(crate) fn written(&mut self) {
+        self.nodes.written();
+    }
+
+    /// A failure of the store's own storage since the last call (see
+    /// [`Store::take_error`]).
+    pub(crate) fn take_store_error(&mut self) -> Option<Error> {
+        self.nodes.take_error()
     }
 
     /// Inserts a znode read back from storage (children are linked afterwards).
@@ -454,7 +522,7 @@ impl DataTree {
     /// The digest of the tree and its sessions: equal on two replicas at the same
     /// [`DataTree::zxid`] exactly when they hold the same state (ZooKeeper 3.6's digest).
     pub fn digest(&self) -> u64 {
-        self.digest
+        self.digest.wrapping_add(self.sessions_digest)
     }
 
     /// The raft index of the last entry this tree reflects (its applied index).
@@ -476,6 +544,13 @@ impl DataTree {
             .fold(self.znodes_digest(), |d, (id, s)| {
                 d.wrapping_add(digest::session(*id, s))
             })
+    }
+
+    /// The sum of every session's hash, from scratch.
+    fn sessions_digest_from_scratch(&self) -> u64 {
+        self.sessions
+            .iter()
+            .fold(0u64, |d, (id, s)| d.wrapping_add(digest::session(*id, s)))
     }
 
     /// The sum of every znode's hash: a full scan.
@@ -534,15 +609,14 @@ impl DataTree {
                 self.index_owner(&p, n.ephemeral_owner);
             }
         }
-        self.digest = self
-            .sessions
-            .iter()
-            .fold(self.znodes_digest(), |d, (id, s)| {
-                d.wrapping_add(digest::session(*id, s))
-            });
+        self.digest = self.znodes_digest();
+        self.sessions_digest = self.sessions_digest_from_scratch();
     }
 
     fn index_owner(&mut self, p: &str, owner: i64) {
+        if owner != 0 {
+            self.dirty_owners.insert(p.to_string());
+        }
         match Owner::from_raw(owner) {
             Owner::None => {}
             Owner::Session(s) => {
@@ -558,6 +632,9 @@ impl DataTree {
     }
 
     fn unindex_owner(&mut self, p: &str, owner: i64) {
+        if owner != 0 {
+            self.dirty_owners.insert(p.to_string());
+        }
         match Owner::from_raw(owner) {
             Owner::None => {}
             Owner::Session(s) => {
@@ -685,13 +762,14 @@ impl DataTree {
 
     /// The paths and the session ids changed (created, modified or deleted) since the
     /// last call, each once.
-    pub(crate) fn take_dirty(&mut self) -> (Vec<String>, Vec<i64>) {
-        (
-            std::mem::take(&mut self.dirty).into_iter().collect(),
-            std::mem::take(&mut self.dirty_sessions)
+    pub(crate) fn take_dirty(&mut self) -> Dirty {
+        Dirty {
+            paths: std::mem::take(&mut self.dirty).into_iter().collect(),
+            sessions: std::mem::take(&mut self.dirty_sessions)
                 .into_iter()
                 .collect(),
-        )
+            owners: std::mem::take(&mut self.dirty_owners).into_iter().collect(),
+        }
     }
 
     /// The watch events caused by the applies since the last call, in order.

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::Znode;
+use crate::error::Error;
 use crate::path;
 
 /// Where a tree keeps its znodes, by path.
@@ -40,6 +41,16 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// A copy of the store, as it is now.
     fn box_clone(&self) -> Box<dyn Store>;
+
+    /// Everything changed so far is durable (the node wrote its batch): a store that
+    /// holds changes apart until then may let them go.
+    fn written(&mut self) {}
+
+    /// The first failure of the store's own storage since the last call (a read the
+    /// disk refused): the tree read through it since then cannot be trusted.
+    fn take_error(&mut self) -> Option<Error> {
+        None
+    }
 }
 
 /// A store in memory: znodes by path, and the sorted names of each parent's children.

@@ -671,18 +671,20 @@ impl Core {
             // Taken under the write lock, then encoded under the same lock downgraded:
             // readers share it, and the tree holds exactly the state after `last`.
             let mut tree = s.tree.write();
+            if let Some(e) = tree.take_store_error() {
+                // A znode the apply needed could not be read: what it computed cannot be
+                // trusted, and nothing of it is written.
+                return Err(e);
+            }
             tree.set_zxid(last);
-            let (dirty, dirty_sessions) = tree.take_dirty();
+            let dirty = tree.take_dirty();
             let tree = parking_lot::RwLockWriteGuard::downgrade(tree);
-            self.tree_store.write_into(
-                &mut batch,
-                &tree,
-                (dirty.as_slice(), dirty_sessions.as_slice()),
-                last,
-            );
+            self.tree_store.write_into(&mut batch, &tree, &dirty, last);
         }
         self.raw.store().commit_into(&mut batch, last)?;
         self.tree_store.commit(batch)?;
+        // Written: the tree's store may let its copy of the batch's changes go.
+        s.tree.write().written();
         self.raw.store().set_applied(last);
         self.applied = last;
         s.applied.store(last, Ordering::Release);

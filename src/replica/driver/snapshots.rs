@@ -12,7 +12,7 @@ use super::Core;
 use crate::error::{Error, Result};
 use crate::replica::snapshot::{decode_descriptor, Incoming, Outgoing, MAX_SNAPSHOT_PEERS};
 use crate::replica::{Msg, Shared, CATCH_UP_ENTRIES};
-use crate::tree::{DataTree, EventType, WatchedEvent};
+use crate::tree::DataTree;
 
 impl Core {
     /// Leader: streams a snapshot to `m.to` instead of sending raft's metadata-only
@@ -174,6 +174,8 @@ impl Core {
             .log_first_index
             .store(self.raw.store().first(), Ordering::Relaxed);
         self.replace_tree(s, tree, meta.index);
+        // The old tree is compared and gone: its slot is free.
+        self.tree_store.clear_staging()?;
         self.applied = meta.index;
         s.applied.store(meta.index, Ordering::Release);
         self.log_bytes = 0;
@@ -195,11 +197,10 @@ impl Core {
         let mut guard = s.tree.write();
         tree.set_zxid(index);
         let old = std::mem::replace(&mut *guard, tree);
-        let events = tree_changes(&old, &guard, index as i64);
-        drop(old);
         // Watches fire for what changed; hosted sessions the snapshot no longer has here
         // end (the host decides how).
-        s.observer().tree_replaced(&guard, events);
+        s.observer().tree_replaced(&old, &guard);
+        drop(old);
     }
 
     /// Compacts the log once it is long enough: keeps the newest entries for followers
@@ -236,38 +237,3 @@ impl Core {
     }
 }
 
-/// The watch events that turn `old` into `new`, as one entry at `zxid` would report them:
-/// deletions, creations, data and child-list changes, in path order.
-pub(super) fn tree_changes(old: &DataTree, new: &DataTree, zxid: i64) -> Vec<WatchedEvent> {
-    let mut out = Vec::new();
-    let mut ev = |event_type, path: &str| {
-        out.push(WatchedEvent {
-            event_type,
-            path: path.to_string(),
-            zxid,
-        })
-    };
-    let mut paths = old.paths();
-    paths.extend(new.paths().into_iter().filter(|p| old.get(p).is_none()));
-    paths.sort_unstable();
-    for p in &paths {
-        match (old.get(p), new.get(p)) {
-            (Some(_), None) => ev(EventType::NodeDeleted, p),
-            (None, Some(_)) => ev(EventType::NodeCreated, p),
-            (Some(a), Some(b)) => {
-                if a.czxid != b.czxid {
-                    // Deleted and created again in between.
-                    ev(EventType::NodeDeleted, p);
-                    ev(EventType::NodeCreated, p);
-                } else if a.mzxid != b.mzxid {
-                    ev(EventType::NodeDataChanged, p);
-                }
-                if a.pzxid != b.pzxid || a.num_children != b.num_children {
-                    ev(EventType::NodeChildrenChanged, p);
-                }
-            }
-            (None, None) => {}
-        }
-    }
-    out
-}

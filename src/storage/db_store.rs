@@ -1,0 +1,261 @@
+//! [`DbStore`]: the tree's znodes served from RocksDB through a bounded cache.
+//!
+//! A node's tree is not loaded into memory: a znode is read from the live slot's
+//! `znodes` column family (see `layout` for its key) the first time it is needed, and
+//! kept in a cache bounded in bytes (`Config::cache_bytes`) that forgets the least
+//! useful znodes first. What the driver applies goes into an *overlay* first — the
+//! znodes changed by the apply batch not yet written — which every read consults before
+//! the cache and the database; once the batch is written (tree changes and applied index
+//! in one `WriteBatch`, as before) the overlay moves into the cache. So a read sees
+//! exactly the state after the last entry applied, whether or not its batch reached
+//! RocksDB, and memory holds the cache, the overlay and the small indexes of the tree
+//! (sessions, ephemerals, containers and TTL znodes), not the data.
+//!
+//! A read that RocksDB fails (an I/O error, a record that does not decode) cannot be
+//! answered from a state machine that must not guess: the store remembers the error, the
+//! read sees no znode, and the driver stops the node before it writes the batch
+//! ([`Store::take_error`](crate::tree::Store::take_error)).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use quick_cache::sync::Cache;
+use rocksdb::{Direction, IteratorMode, ReadOptions, DB};
+
+use super::layout::{children_range, key, path_of};
+use super::tree_store::decode_znode;
+use super::{cf, Db};
+use crate::error::Error;
+use crate::path;
+use crate::tree::{MemStore, Store, Znode};
+
+/// Bytes a cached znode costs besides its path and data: the `Znode` itself, its `Arc`,
+/// the path's `String` and the cache's own slot.
+const ZNODE_OVERHEAD: u64 = 200;
+
+/// Weighs a cached znode by what it holds in memory.
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<String, Arc<Znode>> for Weight {
+    fn weight(&self, path: &String, n: &Arc<Znode>) -> u64 {
+        ZNODE_OVERHEAD + path.len() as u64 + n.data.as_ref().map_or(0, Vec::len) as u64
+    }
+}
+
+/// The znodes of one tree slot in RocksDB, with a cache and the overlay of the batch
+/// being applied.
+pub(crate) struct DbStore {
+    db: Arc<DB>,
+    /// The `znodes` column family of the slot this store serves.
+    cf: &'static str,
+    cache: Cache<String, Arc<Znode>, Weight>,
+    /// Znodes the batch being applied changed (`None`: deleted), until it is written.
+    overlay: HashMap<String, Option<Arc<Znode>>>,
+    /// How many znodes the slot holds, the overlay's changes included.
+    count: u64,
+    /// The first read RocksDB failed since the last [`Store::take_error`].
+    error: Mutex<Option<Error>>,
+}
+
+impl std::fmt::Debug for DbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbStore")
+            .field("cf", &self.cf)
+            .field("count", &self.count)
+            .field("cached", &self.cache.len())
+            .field("overlay", &self.overlay.len())
+            .finish()
+    }
+}
+
+impl DbStore {
+    /// Serves the znodes of column family `cf` (holding `count` of them), caching up to
+    /// `cache_bytes` of them.
+    pub(crate) fn new(db: Arc<DB>, cf: &'static str, count: u64, cache_bytes: u64) -> DbStore {
+        // The estimate sizes the cache's tables up front: a znode of about 100 bytes of
+        // data and path, bounded so a huge cache does not allocate before it fills.
+        let estimated = (cache_bytes / (ZNODE_OVERHEAD + 100)).clamp(16, 1 << 20) as usize;
+        DbStore {
+            db,
+            cf,
+            cache: Cache::with_weighter(estimated, cache_bytes.max(1), Weight),
+            overlay: HashMap::new(),
+            count,
+            error: Mutex::new(None),
+        }
+    }
+
+    fn failed(&self, e: Error) {
+        self.error.lock().get_or_insert(e);
+    }
+
+    /// The znode at `p` as the database holds it.
+    fn read(&self, p: &str) -> Option<Arc<Znode>> {
+        let found = self.db.get_pinned_cf(cf(&self.db, self.cf), key(p)).db();
+        match found {
+            Ok(None) => None,
+            Ok(Some(bytes)) => match decode_znode(&bytes) {
+                Ok(n) => Some(Arc::new(n)),
+                Err(e) => {
+                    self.failed(Error::Corrupt(format!("znode {p}: {e}")));
+                    None
+                }
+            },
+            Err(e) => {
+                self.failed(e);
+                None
+            }
+        }
+    }
+
+    /// Scans `[start, end)` of the slot's keys, calling `f` with each key's path and the
+    /// length of its parent's part.
+    fn scan(&self, start: &[u8], end: Option<Vec<u8>>, mut f: impl FnMut(String, usize)) {
+        let mut opts = ReadOptions::default();
+        if let Some(end) = end {
+            opts.set_iterate_upper_bound(end);
+        }
+        // A scan fills no block cache: it would push out what point reads need.
+        opts.fill_cache(false);
+        let iter = self.db.iterator_cf_opt(
+            cf(&self.db, self.cf),
+            opts,
+            IteratorMode::From(start, Direction::Forward),
+        );
+        for item in iter {
+            match item.db() {
+                Ok((k, _)) => match path_of(&k) {
+                    Some((p, parent_len)) => f(p, parent_len),
+                    None => {
+                        self.failed(Error::Corrupt("a znode key holds no path".into()));
+                        return;
+                    }
+                },
+                Err(e) => {
+                    self.failed(e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Store for DbStore {
+    fn get(&self, p: &str) -> Option<Arc<Znode>> {
+        if let Some(n) = self.overlay.get(p) {
+            return n.clone();
+        }
+        if let Some(n) = self.cache.get(p) {
+            return Some(n);
+        }
+        let n = self.read(p)?;
+        self.cache.insert(p.to_string(), n.clone());
+        Some(n)
+    }
+
+    fn get_mut(&mut self, p: &str) -> Option<&mut Znode> {
+        if !self.overlay.contains_key(p) {
+            let n = self.get(p)?;
+            // Out of the cache while it changes, so that the overlay's copy is the only
+            // one unless a reader holds it.
+            self.cache.remove(p);
+            self.overlay.insert(p.to_string(), Some(n));
+        }
+        match self.overlay.get_mut(p) {
+            Some(Some(n)) => Some(Arc::make_mut(n)),
+            _ => None,
+        }
+    }
+
+    fn insert(&mut self, p: &str, node: Arc<Znode>) -> Option<Arc<Znode>> {
+        let old = self.get(p);
+        if old.is_none() {
+            self.count += 1;
+        }
+        self.cache.remove(p);
+        self.overlay.insert(p.to_string(), Some(node));
+        old
+    }
+
+    fn remove(&mut self, p: &str) -> Option<Arc<Znode>> {
+        let old = self.get(p)?;
+        self.count = self.count.saturating_sub(1);
+        self.cache.remove(p);
+        self.overlay.insert(p.to_string(), None);
+        Some(old)
+    }
+
+    fn children(&self, p: &str) -> Vec<String> {
+        let (start, end) = children_range(p);
+        let mut names = Vec::new();
+        self.scan(&start, Some(end), |child, _| {
+            names.push(path::name(&child).to_string());
+        });
+        let changed: Vec<(&str, bool)> = self
+            .overlay
+            .iter()
+            .filter(|(c, _)| path::parent(c) == Some(p))
+            .map(|(c, n)| (path::name(c), n.is_some()))
+            .collect();
+        if changed.is_empty() {
+            return names;
+        }
+        let mut set: BTreeSet<String> = names.into_iter().collect();
+        for (name, present) in changed {
+            if present {
+                set.insert(name.to_string());
+            } else {
+                set.remove(name);
+            }
+        }
+        set.into_iter().collect()
+    }
+
+    fn len(&self) -> usize {
+        usize::try_from(self.count).unwrap_or(usize::MAX)
+    }
+
+    fn paths(&self) -> Vec<String> {
+        let mut paths = Vec::new();
+        self.scan(&[], None, |p, _| {
+            if !self.overlay.contains_key(&p) {
+                paths.push(p);
+            }
+        });
+        paths.extend(
+            self.overlay
+                .iter()
+                .filter(|(_, n)| n.is_some())
+                .map(|(p, _)| p.clone()),
+        );
+        paths
+    }
+
+    fn box_clone(&self) -> Box<dyn Store> {
+        // A copy is a value, not a view of the database the driver goes on writing.
+        let mut copy = MemStore::default();
+        for p in self.paths() {
+            if let Some(n) = self.get(&p) {
+                copy.insert(&p, n);
+            }
+        }
+        Box::new(copy)
+    }
+
+    fn written(&mut self) {
+        for (p, n) in self.overlay.drain() {
+            match n {
+                Some(n) => self.cache.insert(p, n),
+                None => {
+                    self.cache.remove(&p);
+                }
+            }
+        }
+    }
+
+    fn take_error(&mut self) -> Option<Error> {
+        self.error.get_mut().take()
+    }
+}
