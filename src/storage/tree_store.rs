@@ -737,6 +737,84 @@ mod tests {
         assert_eq!(loaded.digest(), tree.digest());
     }
 
+    #[test]
+    fn a_directory_of_the_path_keyed_layout_is_migrated_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = DataTree::new();
+        let txn = |zxid, session| Txn {
+            zxid,
+            time: 100 + zxid,
+            session,
+        };
+        let ops = [
+            (
+                0,
+                Op::CreateSession {
+                    timeout_ms: 4000,
+                    password: vec![1; 16],
+                    host: 1,
+                },
+            ),
+            (0, Op::create("/a", b"x".to_vec(), CreateMode::Persistent)),
+            (0, Op::create("/a/b", b"y".to_vec(), CreateMode::Persistent)),
+            (0, Op::create("/a/b/c", vec![], CreateMode::Persistent)),
+            (1, Op::create("/a/e", vec![], CreateMode::Ephemeral)),
+            (0, Op::create("/box", vec![], CreateMode::Container)),
+            (
+                0,
+                Op::create_with_acl("/locked", vec![], CreateMode::Persistent, locked()),
+            ),
+        ];
+        for (i, (session, op)) in ops.iter().enumerate() {
+            tree.apply(txn(i as i64 + 1, *session), op).unwrap();
+        }
+        {
+            // As an earlier version wrote it: path keys, records of the second format
+            // (no child count, no hash), no format mark.
+            let db = super::super::open_db(dir.path()).unwrap();
+            let mut batch = WriteBatch::default();
+            for (p, n) in tree.znodes() {
+                let mut v2 = encode_znode(&n);
+                v2.truncate(v2.len() - 12);
+                v2[0] = ZNODE_FORMAT_V2;
+                batch.put_cf(cf(&db, CF_TREE), p.as_bytes(), v2);
+            }
+            for (id, rec) in tree.sessions() {
+                batch.put_cf(
+                    cf(&db, super::super::CF_SESSIONS),
+                    id.to_be_bytes(),
+                    encode_session(rec),
+                );
+            }
+            batch.put_cf(cf(&db, CF_META), KEY_APPLIED, 7u64.to_le_bytes());
+            db.write(batch).unwrap();
+        }
+        for _ in 0..2 {
+            // Migrated at the first open; the second finds nothing to do.
+            let db = super::super::open_db(dir.path()).unwrap();
+            let store = TreeStore::new(db.clone()).unwrap();
+            let (loaded, applied) = store.load().unwrap();
+            assert_eq!(applied, 7);
+            assert_eq!(sorted(&loaded), sorted(&tree));
+            assert_eq!(loaded.sessions(), tree.sessions());
+            assert_eq!(loaded.digest(), tree.digest());
+            assert_eq!(
+                (loaded.len(), loaded.data_size()),
+                (tree.len(), tree.data_size())
+            );
+            assert_eq!(loaded.ephemerals(1, "/"), ["/a/e"]);
+            assert_eq!(loaded.children("/a"), ["b", "e"]);
+            assert_eq!(loaded.get("/a/b").unwrap().stat().num_children, 1);
+            assert_eq!(
+                db.iterator_cf(cf(&db, CF_TREE), IteratorMode::Start)
+                    .count(),
+                0,
+                "the old column family is emptied"
+            );
+            drop((loaded, store, db));
+        }
+    }
+
     fn locked() -> Vec<Acl> {
         vec![
             Acl::new(perms::ALL, Id::digest("alice", "pw")),

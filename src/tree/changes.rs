@@ -87,14 +87,15 @@ mod tests {
         }
         let mut new = old.clone();
         apply(&mut new, 6, Op::set_data("/a/x", b"v".to_vec(), None));
-        apply(&mut new, 7, Op::create("/a/y", vec![], CreateMode::Persistent));
+        apply(
+            &mut new,
+            7,
+            Op::create("/a/y", vec![], CreateMode::Persistent),
+        );
         apply(&mut new, 8, Op::delete("/b", None));
         apply(&mut new, 9, Op::set_data("/c", b"v".to_vec(), None));
         let seen = |events: Vec<WatchedEvent>| -> Vec<(String, EventType)> {
-            events
-                .into_iter()
-                .map(|e| (e.path, e.event_type))
-                .collect()
+            events.into_iter().map(|e| (e.path, e.event_type)).collect()
         };
         assert_eq!(
             seen(between(&old, &new, ["/b", "/zzz"], [], 9)),
