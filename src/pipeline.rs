@@ -399,11 +399,17 @@ struct AfterLocks {
     unarmed: Vec<Watcher>,
     /// An output that took answers directly and must be flushed.
     flush: Option<Arc<dyn Output>>,
+    /// Answers that complete their callers' waits, in order: a waiter woken (a thread
+    /// unparked, a task's waker called) must find no lock of the pipeline held.
+    complete: Vec<(Completer<Reply>, Result<Reply>)>,
 }
 
 impl AfterLocks {
-    /// Flushes the output, if any; hands back the watchers to drop.
+    /// Completes the waits, flushes the output, if any; hands back the watchers to drop.
     fn finish(self) -> Vec<Watcher> {
+        for (done, result) in self.complete {
+            done.complete(result);
+        }
         if let Some(out) = self.flush {
             out.flush();
         }
@@ -737,12 +743,12 @@ fn deliver(
 ) {
     match answer {
         // Nothing queued before it (or the caller must not wait for the dispatcher): the
-        // waiting caller gets it at once. A callback never runs here, under the
-        // pipeline's locks (it may take them): it runs on the dispatcher.
+        // waiting caller gets it at once, once the locks are released. A callback never
+        // runs on this thread (it may take any lock, or block): it runs on the dispatcher.
         Answer::Complete { done, direct }
             if !done.calls_back() && (direct || inner.dispatcher.idle()) =>
         {
-            done.complete(result);
+            after.complete.push((done, result));
         }
         Answer::Complete { done, .. } => inner
             .dispatcher

@@ -383,6 +383,8 @@ impl Node {
         self.shared.check_running()?;
         self.shared.check_read_path(p)?;
         let tree = self.shared.tree().read();
+        // Checked again under the lock: a node stopping meanwhile empties its tree.
+        self.shared.check_running()?;
         Ok(f(&tree, tree.get(p).as_deref()))
     }
 

@@ -12,9 +12,12 @@
 //! (sessions, ephemerals, containers and TTL znodes), not the data.
 //!
 //! A read that RocksDB fails (an I/O error, a record that does not decode) cannot be
-//! answered from a state machine that must not guess: the store remembers the error, the
-//! read sees no znode, and the driver stops the node before it writes the batch
-//! ([`Store::take_error`](crate::tree::Store::take_error)).
+//! answered from a state machine that must not guess: the store remembers the error and
+//! the read sees no znode; the driver checks after each entry, under the tree's write
+//! lock, and stops the node before anything sees what that entry computed, or wrote it
+//! ([`Store::take_error`](crate::tree::Store::take_error)). A client read that hit the
+//! error (and was answered as if the znode were absent) stops the node at its next
+//! entry: a disk that refuses reads is not one to serve from.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -28,7 +31,7 @@ use super::tree_store::decode_znode;
 use super::{cf, Db};
 use crate::error::Error;
 use crate::path;
-use crate::tree::{MemStore, Store, Znode};
+use crate::tree::{Store, Znode};
 
 /// Bytes a cached znode costs besides its path and data: the `Znode` itself, its `Arc`,
 /// the path's `String` and the cache's own slot.
@@ -217,6 +220,36 @@ impl Store for DbStore {
         usize::try_from(self.count).unwrap_or(usize::MAX)
     }
 
+    fn descendants(&self, p: &str) -> usize {
+        // Below `p` are exactly the keys whose parent part is `p` or starts with `p/`:
+        // two ranges of keys, counted by one scan each (the root: every key but its own).
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = if p == "/" {
+            vec![(b"/".to_vec(), b"0".to_vec())]
+        } else {
+            let deeper = (format!("{p}/").into_bytes(), format!("{p}0").into_bytes());
+            vec![children_range(p), deeper]
+        };
+        let mut count = 0usize;
+        for (start, end) in ranges {
+            self.scan(&start, Some(end), |_, _| count += 1);
+        }
+        let prefix = if p == "/" {
+            "/".to_string()
+        } else {
+            format!("{p}/")
+        };
+        for (q, n) in &self.overlay {
+            if q.len() > prefix.len() && q.starts_with(&prefix) {
+                match (n.is_some(), self.read(q).is_some()) {
+                    (true, false) => count += 1,
+                    (false, true) => count = count.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+        count
+    }
+
     fn paths(&self) -> Vec<String> {
         let mut paths = Vec::new();
         self.scan(&[], None, |p, _| {
@@ -233,9 +266,10 @@ impl Store for DbStore {
         paths
     }
 
+    #[cfg(test)]
     fn box_clone(&self) -> Box<dyn Store> {
         // A copy is a value, not a view of the database the driver goes on writing.
-        let mut copy = MemStore::default();
+        let mut copy = crate::tree::MemStore::default();
         for p in self.paths() {
             if let Some(n) = self.get(&p) {
                 copy.insert(&p, n);

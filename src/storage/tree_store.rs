@@ -459,6 +459,10 @@ fn finish_slot(db: &DB, slot: u8) -> Result<()> {
             write(db, std::mem::take(&mut batch))?;
         }
     }
+    if totals.0 == 0 {
+        // Every tree has its root: a slot without one is no tree (a snapshot sent empty).
+        return Err(Error::Corrupt("the staged tree holds no znode".into()));
+    }
     batch.put_cf(cf(db, CF_META), totals_key(slot), encode_totals(totals));
     write(db, batch)
 }

@@ -303,6 +303,9 @@ pub struct DataTree {
     acls_prune_at: usize,
 }
 
+/// A copy in memory, for the state machine's tests: a node's tree lives in RocksDB, and
+/// copying it whole is what its design avoids.
+#[cfg(test)]
 impl Clone for DataTree {
     fn clone(&self) -> Self {
         DataTree {
@@ -676,16 +679,8 @@ impl DataTree {
     /// How many znodes are below `path`, at every level (ZooKeeper's
     /// getAllChildrenNumber); `None` if `path` does not exist.
     pub fn descendants(&self, path: &str) -> Option<usize> {
-        let mut stack = vec![path.to_string()];
-        let mut count = 0usize;
         self.get(path)?;
-        while let Some(p) = stack.pop() {
-            for c in self.nodes.children(&p) {
-                count += 1;
-                stack.push(crate::path::join(&p, &c));
-            }
-        }
-        Some(count)
+        Some(self.nodes.descendants(path))
     }
 
     /// Containers that have had children and have none left, and TTL znodes without

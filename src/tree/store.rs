@@ -35,11 +35,25 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// How many znodes the store holds.
     fn len(&self) -> usize;
 
+    /// How many znodes are below `path`, at every level (`path` itself not counted).
+    fn descendants(&self, path: &str) -> usize {
+        let mut stack = vec![path.to_string()];
+        let mut count = 0usize;
+        while let Some(p) = stack.pop() {
+            for c in self.children(&p) {
+                count += 1;
+                stack.push(path::join(&p, &c));
+            }
+        }
+        count
+    }
+
     /// Every path the store holds, in no particular order: a full scan, for dumps,
     /// checks and tests.
     fn paths(&self) -> Vec<String>;
 
-    /// A copy of the store, as it is now.
+    /// A copy of the store, as it is now, in memory (for tests).
+    #[cfg(test)]
     fn box_clone(&self) -> Box<dyn Store>;
 
     /// Everything changed so far is durable (the node wrote its batch): a store that
@@ -111,6 +125,7 @@ impl Store for MemStore {
         self.nodes.keys().cloned().collect()
     }
 
+    #[cfg(test)]
     fn box_clone(&self) -> Box<dyn Store> {
         Box::new(self.clone())
     }

@@ -625,7 +625,7 @@ impl Core {
                 EntryType::EntryNormal if e.data.is_empty() => {}
                 EntryType::EntryNormal => match Command::decode(&e.data) {
                     Ok(cmd) => {
-                        let res = self.apply_command(s, e.index, &cmd);
+                        let res = self.apply_command(s, e.index, &cmd)?;
                         if cmd.origin == s.id && cmd.incarnation == s.incarnation {
                             if let Some(p) = self.pending.remove(&cmd.request_id) {
                                 if matches!(res, Err(Error::ConnectionLoss(_))) {
@@ -704,7 +704,9 @@ impl Core {
 
     /// Applies one command under the tree's write lock and queues the watch events it
     /// caused before the lock is released.
-    fn apply_command(&self, s: &Shared, index: u64, cmd: &Command) -> Result<OpResult> {
+    /// Applies one command; its outcome inside, a failure of the tree's storage outside
+    /// (the node must stop: the outcome was computed from a read the disk refused).
+    fn apply_command(&self, s: &Shared, index: u64, cmd: &Command) -> Result<Result<OpResult>> {
         let txn = Txn {
             zxid: i64::try_from(index).unwrap_or(i64::MAX),
             time: cmd.time_ms,
@@ -712,11 +714,17 @@ impl Core {
         };
         let mut tree = s.tree.write();
         let res = tree.apply_ordered(txn, cmd.origin, cmd.order, &cmd.auth, &cmd.op);
+        if let Some(e) = tree.take_store_error() {
+            // Stopped before the lock is released: no read, watch or answer sees what
+            // this entry computed.
+            s.stopped.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
         let events = tree.take_events();
         // The host hears of it before the tree lock is released: a read that sees the
         // entry's state comes after the events it caused were queued.
         s.observer().applied(&tree, cmd, &res, events);
-        res
+        Ok(res)
     }
 }
 
