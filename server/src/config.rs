@@ -51,7 +51,7 @@ pub struct Flags {
     #[arg(long)]
     pub snapshot_entries: Option<u64>,
     /// Megabytes of znodes kept in memory in front of RocksDB, where the tree lives
-    /// (default 32): what sets the tree's memory, however large the tree.
+    /// (default 16): what sets the tree's memory, however large the tree.
     #[arg(long, value_name = "MB")]
     pub cache_mb: Option<u64>,
     /// Log level: error, warning, info, debug or trace (default info).
@@ -204,7 +204,7 @@ impl Settings {
                 .snapshot_entries
                 .or(file.snapshot_entries)
                 .unwrap_or(100_000),
-            cache_mb: flags.cache_mb.or(file.cache_mb).unwrap_or(32),
+            cache_mb: flags.cache_mb.or(file.cache_mb).unwrap_or(16),
             log_level,
             client_addr: flags.client_addr.or(file.client_addr),
             four_letter_words: flags

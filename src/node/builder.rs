@@ -173,7 +173,7 @@ impl NodeBuilder {
     }
 
     /// Keeps up to `bytes` of znodes in memory in front of RocksDB (see
-    /// [`Config::cache_bytes`]; default 32 MiB). The rest of the tree is read from disk
+    /// [`Config::cache_bytes`]; default 16 MiB). The rest of the tree is read from disk
     /// (RocksDB's block cache) when needed.
     pub fn cache_bytes(mut self, bytes: u64) -> Self {
         self.config.cache_bytes = bytes;

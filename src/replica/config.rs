@@ -93,7 +93,7 @@ pub struct Config {
     /// log since the last compaction (default 256 MiB).
     pub snapshot_log_bytes: u64,
     /// Bytes of znodes (paths, data, stats) kept in memory in front of RocksDB, where the
-    /// tree lives (default 32 MiB): what sets the tree's memory, however large it is.
+    /// tree lives (default 16 MiB): what sets the tree's memory, however large it is.
     pub cache_bytes: u64,
     /// The super user's digest, `user:base64(sha1("user:password"))` (ZooKeeper's
     /// `zookeeper.DigestAuthenticationProvider.superDigest`, e.g. from

@@ -33,9 +33,10 @@ use crate::error::Error;
 use crate::path;
 use crate::tree::{Store, Znode};
 
-/// Bytes a cached znode costs besides its path and data: the `Znode` itself, its `Arc`,
-/// the path's `String` and the cache's own slot.
-const ZNODE_OVERHEAD: u64 = 200;
+/// Bytes a cached znode costs besides its path and data: the `Znode` itself and its
+/// `Arc`, the path's `String`, the allocator's rounding and the cache's own slot (about
+/// what a process holding a full cache of 100-byte znodes measures per entry).
+const ZNODE_OVERHEAD: u64 = 256;
 
 /// Weighs a cached znode by what it holds in memory.
 #[derive(Clone)]
@@ -180,6 +181,12 @@ impl Store for DbStore {
         self.cache.remove(p);
         self.overlay.insert(p.to_string(), Some(node));
         old
+    }
+
+    fn insert_new(&mut self, p: &str, node: Arc<Znode>) {
+        // No lookup: the create looked already, and a miss costs a read of the database.
+        self.count += 1;
+        self.overlay.insert(p.to_string(), Some(node));
     }
 
     fn remove(&mut self, p: &str) -> Option<Arc<Znode>> {

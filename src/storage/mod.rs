@@ -24,6 +24,11 @@
 //! RocksDB's write-ahead log is capped (`max_total_wal_size`, 32 MiB): the small column
 //! families written with every batch would otherwise never flush and pin every log file.
 //! The raft log's memtable is 16 MiB, so compacted entries leave memory and the log sooner.
+//!
+//! RocksDB's memory is bounded as the tree's is: memtables of 16 MiB (raft log, znodes) and
+//! 4 MiB (the rest), 32 MiB for all of them together (`db_write_buffer_size`: the largest
+//! is flushed past it), and one block cache of 16 MiB for every column family (index and
+//! filter blocks are held apart, about 1.3 bytes per znode).
 
 mod db_store;
 mod identity;
@@ -69,10 +74,17 @@ const RAFT_LOG_WRITE_BUFFER: usize = 16 * 1024 * 1024;
 /// Memtable size of the znodes' column families: a tree written faster than it flushes
 /// holds at most about this much of it in memory.
 const ZNODES_WRITE_BUFFER: usize = 16 * 1024 * 1024;
-/// RocksDB's block cache, shared by every column family (index and filter blocks
-/// included, so the whole of it is bounded): where a znode not in the tree's own cache
-/// is read from without touching the disk.
+/// RocksDB's block cache, shared by every column family: where a znode not in the tree's
+/// own cache is read from without touching the disk. Index and filter blocks stay out of
+/// it, always in memory (about 1.3 bytes per znode): a create's lookup of a path that does
+/// not exist must not read them back from disk, as it did when they shared the cache.
 const BLOCK_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Memtable size of every other column family (sessions, owners, meta, raft state): small
+/// records rewritten with every batch.
+const SMALL_WRITE_BUFFER: usize = 4 * 1024 * 1024;
+/// All memtables together: past this RocksDB flushes the largest, so the memory they
+/// take stays bounded however the writes are spread.
+const ALL_WRITE_BUFFERS: usize = 32 * 1024 * 1024;
 
 /// The column families of one tree slot.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +143,7 @@ fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
     // RocksDB's own info log: a few bounded files, not one per start forever.
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(16 * 1024 * 1024);
+    opts.set_db_write_buffer_size(ALL_WRITE_BUFFERS);
     let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES).db()?;
     let cfs = [
         CF_RAFT_LOG,
@@ -150,7 +163,7 @@ fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
         let mut cf_opts = Options::default();
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&block_cache);
-        table.set_cache_index_and_filter_blocks(true);
+
         match name {
             CF_RAFT_LOG => cf_opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER),
             CF_ZNODES | CF_ZNODES_1 => {
@@ -159,7 +172,7 @@ fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
                 // filter answers that without reading a block.
                 table.set_bloom_filter(10.0, false);
             }
-            _ => {}
+            _ => cf_opts.set_write_buffer_size(SMALL_WRITE_BUFFER),
         }
         cf_opts.set_block_based_table_factory(&table);
         ColumnFamilyDescriptor::new(name, cf_opts)

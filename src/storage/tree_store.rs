@@ -54,7 +54,7 @@ const SESSION_FORMAT_V2: u8 = 2;
 /// Records per batch when a pass rewrites a slot.
 const PASS_BATCH: usize = 10_000;
 /// The znode cache of a store built without [`TreeStore::with_cache`].
-pub(crate) const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+pub(crate) const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
 
 /// Durable home of the znode tree.
 pub struct TreeStore {

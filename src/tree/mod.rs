@@ -590,6 +590,13 @@ impl DataTree {
         }
     }
 
+    /// [`DataTree::insert_node`] where no znode is (a create that looked).
+    fn insert_new_node(&mut self, path: &str, node: Arc<Znode>) {
+        self.digest = self.digest.wrapping_add(digest::znode(path, &node));
+        self.data_size = self.data_size.wrapping_add(size_of(path, &node));
+        self.nodes.insert_new(path, node);
+    }
+
     fn take_node(&mut self, path: &str) -> Option<Arc<Znode>> {
         let node = self.nodes.remove(path)?;
         self.digest = self.digest.wrapping_sub(digest::znode(path, &node));
@@ -1171,7 +1178,7 @@ impl DataTree {
                 let mut node = Znode::new(zxid, txn.time, data.clone(), node_acl);
                 node.ephemeral_owner = owner.to_raw();
                 let stat = node.stat();
-                self.insert_node(&full, Arc::new(node));
+                self.insert_new_node(&full, Arc::new(node));
                 self.index_owner(&full, owner.to_raw());
                 self.touch(&parent_path);
                 self.touch(&full);

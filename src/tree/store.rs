@@ -26,6 +26,11 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// it replaces.
     fn insert(&mut self, path: &str, node: Arc<Znode>) -> Option<Arc<Znode>>;
 
+    /// Puts `node` at `path`, where the caller knows there is none (a create that looked).
+    fn insert_new(&mut self, path: &str, node: Arc<Znode>) {
+        self.insert(path, node);
+    }
+
     /// Takes the znode at `path` away (and off its parent's list of children).
     fn remove(&mut self, path: &str) -> Option<Arc<Znode>>;
 
