@@ -48,6 +48,21 @@ impl quick_cache::Weighter<String, Arc<Znode>> for Weight {
     }
 }
 
+/// Weighs a cached list of children by its names.
+#[derive(Clone)]
+struct ListWeight;
+
+impl quick_cache::Weighter<String, Arc<Vec<String>>> for ListWeight {
+    fn weight(&self, path: &String, names: &Arc<Vec<String>>) -> u64 {
+        let names: usize = names.iter().map(|n| n.len() + 24).sum();
+        ZNODE_OVERHEAD + (path.len() + names) as u64
+    }
+}
+
+/// The share of the cache's bytes that holds lists of children (a parent listed again
+/// and again — a group's members, a queue — is not scanned each time).
+const LISTS_SHARE: u64 = 4;
+
 /// The znodes of one tree slot in RocksDB, with a cache and the overlay of the batch
 /// being applied.
 pub(crate) struct DbStore {
@@ -55,8 +70,14 @@ pub(crate) struct DbStore {
     /// The `znodes` column family of the slot this store serves.
     cf: &'static str,
     cache: Cache<String, Arc<Znode>, Weight>,
+    /// Sorted children's names of parents as the database holds them (no parent with a
+    /// change in the overlay is cached; a change drops its parent's list).
+    lists: Cache<String, Arc<Vec<String>>, ListWeight>,
     /// Znodes the batch being applied changed (`None`: deleted), until it is written.
     overlay: HashMap<String, Option<Arc<Znode>>>,
+    /// How many of the overlay's paths each parent has: its list is read through the
+    /// overlay only while it has some.
+    overlay_parents: HashMap<String, usize>,
     /// How many znodes the slot holds, the overlay's changes included.
     count: u64,
     /// The first read RocksDB failed since the last [`Store::take_error`].
@@ -80,14 +101,30 @@ impl DbStore {
     pub(crate) fn new(db: Arc<DB>, cf: &'static str, count: u64, cache_bytes: u64) -> DbStore {
         // The estimate sizes the cache's tables up front: a znode of about 100 bytes of
         // data and path, bounded so a huge cache does not allocate before it fills.
-        let estimated = (cache_bytes / (ZNODE_OVERHEAD + 100)).clamp(16, 1 << 20) as usize;
+        let lists = cache_bytes / LISTS_SHARE;
+        let znodes = cache_bytes - lists;
+        let estimated = (znodes / (ZNODE_OVERHEAD + 100)).clamp(16, 1 << 20) as usize;
+        let estimated_lists = (lists / (ZNODE_OVERHEAD + 2048)).clamp(16, 1 << 16) as usize;
         DbStore {
             db,
             cf,
-            cache: Cache::with_weighter(estimated, cache_bytes.max(1), Weight),
+            cache: Cache::with_weighter(estimated, znodes.max(1), Weight),
+            lists: Cache::with_weighter(estimated_lists, lists.max(1), ListWeight),
             overlay: HashMap::new(),
+            overlay_parents: HashMap::new(),
             count,
             error: Mutex::new(None),
+        }
+    }
+
+    /// Puts `p`'s new state in the overlay; a path new to it counts for its parent, and
+    /// the parent's list, if cached, is dropped.
+    fn stage(&mut self, p: &str, n: Option<Arc<Znode>>) {
+        if self.overlay.insert(p.to_string(), n).is_none() {
+            if let Some(parent) = path::parent(p) {
+                *self.overlay_parents.entry(parent.to_string()).or_default() += 1;
+                self.lists.remove(parent);
+            }
         }
     }
 
@@ -115,14 +152,21 @@ impl DbStore {
     }
 
     /// Scans `[start, end)` of the slot's keys, calling `f` with each key's path and the
-    /// length of its parent's part.
-    fn scan(&self, start: &[u8], end: Option<Vec<u8>>, mut f: impl FnMut(String, usize)) {
+    /// length of its parent's part. `keep`: the blocks read stay in the block cache (a
+    /// list of children, read again soon); a scan of a whole subtree leaves them out, so
+    /// as not to push out what point reads need.
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<Vec<u8>>,
+        keep: bool,
+        mut f: impl FnMut(String, usize),
+    ) {
         let mut opts = ReadOptions::default();
         if let Some(end) = end {
             opts.set_iterate_upper_bound(end);
         }
-        // A scan fills no block cache: it would push out what point reads need.
-        opts.fill_cache(false);
+        opts.fill_cache(keep);
         let iter = self.db.iterator_cf_opt(
             cf(&self.db, self.cf),
             opts,
@@ -165,7 +209,7 @@ impl Store for DbStore {
             // Out of the cache while it changes, so that the overlay's copy is the only
             // one unless a reader holds it.
             self.cache.remove(p);
-            self.overlay.insert(p.to_string(), Some(n));
+            self.stage(p, Some(n));
         }
         match self.overlay.get_mut(p) {
             Some(Some(n)) => Some(Arc::make_mut(n)),
@@ -179,45 +223,49 @@ impl Store for DbStore {
             self.count += 1;
         }
         self.cache.remove(p);
-        self.overlay.insert(p.to_string(), Some(node));
+        self.stage(p, Some(node));
         old
     }
 
     fn insert_new(&mut self, p: &str, node: Arc<Znode>) {
         // No lookup: the create looked already, and a miss costs a read of the database.
         self.count += 1;
-        self.overlay.insert(p.to_string(), Some(node));
+        self.stage(p, Some(node));
     }
 
     fn remove(&mut self, p: &str) -> Option<Arc<Znode>> {
         let old = self.get(p)?;
         self.count = self.count.saturating_sub(1);
         self.cache.remove(p);
-        self.overlay.insert(p.to_string(), None);
+        self.stage(p, None);
         Some(old)
     }
 
     fn children(&self, p: &str) -> Vec<String> {
+        let pending = self.overlay_parents.contains_key(p);
+        if !pending {
+            if let Some(names) = self.lists.get(p) {
+                return names.as_ref().clone();
+            }
+        }
         let (start, end) = children_range(p);
         let mut names = Vec::new();
-        self.scan(&start, Some(end), |child, _| {
+        self.scan(&start, Some(end), true, |child, _| {
             names.push(path::name(&child).to_string());
         });
-        let changed: Vec<(&str, bool)> = self
-            .overlay
-            .iter()
-            .filter(|(c, _)| path::parent(c) == Some(p))
-            .map(|(c, n)| (path::name(c), n.is_some()))
-            .collect();
-        if changed.is_empty() {
+        if !pending {
+            // As the database holds them, and no change of the overlay is among them.
+            self.lists.insert(p.to_string(), Arc::new(names.clone()));
             return names;
         }
         let mut set: BTreeSet<String> = names.into_iter().collect();
-        for (name, present) in changed {
-            if present {
-                set.insert(name.to_string());
-            } else {
-                set.remove(name);
+        for (c, n) in &self.overlay {
+            if path::parent(c) == Some(p) {
+                if n.is_some() {
+                    set.insert(path::name(c).to_string());
+                } else {
+                    set.remove(path::name(c));
+                }
             }
         }
         set.into_iter().collect()
@@ -238,7 +286,7 @@ impl Store for DbStore {
         };
         let mut count = 0usize;
         for (start, end) in ranges {
-            self.scan(&start, Some(end), |_, _| count += 1);
+            self.scan(&start, Some(end), false, |_, _| count += 1);
         }
         let prefix = if p == "/" {
             "/".to_string()
@@ -259,7 +307,7 @@ impl Store for DbStore {
 
     fn paths(&self) -> Vec<String> {
         let mut paths = Vec::new();
-        self.scan(&[], None, |p, _| {
+        self.scan(&[], None, false, |p, _| {
             if !self.overlay.contains_key(&p) {
                 paths.push(p);
             }
@@ -286,6 +334,7 @@ impl Store for DbStore {
     }
 
     fn written(&mut self) {
+        self.overlay_parents.clear();
         for (p, n) in self.overlay.drain() {
             match n {
                 Some(n) => self.cache.insert(p, n),

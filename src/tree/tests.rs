@@ -1025,15 +1025,17 @@ fn random_op(rng: &mut Rng, t: &DataTree, sessions: &[i64]) -> (i64, Op) {
 
 #[test]
 fn random_histories_keep_the_tree_consistent_deterministic_and_durable() {
-    // Two replicas of the history: `a` in memory, `b` over RocksDB as a node keeps it
-    // (a cache of a few znodes, so most reads go to the database), written step by step.
+    // Two replicas of the history: `a` in memory, `b` over RocksDB as a node keeps it,
+    // written step by step — with a cache of a few znodes (most reads go to the database)
+    // or a large one (most come from the caches of znodes and of lists of children).
     for seed in 1..=6u64 {
+        let cache = if seed % 2 == 0 { 1 << 20 } else { 2048 };
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
         let mut a = DataTree::new();
         let dir = tempfile::tempdir().unwrap();
         let store = crate::storage::TreeStore::new(crate::storage::open_db(dir.path()).unwrap())
             .unwrap()
-            .with_cache(2048);
+            .with_cache(cache);
         let (mut b, _) = store.load().unwrap();
         let mut sessions: Vec<i64> = Vec::new();
         let (mut ok, mut ephemerals_reaped, mut multis) = (0, 0, 0);
@@ -1053,6 +1055,9 @@ fn random_histories_keep_the_tree_consistent_deterministic_and_durable() {
             // the batch not yet written laid over them.
             for p in ["/", "/n0", "/n1", "/n1/c0", "/zookeeper"] {
                 assert_eq!(a.descendants(p), b.descendants(p), "below {p} at step {i}");
+                // Listed through the batch not yet written, then (below) from the
+                // database and its cache of lists.
+                assert_eq!(a.children(p), b.children(p), "children of {p} at step {i}");
             }
             match &ra {
                 Err(_) => {
@@ -1080,6 +1085,9 @@ fn random_histories_keep_the_tree_consistent_deterministic_and_durable() {
             store.commit(batch).unwrap();
             b.written();
             assert!(b.take_store_error().is_none());
+            for p in ["/", "/n0", "/n1", "/n2"] {
+                assert_eq!(a.children(p), b.children(p), "children of {p} at step {i}");
+            }
         }
         // The history exercised the interesting paths, not only errors.
         assert!(ok > 150, "seed {seed}: only {ok} operations succeeded");
@@ -1093,7 +1101,7 @@ fn random_histories_keep_the_tree_consistent_deterministic_and_durable() {
         drop((b, store));
         let store = crate::storage::TreeStore::new(crate::storage::open_db(dir.path()).unwrap())
             .unwrap()
-            .with_cache(2048);
+            .with_cache(cache);
         let (loaded, applied) = store.load().unwrap();
         assert_eq!(applied, 600);
         assert_eq!(snapshot(&loaded), snapshot(&a), "seed {seed}");
