@@ -24,7 +24,7 @@ use raft::eraftpb::ConfState;
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 
 use super::db_store::DbStore;
-use super::layout::{key, path_of};
+use super::layout::{children_range, key, path_of};
 use super::members::{addresses, record_address_into, MAX_ADDRESS_LEN};
 use super::{cf, slot_cfs, RaftStorage, CF_META, CF_TREE, CF_TREE_1};
 use crate::acl;
@@ -329,7 +329,7 @@ impl TreeStore {
         // same in both formats).
         let mut batch = WriteBatch::default();
         for name in [cfs.znodes, cfs.owners] {
-            batch.delete_range_cf(cf(&self.db, name), &[][..], &[0xFFu8; 9][..]);
+            batch.delete_range_cf(cf(&self.db, name), &[][..], &PAST_EVERY_KEY[..]);
         }
         batch.delete_cf(meta, totals_key(self.slot));
         self.commit(batch)?;
@@ -353,7 +353,7 @@ impl TreeStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, KEY_TREE_FORMAT, [TREE_FORMAT]);
         for old in [CF_TREE, CF_TREE_1] {
-            batch.delete_range_cf(cf(&self.db, old), &[][..], &[0xFFu8; 9][..]);
+            batch.delete_range_cf(cf(&self.db, old), &[][..], &PAST_EVERY_KEY[..]);
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
@@ -362,13 +362,15 @@ impl TreeStore {
     }
 }
 
+/// Past every key of a tree's column families: keys are UTF-8 paths (never a 0xFF byte),
+/// layout keys of them, or 8-byte session ids.
+const PAST_EVERY_KEY: [u8; 9] = [0xFF; 9];
+
 /// Adds to `batch` the deletion of everything slot `slot` holds.
 fn clear_slot_into(db: &DB, batch: &mut WriteBatch, slot: u8) {
     let cfs = slot_cfs(slot);
-    // Keys are UTF-8 paths (never a 0xFF byte), layout keys of them, or 8-byte session
-    // ids: [0xFF; 9] is past every key.
     for name in [cfs.znodes, cfs.sessions, cfs.owners] {
-        batch.delete_range_cf(cf(db, name), &[][..], &[0xFFu8; 9][..]);
+        batch.delete_range_cf(cf(db, name), &[][..], &PAST_EVERY_KEY[..]);
     }
     batch.delete_cf(cf(db, CF_META), totals_key(slot));
 }
@@ -427,7 +429,6 @@ fn finish_slot(db: &DB, slot: u8) -> Result<()> {
     let owners_cf = cf(db, cfs.owners);
     let mut batch = WriteBatch::default();
     let mut totals = (0u64, 0u64, 0u64);
-    let mut children: Vec<u8> = Vec::new();
     for item in scan() {
         let (k, v) = item.db()?;
         let (p, _) =
@@ -437,9 +438,7 @@ fn finish_slot(db: &DB, slot: u8) -> Result<()> {
         if carried != 0 {
             // Counted in pass 1 (or carried by a current record): kept only if this
             // znode's children are really there.
-            children.clear();
-            children.extend_from_slice(p.as_bytes());
-            children.push(0);
+            let (children, _) = children_range(&p);
             if !has_key_with_prefix(db, znodes_cf, &children)? {
                 n.num_children = 0;
             }
