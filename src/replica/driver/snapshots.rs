@@ -190,9 +190,9 @@ impl Core {
         Ok(())
     }
 
-    /// Swaps in a tree loaded from a snapshot. Watches fire for every znode that differs
-    /// (as ZooKeeper's `setWatches` reports what a client missed), and sessions hosted here
-    /// that the snapshot no longer holds have expired.
+    /// Swaps in the tree of an installed snapshot. The observer compares the old and the
+    /// new tree at the paths it watches (as ZooKeeper's `setWatches` reports what a client
+    /// missed), and sessions hosted here that the snapshot no longer holds have expired.
     pub(super) fn replace_tree(&mut self, s: &Shared, mut tree: DataTree, index: u64) {
         let mut guard = s.tree.write();
         tree.set_zxid(index);
