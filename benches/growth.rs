@@ -10,8 +10,9 @@
 //! Two workloads, each on a fresh ensemble: `set_data` of 100 bytes over 1,000 znodes
 //! (the tree stays the same size: the directory must stay flat), and creates of 1,000,000
 //! znodes of 100 bytes (the tree grows: the directory should grow with the tree, not with
-//! the log). After every fifth of the writes it prints each directory's size, and at the
-//! end the time each node takes to restart (open RocksDB, load the tree, rejoin).
+//! the log). After every fifth of the writes it prints each directory's size and the
+//! process's RSS (the three nodes together), and at the end the time each node takes to
+//! restart (open RocksDB and the tree over it, rejoin) and the RSS after.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,20 @@ fn start(id: u64, dir: &Path, net: &LocalNetwork, pool: &Pool) -> Node {
         .unwrap()
 }
 
+/// This process's resident memory (the three nodes, their caches and RocksDB, the
+/// writers), from `/proc/self/status`; 0 where there is none.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
@@ -78,8 +93,8 @@ fn workload(name: &str, writes: u64, set: bool) {
     }
     println!("\n{name}: {writes} writes, {WRITERS} writers through the leader");
     println!(
-        "{:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",
-        "writes", "node 1", "node 2", "node 3", "writes/s", "compactions"
+        "{:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>14}",
+        "writes", "node 1", "node 2", "node 3", "writes/s", "compactions", "RSS (3 nodes)"
     );
     let done = AtomicU64::new(0);
     let value = [b'v'; 100];
@@ -109,13 +124,14 @@ fn workload(name: &str, writes: u64, set: bool) {
         let sizes: Vec<u64> = dirs.iter().map(|d| dir_size(d.path())).collect();
         let compactions: u64 = nodes.iter().map(|n| n.metrics().log_compactions).sum();
         println!(
-            "{:>10} {:>9.1}M {:>9.1}M {:>9.1}M {:>10.0} {:>12}",
+            "{:>10} {:>9.1}M {:>9.1}M {:>9.1}M {:>10.0} {:>12} {:>13.1}M",
             target,
             mib(sizes[0]),
             mib(sizes[1]),
             mib(sizes[2]),
             step as f64 / t0.elapsed().as_secs_f64(),
-            compactions
+            compactions,
+            mib(rss())
         );
     }
     let total = started.elapsed();
@@ -146,13 +162,14 @@ fn workload(name: &str, writes: u64, set: bool) {
         .map(|d| format!("{:.1} MiB", mib(dir_size(d.path()))))
         .collect();
     println!(
-        "{writes} writes in {:.1} s; restart (open, load {} znodes, rejoin): {:.2?} / {:.2?} / {:.2?}; sizes after restart: {}",
+        "{writes} writes in {:.1} s; restart (open over {} znodes, none read; rejoin): {:.2?} / {:.2?} / {:.2?}; sizes after restart: {}; RSS after restart (3 nodes): {:.1} MiB",
         total.as_secs_f64(),
         nodes[0].with_tree(|t| t.len()),
         restart[0],
         restart[1],
         restart[2],
-        sizes.join(", ")
+        sizes.join(", "),
+        mib(rss())
     );
     for n in &nodes {
         n.shutdown();
