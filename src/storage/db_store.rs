@@ -151,17 +151,10 @@ impl DbStore {
         }
     }
 
-    /// Scans `[start, end)` of the slot's keys, calling `f` with each key's path and the
-    /// length of its parent's part. `keep`: the blocks read stay in the block cache (a
+    /// Scans `[start, end)` of the slot's keys, calling `f` with each key's path. `keep`: the blocks read stay in the block cache (a
     /// list of children, read again soon); a scan of a whole subtree leaves them out, so
     /// as not to push out what point reads need.
-    fn scan(
-        &self,
-        start: &[u8],
-        end: Option<Vec<u8>>,
-        keep: bool,
-        mut f: impl FnMut(String, usize),
-    ) {
+    fn scan(&self, start: &[u8], end: Option<Vec<u8>>, keep: bool, mut f: impl FnMut(String)) {
         let mut opts = ReadOptions::default();
         if let Some(end) = end {
             opts.set_iterate_upper_bound(end);
@@ -175,7 +168,7 @@ impl DbStore {
         for item in iter {
             match item.db() {
                 Ok((k, _)) => match path_of(&k) {
-                    Some((p, parent_len)) => f(p, parent_len),
+                    Some((p, _)) => f(p),
                     None => {
                         self.failed(Error::Corrupt("a znode key holds no path".into()));
                         return;
@@ -250,7 +243,7 @@ impl Store for DbStore {
         }
         let (start, end) = children_range(p);
         let mut names = Vec::new();
-        self.scan(&start, Some(end), true, |child, _| {
+        self.scan(&start, Some(end), true, |child| {
             names.push(path::name(&child).to_string());
         });
         if !pending {
@@ -286,7 +279,7 @@ impl Store for DbStore {
         };
         let mut count = 0usize;
         for (start, end) in ranges {
-            self.scan(&start, Some(end), false, |_, _| count += 1);
+            self.scan(&start, Some(end), false, |_| count += 1);
         }
         let prefix = if p == "/" {
             "/".to_string()
@@ -307,7 +300,7 @@ impl Store for DbStore {
 
     fn paths(&self) -> Vec<String> {
         let mut paths = Vec::new();
-        self.scan(&[], None, false, |p, _| {
+        self.scan(&[], None, false, |p| {
             if !self.overlay.contains_key(&p) {
                 paths.push(p);
             }
