@@ -8,8 +8,15 @@
 #   cargo build --release -p zkraft-server && cargo bench --bench vs_zookeeper --no-run
 #   benches/tree_memory.sh [SECS] [zkraft-server flags...]      # e.g. 40 --cache-mb 4
 #   BIN=/path/to/other/zkraft-server benches/tree_memory.sh 40  # another build, same load
+#   ROUNDS=10 DATA_BYTES=1024 benches/tree_memory.sh 30         # the load 10 times over, 1 KiB
+#
+# ROUNDS (default 1) runs the load that many times over, one after the other, and prints
+# after each the create rate it had, the node count, the RSS and the directory's size: the
+# rate as the tree grows. DATA_BYTES (default 100) is each znode's data.
 set -u
 SECS=${1:-40}
+ROUNDS=${ROUNDS:-1}
+DATA_BYTES=${DATA_BYTES:-100}
 shift || true
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/target/release/zkraft-server}
@@ -40,15 +47,15 @@ PY
 serve "$@"
 trap 'kill $PID 2>/dev/null; rm -rf "$W"' EXIT
 for _ in $(seq 1 100); do srvr >/dev/null 2>&1 && break; sleep 0.1; done
-PEAK=0
 ( while kill -0 "$PID" 2>/dev/null; do awk '/VmRSS/ {print $2}' "/proc/$PID/status" >>"$W/rss"; sleep 1; done ) &
 MON=$!
-(cd "$ROOT" && cargo bench --quiet --bench vs_zookeeper -- --hosts "127.0.0.1:$CP" \
-    --scenarios create --pipelined --conns 64 --window 16 --secs "$SECS" --prewarm 1 --warmup 1 \
-    | grep -E '^create ')
-echo "$(srvr | grep 'Node count')"
+for r in $(seq 1 "$ROUNDS"); do
+    (cd "$ROOT" && cargo bench --quiet --bench vs_zookeeper -- --hosts "127.0.0.1:$CP" \
+        --scenarios create --pipelined --conns 64 --window 16 --secs "$SECS" --prewarm 1 --warmup 1 \
+        --data-bytes "$DATA_BYTES" | grep -E '^create ' | sed "s/^/round $r: /")
+    echo "round $r: $(srvr | grep 'Node count'); RSS $(rss), peak so far $(sort -n "$W/rss" | tail -1) kB; data directory $(du -sh "$W/d" | cut -f1)"
+done
 echo "RSS after the load: $(rss); peak $(sort -n "$W/rss" | tail -1) kB"
-echo "data directory: $(du -sh "$W/d" | cut -f1)"
 kill "$PID"; wait "$PID" 2>/dev/null
 kill "$MON" 2>/dev/null
 START=$(date +%s.%N)

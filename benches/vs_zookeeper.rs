@@ -19,7 +19,9 @@
 //!   round-robin over the hosts, each a session of its own, first with W requests in flight
 //!   per connection (`--window`, default 16: pipelined, as ZooKeeper's clients pipeline),
 //!   then with one (synchronous clients). `create` makes persistent znodes with 100 bytes
-//!   of data, each at a new path; `set_data` writes 100 bytes on one of 1,000 znodes
+//!   of data (`--data-bytes N` for another size, in `set_data` too), each at a new path;
+//!   `set_data` writes 100 bytes on one of 1,000 znodes (`--znodes N` for another number:
+//!   a working set larger than a server's cache)
 //!   created beforehand (version −1, znode at random); `get_data` reads them (no watch).
 //!   `--pipelined` or `--sync-clients` runs one of the two kinds, and then (unless
 //!   `--scenarios` is given too) only these three scenarios, as before the others existed.
@@ -86,10 +88,20 @@ const GET_CHILDREN: i32 = 8;
 const PING: i32 = 11;
 const CLOSE_SESSION: i32 = -11;
 
-const ZNODES: usize = 1_000;
+/// How many znodes `set_data` and `get_data` pick from: `--znodes N` (default 1,000).
+static ZNODES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn znodes() -> usize {
+    *ZNODES.get_or_init(|| 1_000)
+}
 /// Children of the znode that `raftkeeper`'s getChildren lists.
 const LIST_CHILDREN: usize = 100;
-const DATA: [u8; 100] = [b'x'; 100];
+/// The data every create and set_data writes: `--data-bytes` bytes (default 100).
+static DATA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+fn data() -> &'static [u8] {
+    DATA.get_or_init(|| vec![b'x'; 100])
+}
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 /// The longest any answer (or the handshake) may take before the run fails.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,7 +181,7 @@ fn create_frame(xid: i32, path: &str) -> Vec<u8> {
     Jute::request(
         xid,
         CREATE,
-        Jute::default().str(path).bytes(&DATA).open_acl().int(0),
+        Jute::default().str(path).bytes(data()).open_acl().int(0),
     )
 }
 
@@ -181,7 +193,7 @@ fn set_data_frame(xid: i32, path: &str) -> Vec<u8> {
     Jute::request(
         xid,
         SET_DATA,
-        Jute::default().str(path).bytes(&DATA).int(-1),
+        Jute::default().str(path).bytes(data()).int(-1),
     )
 }
 
@@ -525,11 +537,11 @@ fn drive(
                     out.extend_from_slice(&delete_frame(xid, &path));
                 }
                 Kind::SetData => {
-                    out.extend_from_slice(&plan.set_templates[rng.below(ZNODES)]);
+                    out.extend_from_slice(&plan.set_templates[rng.below(znodes())]);
                     out[at + 4..at + 8].copy_from_slice(&xid.to_be_bytes());
                 }
                 Kind::GetData => {
-                    out.extend_from_slice(&plan.get_templates[rng.below(ZNODES)]);
+                    out.extend_from_slice(&plan.get_templates[rng.below(znodes())]);
                     out[at + 4..at + 8].copy_from_slice(&xid.to_be_bytes());
                 }
                 Kind::GetChildren => {
@@ -589,7 +601,7 @@ fn drive(
                 // number of children.
                 let count = (f.len() >= 20).then(|| be_i32(f, 16) as usize);
                 let ok = match kind {
-                    Kind::GetData => count == Some(DATA.len()),
+                    Kind::GetData => count == Some(data().len()),
                     Kind::GetChildren => count == Some(LIST_CHILDREN),
                     _ => true,
                 };
@@ -757,10 +769,10 @@ fn run_scenario(
     let plan = Arc::new(Plan {
         load: load.clone(),
         create_parent: format!("{root}/{tag}"),
-        set_templates: (0..ZNODES)
+        set_templates: (0..znodes())
             .map(|i| set_data_frame(0, &format!("{root}/s/n{i}")))
             .collect(),
-        get_templates: (0..ZNODES)
+        get_templates: (0..znodes())
             .map(|i| {
                 let path = format!("{root}/s/n{i}");
                 Jute::request(0, GET_DATA, Jute::default().str(&path).bool(false))
@@ -1247,7 +1259,7 @@ fn storm_writer(
     let mut xid = 0;
     while !stop.load(Ordering::Relaxed) {
         xid += 1;
-        let frame = set_data_frame(xid, &format!("{root}/s/n{}", rng.below(ZNODES)));
+        let frame = set_data_frame(xid, &format!("{root}/s/n{}", rng.below(znodes())));
         let sent = Instant::now();
         conn.write(&frame)?;
         loop {
@@ -1924,6 +1936,19 @@ fn main() {
             })
             .unwrap_or(default)
     };
+    let data_bytes = num("--data-bytes", 100.0);
+    if !(0.0..=1_000_000.0).contains(&data_bytes) || data_bytes.fract() != 0.0 {
+        fail("--data-bytes: a whole number of bytes up to 1,000,000 (ZooKeeper's jute.maxbuffer is 1 MiB)");
+    }
+    DATA.set(vec![b'x'; data_bytes as usize])
+        .expect("the data is set once, before any request");
+    let znode_count = num("--znodes", 1_000.0);
+    if !(1.0..=10_000_000.0).contains(&znode_count) || znode_count.fract() != 0.0 {
+        fail("--znodes: a whole number from 1 to 10,000,000");
+    }
+    ZNODES
+        .set(znode_count as usize)
+        .expect("the count is set once, before any request");
     let hosts_arg = value("--hosts")
         .or_else(|| std::env::var("ZK_HOSTS").ok())
         .unwrap_or_else(|| fail("no hosts: give --hosts H1:P1,H2:P2,... or ZK_HOSTS"));
@@ -2098,11 +2123,11 @@ fn main() {
         .map(|(i, p)| create_frame(1 + i as i32, p))
         .collect();
     setup_batch(&mut setup, parents, 1, false);
-    let znodes = (0..ZNODES)
+    let znodes = (0..znodes())
         .map(|i| create_frame(100 + i as i32, &format!("{root}/s/n{i}")))
         .chain(
             (0..LIST_CHILDREN)
-                .map(|i| create_frame(100 + (ZNODES + i) as i32, &format!("{root}/list/c{i}"))),
+                .map(|i| create_frame(100 + (znodes() + i) as i32, &format!("{root}/list/c{i}"))),
         )
         .collect();
     setup_batch(&mut setup, znodes, 64, false);

@@ -3,10 +3,27 @@
 //!
 //! It starts a [`zkraft::Node`] on a TCP transport to its peers, logs through slog to
 //! stderr (raft-rs's own lines included: role changes show at the default level), and
-//! shuts down cleanly on SIGTERM or SIGINT. The ZooKeeper client protocol is to be served
-//! on `--client-addr` by a later version; this one serves the ensemble itself.
+//! shuts down cleanly on SIGTERM or SIGINT. It serves ZooKeeper's client protocol on
+//! `--client-addr`.
+//!
+//! On Linux with glibc the whole process allocates through jemalloc: Rust's allocations and
+//! RocksDB's (its `malloc` is replaced). glibc's per-thread arenas kept as much memory free
+//! as in use under a create load (docs/performance.md, "The tree in RocksDB").
 
 mod config;
+
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read at its first allocation (the `MALLOC_CONF` environment
+/// variable, read after them, overrides any): freed pages go back to the system within a
+/// second, from a background thread, and two arenas serve every thread (memory taken by
+/// one thread and freed by another stays in fewer places).
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[export_name = "malloc_conf"]
+pub static MALLOC_CONF: &[u8; 70] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2\0";
 
 use std::process::ExitCode;
 

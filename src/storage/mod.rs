@@ -23,12 +23,14 @@
 //!
 //! RocksDB's write-ahead log is capped (`max_total_wal_size`, 32 MiB): the small column
 //! families written with every batch would otherwise never flush and pin every log file.
-//! The raft log's memtable is 16 MiB, so compacted entries leave memory and the log sooner.
+//! The raft log's memtable is 8 MiB, so compacted entries leave memory and the log sooner.
 //!
-//! RocksDB's memory is bounded as the tree's is: memtables of 16 MiB (raft log, znodes) and
-//! 4 MiB (the rest), 32 MiB for all of them together (`db_write_buffer_size`: the largest
-//! is flushed past it), and one block cache of 16 MiB for every column family (index and
-//! filter blocks are held apart, about 1.3 bytes per znode).
+//! RocksDB's memory is bounded as the tree's is: memtables of 8 MiB (raft log, znodes) and
+//! 2 MiB (the rest), 16 MiB for all of them together (`db_write_buffer_size`: the largest
+//! is flushed past it), and one block cache of 8 MiB for every column family (index and
+//! filter blocks are held apart, about 1.3 bytes per znode). The znode cache in front of it
+//! serves the hot znodes; the block cache serves what falls out of it without a read of
+//! the file (which the kernel's page cache, not counted in the process, usually holds).
 
 mod db_store;
 mod identity;
@@ -70,21 +72,21 @@ const MAX_TOTAL_WAL_SIZE: u64 = 32 * 1024 * 1024;
 /// Memtable size of the raft log's column family: its entries are deleted by compaction
 /// soon after they are written, so a smaller memtable flushes (and frees the
 /// write-ahead log it pins) sooner.
-const RAFT_LOG_WRITE_BUFFER: usize = 16 * 1024 * 1024;
+const RAFT_LOG_WRITE_BUFFER: usize = 8 * 1024 * 1024;
 /// Memtable size of the znodes' column families: a tree written faster than it flushes
 /// holds at most about this much of it in memory.
-const ZNODES_WRITE_BUFFER: usize = 16 * 1024 * 1024;
+const ZNODES_WRITE_BUFFER: usize = 8 * 1024 * 1024;
 /// RocksDB's block cache, shared by every column family: where a znode not in the tree's
 /// own cache is read from without touching the disk. Index and filter blocks stay out of
 /// it, always in memory (about 1.3 bytes per znode): a create's lookup of a path that does
 /// not exist must not read them back from disk, as it did when they shared the cache.
-const BLOCK_CACHE_BYTES: usize = 16 * 1024 * 1024;
+const BLOCK_CACHE_BYTES: usize = 8 * 1024 * 1024;
 /// Memtable size of every other column family (sessions, owners, meta, raft state): small
 /// records rewritten with every batch.
-const SMALL_WRITE_BUFFER: usize = 4 * 1024 * 1024;
+const SMALL_WRITE_BUFFER: usize = 2 * 1024 * 1024;
 /// All memtables together: past this RocksDB flushes the largest, so the memory they
 /// take stays bounded however the writes are spread.
-const ALL_WRITE_BUFFERS: usize = 32 * 1024 * 1024;
+const ALL_WRITE_BUFFERS: usize = 16 * 1024 * 1024;
 
 /// The column families of one tree slot.
 #[derive(Debug, Clone, Copy)]
@@ -169,8 +171,11 @@ fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
             CF_ZNODES | CF_ZNODES_1 => {
                 cf_opts.set_write_buffer_size(ZNODES_WRITE_BUFFER);
                 // A create looks its path up first, and usually finds nothing: the
-                // filter answers that without reading a block.
+                // filters answer that without reading a block or walking the memtable's
+                // skip list (a tenth of the memtable's size goes to its own filter).
                 table.set_bloom_filter(10.0, false);
+                cf_opts.set_memtable_prefix_bloom_ratio(0.1);
+                cf_opts.set_memtable_whole_key_filtering(true);
             }
             _ => cf_opts.set_write_buffer_size(SMALL_WRITE_BUFFER),
         }
