@@ -146,6 +146,10 @@ fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(16 * 1024 * 1024);
     opts.set_db_write_buffer_size(ALL_WRITE_BUFFERS);
+    // One flush and three compactions at once (RocksDB's default is one of each): under
+    // a long create load the compactions of the znodes, of the raft log and of the small
+    // column families otherwise queue behind one another and writes stall on level 0.
+    opts.set_max_background_jobs(4);
     let block_cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES).db()?;
     let cfs = [
         CF_RAFT_LOG,
@@ -167,7 +171,12 @@ fn open_db_with(dir: &Path, mut opts: Options) -> Result<Arc<DB>> {
         table.set_block_cache(&block_cache);
 
         match name {
-            CF_RAFT_LOG => cf_opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER),
+            CF_RAFT_LOG => {
+                cf_opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER);
+                // Entries are deleted soon after they are applied: compressing them on
+                // every flush and compaction is work thrown away.
+                cf_opts.set_compression_type(rocksdb::DBCompressionType::None);
+            }
             CF_ZNODES | CF_ZNODES_1 => {
                 cf_opts.set_write_buffer_size(ZNODES_WRITE_BUFFER);
                 // A create looks its path up first, and usually finds nothing: the
