@@ -21,8 +21,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// second, from a background thread, and one arena serves every thread (the threads'
 /// caches serve most allocations; with more arenas, each kept freed pages of its own).
 /// Pages returned at once (`dirty_decay_ms:0`) saved a fifth of the RSS under a create
-/// load, but cost a tenth of the create rate with 100-byte znodes and more than a quarter
-/// with 1 KiB ones (docs/performance.md).
+/// load, but cost about 5 % of the create rate with 100-byte znodes and more than a
+/// quarter with 1 KiB ones (docs/performance.md).
 #[cfg(all(target_os = "linux", not(target_env = "musl")))]
 #[export_name = "malloc_conf"]
 pub static MALLOC_CONF: &[u8; 70] =
