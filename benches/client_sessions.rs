@@ -3,9 +3,13 @@
 //! answers.
 //!
 //! ```text
-//! ./dev bench --client-sessions                  # 10,000 sessions
-//! ./dev bench --client-sessions --sessions 2000
+//! ./dev bench --client-sessions                  # 10,000 sessions, 10 watches each
+//! ./dev bench --client-sessions --sessions 2000 --watches 0
 //! ```
+//!
+//! Once every session is open, each sets `--watches` watches (default 10: `exists` with a
+//! watch on paths of its own that do not exist, as a client waiting for a znode does), and
+//! the server's RSS is read again.
 //!
 //! It starts `target/release/zkraft-server` (built by `./dev bench`) as a one-member
 //! ensemble on 127.0.0.1, opens the connections from this process (the two processes
@@ -52,6 +56,19 @@ fn handshake_frame(timeout_ms: i32) -> Vec<u8> {
     frame
 }
 
+/// `exists(path, watch = true)` with `xid`, length prefix included.
+fn exists_watch_frame(xid: i32, path: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&xid.to_be_bytes());
+    body.extend_from_slice(&3i32.to_be_bytes()); // exists
+    body.extend_from_slice(&(path.len() as i32).to_be_bytes());
+    body.extend_from_slice(path.as_bytes());
+    body.push(1); // watch
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
 fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
@@ -87,6 +104,12 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    let watches: usize = args
+        .iter()
+        .position(|a| a == "--watches")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/zkraft-server");
     assert!(
         bin.exists(),
@@ -160,9 +183,46 @@ fn main() {
         rss / 1024,
         (rss.saturating_sub(rss0)) as f64 / sessions as f64
     );
+    if watches > 0 {
+        // Each session sends its watches, then the answers are read (NoNode: the watch
+        // is set on a path that does not exist yet).
+        let start = Instant::now();
+        for chunk in conns.chunks_mut(500) {
+            for (i, s) in chunk.iter_mut().enumerate() {
+                let mut frames = Vec::new();
+                for j in 0..watches {
+                    let path = format!("/awaited-{:x}-{i}-{j}", s.local_addr().unwrap().port());
+                    frames.extend_from_slice(&exists_watch_frame(j as i32 + 1, &path));
+                }
+                s.write_all(&frames).unwrap();
+            }
+            for s in chunk.iter_mut() {
+                for _ in 0..watches {
+                    let r = read_frame(s).expect("exists answered");
+                    let err = i32::from_be_bytes(r[12..16].try_into().unwrap());
+                    assert_eq!(err, -101, "exists of a path that does not exist: NoNode");
+                }
+            }
+        }
+        println!(
+            "{} watches set in {:.1} s",
+            sessions * watches,
+            start.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        let (threads, rss_watched) = status(pid);
+        println!(
+            "with {sessions} sessions and {watches} watches each: {threads} threads, {} MiB RSS \
+             ({:.0} bytes per watch)",
+            rss_watched / 1024,
+            (rss_watched.saturating_sub(rss) * 1024) as f64 / (sessions * watches) as f64
+        );
+    }
     let (mntr, _) = ask(addr, "mntr");
     for line in mntr.lines().filter(|l| {
-        l.starts_with("zk_num_alive_connections") || l.starts_with("zk_global_sessions")
+        l.starts_with("zk_num_alive_connections")
+            || l.starts_with("zk_global_sessions")
+            || l.starts_with("zk_watch_count")
     }) {
         println!("  {line}");
     }

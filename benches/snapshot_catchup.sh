@@ -10,9 +10,9 @@
 #
 #   cargo build --release -p zkraft-server && cargo bench --bench vs_zookeeper --no-run
 #   ./dev setup                                  # the Python environment run.py needs
-#   benches/snapshot_catchup.sh [SECS]           # default 25: about 1,000,000 znodes here
+#   benches/snapshot_catchup.sh [SECS]           # default 32: about 1,000,000 znodes here
 set -u
-SECS=${1:-25}
+SECS=${1:-32}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 W=$(mktemp -d "${TMPDIR:-/tmp}/zkraft-catchup.XXXXXX")
