@@ -29,21 +29,7 @@ cleanup() {
     rm -rf "$W"
 }
 trap cleanup EXIT
-srvr() {
-    python3 - "$1" <<'PY'
-import socket, sys
-host, port = sys.argv[1].rsplit(":", 1)
-s = socket.create_connection((host, int(port)), timeout=2)
-s.sendall(b"srvr")
-out = b""
-while True:
-    d = s.recv(4096)
-    if not d:
-        break
-    out += d
-print(out.decode())
-PY
-}
+srvr() { python3 "$ROOT/benches/four_letter_word.py" "$1" srvr; }
 count() { srvr "$1" 2>/dev/null | sed -n 's/^Node count: //p'; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 

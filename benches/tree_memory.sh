@@ -30,20 +30,7 @@ serve() {
     PID=$!
 }
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$PID/status"; }
-srvr() {
-    python3 - "$CP" <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
-s.sendall(b"srvr")
-out = b""
-while True:
-    d = s.recv(4096)
-    if not d:
-        break
-    out += d
-print(out.decode())
-PY
-}
+srvr() { python3 "$ROOT/benches/four_letter_word.py" "127.0.0.1:$CP" srvr; }
 serve "$@"
 trap 'kill $PID 2>/dev/null; rm -rf "$W"' EXIT
 for _ in $(seq 1 100); do srvr >/dev/null 2>&1 && break; sleep 0.1; done
