@@ -98,18 +98,16 @@ impl Drop for Server {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let sessions: usize = args
-        .iter()
-        .position(|a| a == "--sessions")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let watches: usize = args
-        .iter()
-        .position(|a| a == "--watches")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    // `--name N`, or the default when absent or not a number.
+    let count = |name: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let sessions = count("--sessions", 10_000);
+    let watches = count("--watches", 10);
     let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/zkraft-server");
     assert!(
         bin.exists(),
