@@ -39,6 +39,54 @@ fn leader_killed_new_leader_elected_and_writes_go_on() {
     assert_ne!(c.node(old).role(), Role::Leader);
 }
 
+/// Elections after 100–200 ticks (2–4 s): only the news that the leader's connections
+/// closed can elect sooner.
+fn slow_elections(b: zkraft::NodeBuilder) -> zkraft::NodeBuilder {
+    b.election_tick(100)
+}
+
+#[test]
+fn a_crashed_leader_is_replaced_before_the_election_timeout() {
+    let mut c = Cluster::with(3, slow_elections);
+    let old = c.wait_leader();
+    c.node(old)
+        .create("/before", b"1", CreateMode::Persistent)
+        .unwrap();
+    let crashed_at = Instant::now();
+    c.crash(old);
+    let survivors: Vec<u64> = c.ids.iter().copied().filter(|&i| i != old).collect();
+    let new = c.wait_leader_among(&survivors, Duration::from_secs(20));
+    let failover = crashed_at.elapsed();
+    assert_ne!(new, old);
+    assert!(
+        failover < TICK * 100,
+        "failover took {failover:?}, no sooner than the election timeout"
+    );
+    c.node(new)
+        .create("/after", b"2", CreateMode::Persistent)
+        .unwrap();
+    let img = c.wait_converged(Duration::from_secs(10));
+    assert!(img.contains_key("/before") && img.contains_key("/after"));
+}
+
+#[test]
+fn a_reset_connection_to_a_live_leader_changes_nothing() {
+    let c = Cluster::with(3, slow_elections);
+    let leader = c.wait_leader();
+    let term = c.node(leader).term();
+    // Both followers in turn: each pre-votes, the other one, still hearing the leader,
+    // refuses, and the leader's next heartbeat (every 2 ticks) brings it back.
+    for follower in c.ids.iter().copied().filter(|&i| i != leader) {
+        c.net.reset(leader, follower);
+        std::thread::sleep(TICK * 15);
+    }
+    assert_eq!(c.wait_leader(), leader);
+    assert_eq!(c.node(leader).term(), term, "a pre-vote changes no term");
+    c.node(leader)
+        .create("/still", b"", CreateMode::Persistent)
+        .unwrap();
+}
+
 #[test]
 fn minority_partition_cannot_write_majority_can_and_heal_converges() {
     let c = Cluster::new(5);

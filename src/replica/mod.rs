@@ -172,6 +172,9 @@ pub(crate) enum Msg {
     Request(Request),
     /// From the transport: a peer could not be reached.
     Unreachable(u64),
+    /// From the transport: a peer's connection was closed or reset by its end, or
+    /// refused (its process looks gone).
+    PeerLost(u64),
     /// From a snapshot transfer's thread: it finished, or failed.
     SnapshotDone { to: u64, transfer: u64, ok: bool },
     /// From the keeper (`keeper`): a housekeeping command to propose if this node still

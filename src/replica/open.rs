@@ -201,6 +201,7 @@ impl Opened {
         shared.set_observer(observer);
         let weak = Arc::downgrade(shared);
         let weak_report = weak.clone();
+        let weak_lost = weak.clone();
         let inbox = Inbox::new(move |env| {
             if let Some(s) = weak.upgrade() {
                 s.deliver(env);
@@ -209,6 +210,11 @@ impl Opened {
         .on_unreachable(move |peer| {
             if let Some(s) = weak_report.upgrade() {
                 let _ = s.post(Msg::Unreachable(peer));
+            }
+        })
+        .on_peer_lost(move |peer| {
+            if let Some(s) = weak_lost.upgrade() {
+                let _ = s.post(Msg::PeerLost(peer));
             }
         });
         shared.keeper.start(Arc::downgrade(shared), &config)?;

@@ -1,6 +1,8 @@
 //! [`LocalNetwork`]: an in-process transport with fault injection (the way raft-rs's test
 //! harness and etcd's `rafttest` network do it): cut links or partition the ensemble, drop
-//! a fraction of messages, delay them, and heal.
+//! a fraction of messages, delay them, and heal. A node that leaves the network (it
+//! stopped) is reported lost to the nodes its links still reach, as a process's exit
+//! closes its connections.
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -171,6 +173,22 @@ impl LocalNetwork {
         f.cut.insert((b, a));
     }
 
+    /// Resets the connections between `a` and `b` without stopping either, as a TCP reset
+    /// between two live processes: each is told the other looks gone
+    /// ([`Inbox::peer_lost`]). Links keep delivering.
+    pub fn reset(&self, a: u64, b: u64) {
+        let (to_a, to_b) = {
+            let inboxes = self.inner.inboxes.read();
+            (inboxes.get(&a).cloned(), inboxes.get(&b).cloned())
+        };
+        if let Some(inbox) = to_a {
+            inbox.peer_lost(b);
+        }
+        if let Some(inbox) = to_b {
+            inbox.peer_lost(a);
+        }
+    }
+
     /// Drops `ratio` (0.0–1.0) of the envelopes sent from `from` to `to`.
     pub fn drop_rate(&self, from: u64, to: u64, ratio: f64) {
         self.inner.faults.lock().drop.insert((from, to), ratio);
@@ -265,6 +283,18 @@ impl Transport for LocalNetwork {
         let mut inboxes = self.inner.inboxes.write();
         if inboxes.get(&id).is_some_and(|current| current.same(inbox)) {
             inboxes.remove(&id);
+            // As when a process exits: its peers' connections to it are closed at once,
+            // where a link still carries the news.
+            let cut = self.inner.faults.lock().cut.clone();
+            let others: Vec<Inbox> = inboxes
+                .iter()
+                .filter(|(other, _)| !cut.contains(&(id, **other)))
+                .map(|(_, inbox)| inbox.clone())
+                .collect();
+            drop(inboxes);
+            for other in others {
+                other.peer_lost(id);
+            }
         }
     }
 

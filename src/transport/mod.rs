@@ -243,6 +243,7 @@ fn flag(b: u8) -> Result<bool> {
 pub struct Inbox {
     deliver: Arc<dyn Fn(Envelope) + Send + Sync>,
     unreachable: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    lost: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl Inbox {
@@ -251,6 +252,7 @@ impl Inbox {
         Inbox {
             deliver: Arc::new(deliver),
             unreachable: None,
+            lost: None,
         }
     }
 
@@ -259,6 +261,23 @@ impl Inbox {
     pub fn on_unreachable(mut self, report: impl Fn(u64) + Send + Sync + 'static) -> Inbox {
         self.unreachable = Some(Arc::new(report));
         self
+    }
+
+    /// Adds where the transport reports a peer whose process looks gone: the other end
+    /// closed or reset its connection, or nothing listens at its address any more. A hint,
+    /// not a proof (a live peer may also reconnect): the node may start a pre-vote at once
+    /// when it is the leader that went, instead of waiting out the election timeout.
+    pub fn on_peer_lost(mut self, report: impl Fn(u64) + Send + Sync + 'static) -> Inbox {
+        self.lost = Some(Arc::new(report));
+        self
+    }
+
+    /// Tells the node that `peer`'s connection was closed or reset by the other end, or
+    /// refused: its process may be gone.
+    pub fn peer_lost(&self, peer: u64) {
+        if let Some(report) = &self.lost {
+            report(peer)
+        }
     }
 
     /// Hands an envelope to the node.

@@ -26,6 +26,12 @@
 //!   the node nor grows its memory.
 //! - **Reconnect.** A lost connection is redialled with capped exponential backoff, so a
 //!   restarted peer is picked up without restarting anyone else.
+//! - **A peer gone.** A connection the other end closes or resets, or a dial nothing
+//!   answers (refused), is reported to the node ([`Inbox::peer_lost`]): when a process
+//!   dies the kernel closes its sockets at once, and a follower that hears its leader went
+//!   can start an election without waiting out the timeout. The connection this member
+//!   dialled to that peer is closed with it and redialled at the next send, so nothing
+//!   more is written into a socket whose other end is gone.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
@@ -130,6 +136,34 @@ struct Inner {
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     epoch: Instant,
+}
+
+impl Inner {
+    /// `peer` closed or reset the connection it dialled: its process has likely exited.
+    /// Our connection to it is then dead too, though writes to it may still seem to
+    /// succeed (the kernel takes the first bytes before the reset comes back): it is
+    /// closed now, so the next send redials instead of losing its envelopes — a restarted
+    /// peer is reached at once. The node is told ([`Inner::report_lost`]).
+    fn peer_closed(&self, peer: u64) {
+        let known = self.peers.read().get(&peer).cloned();
+        if let Some(p) = known {
+            let mut link = p.link.lock();
+            if let Some(s) = link.stream.take() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            p.connected.store(false, Ordering::SeqCst);
+        }
+        self.report_lost(peer);
+    }
+
+    /// Tells the registered node that `peer`'s process looks gone (see
+    /// [`Inbox::peer_lost`]).
+    fn report_lost(&self, peer: u64) {
+        let inbox = self.inbox.read().clone();
+        if let Some(inbox) = inbox {
+            inbox.peer_lost(peer);
+        }
+    }
 }
 
 /// The TCP transport of one member: its id, the cluster id, a listening socket and the
@@ -651,8 +685,17 @@ fn read_connection(inner: &Weak<Inner>, mut stream: TcpStream) {
     let mut stream = BufReader::with_capacity(READ_BUFFER, stream);
     let mut len = [0u8; 4];
     loop {
-        if stream.read_exact(&mut len).is_err() {
-            return; // closed, or shut down
+        if let Err(e) = stream.read_exact(&mut len) {
+            // Closed or reset by the peer between frames: its process has likely exited
+            // (the kernel closes a dead process's sockets). Not when this node is stopping.
+            if closed_by_peer(&e) {
+                if let Some(strong) = inner.upgrade() {
+                    if !strong.stopped.load(Ordering::SeqCst) {
+                        strong.peer_closed(from);
+                    }
+                }
+            }
+            return;
         }
         let n = u32::from_be_bytes(len) as usize;
         if n == 0 || n > max_frame {
@@ -690,6 +733,16 @@ fn read_connection(inner: &Weak<Inner>, mut stream: TcpStream) {
             }
         }
     }
+}
+
+/// Whether a read error means the other end closed or reset the connection.
+fn closed_by_peer(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// Dials `peer` and completes the handshake.
@@ -739,6 +792,10 @@ fn write_loop(inner: Weak<Inner>, peer: Arc<Peer>, rx: Receiver<Vec<u8>>) {
                     backoff = BACKOFF_MIN;
                 }
                 Err(e) => {
+                    if e.kind() == io::ErrorKind::ConnectionRefused {
+                        // Nothing listens at its address: its process is not running.
+                        strong.report_lost(peer.id);
+                    }
                     slog::debug!(strong.logger, "dial failed"; "peer" => peer.id,
                         "addr" => &peer.addr, "error" => %e, "retry_in" => ?backoff);
                     drop(strong);
@@ -894,5 +951,46 @@ mod tests {
         assert_eq!((stats.dropped, stats.sent as usize), (0, want.len()));
         a.shutdown();
         b.shutdown();
+    }
+
+    /// A peer whose transport goes away (as a process exits) is reported lost: its
+    /// connection closes, and its port then refuses. This node's own shutdown is not.
+    #[test]
+    fn a_peer_that_goes_away_is_reported_lost() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = TcpTransport::bind(1, "lost", any).unwrap();
+        let b = TcpTransport::bind(2, "lost", any).unwrap();
+        a.add_peer(2, &b.local_addr().to_string()).unwrap();
+        b.add_peer(1, &a.local_addr().to_string()).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        a.register(
+            1,
+            Inbox::new(|_| {}).on_peer_lost(move |p| {
+                let _ = tx.send(p);
+            }),
+        )
+        .unwrap();
+        let (btx, brx) = crossbeam_channel::unbounded();
+        b.register(
+            2,
+            Inbox::new(|_| {}).on_peer_lost(move |p| {
+                let _ = btx.send(p);
+            }),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(a.peer_stats(2).unwrap().connected && b.peer_stats(1).unwrap().connected) {
+            assert!(Instant::now() < deadline, "never connected");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(rx.try_recv().is_err(), "nothing lost while both run");
+        b.shutdown();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(2));
+        assert!(
+            !a.peer_stats(2).unwrap().connected,
+            "the connection to the gone peer is closed with it"
+        );
+        assert!(brx.try_recv().is_err(), "a stopping node reports nothing");
+        a.shutdown();
     }
 }

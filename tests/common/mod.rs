@@ -79,6 +79,14 @@ impl Cluster {
         node.shutdown();
     }
 
+    /// Stops node `id` as a process exits: its peers hear at once that its connections
+    /// closed (the network reports it lost), then it is cut off (its directory is kept).
+    pub fn crash(&mut self, id: u64) {
+        let node = self.nodes.remove(&id).expect("running");
+        node.shutdown();
+        self.net.isolate(id);
+    }
+
     /// Takes node `id` out of the cluster without stopping it (the caller owns it now).
     pub fn detach(&mut self, id: u64) -> Node {
         self.nodes.remove(&id).expect("running")

@@ -13,9 +13,9 @@ run.py's exit code is then the command's (the Curator suite, tests/curator/, run
 --serve starts the same ensemble, prints one line `ZK_HOSTS=127.0.0.1:c1,127.0.0.1:c2,127.0.0.1:c3`
 once every member serves, then blocks (no pytest) until its standard input closes or it gets
 SIGTERM / SIGINT, and stops the members as below (`./dev bench --vs-zookeeper` uses it). With
---serve, ZooKeeper's JVM runs with the settings zkServer.sh ships (-Xmx1000m, the JVM's default
-collector and JIT) instead of the suite's fast-start ones; both targets keep their durable
-defaults (ZooKeeper's forceSync=yes, zkraft's fsync before acknowledging).
+--serve (or --jvm-as-shipped), ZooKeeper's JVM runs with the settings zkServer.sh ships
+(-Xmx1000m, the JVM's default collector and JIT) instead of the suite's fast-start ones; both
+targets keep their durable defaults (ZooKeeper's forceSync=yes, zkraft's fsync before acknowledging).
 
 --target zookeeper runs Apache ZooKeeper 3.8 (QuorumPeerMain from the jars in /usr/share/java,
 or --zk-classpath / ZK_CLASSPATH). --target zkraft runs three `zkraft-server` processes
@@ -233,7 +233,7 @@ def zookeeper_members(workdir, args):
         jars = [os.path.join("/usr/share/java", j) for j in ZK_JARS]
         classpath = ":".join(j for j in jars if os.path.exists(j))
     java = os.environ.get("JAVA", shutil.which("java") or "/usr/bin/java")
-    if args.serve:
+    if args.serve or args.jvm_as_shipped:
         # As zkServer.sh starts it (ZK_SERVER_HEAP defaults to 1000 MB; the JVM's default
         # collector and tiered JIT): a benchmark measures ZooKeeper as operators run it.
         jvm_flags = ["-Xmx1000m"]
@@ -455,6 +455,11 @@ def main():
         help="print ZK_HOSTS=... and serve until stdin closes or SIGTERM (no pytest)",
     )
     parser.add_argument("--workdir", help="parent directory of the temp dir (default: the system's)")
+    parser.add_argument(
+        "--jvm-as-shipped",
+        action="store_true",
+        help="run ZooKeeper's JVM as zkServer.sh does (as --serve does), not with fast-start flags",
+    )
     parser.add_argument(
         "--timeout",
         type=float,

@@ -45,6 +45,7 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Message
 use raft::{RawNode, ReadState, SnapshotStatus, INVALID_ID};
 use rocksdb::WriteBatch;
 
+mod failover;
 mod membership;
 mod snapshots;
 
@@ -126,6 +127,8 @@ pub(crate) struct Core {
     snapshot_log_bytes: u64,
     /// Bytes of entries written to the log since the last compaction (or start).
     log_bytes: u64,
+    /// The campaign this follower runs because its leader's process went (`failover`).
+    planned_campaign: Option<failover::PlannedCampaign>,
 }
 
 impl Core {
@@ -153,6 +156,7 @@ impl Core {
             snapshot_entries: config.snapshot_entries,
             snapshot_log_bytes: config.snapshot_log_bytes,
             log_bytes: 0,
+            planned_campaign: None,
         }
     }
 
@@ -201,6 +205,7 @@ impl Core {
                 .min(MAX_TICKS_PER_ROUND);
             for _ in 0..ticks {
                 self.raw.tick();
+                self.planned_campaign_tick(s);
             }
             if ticks > 0 {
                 self.on_tick(s);
@@ -226,8 +231,13 @@ impl Core {
                         "from" => m.from);
                     return;
                 }
+                let pre_vote = (m.get_msg_type() == MessageType::MsgRequestPreVote)
+                    .then_some((m.index, m.log_term));
                 if let Err(e) = self.raw.step(m) {
                     slog::debug!(s.logger, "dropped raft message"; "error" => %e);
+                }
+                if let Some((index, log_term)) = pre_vote {
+                    self.pre_vote_asked(s, index, log_term);
                 }
             }
             Msg::Envelope(Envelope::SnapshotChunk {
@@ -283,6 +293,7 @@ impl Core {
                 }
             }
             Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Msg::PeerLost(peer) => self.peer_lost(s, peer),
             Msg::Envelope(Envelope::SessionPing { from, sessions, .. }) => {
                 if s.keeper.tracker.lock().leading() {
                     s.heard_from(from, &sessions);
