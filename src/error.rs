@@ -104,6 +104,25 @@ pub enum Error {
     /// [`Node::remove_member`](crate::Node::remove_member).
     #[error("reconfig is disabled")]
     ReconfigDisabled,
+    /// A `reconfig` was meant for another configuration version than the current one
+    /// (ZooKeeper answers it BadVersion).
+    #[error("the configuration version is not {expected:#x}{}", .actual.map(|a| format!(" but {a:#x}")).unwrap_or_default())]
+    BadConfigVersion {
+        /// The version the caller gave.
+        expected: i64,
+        /// The version of the configuration, when known (not to a remote caller).
+        actual: Option<u64>,
+    },
+    /// Another membership change is not applied yet (ZooKeeper's ReconfigInProgress):
+    /// nothing was proposed; try again once it is.
+    #[error("another reconfiguration is in progress")]
+    ReconfigInProgress,
+    /// The new configuration has no quorum of members caught up (ZooKeeper's
+    /// NewConfigNoQuorum): a participant being added had not caught up with the leader
+    /// within the request timeout. It stays in the configuration as a learner and becomes a
+    /// voter once it has.
+    #[error("no quorum of the new configuration: {0}")]
+    NewConfigNoQuorum(String),
     /// One operation of a `multi` failed; nothing of the `multi` was applied.
     #[error("multi failed at operation {index}: {source}")]
     MultiFailed {
@@ -151,7 +170,7 @@ impl Error {
         match self {
             Error::NoNode(_) => -101,
             Error::NodeExists(_) => -110,
-            Error::BadVersion { .. } => -103,
+            Error::BadVersion { .. } | Error::BadConfigVersion { .. } => -103,
             Error::NotEmpty(_) => -111,
             Error::NoChildrenForEphemerals(_) => -108,
             Error::InvalidPath { .. }
@@ -166,6 +185,8 @@ impl Error {
             Error::SessionMoved => -118,
             Error::NoWatcher(_) => -121,
             Error::ReconfigDisabled => -123,
+            Error::ReconfigInProgress => -14,
+            Error::NewConfigNoQuorum(_) => -13,
             Error::MultiFailed { source, .. } => source.code(),
             Error::NoQuorum(_) | Error::Shutdown | Error::ConnectionLoss(_) => -4,
             Error::Timeout(_) => -7,
@@ -183,6 +204,7 @@ impl Error {
             Error::NoNode(_)
                 | Error::NodeExists(_)
                 | Error::BadVersion { .. }
+                | Error::BadConfigVersion { .. }
                 | Error::NotEmpty(_)
                 | Error::NoChildrenForEphemerals(_)
                 | Error::InvalidPath { .. }
@@ -195,6 +217,7 @@ impl Error {
                 | Error::MultiFailed { .. }
                 | Error::SessionMoved
                 | Error::ReconfigDisabled
+                | Error::ReconfigInProgress
         )
     }
 }

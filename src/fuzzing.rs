@@ -164,10 +164,7 @@ fn check_request(frame: &[u8], xid: i32, req: &ClientRequest) {
     // again.
     let unread = matches!(
         req,
-        ClientRequest::Reconfig
-            | ClientRequest::DeleteContainer
-            | ClientRequest::WhoAmI
-            | ClientRequest::CreateSession
+        ClientRequest::DeleteContainer | ClientRequest::WhoAmI | ClientRequest::CreateSession
     );
     let expected = if unread { 8 } else { frame.len() };
     assert_eq!(
@@ -359,10 +356,19 @@ fn encode_request(xid: i32, req: &ClientRequest, set_watches2: bool, capacity: u
         ClientRequest::Sasl { token } => {
             w.int(op::SASL).buffer(token);
         }
-        // Records the server does not read: the header alone.
-        ClientRequest::Reconfig => {
-            w.int(op::RECONFIG);
+        ClientRequest::Reconfig {
+            joining,
+            leaving,
+            new_members,
+            from_config,
+        } => {
+            w.int(op::RECONFIG)
+                .nullable_buffer(joining.as_deref().map(str::as_bytes))
+                .nullable_buffer(leaving.as_deref().map(str::as_bytes))
+                .nullable_buffer(new_members.as_deref().map(str::as_bytes))
+                .long(*from_config);
         }
+        // Records the server does not read: the header alone.
         ClientRequest::DeleteContainer => {
             w.int(op::DELETE_CONTAINER);
         }

@@ -183,6 +183,13 @@ impl Observer for Host {
         }
     }
 
+    fn config_changed(&self, _tree: &DataTree, events: Vec<WatchedEvent>) {
+        if !events.is_empty() {
+            let mut watches = self.watches.lock();
+            self.flush_later(watches.trigger(&events));
+        }
+    }
+
     fn tree_replaced(&self, old: &DataTree, tree: &DataTree) {
         let mut watches = self.watches.lock();
         // Compared at the watched paths only: the cost follows the watches, not the tree.

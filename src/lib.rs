@@ -42,12 +42,15 @@ mod host;
 #[doc(hidden)]
 pub mod fuzzing;
 mod listener;
+pub mod member;
 mod node;
+pub mod operator;
 mod output;
 pub mod path;
 mod pipeline;
 mod pool;
 pub mod recipes;
+mod reconfig;
 mod replica;
 mod session;
 mod storage;
@@ -66,9 +69,11 @@ pub use listener::{
     ClientPort, ClientPortBuilder, DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_CLIENT_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_OUTSTANDING_PER_CONNECTION,
 };
+pub use member::{MemberRole, MemberSpec};
 pub use node::{Node, NodeBuilder};
 pub use pipeline::{ReadOp, Reply, Request, Sink, MAX_OUTSTANDING};
 pub use pool::Pool;
+pub use reconfig::Reconfig;
 pub use replica::{
     Config, Digest, Metrics, Role, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN,
     MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES, MAX_REQUEST_SIZE_LIMIT,

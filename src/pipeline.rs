@@ -39,6 +39,7 @@ use crate::completion::Completer;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::output::Output;
+use crate::reconfig::Reconfig;
 use crate::session::SessionInner;
 use crate::time::deadline_after;
 use crate::tree::{DataTree, OpResult, Stat, Znode};
@@ -144,6 +145,10 @@ pub enum Request {
         /// Persistent recursive watches.
         recursive: Vec<(String, PersistentWatcher)>,
     },
+    /// `reconfig`: changes the ensemble's members (see [`Reconfig`]), answered with
+    /// `/zookeeper/config`'s data and stat once applied on this node. Needs WRITE
+    /// permission on `/zookeeper/config` (the super user).
+    Reconfig(Reconfig),
 }
 
 /// One read of a [`Request::MultiRead`].
@@ -237,6 +242,7 @@ impl std::fmt::Debug for Request {
                 .debug_struct("SetWatches")
                 .field("relative_zxid", relative_zxid)
                 .finish(),
+            Request::Reconfig(r) => f.debug_tuple("Reconfig").field(r).finish(),
         }
     }
 }
@@ -511,6 +517,7 @@ fn state_of(
                     Ok(()) => start_sync(host, inner, id),
                     Err(e) => State::Done(Err(e)),
                 },
+                Request::Reconfig(ref r) => start_reconfig(host, inner, id, auth, r),
                 Request::GetEphemerals { .. } | Request::SetWatches { .. } => State::Read(request),
                 Request::MultiRead(ref ops) => {
                     match ops
@@ -651,6 +658,23 @@ fn start_sync(host: &Arc<Host>, inner: &Arc<SessionInner>, id: u64) -> State {
         .callback(move |res: Result<u64>| complete(&s, &i, id, res.map(|_| Reply::Done)));
     let deadline = deadline_after(Instant::now(), host.replica().config().request_timeout);
     handed(host.replica().start_read_index(deadline, reply))
+}
+
+/// Starts the `reconfig` of slot `id` (see `reconfig`), answered in the slot.
+fn start_reconfig(
+    host: &Arc<Host>,
+    inner: &Arc<SessionInner>,
+    id: u64,
+    auth: &[Id],
+    request: &Reconfig,
+) -> State {
+    let (s, i) = (host.clone(), inner.clone());
+    let done = Box::new(move |res: Result<Reply>| complete(&s, &i, id, res));
+    match crate::reconfig::start(host, auth, request, done) {
+        Ok(None) => State::Waiting,
+        Ok(Some(reply)) => State::Done(Ok(reply)),
+        Err(e) => State::Done(Err(e)),
+    }
 }
 
 /// The driver finished write (or sync) `id`. Runs on the node's answer thread: watchers
@@ -903,7 +927,9 @@ fn read(
             }
             Ok(Reply::Done)
         }
-        Request::Write(_) | Request::Sync { .. } => Err(Error::BadArguments("not a read".into())),
+        Request::Write(_) | Request::Sync { .. } | Request::Reconfig(_) => {
+            Err(Error::BadArguments("not a read".into()))
+        }
     }
 }
 

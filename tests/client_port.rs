@@ -734,21 +734,27 @@ fn unserved_operations_are_answered_as_zookeeper_answers_them() {
     );
     let got: Vec<(i32, i32)> = (0..2).map(|_| cl.recv()).map(|f| (f.xid, f.err)).collect();
     assert_eq!(got, [(1, 0), (2, 0)]);
-    // reconfig: ReconfigDisabled, whatever its record, and the connection goes on.
+    // reconfig from a caller who is not the super user: NoAuth (`/zookeeper/config` is
+    // read-only for everyone else); malformed servers: BadArguments, checked first, as
+    // ZooKeeper checks them. The connection goes on.
     cl.send(
         3,
         RECONFIG,
         Body::default()
             .str("server.4=127.0.0.1:1:2;3")
-            .str("")
-            .str("")
+            .int(-1)
+            .int(-1)
             .long(-1),
     );
     let r = cl.recv();
-    assert_eq!((r.xid, r.err), (3, -123));
-    cl.send(4, RECONFIG, Body::default().int(7));
+    assert_eq!((r.xid, r.err), (3, -102));
+    cl.send(
+        4,
+        RECONFIG,
+        Body::default().str("some thing").int(-1).int(-1).long(-1),
+    );
     let r = cl.recv();
-    assert_eq!((r.xid, r.err), (4, -123));
+    assert_eq!((r.xid, r.err), (4, -8));
     // deleteContainer from a client: BadArguments, the connection kept.
     cl.send(5, DELETE_CONTAINER, Body::default().str("/x"));
     let r = cl.recv();

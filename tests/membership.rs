@@ -55,15 +55,37 @@ fn a_member_is_added_through_a_snapshot_and_another_removed() {
     assert!(n4.members().is_empty(), "not a member yet");
     assert_eq!(n1.members(), [1, 2, 3]);
     assert!(matches!(
-        n1.add_member(2, "127.0.0.1:1"),
+        n1.add_member(0, "127.0.0.1:1"),
         Err(Error::BadArguments(_))
     ));
     assert!(matches!(
         n1.add_member(5, "nowhere"),
         Err(Error::BadArguments(_))
     ));
-    n1.add_member(4, &addr(4)).unwrap();
+    let config_before = n1.configuration();
+    assert_eq!(config_before.voters(), [1, 2, 3]);
+    n1.add_member(4, &format!("{}:0:participant;127.0.0.1:2181", addr(4)))
+        .unwrap();
+    // Added as a learner, promoted once caught up: the call returned once it votes.
     assert_eq!(n1.members(), [1, 2, 3, 4]);
+    let config = n1.configuration();
+    assert_eq!(config.voters(), [1, 2, 3, 4]);
+    assert!(config.version > config_before.version);
+    let (text, stat) = n1.get_data("/zookeeper/config").unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(text, config.render());
+    assert!(
+        text.contains(&format!(
+            "server.4={}:0:participant;127.0.0.1:2181\n",
+            addr(4)
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("version={:x}", config.version)),
+        "{text}"
+    );
+    assert_eq!(stat.mzxid, config.version as i64);
     wait_until(Duration::from_secs(20), "node 4 caught up", || {
         converged(&[&n1, &n2, &n3, &n4])
     });
@@ -74,8 +96,8 @@ fn a_member_is_added_through_a_snapshot_and_another_removed() {
 
     // Node 2 leaves; the others go on without it.
     assert!(
-        matches!(n1.remove_member(1), Err(Error::BadArguments(_))),
-        "not itself"
+        matches!(n1.remove_member(9), Err(Error::BadArguments(_))),
+        "not a member"
     );
     n1.remove_member(2).unwrap();
     wait_until(
@@ -128,4 +150,91 @@ fn a_member_started_with_another_configuration_still_catches_up_through_a_snapsh
     });
     assert!(n4.metrics().snapshots_installed >= 1, "through a snapshot");
     assert_eq!(n4.members(), [1, 2, 3, 4]);
+}
+
+/// The leader is removed through a follower: it hands its leadership over first, and the
+/// removal is applied under the next leader. Then an observer is added: it serves reads
+/// and forwards writes, and does not vote — with one of the two voters gone, nothing
+/// commits although the observer lives.
+#[test]
+fn the_leader_hands_over_before_its_removal_and_an_observer_never_votes() {
+    let ports = free_ports(4);
+    let addr = |id: u64| format!("127.0.0.1:{}", ports[id as usize - 1]);
+    let first3: Vec<(u64, String)> = (1..=3).map(|i| (i, addr(i))).collect();
+    let all4: Vec<(u64, String)> = (1..=4).map(|i| (i, addr(i))).collect();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Option<Node>> = (1..=3)
+        .map(|i| {
+            Some(
+                builder(i, dirs[i as usize - 1].path(), &first3)
+                    .start()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    retry(|| get(&nodes, 1).create("/x", b"1", CreateMode::Persistent));
+    let leader = wait_leader(&nodes);
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    get(&nodes, follower).remove_member(leader).unwrap();
+    let rest: Vec<u64> = (1..=3).filter(|&i| i != leader).collect();
+    wait_until(
+        Duration::from_secs(10),
+        "the others applied the removal",
+        || rest.iter().all(|&i| get(&nodes, i).members() == rest),
+    );
+    let new_leader = wait_leader(&nodes);
+    assert_ne!(new_leader, leader, "leadership moved before the removal");
+    nodes[leader as usize - 1].take().unwrap().shutdown();
+    retry(|| get(&nodes, rest[0]).create("/after", b"", CreateMode::Persistent));
+
+    // An observer joins.
+    let n4 = builder(4, dirs[3].path(), &all4).joining().start().unwrap();
+    get(&nodes, rest[0])
+        .add_member(4, &format!("{}:0:observer", addr(4)))
+        .unwrap();
+    let config = get(&nodes, rest[0]).configuration();
+    assert_eq!(config.voters(), rest);
+    assert_eq!(config.observers(), [4]);
+    wait_until(Duration::from_secs(20), "the observer caught up", || {
+        n4.exists("/after").ok().flatten().is_some()
+    });
+    assert_eq!(n4.members(), rest, "an observer is not a voter");
+    assert_eq!(n4.role(), zkraft::Role::Observer);
+    retry(|| n4.create("/from-observer", b"o", CreateMode::Persistent));
+    wait_until(
+        Duration::from_secs(10),
+        "a voter has the observer's write",
+        || {
+            get(&nodes, rest[1])
+                .exists("/from-observer")
+                .ok()
+                .flatten()
+                .is_some()
+        },
+    );
+    // One voter of two gone: the observer lives, and still nothing commits.
+    nodes[rest[1] as usize - 1].take().unwrap().shutdown();
+    let refused = n4.create("/no-quorum", b"", CreateMode::Persistent);
+    assert!(
+        refused.is_err(),
+        "a write committed without a quorum of voters"
+    );
+    assert!(get(&nodes, rest[0]).exists("/no-quorum").unwrap().is_none());
+}
+
+fn get(nodes: &[Option<Node>], id: u64) -> &Node {
+    nodes[id as usize - 1].as_ref().expect("running")
+}
+
+fn wait_leader(nodes: &[Option<Node>]) -> u64 {
+    let mut leader = 0;
+    wait_until(Duration::from_secs(10), "a leader", || {
+        leader = nodes
+            .iter()
+            .flatten()
+            .find(|n| n.role() == zkraft::Role::Leader)
+            .map_or(0, |n| n.id());
+        leader != 0
+    });
+    leader
 }

@@ -19,16 +19,31 @@ use serde::Deserialize;
         zkraft-server --id 2 --peers 1=127.0.0.1:2701,2=127.0.0.1:2702,3=127.0.0.1:2703 --data-dir /tmp/zk2\n  \
         zkraft-server --id 3 --peers 1=127.0.0.1:2701,2=127.0.0.1:2702,3=127.0.0.1:2703 --data-dir /tmp/zk3"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Flags {
+    /// An operator's command instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// A TOML file with the settings below (flags given here win over it).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// This server's id (non-zero, unique in the ensemble).
     #[arg(long)]
     pub id: Option<u64>,
-    /// Every member, this one included: `ID=HOST:PORT,...` (hostnames allowed).
+    /// Every member, this one included: `ID=HOST:PORT,...` (hostnames allowed), or
+    /// ZooKeeper's server strings, `ID=HOST:PORT:PORT:participant|observer;CLIENT_PORT`
+    /// (observers are members that never vote).
     #[arg(long, value_name = "ID=HOST:PORT,...")]
     pub peers: Option<String>,
+    /// Start outside the ensemble, to be added by a member (`zkraft-server reconfig
+    /// --add`, or ZooKeeper's `reconfig`): list the ensemble in `--peers`, this server
+    /// included. It catches up from a snapshot before it votes.
+    #[arg(long)]
+    pub join: bool,
+    /// Serve ZooKeeper's `reconfig` request (default true; only the super user may use
+    /// it). ZooKeeper's reconfigEnabled.
+    #[arg(long, value_name = "BOOL")]
+    pub reconfig_enabled: Option<bool>,
     /// The directory of this server's RocksDB database.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -93,6 +108,70 @@ pub struct Flags {
     pub super_digest: Option<String>,
 }
 
+/// An operator's command.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Changes the ensemble's members through a running member's client port, as
+    /// `zkCli.sh reconfig` does, and prints the new configuration.
+    Reconfig(ReconfigArgs),
+}
+
+/// `zkraft-server reconfig`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    zkraft-server reconfig --server 127.0.0.1:2181 --auth super:secret \\\n      \
+    --add 'server.4=127.0.0.1:2704:0:participant;127.0.0.1:2184'\n  \
+    zkraft-server reconfig --server 127.0.0.1:2181 --auth super:secret --remove 3")]
+pub struct ReconfigArgs {
+    /// A member's client address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: String,
+    /// A server joining: `server.N=HOST:PORT[:PORT][:participant|observer][;[HOST:]PORT]`
+    /// (repeat, or separate with commas). A participant catches up as an observer first.
+    #[arg(long = "add", value_name = "server.N=SPEC")]
+    pub add: Vec<String>,
+    /// The id of a server leaving (repeat, or separate with commas). A leader hands its
+    /// leadership over first.
+    #[arg(long = "remove", value_name = "ID")]
+    pub remove: Vec<String>,
+    /// The whole new member list instead (`server.N=SPEC,...`, ZooKeeper's
+    /// non-incremental form).
+    #[arg(long, value_name = "server.N=SPEC,...", conflicts_with_all = ["add", "remove"])]
+    pub members: Option<String>,
+    /// Only if the configuration is still at this version (hexadecimal, as the last line
+    /// of /zookeeper/config shows it).
+    #[arg(long, value_name = "HEX")]
+    pub from_config: Option<String>,
+    /// Digest credentials, `user:password` (the super user's: only it may change the
+    /// members).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub auth: Option<String>,
+    /// Seconds to wait for the change.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+}
+
+impl ReconfigArgs {
+    /// The request these arguments make.
+    pub fn request(&self) -> Result<zkraft::Reconfig, String> {
+        let join = |v: &[String]| (!v.is_empty()).then(|| v.join(","));
+        let from_config = match &self.from_config {
+            None => -1,
+            Some(hex) => i64::from_str_radix(hex.trim_start_matches("0x"), 16)
+                .map_err(|_| format!("--from-config {hex:?} is not a hexadecimal version"))?,
+        };
+        if self.add.is_empty() && self.remove.is_empty() && self.members.is_none() {
+            return Err("nothing to change: give --add, --remove or --members".into());
+        }
+        Ok(zkraft::Reconfig {
+            joining: join(&self.add),
+            leaving: join(&self.remove),
+            new_members: self.members.clone(),
+            from_config,
+        })
+    }
+}
+
 /// The settings a config file may hold: the same names as the flags, with `peers` a table.
 ///
 /// ```toml
@@ -129,6 +208,8 @@ pub struct File {
     pub client_port_listen_backlog: Option<u32>,
     pub container_check_interval_ms: Option<u64>,
     pub super_digest: Option<String>,
+    pub join: Option<bool>,
+    pub reconfig_enabled: Option<bool>,
 }
 
 /// The resolved settings.
@@ -153,6 +234,8 @@ pub struct Settings {
     pub client_port_listen_backlog: Option<u32>,
     pub container_check_interval: Duration,
     pub super_digest: Option<String>,
+    pub join: bool,
+    pub reconfig_enabled: bool,
 }
 
 impl Settings {
@@ -241,6 +324,11 @@ impl Settings {
                     .unwrap_or(60_000),
             ),
             super_digest: flags.super_digest.or(file.super_digest),
+            join: flags.join || file.join.unwrap_or(false),
+            reconfig_enabled: flags
+                .reconfig_enabled
+                .or(file.reconfig_enabled)
+                .unwrap_or(true),
         })
     }
 }
@@ -265,9 +353,7 @@ pub fn parse_peers(list: &str) -> Result<Vec<(u64, String)>, String> {
         if id == 0 || out.iter().any(|(p, _)| *p == id) {
             return Err(format!("peer id {id} is zero or listed twice"));
         }
-        if !addr.contains(':') {
-            return Err(format!("peer address {addr:?} has no port"));
-        }
+        zkraft::MemberSpec::parse(addr).map_err(|e| format!("peer {id}: {e}"))?;
         out.push((id, addr.trim().to_string()));
     }
     if out.is_empty() {
@@ -319,6 +405,65 @@ mod tests {
         ] {
             assert!(Settings::resolve(flags(&bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_reconfig_command_makes_zookeepers_request() {
+        let Some(Command::Reconfig(args)) = flags(&[
+            "reconfig",
+            "--server",
+            "127.0.0.1:2181",
+            "--add",
+            "server.4=h:1",
+            "--add",
+            "server.5=h:2:0:observer",
+            "--remove",
+            "3",
+            "--from-config",
+            "1a",
+        ])
+        .command
+        else {
+            panic!("not the reconfig command");
+        };
+        let r = args.request().unwrap();
+        assert_eq!(
+            r.joining.as_deref(),
+            Some("server.4=h:1,server.5=h:2:0:observer")
+        );
+        assert_eq!(r.leaving.as_deref(), Some("3"));
+        assert_eq!((r.new_members, r.from_config), (None, 0x1a));
+        let Some(Command::Reconfig(args)) =
+            flags(&["reconfig", "--server", "h:1", "--from-config", "zz"]).command
+        else {
+            panic!("not the reconfig command");
+        };
+        assert!(
+            args.request().is_err(),
+            "a bad version, and nothing to change"
+        );
+        let s = Settings::resolve(flags(&[
+            "--id",
+            "4",
+            "--peers",
+            "1=a:1,4=d:4:0:observer;2184",
+            "--data-dir",
+            "/d",
+            "--join",
+            "--reconfig-enabled",
+            "false",
+        ]))
+        .unwrap();
+        assert!(s.join && !s.reconfig_enabled);
+        assert!(Settings::resolve(flags(&[
+            "--id",
+            "1",
+            "--peers",
+            "1=a:1:1",
+            "--data-dir",
+            "/d"
+        ]))
+        .is_err());
     }
 
     #[test]

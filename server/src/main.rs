@@ -35,10 +35,14 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use slog::{o, Drain, Logger};
 
-use config::{Flags, Settings};
+use config::{Command, Flags, ReconfigArgs, Settings};
 
 fn main() -> ExitCode {
-    let settings = match Settings::resolve(Flags::parse()) {
+    let mut flags = Flags::parse();
+    if let Some(Command::Reconfig(args)) = flags.command.take() {
+        return reconfig(&args);
+    }
+    let settings = match Settings::resolve(flags) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("zkraft-server: {e}");
@@ -64,6 +68,29 @@ fn main() -> ExitCode {
     code
 }
 
+/// `zkraft-server reconfig`: the change through a member's client port; prints the new
+/// configuration (`/zookeeper/config`).
+fn reconfig(args: &ReconfigArgs) -> ExitCode {
+    let request = match args.request() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zkraft-server reconfig: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout_secs.max(1));
+    match zkraft::operator::reconfig(&args.server, args.auth.as_deref(), &request, timeout) {
+        Ok((config, _)) => {
+            println!("{config}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zkraft-server reconfig: {e} (ZooKeeper code {})", e.code());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::Error>> {
     // Signals are caught from the start, so one arriving during recovery still stops the
     // server cleanly once it is up.
@@ -76,8 +103,12 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
         .election_tick(settings.election_tick)
         .heartbeat_tick(settings.heartbeat_tick)
         .snapshot_entries(settings.snapshot_entries)
+        .reconfig_enabled(settings.reconfig_enabled)
         .cache_bytes(settings.cache_mb.saturating_mul(1 << 20))
         .logger(logger.clone());
+    if settings.join {
+        builder = builder.joining();
+    }
     if let Some(bind) = &settings.bind {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(bind)?
             .next()

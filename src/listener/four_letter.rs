@@ -80,10 +80,14 @@ pub(crate) fn answer(ctx: &Ctx, word: &str) -> String {
 
 /// ZooKeeper's name for the node's role.
 fn mode(ctx: &Ctx) -> &'static str {
+    let role = ctx.shared.role();
+    if role == Role::Observer {
+        return "observer";
+    }
     if ctx.shared.voter_count() <= 1 {
         return "standalone";
     }
-    match ctx.shared.role() {
+    match role {
         Role::Leader => "leader",
         _ => "follower",
     }
@@ -228,9 +232,8 @@ fn conf(ctx: &Ctx) -> String {
     let _ = writeln!(out, "heartbeatTick={}", c.heartbeat_tick);
     let _ = writeln!(out, "jute.maxbuffer={}", c.max_request_size);
     let _ = writeln!(out, "clusterId={}", c.cluster_id);
-    for id in ctx.shared.voters() {
-        let _ = writeln!(out, "server.{id}=voter");
-    }
+    // As ZooKeeper 3.5+ ends `conf`: the dynamic configuration.
+    let _ = writeln!(out, "{}", ctx.shared.configuration().render());
     out
 }
 

@@ -5,6 +5,7 @@
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
 use crate::pipeline::{ReadOp, Reply, Request};
+use crate::reconfig::Reconfig;
 use crate::tree::{EventType, OpResult, WatchedEvent, MAX_TTL_MS};
 use crate::watch::{AddWatchMode, PersistentWatcher, Watcher, WatcherType};
 use crate::wire::jute::{write_acls, JuteWriter};
@@ -291,11 +292,20 @@ pub(crate) fn action(req: ClientRequest) -> Action {
             Request::Write(Op::set_acl(path, acl, version(v))),
             Shape::of(op::SET_ACL),
         ),
-        // As a ZooKeeper 3.8 server without `reconfigEnabled`: refused, the connection
-        // kept.
-        ClientRequest::Reconfig => {
-            Action::Answer(Err(Error::ReconfigDisabled), Shape::of(op::RECONFIG))
-        }
+        ClientRequest::Reconfig {
+            joining,
+            leaving,
+            new_members,
+            from_config,
+        } => Action::Submit(
+            Request::Reconfig(Reconfig {
+                joining,
+                leaving,
+                new_members,
+                from_config,
+            }),
+            Shape::of(op::RECONFIG),
+        ),
         // ZooKeeper reads a client's deleteContainer as a path that holds the request
         // header's NUL bytes, and refuses it as BadArguments; the connection is kept.
         ClientRequest::DeleteContainer => Action::Answer(
@@ -383,7 +393,7 @@ fn body(w: &mut JuteWriter, shape: &Shape, reply: Reply) {
         (op::EXISTS, Reply::Exists(Some(stat))) => {
             w.stat(&stat);
         }
-        (op::GET_DATA, Reply::Data(data, stat)) => {
+        (op::GET_DATA | op::RECONFIG, Reply::Data(data, stat)) => {
             w.nullable_buffer(data.as_deref()).stat(&stat);
         }
         (op::GET_CHILDREN, Reply::Children(children, _)) => {
@@ -610,13 +620,34 @@ mod tests {
             assert_eq!(i32::from_be_bytes(frame[4..8].try_into().unwrap()), xid);
             assert_eq!(frame.len(), 4 + 16, "setWatches answers a header alone");
         }
-        // reconfig is refused with ReconfigDisabled.
+        // A refused reconfig is a header alone; a done one carries the new
+        // configuration as a getData answer does.
         let frame = encode_reply(&Shape::of(op::RECONFIG), 3, 9, Err(Error::ReconfigDisabled));
         let mut r = JuteReader::new(&frame[4..]);
         assert_eq!(
             (r.int().unwrap(), r.long().unwrap(), r.int().unwrap()),
             (3, 9, -123)
         );
+        r.finish().unwrap();
+        let stat = Stat {
+            mzxid: 9,
+            version: -1,
+            ..Stat::default()
+        };
+        let config = b"server.1=h:1:0:participant\nversion=9".to_vec();
+        let frame = encode_reply(
+            &Shape::of(op::RECONFIG),
+            3,
+            9,
+            Ok(Reply::Data(Some(config.clone()), stat)),
+        );
+        let mut r = JuteReader::new(&frame[4..]);
+        assert_eq!(
+            (r.int().unwrap(), r.long().unwrap(), r.int().unwrap()),
+            (3, 9, 0)
+        );
+        assert_eq!(r.buffer().unwrap(), config);
+        assert_eq!(crate::wire::jute::read_stat(&mut r).unwrap(), stat);
         r.finish().unwrap();
         // whoAmI: each identity's scheme and user, as ZooKeeper's providers name them.
         let ids = vec![

@@ -60,8 +60,11 @@ impl NodeBuilder {
     }
 
     /// Joins an ensemble over TCP. `members` lists every member, this node included, as
-    /// `(id, "host:port")` — ZooKeeper's `server.N` lines. The members are the initial
-    /// voters; at start the node listens on its own entry (or on
+    /// `(id, "host:port")` — ZooKeeper's `server.N` lines, whose full form
+    /// (`host:port:electionPort:participant|observer;clientHost:clientPort`, see
+    /// [`MemberSpec`](crate::MemberSpec)) is read too. The participants are the initial
+    /// voters and the observers the initial learners; at start the node listens on its own
+    /// entry (or on
     /// [`NodeBuilder::listen`]) and dials the others with a [`TcpTransport`](crate::TcpTransport) of its id and
     /// cluster id, which [`Node::shutdown`] closes.
     ///
@@ -79,7 +82,14 @@ impl NodeBuilder {
             .into_iter()
             .map(|(id, addr)| (id, addr.into()))
             .collect();
-        self.config.voters = self.members.iter().map(|(id, _)| *id).collect();
+        // A spec that does not parse is refused when the node starts.
+        let observer = |spec: &str| {
+            crate::MemberSpec::parse(spec).is_ok_and(|s| s.role == crate::MemberRole::Observer)
+        };
+        let (observers, participants): (Vec<_>, Vec<_>) =
+            self.members.iter().partition(|(_, spec)| observer(spec));
+        self.config.voters = participants.iter().map(|(id, _)| *id).collect();
+        self.config.learners = observers.iter().map(|(id, _)| *id).collect();
         self
     }
 
@@ -245,6 +255,13 @@ impl NodeBuilder {
     /// How often the leader reaps empty containers and expired TTL znodes (default 60 s).
     pub fn reap_interval(mut self, d: Duration) -> Self {
         self.config.reap_interval = d;
+        self
+    }
+
+    /// Whether ZooKeeper's `reconfig` request is served (default true; see
+    /// [`Config::reconfig_enabled`](crate::Config::reconfig_enabled)).
+    pub fn reconfig_enabled(mut self, enabled: bool) -> Self {
+        self.config.reconfig_enabled = enabled;
         self
     }
 

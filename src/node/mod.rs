@@ -17,8 +17,9 @@ use crate::acl::Acl;
 use crate::api;
 use crate::command::{CreateMode, Op};
 use crate::error::{Error, Result};
+use crate::member::{Configuration, MemberSpec};
 use crate::pool::Pool;
-use crate::replica::{Config, Digest, Metrics, Role, Shared};
+use crate::replica::{Config, Digest, MemberChange, Metrics, Role, Shared};
 use crate::session::SessionBuilder;
 use crate::tree::{DataTree, OpResult, Stat};
 
@@ -126,30 +127,31 @@ impl Node {
         self.shared.voters()
     }
 
-    /// Adds node `id`, which peers reach at `addr` (`host:port`), to the ensemble as a
-    /// voter, and returns once the change is applied on this node. Start the new node
-    /// first with [`NodeBuilder::joining`]; it catches up through a snapshot. Every member
-    /// records the address and its transport starts reaching it
-    /// ([`Transport::peer_added`]).
+    /// The ensemble's configuration as this node has applied it: each member's spec and
+    /// role, and the version (what `/zookeeper/config` shows).
+    pub fn configuration(&self) -> Configuration {
+        self.shared.configuration()
+    }
+
+    /// Adds member `id`, and returns once the change is applied on this node. `spec` is
+    /// where peers reach it, `host:port`, or ZooKeeper's server string
+    /// (`host:port:electionPort:participant|observer;clientHost:clientPort`, see
+    /// [`MemberSpec`]). Start the new node first with [`NodeBuilder::joining`]; it
+    /// catches up through a snapshot. Every member records the spec and its transport
+    /// starts reaching it ([`Transport::peer_added`]).
     ///
-    /// One change at a time: raft-rs ignores a change proposed while another is not yet
-    /// applied (or before a new leader has applied its predecessors' entries). Proposed on
-    /// the leader, such a change is refused at once with
-    /// [`Error::NoQuorum`](crate::Error::NoQuorum); proposed on a follower, the leader
-    /// drops it and the call ends in [`Error::Timeout`](crate::Error::Timeout) — not
-    /// applied; try again. Adding a current member is refused with
-    /// [`Error::BadArguments`](crate::Error::BadArguments).
-    pub fn add_member(&self, id: u64, addr: &str) -> Result<()> {
-        if id == 0 || addr.is_empty() || addr.len() > 255 || !addr.contains(':') {
-            return Err(Error::BadArguments(format!(
-                "add_member needs a non-zero id and a host:port address, got {id} {addr:?}"
-            )));
-        }
-        if self.members().contains(&id) {
-            return Err(Error::BadArguments(format!(
-                "node {id} is a member already"
-            )));
-        }
+    /// A participant is added as a learner and becomes a voter once it has caught up with
+    /// the leader, so adding it never costs the ensemble its quorum: the call returns once
+    /// it votes, or with [`Error::NewConfigNoQuorum`](crate::Error::NewConfigNoQuorum)
+    /// when it has not caught up within the request timeout (it stays a learner and is
+    /// promoted when it has). An observer receives the log and serves, and never votes.
+    /// Adding a current member changes its spec (an observer made a participant is
+    /// promoted as above).
+    ///
+    /// One change at a time: while another is not applied yet, the call is refused with
+    /// [`Error::ReconfigInProgress`](crate::Error::ReconfigInProgress).
+    pub fn add_member(&self, id: u64, spec: &str) -> Result<()> {
+        let spec = MemberSpec::parse(spec)?;
         if self.metrics().log_first_index <= 1 {
             // Only a directory from before bootstrap snapshots, which is compacted at its
             // next start: until then a new member could be caught up from a log that never
@@ -158,29 +160,16 @@ impl Node {
                 "this node's log still starts at index 1: restart it first (it compacts)".into(),
             ));
         }
-        let mut cc = raft::eraftpb::ConfChange::default();
-        cc.set_change_type(raft::eraftpb::ConfChangeType::AddNode);
-        cc.node_id = id;
-        cc.context = addr.as_bytes().to_vec().into();
-        self.shared.change_members(cc)
+        self.shared.change_members(&MemberChange::Add(id, spec))
     }
 
     /// Removes member `id` from the ensemble and returns once the change is applied on
     /// this node; every member's transport stops reaching it
-    /// ([`Transport::peer_removed`]). A node cannot remove itself (ask another member),
-    /// and the last voter cannot be removed ([`Error::BadArguments`](crate::Error::BadArguments)).
+    /// ([`Transport::peer_removed`]). Removing the leader first hands its leadership to
+    /// the voter furthest along. The last voter cannot be removed
+    /// ([`Error::BadArguments`](crate::Error::BadArguments)).
     pub fn remove_member(&self, id: u64) -> Result<()> {
-        let members = self.members();
-        if id == self.shared.id() || !members.contains(&id) || members.len() < 2 {
-            return Err(Error::BadArguments(format!(
-                "node {id} cannot be removed by node {} (members {members:?})",
-                self.shared.id()
-            )));
-        }
-        let mut cc = raft::eraftpb::ConfChange::default();
-        cc.set_change_type(raft::eraftpb::ConfChangeType::RemoveNode);
-        cc.node_id = id;
-        self.shared.change_members(cc)
+        self.shared.change_members(&MemberChange::Remove(id))
     }
 
     /// The digest of this replica's tree and sessions at its applied index. Replicas that

@@ -40,6 +40,9 @@ pub struct Config {
     /// with a different list logs a warning and [`Node::config`](crate::Node::config)
     /// reports the persisted voters.
     pub voters: Vec<u64>,
+    /// The initial observers (raft learners): members that receive the log and serve but
+    /// never vote. Used only when the data directory is new, as `voters`.
+    pub learners: Vec<u64>,
     /// Directory of the node's RocksDB database.
     pub data_dir: PathBuf,
     /// Length of one raft tick.
@@ -80,6 +83,13 @@ pub struct Config {
     /// How often the leader looks for empty containers and expired TTL znodes to delete
     /// (ZooKeeper's `znode.container.checkIntervalMs`, 60 s).
     pub reap_interval: Duration,
+    /// Whether ZooKeeper's `reconfig` request is served (default true; ZooKeeper's
+    /// `reconfigEnabled`, which defaults to false there). Either way only a caller with
+    /// WRITE permission on `/zookeeper/config` may change the members — its ACL is
+    /// read-only for everyone, so only the super user; without it, `reconfig` is answered
+    /// `ReconfigDisabled`. [`Node::add_member`](crate::Node::add_member) and
+    /// [`Node::remove_member`](crate::Node::remove_member) work either way.
+    pub reconfig_enabled: bool,
     /// Compact the raft log once it holds more than this many applied entries (default
     /// 100,000, as ZooKeeper's `snapCount` and etcd's `--snapshot-count`). The newest
     /// entries (half of this, at most [`CATCH_UP_ENTRIES`]) stay, so a follower a little
@@ -119,6 +129,7 @@ impl Default for Config {
             id: 1,
             cluster_id: "zkraft".to_string(),
             voters: vec![1],
+            learners: Vec::new(),
             data_dir: PathBuf::from("zkraft-data"),
             tick_interval: Duration::from_millis(100),
             election_tick: 10,
@@ -134,6 +145,7 @@ impl Default for Config {
             min_session_timeout: Duration::from_secs(4),
             max_session_timeout: Duration::from_secs(40),
             reap_interval: Duration::from_secs(60),
+            reconfig_enabled: true,
             snapshot_entries: 100_000,
             join: false,
             snapshot_log_bytes: 256 * 1024 * 1024,
@@ -162,8 +174,11 @@ impl Config {
         {
             return err("cluster_id must be 1-64 bytes of A-Z a-z 0-9 . _ -");
         }
-        if !self.join && !self.voters.contains(&self.id) {
-            return err("voters must include this node's id");
+        if !self.join && !self.voters.contains(&self.id) && !self.learners.contains(&self.id) {
+            return err("voters (or observers) must include this node's id");
+        }
+        if self.learners.iter().any(|l| self.voters.contains(l)) {
+            return err("a member is a voter or an observer, not both");
         }
         if self.voters.contains(&0) {
             return err("voter ids must be non-zero");

@@ -12,6 +12,7 @@ mod answers;
 mod config;
 mod driver;
 mod keeper;
+mod membership;
 mod observer;
 mod open;
 mod session_tracker;
@@ -31,6 +32,7 @@ pub use config::{
     Config, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK,
     MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
+pub(crate) use membership::MemberChange;
 pub(crate) use observer::Observer;
 pub(crate) use open::{open, Parts};
 
@@ -57,6 +59,9 @@ pub enum Role {
     Candidate,
     /// Leads the ensemble: orders every write.
     Leader,
+    /// Receives the log and serves reads, sessions and watches; forwards writes; never
+    /// votes (a raft learner: ZooKeeper's observer).
+    Observer,
 }
 
 impl Role {
@@ -313,8 +318,8 @@ pub(crate) struct Shared {
     /// after the replica is made and before it runs; held weakly, since the host holds
     /// the replica (references point down only).
     observer: std::sync::OnceLock<Weak<dyn Observer>>,
-    /// The voters of the configuration applied here.
-    voters: Mutex<Vec<u64>>,
+    /// The configuration applied here.
+    membership: Mutex<membership::Membership>,
     /// Bytes and number of peer envelopes in the mailbox (see [`Shared::deliver`]).
     backlog_bytes: std::sync::atomic::AtomicUsize,
     backlog_envelopes: std::sync::atomic::AtomicUsize,
@@ -477,19 +482,27 @@ impl Shared {
 
     /// The raft role this node plays now.
     pub(crate) fn role(&self) -> Role {
-        Role::from_u8(self.role.load(Ordering::Acquire))
+        match Role::from_u8(self.role.load(Ordering::Acquire)) {
+            Role::Follower if self.membership.lock().learners.contains(&self.id) => Role::Observer,
+            role => role,
+        }
     }
 
     /// The voters as this node has applied them, sorted.
     pub(crate) fn voters(&self) -> Vec<u64> {
-        let mut v = self.voters.lock().clone();
+        let mut v = self.membership.lock().voters.clone();
         v.sort_unstable();
         v
     }
 
     /// How many voters the ensemble has.
     pub(crate) fn voter_count(&self) -> usize {
-        self.voters.lock().len()
+        self.membership.lock().voters.len()
+    }
+
+    /// The configuration as this node has applied it (what `/zookeeper/config` shows).
+    pub(crate) fn configuration(&self) -> crate::member::Configuration {
+        self.membership.lock().configuration()
     }
 
     /// The node is stopping: the host ends the local side of every session it hosts.
@@ -694,18 +707,13 @@ impl Shared {
         Ok(())
     }
 
-    /// Proposes a configuration change and waits until it is applied on this node.
-    pub(crate) fn change_members(&self, change: raft::eraftpb::ConfChange) -> Result<()> {
-        self.check_running()?;
+    /// Makes a membership change and waits until it is applied on this node (see
+    /// [`Shared::start_member_change`]).
+    pub(crate) fn change_members(&self, change: &MemberChange) -> Result<()> {
         let timeout = self.config.request_timeout;
         let deadline = deadline_after(Instant::now(), timeout);
         let (reply, done) = completion(|| Error::Shutdown);
-        self.post_request(Request::ConfChange {
-            request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
-            change,
-            deadline,
-            reply,
-        })?;
+        self.start_member_change(change, deadline, reply)?;
         wait(&done, deadline, timeout)
     }
 

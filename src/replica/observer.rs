@@ -25,6 +25,10 @@ pub(crate) trait Observer: Send + Sync + 'static {
         events: Vec<WatchedEvent>,
     );
 
+    /// A membership change rewrote `/zookeeper/config` in `tree` (write-locked by the
+    /// caller), causing `events`.
+    fn config_changed(&self, tree: &DataTree, events: Vec<WatchedEvent>);
+
     /// A snapshot replaced the tree `old` with `new` (write-locked by the caller; `old`
     /// is readable until this returns): what watches should hear is the observer's to
     /// compare, at the paths it watches (`tree::changes`).
@@ -52,6 +56,7 @@ pub(crate) struct Nobody;
 
 impl Observer for Nobody {
     fn applied(&self, _: &DataTree, _: &Command, _: &Result<OpResult>, _: Vec<WatchedEvent>) {}
+    fn config_changed(&self, _: &DataTree, _: Vec<WatchedEvent>) {}
     fn tree_replaced(&self, _: &DataTree, _: &DataTree) {}
     fn order_lost(&self, _: i64, _: u64) {}
     fn heartbeats_due(&self, _: i64, _: i64) -> Vec<i64> {

@@ -2,6 +2,7 @@
 //! (raft log, tree, members), its raft node made; then, once the layer above is set as
 //! its observer, joined to the transport and ticking.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, Weak};
@@ -12,14 +13,17 @@ use parking_lot::{Mutex, RwLock};
 use slog::{o, Logger};
 
 use super::driver::Core;
+use super::membership::Membership;
 use super::{Config, Counters, Msg, Observer, Shared};
 use crate::error::{Error, Result};
+use crate::member::MemberSpec;
 use crate::pool::{Pool, Task};
 use crate::storage::{
     check_identity, member_addresses, open_db, open_db_in_memory, Identity, RaftStorage, TreeStore,
 };
 use crate::transport::tcp::DEFAULT_MAX_FRAME;
 use crate::transport::{Inbox, LocalNetwork, TcpTransport, Transport};
+use crate::tree::{DataTree, CONFIG_PATH};
 
 /// What a replica is opened from (what [`crate::NodeBuilder`] gathered).
 pub(crate) struct Parts {
@@ -68,11 +72,18 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
     let logger = logger
         .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
         .new(o!("node" => config.id));
+    // Each member's spec: `host:port`, or ZooKeeper's `host:port:port:role;client`.
+    let mut specs = BTreeMap::new();
+    for (id, text) in &members {
+        let spec =
+            MemberSpec::parse(text).map_err(|e| Error::Config(format!("member {id}: {e}")))?;
+        specs.insert(*id, spec);
+    }
     let mut owned_tcp = None;
     let transport = match transport {
         Some(t) => t,
-        None if !members.is_empty() => {
-            let tcp = tcp_transport(&config, &members, listen, &logger)?;
+        None if !specs.is_empty() => {
+            let tcp = tcp_transport(&config, &specs, listen, &logger)?;
             owned_tcp = Some(tcp.clone());
             Arc::new(tcp)
         }
@@ -92,12 +103,16 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
         slog::warn!(logger, "data directory had no recorded identity: adopting this one";
             "cluster" => &config.cluster_id);
     }
-    let initial_voters = if config.join {
-        Vec::new()
+    let (initial_voters, initial_learners) = if config.join {
+        (Vec::new(), Vec::new())
     } else {
-        config.voters.clone()
+        (config.voters.clone(), config.learners.clone())
     };
-    let storage = RaftStorage::open(db.clone(), &initial_voters, config.durable_writes)?;
+    let storage = RaftStorage::open(
+        db.clone(),
+        (&initial_voters, &initial_learners),
+        config.durable_writes,
+    )?;
     let persisted = storage.conf_state().voters;
     let (mut want, mut have) = (config.voters.clone(), persisted.clone());
     want.sort_unstable();
@@ -109,6 +124,7 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
             using the persisted one"; "configured" => ?config.voters, "persisted" => ?persisted);
         config.voters = persisted;
     }
+    config.learners = storage.conf_state().learners;
     let tree_store = TreeStore::new(db.clone())?.with_cache(config.cache_bytes);
     let (mut tree, applied) = tree_store.load()?;
     // A new ensemble starts from its bootstrap snapshot: the fresh tree is the state
@@ -126,8 +142,15 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
         slog::info!(logger, "compacted a log that started at index 1"; "through" => applied);
     }
     // Members added by configuration changes since the ensemble was bootstrapped.
-    for (id, addr) in member_addresses(&db)? {
-        transport.peer_added(id, &addr)?;
+    for (id, text) in member_addresses(&db)? {
+        match MemberSpec::parse(&text) {
+            Ok(spec) => {
+                transport.peer_added(id, &spec.peer_addr())?;
+                specs.insert(id, spec);
+            }
+            Err(e) => slog::warn!(logger, "recorded member spec unreadable: ignored";
+                "member" => id, "spec" => &text, "error" => %e),
+        }
     }
     let hs = storage.hard_state();
     slog::info!(logger, "recovered";
@@ -141,7 +164,22 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
         raw.campaign()?;
     }
     let log_first_index = raw.store().first();
-    let voters = raw.store().conf_state().voters;
+    let cs = raw.store().conf_state();
+    let membership = Membership {
+        voters: cs.voters,
+        learners: cs.learners,
+        specs,
+        version: config_version(&tree),
+    };
+    // `/zookeeper/config` shows the configuration as this member knows its members'
+    // addresses (written with the next apply batch; rendered again at every start).
+    // Its mtime stays the one the last configuration change gave it (0 before any):
+    // members opening at different times still hold the same znode.
+    let (mtime, text) = (
+        tree.get(CONFIG_PATH).map_or(0, |n| n.mtime),
+        membership.configuration().render(),
+    );
+    tree.set_config(membership.version as i64, mtime, text.into_bytes(), false);
     let core = Core::new(raw, tree_store, applied, &config);
 
     let (mailbox, inbox) = unbounded::<Msg>();
@@ -179,7 +217,7 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
         _answer_thread: answer_thread,
         keeper: super::keeper::Keeper::new(&config),
         observer: std::sync::OnceLock::new(),
-        voters: Mutex::new(voters),
+        membership: Mutex::new(membership),
         backlog_bytes: Default::default(),
         backlog_envelopes: Default::default(),
         me: me.clone(),
@@ -231,9 +269,17 @@ impl Opened {
 }
 
 /// The TCP transport of [`NodeBuilder::members`](crate::NodeBuilder::members).
+/// The version of the configuration `tree` shows: the zxid of the change that wrote
+/// `/zookeeper/config` (0 before any).
+pub(crate) fn config_version(tree: &DataTree) -> u64 {
+    tree.get(CONFIG_PATH)
+        .map(|n| u64::try_from(n.mzxid).unwrap_or(0))
+        .unwrap_or(0)
+}
+
 fn tcp_transport(
     config: &Config,
-    members: &[(u64, String)],
+    members: &BTreeMap<u64, MemberSpec>,
     listen: Option<SocketAddr>,
     logger: &Logger,
 ) -> Result<TcpTransport> {
@@ -241,14 +287,13 @@ fn tcp_transport(
         Some(addr) => addr,
         None => {
             let own = members
-                .iter()
-                .find(|(id, _)| *id == config.id)
-                .ok_or_else(|| Error::Config(format!("members must include node {}", config.id)))?;
-            own.1
-                .to_socket_addrs()
-                .map_err(|e| Error::Config(format!("address {:?}: {e}", own.1)))?
+                .get(&config.id)
+                .ok_or_else(|| Error::Config(format!("members must include node {}", config.id)))?
+                .peer_addr();
+            own.to_socket_addrs()
+                .map_err(|e| Error::Config(format!("address {own:?}: {e}")))?
                 .next()
-                .ok_or_else(|| Error::Config(format!("address {:?} resolves to nothing", own.1)))?
+                .ok_or_else(|| Error::Config(format!("address {own:?} resolves to nothing")))?
         }
     };
     // One frame carries at least one whole request, with room for raft's own fields.
@@ -260,9 +305,9 @@ fn tcp_transport(
         max_frame,
         logger.clone(),
     )?;
-    for (id, addr) in members {
+    for (id, spec) in members {
         if *id != config.id {
-            tcp.add_peer(*id, addr)?;
+            tcp.add_peer(*id, &spec.peer_addr())?;
         }
     }
     Ok(tcp)

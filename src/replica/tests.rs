@@ -54,6 +54,13 @@ impl Observer for Recorder {
         self.applied.lock().push((tree.zxid(), what, events));
     }
 
+    fn config_changed(&self, tree: &DataTree, events: Vec<WatchedEvent>) {
+        let events = events.into_iter().map(|e| (e.event_type, e.path)).collect();
+        self.applied
+            .lock()
+            .push((tree.zxid(), "configuration".into(), events));
+    }
+
     fn tree_replaced(&self, old: &DataTree, new: &DataTree) {
         self.replacements.fetch_add(1, Ordering::SeqCst);
         // As a host watching the whole tree would compare them.

@@ -24,16 +24,25 @@ pub(crate) const BOOTSTRAP_INDEX: u64 = 1;
 /// The term of the snapshot a new ensemble with initial `voters` starts from: derived from
 /// the voter set (1 to 2^20), so a node bootstrapped with another configuration never
 /// matches the ensemble's log at index 1 and is caught up through a snapshot instead.
-pub(crate) fn bootstrap_term(voters: &[u64]) -> u64 {
-    let mut sorted = voters.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
+/// Initial observers (`learners`) count too, after the voters.
+pub(crate) fn bootstrap_term(voters: &[u64], learners: &[u64]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for v in sorted {
-        for b in v.to_le_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut add = |ids: &[u64]| {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for v in sorted {
+            for b in v.to_le_bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
         }
+    };
+    add(voters);
+    if !learners.is_empty() {
+        // A separator, so that no voter set alone gives the same term.
+        add(&[u64::MAX]);
+        add(learners);
     }
     1 + h % (1 << 20)
 }
@@ -153,11 +162,16 @@ impl RaftStorage {
     /// voters. A fresh database with no `voters` is a
     /// node joining an existing ensemble: empty configuration, empty log.
     /// `sync` selects whether [`RaftStorage::persist`] fsyncs.
-    pub fn open(db: Arc<DB>, voters: &[u64], sync: bool) -> Result<RaftStorage> {
+    pub fn open(
+        db: Arc<DB>,
+        (voters, learners): (&[u64], &[u64]),
+        sync: bool,
+    ) -> Result<RaftStorage> {
         let state_cf = cf(&db, CF_RAFT_STATE);
         if db.get_cf(state_cf, KEY_CONF_STATE).db()?.is_none() {
             let cs = ConfState {
                 voters: voters.to_vec(),
+                learners: learners.to_vec(),
                 ..ConfState::default()
             };
             let encode = |m: &dyn protobuf::Message| {
@@ -168,7 +182,7 @@ impl RaftStorage {
             batch.put_cf(state_cf, KEY_CONF_STATE, encode(&cs)?);
             if !voters.is_empty() {
                 let hs = HardState {
-                    term: bootstrap_term(voters),
+                    term: bootstrap_term(voters, learners),
                     commit: BOOTSTRAP_INDEX,
                     ..HardState::default()
                 };
@@ -176,7 +190,7 @@ impl RaftStorage {
                 batch.put_cf(
                     state_cf,
                     KEY_COMPACTED,
-                    encode_compacted(BOOTSTRAP_INDEX, bootstrap_term(voters)),
+                    encode_compacted(BOOTSTRAP_INDEX, bootstrap_term(voters, learners)),
                 );
             }
             let mut opts = WriteOptions::default();
@@ -606,17 +620,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = super::super::open_db(dir.path()).unwrap();
-            let s = RaftStorage::open(db, &[1, 2, 3], true).unwrap();
+            let s = RaftStorage::open(db, (&[1, 2, 3], &[]), true).unwrap();
             let st = s.initial_state().unwrap();
             assert_eq!(st.conf_state.voters, vec![1, 2, 3]);
             // A new ensemble starts from the bootstrap snapshot at index 1.
-            let t = bootstrap_term(&[1, 2, 3]);
+            let t = bootstrap_term(&[1, 2, 3], &[]);
             assert_eq!(
                 t,
-                bootstrap_term(&[3, 1, 2, 2]),
+                bootstrap_term(&[3, 1, 2, 2], &[]),
                 "the voter set, not its order"
             );
-            assert_ne!(t, bootstrap_term(&[1, 2, 3, 4]));
+            assert_ne!(t, bootstrap_term(&[1, 2, 3, 4], &[]));
+            assert_ne!(t, bootstrap_term(&[1, 2, 3], &[4]));
+            assert_ne!(
+                bootstrap_term(&[1, 2, 3, 4], &[]),
+                bootstrap_term(&[1, 2, 3], &[4])
+            );
             assert!((1..=1 << 20).contains(&t));
             assert_eq!((st.hard_state.term, st.hard_state.commit), (t, 1));
             assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (2, 1));
@@ -645,7 +664,7 @@ mod tests {
             assert_eq!(one.len(), 1, "max_size returns at least one entry");
         }
         let db = super::super::open_db(dir.path()).unwrap();
-        let s = RaftStorage::open(db, &[9], true).unwrap();
+        let s = RaftStorage::open(db, (&[9], &[]), true).unwrap();
         let st = s.initial_state().unwrap();
         assert_eq!(st.conf_state.voters, vec![1, 2, 3], "conf state survives");
         assert_eq!(
@@ -674,7 +693,7 @@ mod compaction_tests {
         {
             let db = super::super::open_db(dir.path()).unwrap();
             // No voters: a joining node's empty log, starting at index 1.
-            let s = RaftStorage::open(db, &[], true).unwrap();
+            let s = RaftStorage::open(db, (&[], &[]), true).unwrap();
             assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 0));
             let ents: Vec<_> = (1..=100).map(|i| entry(i, 1 + i / 50)).collect();
             s.persist(&ents, None).unwrap();
@@ -703,7 +722,7 @@ mod compaction_tests {
             );
         }
         let db = super::super::open_db(dir.path()).unwrap();
-        let s = RaftStorage::open(db, &[1], true).unwrap();
+        let s = RaftStorage::open(db, (&[1], &[]), true).unwrap();
         assert_eq!(
             (s.first_index().unwrap(), s.last_index().unwrap()),
             (56, 100)
@@ -724,7 +743,7 @@ mod install_tests {
     fn an_install_never_records_an_old_vote_in_a_newer_term() {
         let dir = tempfile::tempdir().unwrap();
         let db = super::super::open_db(dir.path()).unwrap();
-        let s = RaftStorage::open(db, &[], true).unwrap();
+        let s = RaftStorage::open(db, (&[], &[]), true).unwrap();
         let voted = HardState {
             term: 6,
             vote: 3,

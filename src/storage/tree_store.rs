@@ -31,7 +31,7 @@ use crate::acl;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::path;
-use crate::tree::{DataTree, Dirty, SessionRecord, Znode};
+use crate::tree::{DataTree, Dirty, SessionRecord, Znode, CONFIG_PATH};
 
 pub(crate) const KEY_APPLIED: &[u8] = b"applied_index";
 pub(crate) const KEY_TREE_SLOT: &[u8] = b"tree_slot";
@@ -91,19 +91,32 @@ fn totals_key(slot: u8) -> Vec<u8> {
     format!("tree_totals.{slot}").into_bytes()
 }
 
+/// Marks totals whose digest leaves `/zookeeper/config` out (earlier versions wrote
+/// three numbers, their digest counting it).
+const TOTALS_WITHOUT_CONFIG: u8 = 1;
+
 fn encode_totals((count, digest, size): (u64, u64, u64)) -> Vec<u8> {
-    let mut w = Writer::with_capacity(24);
+    let mut w = Writer::with_capacity(25);
     w.u64(count);
     w.u64(digest);
     w.u64(size);
+    w.u8(TOTALS_WITHOUT_CONFIG);
     w.finish()
 }
 
-fn decode_totals(b: &[u8]) -> Result<(u64, u64, u64)> {
+/// Count, digest and data size, and whether the digest leaves `/zookeeper/config` out.
+fn decode_totals(b: &[u8]) -> Result<(u64, u64, u64, bool)> {
     let mut r = Reader::new(b);
-    let t = (r.u64()?, r.u64()?, r.u64()?);
+    let (count, digest, size) = (r.u64()?, r.u64()?, r.u64()?);
+    let without_config = match b.len() {
+        24 => false,
+        _ => match r.u8()? {
+            TOTALS_WITHOUT_CONFIG => true,
+            v => return Err(Error::Corrupt(format!("tree totals of format {v}"))),
+        },
+    };
     r.finish()?;
-    Ok(t)
+    Ok((count, digest, size, without_config))
 }
 
 impl TreeStore {
@@ -152,9 +165,16 @@ impl TreeStore {
             let store = DbStore::new(self.db.clone(), cfs.znodes, 0, self.cache_bytes);
             return Ok(DataTree::new_in(Box::new(store)));
         };
-        let (count, digest, size) = decode_totals(&totals)?;
+        let (count, digest, size, without_config) = decode_totals(&totals)?;
         let store = DbStore::new(self.db.clone(), cfs.znodes, count, self.cache_bytes);
         let mut tree = DataTree::with_store(Box::new(store));
+        let digest = match tree.get(CONFIG_PATH) {
+            // Written by an earlier version, whose digest counted `/zookeeper/config`.
+            Some(n) if !without_config => {
+                digest.wrapping_sub(crate::tree::znode_digest_counting_config(CONFIG_PATH, &n))
+            }
+            _ => digest,
+        };
         tree.restore_totals(digest, size);
         for item in self
             .db
@@ -940,7 +960,7 @@ mod snapshot_tests {
             // The process dies here, before the install.
         }
         let db = open_db(dir.path()).unwrap();
-        let raft = RaftStorage::open(db.clone(), &[], true).unwrap();
+        let raft = RaftStorage::open(db.clone(), (&[], &[]), true).unwrap();
         let mut store = TreeStore::new(db.clone()).unwrap();
         let (tree, applied) = store.load().unwrap();
         assert_eq!(applied, 5);
@@ -971,7 +991,7 @@ mod snapshot_tests {
         drop((installed, tree, store, raft, db));
 
         let db = open_db(dir.path()).unwrap();
-        let raft = RaftStorage::open(db.clone(), &[1], true).unwrap();
+        let raft = RaftStorage::open(db.clone(), (&[1], &[]), true).unwrap();
         let store = TreeStore::new(db).unwrap();
         let (tree, applied) = store.load().unwrap();
         assert_eq!(applied, 10);
@@ -984,5 +1004,42 @@ mod snapshot_tests {
             (raft.first_index().unwrap(), raft.term(10).unwrap()),
             (11, 2)
         );
+    }
+
+    /// Totals written by an earlier version (three numbers, the digest counting
+    /// `/zookeeper/config`) load to the digest that leaves it out.
+    #[test]
+    fn totals_of_an_earlier_version_are_corrected_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::open_db(dir.path()).unwrap();
+        let mut tree = tree_with("/x");
+        tree.set_config(
+            7,
+            70,
+            b"server.1=h:1:0:participant\nversion=7".to_vec(),
+            false,
+        );
+        let store = TreeStore::new(db.clone()).unwrap();
+        let dirty = tree.take_dirty();
+        let mut batch = WriteBatch::default();
+        store.write_into(&mut batch, &tree, &dirty, 10);
+        store.commit(batch).unwrap();
+        let config = tree.get(CONFIG_PATH).unwrap();
+        let (count, digest, size) = tree.totals();
+        let old_digest = digest.wrapping_add(crate::tree::znode_digest_counting_config(
+            CONFIG_PATH,
+            &config,
+        ));
+        let mut w = Writer::with_capacity(24);
+        w.u64(count);
+        w.u64(old_digest);
+        w.u64(size);
+        db.put_cf(cf(&db, CF_META), totals_key(store.slot), w.finish())
+            .unwrap();
+        drop(store);
+        let store = TreeStore::new(db.clone()).unwrap();
+        let (loaded, _) = store.load().unwrap();
+        assert_eq!(loaded.digest(), tree.digest());
+        assert_eq!(loaded.digest(), loaded.recompute_digest());
     }
 }

@@ -79,6 +79,20 @@ pub enum Envelope {
         /// Whether the chunk was staged.
         ok: bool,
     },
+    /// The leader's refusal of a configuration change a member forwarded to it (raft-rs
+    /// would drop it without a word): another change is not applied yet, or the change
+    /// removes the leader, which first hands its leadership over — the member then
+    /// proposes it again to the next leader.
+    ConfChangeRefused {
+        /// The leader.
+        from: u64,
+        /// The member that proposed the change.
+        to: u64,
+        /// The refused entry's context (who proposed it, and which request).
+        context: Vec<u8>,
+        /// Whether to propose it again once another leader is known.
+        retry: bool,
+    },
 }
 
 impl Envelope {
@@ -89,7 +103,8 @@ impl Envelope {
             Envelope::SessionPing { from, .. }
             | Envelope::SessionPingAck { from, .. }
             | Envelope::SnapshotChunk { from, .. }
-            | Envelope::SnapshotAck { from, .. } => *from,
+            | Envelope::SnapshotAck { from, .. }
+            | Envelope::ConfChangeRefused { from, .. } => *from,
         }
     }
 
@@ -100,7 +115,8 @@ impl Envelope {
             Envelope::SessionPing { to, .. }
             | Envelope::SessionPingAck { to, .. }
             | Envelope::SnapshotChunk { to, .. }
-            | Envelope::SnapshotAck { to, .. } => *to,
+            | Envelope::SnapshotAck { to, .. }
+            | Envelope::ConfChangeRefused { to, .. } => *to,
         }
     }
 
@@ -166,6 +182,20 @@ impl Envelope {
                 w.u8(u8::from(*ok));
                 w.finish()
             }
+            Envelope::ConfChangeRefused {
+                from,
+                to,
+                context,
+                retry,
+            } => {
+                let mut w = Writer::with_capacity(32 + context.len());
+                w.u8(6);
+                w.u64(*from);
+                w.u64(*to);
+                w.bytes(context);
+                w.u8(u8::from(*retry));
+                w.finish()
+            }
         }
     }
 
@@ -215,6 +245,17 @@ impl Envelope {
                     transfer: r.u64()?,
                     seq: r.u32()?,
                     ok: flag(r.u8()?)?,
+                };
+                r.finish()?;
+                Ok(env)
+            }
+            Some(6) => {
+                let mut r = Reader::new(&buf[1..]);
+                let env = Envelope::ConfChangeRefused {
+                    from: r.u64()?,
+                    to: r.u64()?,
+                    context: r.bytes()?,
+                    retry: flag(r.u8()?)?,
                 };
                 r.finish()?;
                 Ok(env)
@@ -379,6 +420,13 @@ mod tests {
             ok: false,
         };
         assert_eq!(Envelope::decode(&sack.encode()).unwrap(), sack);
+        let refused = Envelope::ConfChangeRefused {
+            from: 1,
+            to: 2,
+            context: vec![9; 32],
+            retry: true,
+        };
+        assert_eq!(Envelope::decode(&refused.encode()).unwrap(), refused);
         let mut bad = sack.encode();
         *bad.last_mut().unwrap() = 7;
         assert!(Envelope::decode(&bad).is_err(), "a flag is 0 or 1");

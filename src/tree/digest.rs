@@ -46,8 +46,20 @@ pub(crate) fn data(bytes: Option<&[u8]>) -> u64 {
     }
 }
 
-/// Hash of the znode at `path`.
+/// Hash of the znode at `path`. `/zookeeper/config` hashes to 0 (ZooKeeper leaves it out
+/// of its digest too): each member renders it from the configuration it applied and from
+/// the addresses it was started with, which may be written differently (a name here, an
+/// address there) without the members disagreeing on anything replicated.
 pub(crate) fn znode(path: &str, n: &Znode) -> u64 {
+    if path == super::CONFIG_PATH {
+        return 0;
+    }
+    znode_counting_config(path, n)
+}
+
+/// Hash of the znode at `path`, `/zookeeper/config` included: what digests persisted by
+/// earlier versions summed (see `TreeStore::load`).
+pub(crate) fn znode_counting_config(path: &str, n: &Znode) -> u64 {
     let mut h = fnv(FNV_OFFSET, path.as_bytes());
     for v in [
         n.czxid,

@@ -23,7 +23,10 @@ mod store;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-pub(crate) use digest::{data as data_digest, znode as znode_digest};
+pub(crate) use digest::{
+    data as data_digest, znode as znode_digest,
+    znode_counting_config as znode_digest_counting_config,
+};
 pub use ephemeral::{Owner, CONTAINER_OWNER, MAX_TTL_MS};
 pub use event::{EventType, WatchedEvent};
 pub use stat::Stat;
@@ -267,8 +270,10 @@ pub const SYSTEM_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/config", "/z
 
 /// ZooKeeper's dynamic-configuration znode. ZooKeeper gives it a read-only ACL
 /// (`world:anyone:r`, [`Acl::read_unsafe`]), and so does zkraft; zkraft keeps it
-/// read-only for every caller, the super user included (zkraft keeps its membership in
-/// raft, not here): its data and ACL cannot be set and it cannot get children (`NoAuth`).
+/// read-only for every caller, the super user included: its data and ACL cannot be set and
+/// it cannot get children (`NoAuth`). Its data is the ensemble's configuration, which the
+/// replica writes ([`DataTree::set_config`]) when a membership change is applied (a
+/// `reconfig` is how a caller changes it) and when it opens. It is left out of the digest.
 pub const CONFIG_PATH: &str = "/zookeeper/config";
 
 /// The replicated znode tree and session table.
@@ -1077,6 +1082,35 @@ impl DataTree {
                 });
             }
         }
+    }
+
+    /// Sets the data of [`CONFIG_PATH`] to `data`, the ensemble's configuration as
+    /// `member::Configuration::render` writes it: the replica's own write, with no ACL or
+    /// version check. Its mzxid is `zxid` (the configuration's version) and its mtime
+    /// `time`; its version is -1, as ZooKeeper writes it. With `notify`, watches on it
+    /// fire (NodeDataChanged). False, changing nothing, when it already holds `data`.
+    pub(crate) fn set_config(&mut self, zxid: i64, time: i64, data: Vec<u8>, notify: bool) -> bool {
+        let same = self
+            .nodes
+            .get(CONFIG_PATH)
+            .is_some_and(|n| n.data.as_deref() == Some(&data[..]));
+        if same {
+            return false;
+        }
+        let changed = self.update(CONFIG_PATH, |node| {
+            node.data_hash = digest::data(Some(&data));
+            node.data = Some(data);
+            node.version = -1;
+            node.mzxid = zxid;
+            node.mtime = time;
+        });
+        if changed {
+            self.touch(CONFIG_PATH);
+            if notify {
+                self.event(EventType::NodeDataChanged, CONFIG_PATH, zxid);
+            }
+        }
+        changed
     }
 
     fn touch(&mut self, path: &str) {

@@ -113,6 +113,13 @@ impl<'a> JuteReader<'a> {
         String::from_utf8(self.buffer()?).map_err(|_| WireError::NotUtf8)
     }
 
+    /// `ustring`, with null kept apart from empty.
+    pub(crate) fn nullable_string(&mut self) -> WireResult<Option<String>> {
+        self.nullable_buffer()?
+            .map(|b| String::from_utf8(b).map_err(|_| WireError::NotUtf8))
+            .transpose()
+    }
+
     /// `vector<T>` read with `item`, each element at least `unit` bytes.
     pub(crate) fn vector<T>(
         &mut self,
@@ -232,7 +239,6 @@ impl JuteWriter {
 }
 
 /// Reads a `Stat` (68 bytes).
-#[cfg(test)]
 pub(crate) fn read_stat(r: &mut JuteReader<'_>) -> WireResult<Stat> {
     Ok(Stat {
         czxid: r.long()?,

@@ -229,9 +229,14 @@ pub(crate) enum ClientRequest {
     GetAllChildrenNumber {
         path: String,
     },
-    /// reconfig: its record is not read (ZooKeeper refuses it before reading it when
-    /// reconfig is disabled).
-    Reconfig,
+    /// reconfig (`ReconfigRequest`): null strings are kept apart from empty ones, as
+    /// ZooKeeper tells the non-incremental form by a non-null `newMembers`.
+    Reconfig {
+        joining: Option<String>,
+        leaving: Option<String>,
+        new_members: Option<String>,
+        from_config: i64,
+    },
     /// deleteContainer: the server's own operation, which ZooKeeper refuses from a client
     /// (its record is not read).
     DeleteContainer,
@@ -343,11 +348,16 @@ pub(crate) fn decode_request(frame: &[u8]) -> WireResult<(i32, ClientRequest)> {
         },
         op::GET_ALL_CHILDREN_NUMBER => ClientRequest::GetAllChildrenNumber { path: r.string()? },
         op::SASL => ClientRequest::Sasl { token: r.buffer()? },
+        op::RECONFIG => ClientRequest::Reconfig {
+            joining: r.nullable_string()?,
+            leaving: r.nullable_string()?,
+            new_members: r.nullable_string()?,
+            from_config: r.long()?,
+        },
         // As ZooKeeper, these records are not read at all.
-        op::RECONFIG | op::DELETE_CONTAINER | op::WHO_AM_I | op::CREATE_SESSION => {
+        op::DELETE_CONTAINER | op::WHO_AM_I | op::CREATE_SESSION => {
             r.skip_rest();
             match code {
-                op::RECONFIG => ClientRequest::Reconfig,
                 op::DELETE_CONTAINER => ClientRequest::DeleteContainer,
                 op::WHO_AM_I => ClientRequest::WhoAmI,
                 _ => ClientRequest::CreateSession,

@@ -264,6 +264,9 @@ def zookeeper_members(workdir, args):
                         f"clientPort={client_ports[i]}",
                         "clientPortAddress=127.0.0.1",
                         "4lw.commands.whitelist=*",
+                        # kazoo's own test harness runs ZooKeeper so; zkraft serves
+                        # reconfig by default (only the super user may use it).
+                        "reconfigEnabled=true",
                         "admin.enableServer=false",
                         "maxClientCnxns=0",
                         *servers,

@@ -58,7 +58,7 @@ use crate::error::{Error, Result};
 use crate::storage::{RaftStorage, TreeStore};
 use crate::transport::{Envelope, RaftMessage};
 use crate::tree::{OpResult, Txn};
-use membership::{conf_context, own_conf_request};
+use membership::conf_time;
 
 /// Most mailbox messages handled before raft gets to produce a `Ready`.
 const MAX_MESSAGES_PER_ROUND: usize = 4096;
@@ -105,7 +105,13 @@ pub(crate) struct Core {
     /// ReadIndex requests sent to raft, by request id.
     reads: HashMap<u64, Waiter<u64>>,
     /// Configuration changes proposed by this node, by request id.
-    conf_pending: HashMap<u64, Waiter<()>>,
+    conf_pending: HashMap<u64, membership::ConfWaiter>,
+    /// Callers of changes that added a participant as a learner, waiting for it to be
+    /// promoted to voter (by node id).
+    promotions: Vec<(u64, Waiter<()>)>,
+    /// Configuration changes to propose again once a leader other than the given one is
+    /// known (a removal of the leader, which first hands its leadership over).
+    awaiting_leader: Vec<(Request, u64)>,
     /// Read indexes confirmed by the leader, waiting for the apply to reach them.
     reads_to_apply: Vec<(u64, Waiter<u64>)>,
     /// Requests not yet handed to raft (no leader known yet), in arrival order.
@@ -145,6 +151,8 @@ impl Core {
             pending: HashMap::new(),
             reads: HashMap::new(),
             conf_pending: HashMap::new(),
+            promotions: Vec::new(),
+            awaiting_leader: Vec::new(),
             reads_to_apply: Vec::new(),
             parked: VecDeque::new(),
             read_retry: config.ticks(config.heartbeat_tick.saturating_mul(2)),
@@ -169,7 +177,13 @@ impl Core {
             w.reply.complete(Err(e.clone()));
         }
         for (_, w) in self.conf_pending {
+            w.waiter.reply.complete(Err(e.clone()));
+        }
+        for (_, w) in self.promotions {
             w.reply.complete(Err(e.clone()));
+        }
+        for (r, _) in self.awaiting_leader {
+            r.fail(e.clone());
         }
         for (_, w) in self.reads_to_apply {
             w.reply.complete(Err(e.clone()));
@@ -229,6 +243,9 @@ impl Core {
                 if m.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_staged(&m) {
                     slog::warn!(s.logger, "snapshot message without its staged data dropped";
                         "from" => m.from);
+                    return;
+                }
+                if self.refuse_forwarded_conf_change(s, &m) {
                     return;
                 }
                 let pre_vote = (m.get_msg_type() == MessageType::MsgRequestPreVote)
@@ -292,6 +309,12 @@ impl Core {
                     self.raw.report_snapshot(to, status);
                 }
             }
+            Msg::Envelope(Envelope::ConfChangeRefused {
+                from,
+                context,
+                retry,
+                ..
+            }) => self.conf_change_refused(s, from, &context, retry),
             Msg::Unreachable(peer) => self.raw.report_unreachable(peer),
             Msg::PeerLost(peer) => self.peer_lost(s, peer),
             Msg::Envelope(Envelope::SessionPing { from, sessions, .. }) => {
@@ -373,31 +396,16 @@ impl Core {
                     change,
                     deadline,
                     reply,
-                } => {
-                    if self.raw.raft.has_pending_conf() {
-                        // raft-rs would replace it with an empty entry and never say so.
-                        reply.complete(Err(Error::NoQuorum(
-                            "another configuration change is not applied yet".into(),
-                        )));
-                        continue;
-                    }
-                    let context = conf_context(s.id, s.incarnation, request_id);
-                    match self.raw.propose_conf_change(context, change) {
-                        Ok(()) => {
-                            let w = Waiter {
-                                reply,
-                                deadline,
-                                issued: now,
-                            };
-                            self.conf_pending.insert(request_id, w);
-                        }
-                        Err(e) => {
-                            reply.complete(Err(Error::NoQuorum(format!(
-                                "configuration change not proposed: {e}"
-                            ))));
-                        }
-                    }
-                }
+                } => self.propose_membership(
+                    s,
+                    request_id,
+                    change,
+                    Waiter {
+                        reply,
+                        deadline,
+                        issued: now,
+                    },
+                ),
                 Request::ReadIndex {
                     request_id,
                     deadline,
@@ -441,7 +449,9 @@ impl Core {
             }
         });
         self.reads.retain(|_, w| w.keep(now, &timeout));
-        self.conf_pending.retain(|_, w| w.keep(now, &timeout));
+        self.conf_pending
+            .retain(|_, w| w.waiter.keep(now, &timeout));
+        self.membership_tick(s, now);
         self.reads_to_apply
             .retain_mut(|(_, w)| w.keep(now, &timeout));
         let (live, expired): (VecDeque<Request>, VecDeque<Request>) =
@@ -656,12 +666,9 @@ impl Core {
                 EntryType::EntryConfChange => {
                     let cc = ConfChange::parse_from_bytes(&e.data)
                         .map_err(|err| Error::Corrupt(err.to_string()))?;
-                    let res = self.apply_membership(s, &cc, &mut batch);
-                    if let Some(request_id) = own_conf_request(s, &e.context) {
-                        if let Some(w) = self.conf_pending.remove(&request_id) {
-                            conf_replies.push((w.reply, res));
-                        }
-                    }
+                    let res =
+                        self.apply_membership(s, &cc, (e.index, conf_time(&e.context)), &mut batch);
+                    self.membership_applied(s, &cc, &e.context, res, &mut conf_replies);
                 }
                 EntryType::EntryConfChangeV2 => {
                     // Never proposed by zkraft; applied as raft-rs defines it.
@@ -669,7 +676,10 @@ impl Core {
                         .map_err(|err| Error::Corrupt(err.to_string()))?;
                     match self.raw.apply_conf_change(&cc) {
                         Ok(cs) => {
-                            *s.voters.lock() = cs.voters.clone();
+                            let mut m = s.membership.lock();
+                            m.voters = cs.voters.clone();
+                            m.learners = cs.learners.clone();
+                            drop(m);
                             self.raw.store().conf_state_into(&mut batch, cs)?;
                         }
                         Err(e) => slog::warn!(s.logger, "configuration change refused";

@@ -10,6 +10,7 @@ use raft::eraftpb::{HardState, Message, Snapshot};
 
 use super::Core;
 use crate::error::{Error, Result};
+use crate::member::MemberSpec;
 use crate::replica::snapshot::{decode_descriptor, Incoming, Outgoing, MAX_SNAPSHOT_PEERS};
 use crate::replica::{Msg, Shared, CATCH_UP_ENTRIES};
 use crate::tree::DataTree;
@@ -151,15 +152,34 @@ impl Core {
             ready_hs,
             &staged.peers,
         )?;
-        *s.voters.lock() = cs.voters.clone();
-        for (id, addr) in &staged.peers {
-            if let Err(e) = s.transport.peer_added(*id, addr) {
-                slog::warn!(s.logger, "transport cannot reach a member";
-                    "node" => id, "addr" => addr, "error" => %e);
+        {
+            // The snapshot's configuration and member specs replace the ones applied here;
+            // members this node was started with keep their specs unless it names them.
+            let mut m = s.membership.lock();
+            m.voters = cs.voters.clone();
+            m.learners = cs.learners.clone();
+            m.version = super::super::open::config_version(&tree);
+            for (id, text) in &staged.peers {
+                match MemberSpec::parse(text) {
+                    Ok(spec) => {
+                        if let Err(e) = s.transport.peer_added(*id, &spec.peer_addr()) {
+                            slog::warn!(s.logger, "transport cannot reach a member";
+                                "node" => id, "spec" => text, "error" => %e);
+                        }
+                        m.specs.insert(*id, spec);
+                    }
+                    Err(e) => slog::warn!(s.logger, "member spec unreadable: ignored";
+                        "node" => id, "spec" => text, "error" => %e),
+                }
             }
+            m.specs
+                .retain(|id, _| cs.voters.contains(id) || cs.learners.contains(id));
         }
         for (id, _) in before {
-            if !staged.peers.iter().any(|(p, _)| *p == id) && !cs.voters.contains(&id) {
+            if !staged.peers.iter().any(|(p, _)| *p == id)
+                && !cs.voters.contains(&id)
+                && !cs.learners.contains(&id)
+            {
                 s.transport.peer_removed(id);
             }
         }
