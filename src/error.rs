@@ -113,6 +113,10 @@ pub enum Error {
         /// The version of the configuration, when known (not to a remote caller).
         actual: Option<u64>,
     },
+    /// A write from a read-only session, on a member without a quorum serving read-only
+    /// clients (ZooKeeper's NotReadOnly).
+    #[error("not a read-only call: this member serves reads only")]
+    NotReadOnly,
     /// Another membership change is not applied yet (ZooKeeper's ReconfigInProgress):
     /// nothing was proposed; try again once it is.
     #[error("another reconfiguration is in progress")]
@@ -186,6 +190,7 @@ impl Error {
             Error::NoWatcher(_) => -121,
             Error::ReconfigDisabled => -123,
             Error::ReconfigInProgress => -14,
+            Error::NotReadOnly => -119,
             Error::NewConfigNoQuorum(_) => -13,
             Error::MultiFailed { source, .. } => source.code(),
             Error::NoQuorum(_) | Error::Shutdown | Error::ConnectionLoss(_) => -4,
@@ -218,6 +223,7 @@ impl Error {
                 | Error::SessionMoved
                 | Error::ReconfigDisabled
                 | Error::ReconfigInProgress
+                | Error::NotReadOnly
         )
     }
 }

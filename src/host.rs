@@ -40,6 +40,8 @@ pub(crate) struct Host {
     /// tree locked: a hook must only hand the work over.
     session_ended: Mutex<Vec<(u64, SessionEndedHook)>>,
     next_hook: AtomicU64,
+    /// Numbers the local sessions of read-only mode.
+    next_local: AtomicU64,
 }
 
 impl Host {
@@ -55,7 +57,16 @@ impl Host {
             started: Instant::now(),
             session_ended: Mutex::new(Vec::new()),
             next_hook: AtomicU64::new(0),
+            next_local: AtomicU64::new(1),
         })
+    }
+
+    /// A new local session id (read-only mode), which no log entry gives: bit 62 set
+    /// (session ids from the log are raft indexes, far below it), then this node's id
+    /// (16 bits), then a counter (40 bits).
+    pub(crate) fn next_local_session(&self) -> i64 {
+        let n = self.next_local.fetch_add(1, Ordering::Relaxed) & ((1 << 40) - 1);
+        ((1i64 << 62) | (((self.id & 0xffff) as i64) << 40) | n as i64).max(1)
     }
 
     /// The replica below.

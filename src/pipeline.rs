@@ -505,6 +505,7 @@ fn state_of(
                 close_unordered(host, inner, id)
             }
             Err(e) => State::Done(Err(e)),
+            Ok(()) if inner.read_only => read_only_state(request, inner.id),
             Ok(()) => match request {
                 Request::Write(op) => {
                     if pipe.holds_writes() {
@@ -658,6 +659,24 @@ fn start_sync(host: &Arc<Host>, inner: &Arc<SessionInner>, id: u64) -> State {
         .callback(move |res: Result<u64>| complete(&s, &i, id, res.map(|_| Reply::Done)));
     let deadline = deadline_after(Instant::now(), host.replica().config().request_timeout);
     handed(host.replica().start_read_index(deadline, reply))
+}
+
+/// A request of a read-only session (a member without a quorum serving reads): a read
+/// runs on the member's tree; a write, sync or reconfig is answered `NotReadOnly`; the
+/// session's own close is answered here, without the log (as ZooKeeper's read-only
+/// server closes its local sessions).
+fn read_only_state(request: Request, session: i64) -> State {
+    match request {
+        Request::Write(Op::CloseSession { session: s, .. }) if s == session => {
+            State::Done(Ok(Reply::Write(OpResult::SessionClosed {
+                deleted: Vec::new(),
+            })))
+        }
+        Request::Write(_) | Request::Sync { .. } | Request::Reconfig(_) => {
+            State::Done(Err(Error::NotReadOnly))
+        }
+        read => State::Read(read),
+    }
 }
 
 /// Starts the `reconfig` of slot `id` (see `reconfig`), answered in the slot.

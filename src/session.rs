@@ -91,6 +91,9 @@ pub(crate) struct SessionInner {
     /// milliseconds on `crate::time::mono_ms`'s monotonic clock).
     client_pings: bool,
     touched_ms: AtomicI64,
+    /// Served by a member without a quorum (read-only mode): reads only, never
+    /// heartbeated, closed here without the log.
+    pub(crate) read_only: bool,
 }
 
 impl SessionInner {
@@ -122,7 +125,8 @@ impl SessionInner {
     pub(crate) fn heartbeat_due(&self, now_ms: i64, window_ms: i64) -> bool {
         // Within `window` of the last request or ping: a heartbeat lost on its way (no
         // leader known, a full peer queue) is made up by the next round's.
-        !self.client_pings || now_ms - self.touched_ms.load(Ordering::Relaxed) <= window_ms
+        !self.read_only
+            && (!self.client_pings || now_ms - self.touched_ms.load(Ordering::Relaxed) <= window_ms)
     }
 
     /// Records that the session moved to another host (the apply of its `MoveSession`).
@@ -351,6 +355,33 @@ impl SessionBuilder {
         self.host_then(op, password, None, Box::new(then));
     }
 
+    /// A read-only session on this member, which has no quorum: nothing goes through the
+    /// log. A session the member knows (`session` with its `password`) keeps its id and
+    /// timeout; otherwise a new local one is made (an id no log entry gives). Its writes
+    /// are answered `NotReadOnly`; it is never heartbeated (the leader, when there is one
+    /// again, expires the sessions nobody hosts).
+    pub(crate) fn read_only(self, session: i64, password: &[u8]) -> Result<Session> {
+        let s = self.host.replica().clone();
+        let known = {
+            let tree = s.tree().read();
+            tree.sessions()
+                .get(&session)
+                .filter(|rec| session != 0 && rec.password == password)
+                .map(|rec| Duration::from_millis(rec.timeout_ms.max(0) as u64))
+        };
+        let (id, timeout, password) = match known {
+            Some(timeout) => (session, timeout, password.to_vec()),
+            None => (
+                self.host.next_local_session(),
+                s.config().negotiate_session_timeout(self.timeout),
+                random_bytes(16),
+            ),
+        };
+        let hosting = self.prepare(password, None)?;
+        let tree = s.tree().read();
+        Ok(hosting.host_session(&tree, id, timeout, 0, true))
+    }
+
     /// [`SessionBuilder::attach`] without waiting, as [`SessionBuilder::open_then`].
     pub(crate) fn attach_then(
         self,
@@ -460,7 +491,6 @@ impl Hosting {
     fn finish(self, outcome: Result<OpResult>) -> Result<Session> {
         let h = self.host.clone();
         let s = h.replica().clone();
-        let dispatcher = self.dispatcher.clone();
         let (id, since) = match (outcome, self.moving) {
             (Ok(OpResult::SessionCreated { session }), None) => (session, session as u64),
             (Ok(OpResult::SessionAttached { session, zxid }), Some(_)) => (session, zxid),
@@ -483,6 +513,25 @@ impl Hosting {
                 return Err(Error::SessionExpired);
             }
         };
+        let session = self.host_session(&tree, id, timeout, since, false);
+        // The session just committed through the leader: as good as a heartbeat ack.
+        crate::replica::Observer::sessions_acknowledged(&*h);
+        drop(tree);
+        Ok(session)
+    }
+
+    /// Hosts session `id` here: registered under the tree lock (`_tree`), so an expiry or
+    /// a move applied meanwhile is seen by the caller and one applied later finds it.
+    fn host_session(
+        self,
+        _tree: &crate::tree::DataTree,
+        id: i64,
+        timeout: Duration,
+        since: u64,
+        read_only: bool,
+    ) -> Session {
+        let h = self.host.clone();
+        let dispatcher = self.dispatcher.clone();
         let inner = Arc::new(SessionInner {
             id,
             timeout,
@@ -496,6 +545,7 @@ impl Hosting {
             auth: parking_lot::RwLock::new(self.auth.into()),
             client_pings: self.client_pings,
             touched_ms: AtomicI64::new(crate::time::mono_ms()),
+            read_only,
         });
         // Queued before the session is visible to the apply, so Connected always comes
         // first.
@@ -508,10 +558,7 @@ impl Hosting {
             }
         }
         h.sessions.lock().insert(id, inner.clone());
-        // The session just committed through the leader: as good as a heartbeat ack.
-        crate::replica::Observer::sessions_acknowledged(&*h);
-        drop(tree);
-        Ok(Session { inner, host: h })
+        Session { inner, host: h }
     }
 }
 

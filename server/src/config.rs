@@ -44,6 +44,10 @@ pub struct Flags {
     /// it). ZooKeeper's reconfigEnabled.
     #[arg(long, value_name = "BOOL")]
     pub reconfig_enabled: Option<bool>,
+    /// Without a quorum, serve clients that asked for read-only sessions from this
+    /// member's state (ZooKeeper's readonlymode.enabled; default off).
+    #[arg(long)]
+    pub read_only_mode: bool,
     /// The directory of this server's RocksDB database.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -210,6 +214,7 @@ pub struct File {
     pub super_digest: Option<String>,
     pub join: Option<bool>,
     pub reconfig_enabled: Option<bool>,
+    pub read_only_mode: Option<bool>,
 }
 
 /// The resolved settings.
@@ -236,6 +241,7 @@ pub struct Settings {
     pub super_digest: Option<String>,
     pub join: bool,
     pub reconfig_enabled: bool,
+    pub read_only_mode: bool,
 }
 
 impl Settings {
@@ -325,6 +331,7 @@ impl Settings {
             ),
             super_digest: flags.super_digest.or(file.super_digest),
             join: flags.join || file.join.unwrap_or(false),
+            read_only_mode: flags.read_only_mode || file.read_only_mode.unwrap_or(false),
             reconfig_enabled: flags
                 .reconfig_enabled
                 .or(file.reconfig_enabled)

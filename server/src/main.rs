@@ -135,7 +135,8 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
     let port = match client_addr {
         Some(addr) => {
             let mut port = zkraft::ClientPort::builder(addr)
-                .four_letter_words(settings.four_letter_words.iter().cloned());
+                .four_letter_words(settings.four_letter_words.iter().cloned())
+                .read_only_mode(settings.read_only_mode);
             if let Some(n) = settings.max_client_cnxns {
                 port = port.max_connections_per_address(n);
             }

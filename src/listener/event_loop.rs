@@ -320,16 +320,31 @@ pub(crate) fn start_acceptor(
                 // A member that has had no leader for an election timeout cannot serve:
                 // its clients are let go, to reconnect to one that can (as ZooKeeper's
                 // servers drop their clients when they lose the quorum).
+                // With read-only mode, it then takes read-only clients only, until a leader
+                // is back, when they are let go too.
                 if ctx.shared.leader_id() == 0 {
                     let since = *leaderless.get_or_insert_with(Instant::now);
                     if since.elapsed() >= grace {
-                        for s in &selectors {
-                            s.send(Cmd::CloseAll);
+                        let entering = ctx.read_only_enabled
+                            && !ctx.read_only.swap(true, Ordering::AcqRel);
+                        if entering {
+                            slog::warn!(ctx.logger, "no quorum: serving read-only clients only");
+                        }
+                        if entering || !ctx.read_only_enabled {
+                            for s in &selectors {
+                                s.send(Cmd::CloseAll);
+                            }
                         }
                         leaderless = Some(Instant::now());
                     }
                 } else {
                     leaderless = None;
+                    if ctx.read_only.swap(false, Ordering::AcqRel) {
+                        slog::info!(ctx.logger, "a leader is back: read-only clients let go");
+                        for s in &selectors {
+                            s.send(Cmd::CloseAll);
+                        }
+                    }
                 }
                 if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(500))) {
                     if e.kind() != ErrorKind::Interrupted {

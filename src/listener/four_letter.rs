@@ -47,10 +47,15 @@ pub(crate) fn answer(ctx: &Ctx, word: &str) -> String {
     if !ctx.four_letter_allowed(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
-    let serving = ctx.shared.leader_id() != 0;
+    let serving = ctx.shared.leader_id() != 0 || ctx.read_only.load(Ordering::Acquire);
     match word {
         "ruok" => "imok".into(),
-        "isro" => "rw".into(),
+        "isro" => if ctx.read_only.load(Ordering::Acquire) {
+            "ro"
+        } else {
+            "rw"
+        }
+        .into(),
         "envi" => envi(),
         "conf" => conf(ctx),
         "dirs" => format!(
@@ -80,6 +85,9 @@ pub(crate) fn answer(ctx: &Ctx, word: &str) -> String {
 
 /// ZooKeeper's name for the node's role.
 fn mode(ctx: &Ctx) -> &'static str {
+    if ctx.read_only.load(Ordering::Acquire) {
+        return "read-only";
+    }
     let role = ctx.shared.role();
     if role == Role::Observer {
         return "observer";

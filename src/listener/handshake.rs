@@ -17,6 +17,9 @@ use crate::wire::proto::{ConnectRequest, ConnectResponse};
 /// Opens (session id 0) or re-attaches the connection's session, with the timeout
 /// negotiated as ZooKeeper does (clamped to the node's bounds); [`answer`] replies once
 /// it is done.
+///
+/// A member serving read-only clients (no quorum, read-only mode on) hosts a read-only
+/// client's session locally and answers at once, and refuses any other client.
 pub(crate) fn start(io: &Arc<ConnIo>, req: &ConnectRequest) {
     let ctx = &io.ctx;
     let requested = Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
@@ -24,8 +27,22 @@ pub(crate) fn start(io: &Arc<ConnIo>, req: &ConnectRequest) {
         .for_client(io.clone())
         .timeout(requested)
         .watcher(session_watcher(io));
-    let (conn, reattached) = (io.clone(), req.session_id != 0);
-    let then = move |res: Result<Session>| answer(&conn, reattached, res);
+    let reattached = req.session_id != 0;
+    if ctx.read_only.load(Ordering::Acquire) {
+        if !req.read_only {
+            // As ZooKeeper's read-only server: the client looks for a member that serves
+            // writes.
+            slog::info!(ctx.logger, "client refused: not read-only, and this member has no quorum";
+                "peer" => %io.peer);
+            io.close_when_flushed();
+            io.selector().send(Cmd::Handshaken(io.token, None));
+            return;
+        }
+        let res = builder.read_only(req.session_id, &req.password);
+        return answer(io, reattached, true, res);
+    }
+    let conn = io.clone();
+    let then = move |res: Result<Session>| answer(&conn, reattached, false, res);
     if reattached {
         builder.attach_then(req.session_id, &req.password, then);
     } else {
@@ -43,8 +60,9 @@ pub(crate) fn response_frame(r: &ConnectResponse) -> Vec<u8> {
     buf
 }
 
-/// Answers the handshake with its outcome and hands the session to the connection.
-fn answer(io: &Arc<ConnIo>, reattached: bool, res: Result<Session>) {
+/// Answers the handshake with its outcome (a read-only session's as such) and hands the
+/// session to the connection.
+fn answer(io: &Arc<ConnIo>, reattached: bool, read_only: bool, res: Result<Session>) {
     let ctx = &io.ctx;
     match res {
         Ok(session) => {
@@ -61,7 +79,7 @@ fn answer(io: &Arc<ConnIo>, reattached: bool, res: Result<Session>) {
                 timeout_ms: timeout,
                 session_id: session.id(),
                 password: session.password().to_vec(),
-                read_only: false,
+                read_only,
             }));
             slog::debug!(ctx.logger, "client session";
                 "peer" => %io.peer, "session" => format!("{:#x}", session.id()),

@@ -84,6 +84,11 @@ pub(crate) struct Ctx {
     per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) stopping: AtomicBool,
+    /// Whether a member without a quorum serves read-only clients (ZooKeeper's
+    /// `readonlymode.enabled`).
+    pub(crate) read_only_enabled: bool,
+    /// Serving read-only now: the member has had no leader for an election timeout.
+    pub(crate) read_only: AtomicBool,
     /// The next connection's token (from 2: 0 and 1 are the waker and the listener).
     pub(crate) next_token: AtomicUsize,
     four_letter_words: Vec<String>,
@@ -113,6 +118,8 @@ impl Ctx {
             per_address: Mutex::new(HashMap::new()),
             handshake_timeout: settings.handshake_timeout,
             stopping: AtomicBool::new(false),
+            read_only_enabled: settings.read_only_mode,
+            read_only: AtomicBool::new(false),
             next_token: AtomicUsize::new(2),
             four_letter_words: settings.four_letter_words.clone(),
             conns: Mutex::new(HashMap::new()),
@@ -246,6 +253,7 @@ pub struct ClientPortBuilder {
     handshake_timeout: Duration,
     io_threads: usize,
     listen_backlog: u32,
+    read_only_mode: bool,
 }
 
 impl ClientPortBuilder {
@@ -304,6 +312,19 @@ impl ClientPortBuilder {
     /// which clients retry only after a second. Linux caps it at `net.core.somaxconn`.
     pub fn listen_backlog(mut self, n: u32) -> Self {
         self.listen_backlog = n;
+        self
+    }
+
+    /// Whether the member serves read-only clients while it has no quorum (ZooKeeper's
+    /// `readonlymode.enabled`; default false). After an election timeout without a
+    /// leader, the member lets every client go, then takes only clients that asked for a
+    /// read-only session (ZooKeeper's `canBeReadOnly`): their reads are served from its
+    /// own state, their writes answered `NotReadOnly`, and their sessions are local (a
+    /// session the member knows keeps its id). When a leader is back, read-only clients
+    /// are let go too, and reconnect to a member that serves writes. Without it, a
+    /// member without a quorum lets its clients go and takes none.
+    pub fn read_only_mode(mut self, enabled: bool) -> Self {
+        self.read_only_mode = enabled;
         self
     }
 
@@ -375,6 +396,7 @@ impl ClientPort {
             handshake_timeout: Duration::from_secs(10),
             io_threads: 2,
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
+            read_only_mode: false,
         }
     }
 

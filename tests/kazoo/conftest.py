@@ -13,6 +13,17 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
+# test_membership.py changes the ensemble's members: it runs on an ensemble of its own
+# (`ZK_MEMBERSHIP_TESTS=1 run.py --target zkraft --exec python3 -m pytest
+# tests/kazoo/test_membership.py`, as ./dev test does).
+# test_read_only.py stops two members and runs with ZooKeeper's local sessions on (as kazoo's
+# own harness runs its read-only test): on an ensemble of its own too (ZK_READ_ONLY_TESTS=1).
+collect_ignore = [
+    name
+    for name, env in [("test_membership.py", "ZK_MEMBERSHIP_TESTS"), ("test_read_only.py", "ZK_READ_ONLY_TESTS")]
+    if not os.environ.get(env)
+]
+
 HOSTS = os.environ.get("ZK_HOSTS", "127.0.0.1:2181")
 SUPER_AUTH = os.environ.get("ZK_SUPER_AUTH")  # "super:password"
 CONTROL = os.environ.get("ZK_CONTROL")

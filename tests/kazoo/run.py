@@ -28,12 +28,15 @@ The suite (pytest, or the --exec command) gets, in its environment:
   ZK_CONTROL     a unix socket where this harness takes one-line commands about its members,
                  one command per connection: "stop N" (SIGTERM, then SIGKILL after a bounded
                  wait), "kill N" (SIGKILL), "start N" (start it again and wait, 60 s at most,
-                 until it serves); the reply is one line, "ok" or "error ...". Connections are
+                 until it serves), "launch N" (start it again, without waiting); the reply
+                 is one line, "ok" or "error ...". Connections are
                  served concurrently (commands about one member one at a time), so after
                  stopping every member the suite starts them together, a "start N" per
                  connection: one member alone has no quorum and does not serve.
   ZK_SUPER_AUTH  "super:PASSWORD", the credentials of the super user the ensemble was given.
   ZK_TARGET      zookeeper | zkraft
+  ZK_ZKRAFT      (zkraft only) a JSON file: the zkraft-server binary, the flags every member
+                 gets, the members' peer addresses and the work dir, to start more members
 
 Only processes this harness started are ever signalled, and only by their pid. Its exit code is
 pytest's (or the --exec command's), 2 when the ensemble could not be started, 3 when the suite
@@ -267,6 +270,13 @@ def zookeeper_members(workdir, args):
                         # kazoo's own test harness runs ZooKeeper so; zkraft serves
                         # reconfig by default (only the super user may use it).
                         "reconfigEnabled=true",
+                        # ZooKeeper's read-only server needs local sessions (kazoo's
+                        # harness turns them on for its read-only test only, too).
+                        *(
+                            ["localSessionsEnabled=true", "localSessionsUpgradingEnabled=true"]
+                            if os.environ.get("ZK_READ_ONLY_TESTS")
+                            else []
+                        ),
                         "admin.enableServer=false",
                         "maxClientCnxns=0",
                         *servers,
@@ -279,6 +289,9 @@ def zookeeper_members(workdir, args):
             *jvm_flags,
             "-Djava.net.preferIPv4Stack=true",
             "-Dzookeeper.extendedTypesEnabled=true",
+            # As kazoo's own harness runs it: a member without a quorum serves read-only
+            # clients (zkraft: --read-only-mode).
+            "-Dreadonlymode.enabled=true",
             # Containers and TTL nodes are reaped by a periodic check (60 s by default).
             "-Dznode.container.checkIntervalMs=1000",
             f"-Dzookeeper.DigestAuthenticationProvider.superDigest="
@@ -306,6 +319,29 @@ def zkraft_members(workdir, args):
     ports = free_ports(6)
     client_ports, raft_ports = ports[:3], ports[3:]
     peers = ",".join(f"{i + 1}=127.0.0.1:{raft_ports[i]}" for i in range(3))
+    common = [
+        "--4lw-whitelist",
+        "*",
+        "--read-only-mode",
+        # Containers and TTL znodes are reaped every second, as the ZooKeeper members
+        # are configured (znode.container.checkIntervalMs).
+        "--container-check-interval-ms",
+        "1000",
+        "--super-digest",
+        super_digest(SUPER_USER, SUPER_PASSWORD),
+        *extra,
+    ]
+    # What a test needs to start more members of this ensemble (ZK_ZKRAFT).
+    with open(os.path.join(workdir, "zkraft.json"), "w") as f:
+        json.dump(
+            {
+                "binary": os.path.abspath(binary),
+                "args": common,
+                "peers": {str(i + 1): f"127.0.0.1:{raft_ports[i]}" for i in range(3)},
+                "workdir": workdir,
+            },
+            f,
+        )
     members = []
     for i in range(3):
         mid = i + 1
@@ -321,15 +357,7 @@ def zkraft_members(workdir, args):
             data_dir,
             "--client-addr",
             f"127.0.0.1:{client_ports[i]}",
-            "--4lw-whitelist",
-            "*",
-            # Containers and TTL znodes are reaped every second, as the ZooKeeper members
-            # are configured (znode.container.checkIntervalMs).
-            "--container-check-interval-ms",
-            "1000",
-            "--super-digest",
-            super_digest(SUPER_USER, SUPER_PASSWORD),
-            *extra,
+            *common,
         ]
         members.append(
             Member(mid, client_ports[i], argv, workdir, os.path.join(workdir, f"member{mid}.log"))
@@ -428,6 +456,12 @@ class Control(threading.Thread):
                 return "ok"
             if verb == "kill":
                 member.stop(hard=True)
+                return "ok"
+            if verb == "launch":
+                # Started, not waited for: a member that serves only once something else
+                # happens (one removed from the ensemble, to be added again).
+                if not member.start():
+                    return "error the harness is stopping"
                 return "ok"
             if verb == "start":
                 if not member.start():
@@ -536,6 +570,9 @@ def main():
             ZK_TARGET=args.target,
             PYTHONDONTWRITEBYTECODE="1",
         )
+        zkraft_json = os.path.join(workdir, "zkraft.json")
+        if os.path.exists(zkraft_json):
+            env["ZK_ZKRAFT"] = zkraft_json
         if args.exec_cmd is not None:
             cmd, cwd, what = args.exec_cmd, None, os.path.basename(args.exec_cmd[0])
         else:
