@@ -316,7 +316,18 @@ pub(crate) fn start_acceptor(
             let mut turn = 0usize;
             let mut leaderless: Option<Instant> = None;
             let grace = ctx.shared.config().election_timeout();
+            let mut member = ctx.shared.is_member();
             loop {
+                // A member removed from the ensemble serves nobody (nor does a node not yet
+                // added): its clients are let go, to reconnect to a member.
+                let now_member = ctx.shared.is_member();
+                if member && !now_member {
+                    slog::warn!(ctx.logger, "removed from the ensemble: not serving clients");
+                    for s in &selectors {
+                        s.send(Cmd::CloseAll);
+                    }
+                }
+                member = now_member;
                 // A member that has had no leader for an election timeout cannot serve:
                 // its clients are let go, to reconnect to one that can (as ZooKeeper's
                 // servers drop their clients when they lose the quorum).

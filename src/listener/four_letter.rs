@@ -12,9 +12,9 @@ use super::Ctx;
 use crate::replica::Role;
 
 /// The words this server knows.
-pub(crate) const WORDS: [&str; 15] = [
+pub(crate) const WORDS: [&str; 16] = [
     "ruok", "srvr", "stat", "mntr", "conf", "cons", "crst", "envi", "wchs", "wchc", "wchp", "dump",
-    "isro", "srst", "dirs",
+    "isro", "srst", "dirs", "hash",
 ];
 
 /// The version reported: the ZooKeeper protocol level served, then zkraft's own.
@@ -47,7 +47,8 @@ pub(crate) fn answer(ctx: &Ctx, word: &str) -> String {
     if !ctx.four_letter_allowed(word) {
         return format!("{word} is not executed because it is not in the whitelist.\n");
     }
-    let serving = ctx.shared.leader_id() != 0 || ctx.read_only.load(Ordering::Acquire);
+    let serving = ctx.shared.is_member()
+        && (ctx.shared.leader_id() != 0 || ctx.read_only.load(Ordering::Acquire));
     match word {
         "ruok" => "imok".into(),
         "isro" => if ctx.read_only.load(Ordering::Acquire) {
@@ -74,6 +75,13 @@ pub(crate) fn answer(ctx: &Ctx, word: &str) -> String {
         "srst" => {
             ctx.stats.reset();
             "Server stats reset.\n".into()
+        }
+        // As ZooKeeper 3.6+'s `hash`: `ZXID: DIGEST` (hexadecimal zxid), here the digest of
+        // the tree at the applied index: members at the same zxid agree exactly when they
+        // hold the same state.
+        "hash" => {
+            let d = ctx.shared.digest();
+            format!("{:x}: {}\n", d.index, d.value)
         }
         "wchs" => wchs(ctx),
         "wchc" => by_session(ctx),

@@ -28,6 +28,14 @@ pub(crate) fn start(io: &Arc<ConnIo>, req: &ConnectRequest) {
         .timeout(requested)
         .watcher(session_watcher(io));
     let reattached = req.session_id != 0;
+    if !ctx.shared.is_member() {
+        // Removed from the ensemble, or not added yet: the client tries another server.
+        slog::info!(ctx.logger, "client refused: this node is not a member of the ensemble";
+            "peer" => %io.peer);
+        io.close_when_flushed();
+        io.selector().send(Cmd::Handshaken(io.token, None));
+        return;
+    }
     if ctx.read_only.load(Ordering::Acquire) {
         if !req.read_only {
             // As ZooKeeper's read-only server: the client looks for a member that serves

@@ -500,6 +500,21 @@ impl Shared {
         self.membership.lock().voters.len()
     }
 
+    /// Whether this node is in the configuration it has applied (a voter or an
+    /// observer): not before a joining node is added, nor after it is removed.
+    pub(crate) fn is_member(&self) -> bool {
+        self.membership.lock().contains(self.id)
+    }
+
+    /// The digest of the tree and sessions at the applied index (see [`Digest`]).
+    pub(crate) fn digest(&self) -> Digest {
+        let tree = self.tree.read();
+        Digest {
+            index: tree.zxid(),
+            value: tree.digest(),
+        }
+    }
+
     /// The configuration as this node has applied it (what `/zookeeper/config` shows).
     pub(crate) fn configuration(&self) -> crate::member::Configuration {
         self.membership.lock().configuration()

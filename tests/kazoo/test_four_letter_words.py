@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import wait_until
+from conftest import TARGET, wait_until
 
 SRVR_LINES = [
     r"Zookeeper version: \S.*",
@@ -70,6 +70,18 @@ def test_isro(ensemble, zk):
     assert zk.command(b"isro") == "rw"
     for m in ensemble.members:
         assert ensemble.four(m["id"], "isro").strip() == "rw"
+
+
+def test_hash_gives_zxid_and_digest(ensemble, zk, root):
+    # ZooKeeper 3.6+: `ZXID: DIGEST` lines, from its digest log (kept every 128 zxids, so
+    # maybe none yet); zkraft: one line, the applied zxid's.
+    zk.create(f"{root}/h", b"x")
+    for m in ensemble.members:
+        lines = ensemble.four(m["id"], "hash").strip().splitlines()
+        for line in lines:
+            assert re.fullmatch(r"[0-9a-f]+: -?\d+", line), line
+        if TARGET == "zkraft":
+            assert len(lines) == 1, lines
 
 
 def test_srvr_format_and_one_leader(ensemble):

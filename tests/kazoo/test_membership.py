@@ -172,9 +172,13 @@ def _config(client):
     return roles
 
 
-def _mode(hostport):
+def _four(hostport, word):
     host, port = hostport.rsplit(":", 1)
-    for line in four_letter(host, int(port), "srvr", timeout=2.0).splitlines():
+    return four_letter(host, int(port), word, timeout=2.0)
+
+
+def _mode(hostport):
+    for line in _four(hostport, "srvr").splitlines():
         if line.startswith("Mode:"):
             return line.split(":", 1)[1].strip()
     return None
@@ -214,6 +218,14 @@ def _agree(hostports, writer):
         seen = wait_until(same, timeout=30, what=f"{hostports} to agree")
         value = int(seen[0][f"{ROOT}/w"][0])
         assert value >= acked, f"acknowledged {acked} but the members hold {value}"
+
+        # And their digests (`hash`: zxid and digest of the whole tree and its sessions),
+        # once every member has applied the same entries.
+        def digests():
+            found = {_four(h, "hash").strip() for h in hostports}
+            return len(found) == 1 and found
+
+        wait_until(digests, timeout=30, what=f"{hostports} to report the same digest")
     finally:
         writer.resume()
         # The pause is not a stretch without writes the ensemble caused.
@@ -365,6 +377,9 @@ def test_the_leader_is_removed_and_a_killed_member_replaced(cluster, ensemble):
         assert leader not in _config(admin)
         wait_until(lambda: any(_mode(h) == "leader" for h in others), timeout=20,
                    what="a new leader among the others")
+        # The removed member says so, and serves no client.
+        wait_until(lambda: "not currently serving" in _four(originals[leader], "srvr"),
+                   timeout=20, what="the removed member to stop serving")
         ensemble.stop(leader)
         assert writer.max_gap < MAX_WRITE_GAP, f"writes stopped for {writer.max_gap:.2f} s"
 
