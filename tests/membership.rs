@@ -1,7 +1,8 @@
-//! Membership changes over TCP: a node started with `joining` is added with `add_member`,
-//! catches up through a snapshot and serves; a member is removed; every member's
-//! transport learns of both, and a restarted member still reaches the added one from the
-//! address it recorded.
+//! Membership changes over TCP: a node started with `joining` is added with `add_member`
+//! (as a learner, promoted once caught up), catches up through a snapshot and serves; a
+//! member is removed, the leader too (it hands over first); every member's transport learns
+//! of both, and a restarted member still reaches the added one from the address it
+//! recorded. Observers, named at start or added, serve and never vote.
 
 mod common;
 
@@ -237,4 +238,46 @@ fn wait_leader(nodes: &[Option<Node>]) -> u64 {
         leader != 0
     });
     leader
+}
+
+/// Observers named at start (ZooKeeper's `server.N=…:observer`) are raft learners from the
+/// bootstrap on: they serve, and the voters alone make the quorum.
+#[test]
+fn an_observer_configured_at_start_serves_and_does_not_vote() {
+    let ports = free_ports(3);
+    let members: Vec<(u64, String)> = (1..=3)
+        .map(|i| {
+            let role = if i == 3 { "observer" } else { "participant" };
+            (i, format!("127.0.0.1:{}:0:{role}", ports[i as usize - 1]))
+        })
+        .collect();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<Node> = (1..=3)
+        .map(|i| {
+            builder(i, dirs[i as usize - 1].path(), &members)
+                .start()
+                .unwrap()
+        })
+        .collect();
+    retry(|| nodes[0].create("/x", b"1", CreateMode::Persistent));
+    wait_until(Duration::from_secs(10), "the observer has it", || {
+        nodes[2].exists("/x").ok().flatten().is_some()
+    });
+    assert_eq!(nodes[2].role(), zkraft::Role::Observer);
+    for n in &nodes {
+        assert_eq!(n.members(), [1, 2], "voters only");
+        assert_eq!(n.configuration().observers(), [3]);
+    }
+    retry(|| nodes[2].create("/from-observer", b"", CreateMode::Persistent));
+    // One voter of two gone: the observer lives, nothing commits.
+    let mut nodes = nodes;
+    let voter = if nodes[0].role() == zkraft::Role::Leader {
+        1
+    } else {
+        0
+    };
+    nodes.remove(voter).shutdown();
+    let survivor = nodes.iter().find(|n| n.id() != 3).unwrap();
+    let refused = survivor.create("/no-quorum", b"", CreateMode::Persistent);
+    assert!(refused.is_err(), "{refused:?}");
 }
