@@ -505,7 +505,16 @@ fn state_of(
                 close_unordered(host, inner, id)
             }
             Err(e) => State::Done(Err(e)),
-            Ok(()) if inner.read_only => read_only_state(request, inner.id),
+            Ok(()) if inner.read_only && !read_only_allows(&request, inner.id) => {
+                State::Done(Err(Error::NotReadOnly))
+            }
+            Ok(()) if inner.read_only && matches!(request, Request::Write(_)) => {
+                // Its own close, answered here, without the log (as ZooKeeper's read-only
+                // server closes its local sessions).
+                State::Done(Ok(Reply::Write(OpResult::SessionClosed {
+                    deleted: Vec::new(),
+                })))
+            }
             Ok(()) => match request {
                 Request::Write(op) => {
                     if pipe.holds_writes() {
@@ -661,21 +670,14 @@ fn start_sync(host: &Arc<Host>, inner: &Arc<SessionInner>, id: u64) -> State {
     handed(host.replica().start_read_index(deadline, reply))
 }
 
-/// A request of a read-only session (a member without a quorum serving reads): a read
-/// runs on the member's tree; a write, sync or reconfig is answered `NotReadOnly`; the
-/// session's own close is answered here, without the log (as ZooKeeper's read-only
-/// server closes its local sessions).
-fn read_only_state(request: Request, session: i64) -> State {
+/// Whether a read-only session (a member without a quorum serving reads) may make
+/// `request`: its reads, checked and run as any session's, and its own close; not a
+/// write, sync or reconfig (`NotReadOnly`).
+fn read_only_allows(request: &Request, session: i64) -> bool {
     match request {
-        Request::Write(Op::CloseSession { session: s, .. }) if s == session => {
-            State::Done(Ok(Reply::Write(OpResult::SessionClosed {
-                deleted: Vec::new(),
-            })))
-        }
-        Request::Write(_) | Request::Sync { .. } | Request::Reconfig(_) => {
-            State::Done(Err(Error::NotReadOnly))
-        }
-        read => State::Read(read),
+        Request::Write(Op::CloseSession { session: s, .. }) => *s == session,
+        Request::Write(_) | Request::Sync { .. } | Request::Reconfig(_) => false,
+        _ => true,
     }
 }
 

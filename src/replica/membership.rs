@@ -88,6 +88,9 @@ impl Membership {
                 return Err(Error::BadArguments("a member's id is not 0".into()));
             }
             MemberChange::Add(id, spec) => {
+                // What travels and is persisted is the spec as written back, which must
+                // read again (it may be longer than what was given).
+                MemberSpec::parse(&spec.to_string())?;
                 // A participant joins as a learner: it votes once it has caught up, so
                 // adding it never costs the ensemble its quorum.
                 let promoted_now = self.voters.contains(id) && spec.role == MemberRole::Participant;

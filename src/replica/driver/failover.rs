@@ -11,8 +11,9 @@
 //!
 //! The surviving voters are ranked by id: the first campaigns at once and each next one a
 //! tick later, so that members with equal logs do not split the vote. A pre-vote from a
-//! member whose log is behind is refused by the others, and a survivor that refuses it
-//! for that reason campaigns at once itself.
+//! member whose log is behind is refused by the others, and a survivor that refuses it for
+//! that reason campaigns itself, ranked again without the asker. The plan is dropped when
+//! the leader is heard from again, and only a voter ever campaigns.
 
 use raft::{StateRole, INVALID_ID};
 
@@ -67,14 +68,15 @@ impl Core {
         self.campaign_if_due(s);
     }
 
-    /// Whether the planned campaign still stands: no leader known yet, and this member
-    /// a follower or pre-candidate. Drops it otherwise.
+    /// Whether the planned campaign still stands: no leader known yet, and this member a
+    /// voter (still) that is a follower or pre-candidate. Drops it otherwise.
     fn planned_campaign_stands(&mut self) -> bool {
         let Some(plan) = self.planned_campaign else {
             return false;
         };
         let r = &self.raw.raft;
-        let stands = matches!(r.state, StateRole::Follower | StateRole::PreCandidate)
+        let stands = r.promotable()
+            && matches!(r.state, StateRole::Follower | StateRole::PreCandidate)
             && (r.leader_id == plan.lost || r.leader_id == INVALID_ID);
         if !stands {
             self.planned_campaign = None;
@@ -95,25 +97,54 @@ impl Core {
     }
 
     fn campaign(&mut self, s: &Shared) {
+        // raft-rs's own timeout checks this; a campaign asked for directly does not.
+        if !self.raw.raft.promotable() {
+            return;
+        }
         if let Err(e) = self.raw.campaign() {
             slog::debug!(s.logger, "campaign refused"; "error" => %e);
         }
     }
 
-    /// A survivor asked this one for a pre-vote (from a log ending at `last_index` of
-    /// `log_term`). When this member's log is further along, the asker cannot win here:
-    /// this member campaigns now (again, if it did already: the asker, whose lease is
-    /// over, now grants it) rather than wait for its turn or raft's timeout.
-    pub(super) fn pre_vote_asked(&mut self, s: &Shared, last_index: u64, log_term: u64) {
+    /// Survivor `asker` asked this one for a pre-vote (from a log ending at `last_index`
+    /// of `log_term`). When this member's log is further along, the asker cannot win
+    /// here: this member campaigns (again, if it did already: the asker, whose lease is
+    /// over, then grants it) at its rank among the survivors other than the asker — at
+    /// once if first — so that two survivors refusing the same asker do not split the
+    /// vote.
+    pub(super) fn pre_vote_asked(
+        &mut self,
+        s: &Shared,
+        asker: u64,
+        (last_index, log_term): (u64, u64),
+    ) {
         if !self.planned_campaign_stands()
             || self.raw.raft.raft_log.is_up_to_date(last_index, log_term)
         {
             return;
         }
-        if let Some(plan) = &mut self.planned_campaign {
-            plan.campaigned = true;
+        let Some(plan) = self.planned_campaign else {
+            return;
+        };
+        let voters = self.raw.raft.prs().conf().voters().ids();
+        let others = voters.iter().filter(|&v| v != asker);
+        let Some(rank) = rank(others, plan.lost, s.id) else {
+            return;
+        };
+        self.planned_campaign = Some(PlannedCampaign {
+            lost: plan.lost,
+            ticks_left: rank,
+            campaigned: false,
+        });
+        self.campaign_if_due(s);
+    }
+
+    /// A message from the leader this member was told had gone: it lives (a connection
+    /// reset, not a crash), and the planned campaign is dropped.
+    pub(super) fn heard_from_leader(&mut self, from: u64) {
+        if self.planned_campaign.is_some_and(|p| p.lost == from) {
+            self.planned_campaign = None;
         }
-        self.campaign(s);
     }
 
     /// One tick passed: the planned campaign comes a tick nearer.

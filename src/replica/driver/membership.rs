@@ -114,21 +114,29 @@ impl Core {
         waiter: Waiter<()>,
     ) {
         if self.raw.raft.state == StateRole::Leader {
-            if self.raw.raft.has_pending_conf() {
+            if self.conf_change_unapplied() {
                 waiter.reply.complete(Err(Error::ReconfigInProgress));
                 return;
             }
-            if removes(&change, s.id) {
+            // A new leader that has not applied its predecessors' entries yet takes no
+            // change until it has (raft-rs): proposed again at the next tick. A change
+            // that takes this leader out of the voters waits for the next leader.
+            let wait_for = if self.raw.raft.has_pending_conf() {
+                Some(INVALID_ID)
+            } else if leaves_voters(&change, s.id) {
                 self.move_leadership(s);
-                self.awaiting_leader.push((
-                    Request::ConfChange {
-                        request_id,
-                        change,
-                        deadline: waiter.deadline,
-                        reply: waiter.reply,
-                    },
-                    s.id,
-                ));
+                Some(s.id)
+            } else {
+                None
+            };
+            if let Some(wait_for) = wait_for {
+                let request = Request::ConfChange {
+                    request_id,
+                    change,
+                    deadline: waiter.deadline,
+                    reply: waiter.reply,
+                };
+                self.awaiting_leader.push((request, wait_for));
                 return;
             }
         }
@@ -162,9 +170,12 @@ impl Core {
         let Ok(cc) = ConfChange::parse_from_bytes(&e.data) else {
             return false;
         };
-        let retry = if self.raw.raft.has_pending_conf() {
+        let retry = if self.conf_change_unapplied() {
             false
-        } else if removes(&cc, s.id) {
+        } else if self.raw.raft.has_pending_conf() {
+            // Only a new leader's own entries unapplied: the member proposes it again.
+            true
+        } else if leaves_voters(&cc, s.id) {
             self.move_leadership(s);
             true
         } else {
@@ -182,8 +193,32 @@ impl Core {
         true
     }
 
-    /// The leader refused a change this node forwarded: answered, or held until another
-    /// leader is known and proposed to it.
+    /// Whether a configuration change is in the log and not applied yet (raft-rs's
+    /// `has_pending_conf` also holds for a new leader until it has applied its
+    /// predecessors' entries, changes or not).
+    fn conf_change_unapplied(&self) -> bool {
+        let r = &self.raw.raft;
+        if !r.has_pending_conf() {
+            return false;
+        }
+        let applied = r.raft_log.applied;
+        match r
+            .raft_log
+            .entries(applied + 1, None, raft::GetEntriesContext::empty(false))
+        {
+            Ok(entries) => entries.iter().any(|e| {
+                matches!(
+                    e.get_entry_type(),
+                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                )
+            }),
+            // Compacted or unreadable: as raft-rs would, count it pending.
+            Err(_) => true,
+        }
+    }
+
+    /// The leader refused a change this node forwarded: answered, or held until a leader
+    /// (another one, for the removal of a leader) is known and proposed to it.
     pub(super) fn conf_change_refused(
         &mut self,
         s: &Shared,
@@ -198,13 +233,20 @@ impl Core {
             return;
         };
         if retry {
+            // The removal of the leader waits for another one; anything else goes to the
+            // same leader again at the next tick.
+            let wait_for = if leaves_voters(&cw.change, leader) {
+                leader
+            } else {
+                INVALID_ID
+            };
             let request = Request::ConfChange {
                 request_id,
                 change: cw.change,
                 deadline: cw.waiter.deadline,
                 reply: cw.waiter.reply,
             };
-            self.awaiting_leader.push((request, leader));
+            self.awaiting_leader.push((request, wait_for));
         } else {
             cw.waiter.reply.complete(Err(Error::ReconfigInProgress));
         }
@@ -279,6 +321,14 @@ impl Core {
     /// of promotions past their deadline hear that the member has not caught up; a leader
     /// promotes the next learner that has caught up.
     pub(super) fn membership_tick(&mut self, s: &Shared, now: Instant) {
+        // A promotion applied through a snapshot (not through its entry) answers too.
+        let voters = s.membership.lock().voters.clone();
+        for (_, w) in self
+            .promotions
+            .extract_if(.., |(id, _)| voters.contains(id))
+        {
+            w.reply.complete(Ok(()));
+        }
         let leader = self.raw.raft.leader_id;
         for (request, _) in self
             .awaiting_leader
@@ -339,9 +389,14 @@ impl Core {
     }
 }
 
-/// Whether `change` removes node `id`.
-fn removes(change: &ConfChange, id: u64) -> bool {
-    change.get_change_type() == ConfChangeType::RemoveNode && change.node_id == id
+/// Whether `change` takes node `id` out of the voters (removes it, or makes it an
+/// observer): a leader hands its leadership over before.
+fn leaves_voters(change: &ConfChange, id: u64) -> bool {
+    change.node_id == id
+        && matches!(
+            change.get_change_type(),
+            ConfChangeType::RemoveNode | ConfChangeType::AddLearnerNode
+        )
 }
 
 /// The context of a configuration change entry: who proposed it, so that node can answer

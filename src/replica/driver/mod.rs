@@ -249,12 +249,18 @@ impl Core {
                     return;
                 }
                 let pre_vote = (m.get_msg_type() == MessageType::MsgRequestPreVote)
-                    .then_some((m.index, m.log_term));
+                    .then_some((m.from, (m.index, m.log_term)));
+                if matches!(
+                    m.get_msg_type(),
+                    MessageType::MsgHeartbeat | MessageType::MsgAppend
+                ) {
+                    self.heard_from_leader(m.from);
+                }
                 if let Err(e) = self.raw.step(m) {
                     slog::debug!(s.logger, "dropped raft message"; "error" => %e);
                 }
-                if let Some((index, log_term)) = pre_vote {
-                    self.pre_vote_asked(s, index, log_term);
+                if let Some((asker, log)) = pre_vote {
+                    self.pre_vote_asked(s, asker, log);
                 }
             }
             Msg::Envelope(Envelope::SnapshotChunk {
