@@ -12,6 +12,7 @@ after each step every member (one client on each alone, after a sync) holds the 
 and no acknowledged write is missing.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -155,10 +156,20 @@ class Writer(threading.Thread):
         assert not lost, "the writer's session expired"
 
 
-def _super(hosts):
-    c = KazooClient(hosts=hosts, timeout=20.0, auth_data=[("digest", SUPER_AUTH)])
+@contextlib.contextmanager
+def _client(hosts, timeout=20.0, **kwargs):
+    """A started kazoo client, stopped and closed on the way out."""
+    c = KazooClient(hosts=hosts, timeout=timeout, **kwargs)
     c.start(timeout=30)
-    return c
+    try:
+        yield c
+    finally:
+        c.stop()
+        c.close()
+
+
+def _super(hosts):
+    return _client(hosts, auth_data=[("digest", SUPER_AUTH)])
 
 
 def _config(client):
@@ -186,9 +197,7 @@ def _mode(hostport):
 
 def _contents(hostport):
     """Every znode under ROOT on the member at `hostport` alone, after a sync."""
-    c = KazooClient(hosts=hostport, timeout=20.0)
-    c.start(timeout=30)
-    try:
+    with _client(hostport) as c:
         c.sync(ROOT)
         out = {}
         todo = [ROOT]
@@ -198,9 +207,6 @@ def _contents(hostport):
             out[p] = (data, stat.mzxid, stat.version)
             todo.extend(f"{p}/{ch}" for ch in c.get_children(p))
         return out
-    finally:
-        c.stop()
-        c.close()
 
 
 def _agree(hostports, writer):
@@ -263,10 +269,8 @@ def cluster():
         # Whatever a failed test left in the configuration goes (best effort), so that the
         # next test starts from the three members.
         try:
-            admin = _super(",".join(originals.values()))
-            extra_ids = [i for i in _config(admin) if i not in originals]
-            admin.stop()
-            admin.close()
+            with _super(",".join(originals.values())) as admin:
+                extra_ids = [i for i in _config(admin) if i not in originals]
             if extra_ids:
                 _server_reconfig(next(iter(originals.values())), "--remove",
                                  ",".join(map(str, extra_ids)))
@@ -294,8 +298,7 @@ def test_grow_to_five_through_zkcli_and_the_server_command_then_back(cluster):
     assert f"server.4={four.peer}:0:participant" in out, out
     out = _server_reconfig(first, "--add", five.spec())
     assert f"server.5={five.peer}:0:participant" in out, out
-    admin = _super(first)
-    try:
+    with _super(first) as admin:
         assert _config(admin) == {1: "participant", 2: "participant", 3: "participant",
                                   4: "participant", 5: "participant"}
         wait_until(lambda: _mode(four.hostport()) in ("follower", "leader")
@@ -313,9 +316,6 @@ def test_grow_to_five_through_zkcli_and_the_server_command_then_back(cluster):
         assert sorted(_config(admin)) == [1, 2, 3]
         _agree(list(originals.values()), writer)
         assert writer.max_gap < MAX_WRITE_GAP, f"writes stopped for {writer.max_gap:.2f} s"
-    finally:
-        admin.stop()
-        admin.close()
 
 
 def test_an_observer_serves_and_never_makes_a_quorum(cluster, ensemble):
@@ -323,15 +323,12 @@ def test_an_observer_serves_and_never_makes_a_quorum(cluster, ensemble):
     first = next(iter(originals.values()))
     obs = _extra(cluster, 7)
     _server_reconfig(first, "--add", obs.spec("observer"))
-    admin = _super(first)
-    try:
+    with _super(first) as admin:
         assert _config(admin)[7] == "observer"
         wait_until(lambda: _mode(obs.hostport()) == "observer", timeout=30, what="Mode: observer")
         _agree(list(originals.values()) + [obs.hostport()], writer)
         # A client of the observer reads and writes (forwarded).
-        c = KazooClient(hosts=obs.hostport(), timeout=20.0)
-        c.start(timeout=30)
-        try:
+        with _client(obs.hostport()) as c:
             c.create(f"{ROOT}/from-observer", b"o", makepath=True)
             admin.sync(ROOT)
             assert admin.exists(f"{ROOT}/from-observer")
@@ -354,14 +351,8 @@ def test_an_observer_serves_and_never_makes_a_quorum(cluster, ensemble):
             # the quorum is back (raft keeps it in the leader's log).
             wait_until(lambda: c.get(f"{ROOT}/from-observer")[0] in (b"o", b"must not commit"),
                        timeout=30, what="the observer serving again")
-        finally:
-            c.stop()
-            c.close()
         _server_reconfig(first, "--remove", "7")
         assert sorted(_config(admin)) == [1, 2, 3]
-    finally:
-        admin.stop()
-        admin.close()
 
 
 def test_the_leader_is_removed_and_a_killed_member_replaced(cluster, ensemble):
@@ -369,8 +360,7 @@ def test_the_leader_is_removed_and_a_killed_member_replaced(cluster, ensemble):
     modes = {i: _mode(h) for i, h in originals.items()}
     leader = next(i for i, m in modes.items() if m == "leader")
     others = [h for i, h in originals.items() if i != leader]
-    admin = _super(",".join(others))
-    try:
+    with _super(",".join(others)) as admin:
         # The leader hands over, then leaves; writes pause for a moment only.
         writer.reset_gap()
         _server_reconfig(others[0], "--remove", str(leader))
@@ -405,9 +395,6 @@ def test_the_leader_is_removed_and_a_killed_member_replaced(cluster, ensemble):
                    what=f"member {leader} voting again")
         _agree(list(originals.values()), writer)
         assert sorted(_config(admin)) == [1, 2, 3]
-    finally:
-        admin.stop()
-        admin.close()
 
 
 def test_a_rolling_restart_under_load_expires_no_session(cluster, ensemble):
