@@ -874,16 +874,22 @@ fn sleep_unless_stopped(peer: &Peer, d: Duration) {
 mod tests {
     use super::*;
 
+    /// Members 1 and 2 of `cluster` on loopback, each a peer of the other.
+    fn pair(cluster: &str) -> (TcpTransport, TcpTransport) {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = TcpTransport::bind(1, cluster, any).unwrap();
+        let b = TcpTransport::bind(2, cluster, any).unwrap();
+        a.add_peer(2, &b.local_addr().to_string()).unwrap();
+        b.add_peer(1, &a.local_addr().to_string()).unwrap();
+        (a, b)
+    }
+
     /// Frames written by the sender itself, frames the socket took only in part and
     /// frames queued for the writer thread all arrive, once each and in the order sent,
     /// while the receiver stalls (its socket buffers fill) and when it reads again.
     #[test]
     fn direct_partial_and_queued_writes_keep_their_order() {
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let a = TcpTransport::bind(1, "order", any).unwrap();
-        let b = TcpTransport::bind(2, "order", any).unwrap();
-        a.add_peer(2, &b.local_addr().to_string()).unwrap();
-        b.add_peer(1, &a.local_addr().to_string()).unwrap();
+        let (a, b) = pair("order");
         let (tx, rx) = crossbeam_channel::unbounded();
         let stall = Arc::new(AtomicBool::new(false));
         let stalled = stall.clone();
@@ -957,11 +963,7 @@ mod tests {
     /// connection closes, and its port then refuses. This node's own shutdown is not.
     #[test]
     fn a_peer_that_goes_away_is_reported_lost() {
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let a = TcpTransport::bind(1, "lost", any).unwrap();
-        let b = TcpTransport::bind(2, "lost", any).unwrap();
-        a.add_peer(2, &b.local_addr().to_string()).unwrap();
-        b.add_peer(1, &a.local_addr().to_string()).unwrap();
+        let (a, b) = pair("lost");
         let (tx, rx) = crossbeam_channel::unbounded();
         a.register(
             1,
