@@ -61,6 +61,8 @@ pub const ANYONE: &str = "anyone";
 pub const DIGEST: &str = "digest";
 /// The `ip` scheme: a client address, or a range of them in an ACL.
 pub const IP: &str = "ip";
+/// A client authenticated by SASL (`sasl:<user>`, see [`crate::SaslConfig`]).
+pub const SASL: &str = "sasl";
 /// The `auth` scheme: in an ACL given to create or set_acl, stands for every id the
 /// caller has authenticated (digest ids, not ip ones).
 pub const AUTH: &str = "auth";
@@ -229,6 +231,8 @@ pub fn permits(acl: &[Acl], ids: &[Id], perm: i32) -> bool {
         let matches: fn(&str, &str) -> bool = match a.id.scheme.as_str() {
             DIGEST => |id, expr| id == expr,
             IP => ip_matches,
+            // ZooKeeper's SASLAuthenticationProvider: the same user, or `sasl:super`.
+            SASL => |id, expr| id == expr || id == "super",
             // No provider for the scheme: nobody matches it.
             _ => return false,
         };
@@ -283,12 +287,12 @@ pub fn fixup(path: &str, acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>> {
             let before = out.len();
             out.extend(
                 ids.iter()
-                    .filter(|id| id.scheme == DIGEST)
+                    .filter(|id| id.scheme == DIGEST || id.scheme == SASL)
                     .map(|id| Acl::new(a.perms, id.clone())),
             );
             if out.len() == before {
                 return Err(invalid(
-                    "the auth scheme needs an authenticated (digest) identity".into(),
+                    "the auth scheme needs an authenticated (digest or sasl) identity".into(),
                 ));
             }
         } else if is_valid_id(&a.id) {
@@ -308,8 +312,24 @@ pub fn is_valid_id(id: &Id) -> bool {
         WORLD => id.id == ANYONE,
         DIGEST => java_split_len(&id.id, ':') == 2,
         IP => ip_is_valid(&id.id),
+        SASL => kerberos_name_is_valid(&id.id),
         _ => false,
     }
+}
+
+/// A `sasl` id as ZooKeeper's `SASLAuthenticationProvider.isValid` takes it: a Kerberos
+/// principal's form, `name[/host][@REALM]`, each part non-empty and free of `/` and `@`.
+fn kerberos_name_is_valid(id: &str) -> bool {
+    let (rest, realm) = match id.split_once('@') {
+        Some((rest, realm)) => (rest, Some(realm)),
+        None => (id, None),
+    };
+    let (name, host) = match rest.split_once('/') {
+        Some((name, host)) => (name, Some(host)),
+        None => (rest, None),
+    };
+    let part = |p: &str| !p.is_empty() && !p.contains(['/', '@']);
+    part(name) && host.is_none_or(part) && realm.is_none_or(part)
 }
 
 /// The number of parts Java's `s.split(c)` returns: trailing empty parts are dropped.
@@ -673,7 +693,10 @@ mod tests {
         assert_eq!(fixup("/a", &dup, &[]).unwrap(), dup[..2]);
         // Unknown schemes, world with another id, malformed ids: invalid.
         for bad in [
-            Id::new("sasl", "someone"),
+            Id::new(SASL, ""),
+            Id::new(SASL, "a/b/c"),
+            Id::new(SASL, "a@"),
+            Id::new("x509", "CN=someone"),
             Id::new(SUPER, ""),
             Id::new(WORLD, "everyone"),
             Id::new(DIGEST, "no-colon"),
@@ -685,9 +708,24 @@ mod tests {
                 "{acl:?}"
             );
         }
-        // Several authenticated ids: one entry each.
+        // Several authenticated ids: one entry each; a SASL identity is one too.
         let two = [Id::digest("a", "1"), Id::digest("b", "2")];
         assert_eq!(fixup("/a", &Acl::creator_all(), &two).unwrap().len(), 2);
+        let sasl = Id::new(SASL, "alice");
+        assert_eq!(
+            fixup("/a", &Acl::creator_all(), &[ip("1.2.3.4"), sasl.clone()]).unwrap(),
+            [Acl::new(perms::ALL, sasl.clone())]
+        );
+        // SASL ids (Kerberos principals' form) are valid, and match the same user only
+        // (or `sasl:super`, as ZooKeeper's provider).
+        for good in ["alice", "zookeeper/host.example@EXAMPLE.COM", "bob@REALM"] {
+            assert!(is_valid_id(&Id::new(SASL, good)), "{good}");
+        }
+        let acl = [Acl::new(perms::READ, sasl.clone())];
+        assert!(permits(&acl, &[sasl], perms::READ));
+        assert!(permits(&acl, &[Id::new(SASL, "super")], perms::READ));
+        assert!(!permits(&acl, &[Id::new(SASL, "bob")], perms::READ));
+        assert!(!permits(&acl, &[Id::new(DIGEST, "alice")], perms::READ));
     }
 
     #[test]

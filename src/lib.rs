@@ -52,9 +52,11 @@ mod pool;
 pub mod recipes;
 mod reconfig;
 mod replica;
+mod sasl;
 mod session;
 mod storage;
 mod time;
+pub mod tls;
 pub mod transport;
 pub mod tree;
 pub mod watch;
@@ -79,7 +81,9 @@ pub use replica::{
     MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES, MAX_REQUEST_SIZE_LIMIT,
     MAX_TICK_INTERVAL,
 };
+pub use sasl::SaslConfig;
 pub use session::{OpenSession, Session, SessionBuilder, SessionState};
+pub use tls::{ClientAuth, TlsConfig};
 pub use transport::{Envelope, Inbox, LocalNetwork, RaftMessage, TcpTransport, Transport};
 pub use tree::{EventType, OpResult, Stat, WatchedEvent};
 pub use watch::{AddWatchMode, SessionEvent, Watcher, WatcherType};

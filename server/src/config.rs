@@ -110,6 +110,37 @@ pub struct Flags {
     /// as it may do anything.
     #[arg(long, value_name = "super:DIGEST")]
     pub super_digest: Option<String>,
+    /// Serve ZooKeeper's client protocol over TLS here (ZooKeeper's secureClientPort),
+    /// beside --client-addr or instead of it. Needs --tls-cert, --tls-key and --tls-ca.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub secure_client_addr: Option<String>,
+    /// TLS with mutual authentication between the members (ZooKeeper's sslQuorum): every
+    /// member must have it, with a certificate from --tls-ca that names the address the
+    /// others dial it at. Needs --tls-cert, --tls-key and --tls-ca.
+    #[arg(long)]
+    pub peer_tls: bool,
+    /// This member's certificate chain, PEM, leaf first.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// This member's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// The certificate authorities trusted for peers and clients, PEM.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Whether the TLS client port asks clients for a certificate: none, want or need
+    /// (ZooKeeper's ssl.clientAuth; default need).
+    #[arg(long, value_name = "none|want|need")]
+    pub client_auth: Option<String>,
+    /// Serve SASL DIGEST-MD5 logins with the users of this JAAS file's `Server` section
+    /// (its `user_<name>="<password>"` entries; ZooKeeper's
+    /// java.security.auth.login.config). A client logged in holds `sasl:<name>`.
+    #[arg(long, value_name = "FILE")]
+    pub jaas_config: Option<PathBuf>,
+    /// The SASL user who is the super user once logged in (ZooKeeper's
+    /// zookeeper.superUser).
+    #[arg(long, value_name = "NAME")]
+    pub sasl_super_user: Option<String>,
 }
 
 /// An operator's command.
@@ -215,6 +246,22 @@ pub struct File {
     pub join: Option<bool>,
     pub reconfig_enabled: Option<bool>,
     pub read_only_mode: Option<bool>,
+    pub secure_client_addr: Option<String>,
+    pub peer_tls: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub client_auth: Option<String>,
+    pub jaas_config: Option<PathBuf>,
+    pub sasl_super_user: Option<String>,
+}
+
+/// The PEM files of a member's TLS material.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// The resolved settings.
@@ -242,6 +289,13 @@ pub struct Settings {
     pub join: bool,
     pub reconfig_enabled: bool,
     pub read_only_mode: bool,
+    pub secure_client_addr: Option<String>,
+    pub peer_tls: bool,
+    /// The TLS material, when a TLS port needs it.
+    pub tls: Option<TlsFiles>,
+    pub client_auth: zkraft::ClientAuth,
+    pub jaas_config: Option<PathBuf>,
+    pub sasl_super_user: Option<String>,
 }
 
 impl Settings {
@@ -274,7 +328,40 @@ impl Settings {
         let log_level = log_level
             .parse::<slog::Level>()
             .map_err(|_| format!("unknown log level {log_level:?}"))?;
+        let secure_client_addr = flags.secure_client_addr.or(file.secure_client_addr);
+        let peer_tls = flags.peer_tls || file.peer_tls.unwrap_or(false);
+        let files = (
+            flags.tls_cert.or(file.tls_cert),
+            flags.tls_key.or(file.tls_key),
+            flags.tls_ca.or(file.tls_ca),
+        );
+        let tls = match files {
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+            (None, None, None) => None,
+            _ => return Err("--tls-cert, --tls-key and --tls-ca go together".into()),
+        };
+        if tls.is_none() && (peer_tls || secure_client_addr.is_some()) {
+            return Err(
+                "--peer-tls and --secure-client-addr need --tls-cert, --tls-key and --tls-ca"
+                    .into(),
+            );
+        }
+        let client_auth = match flags.client_auth.or(file.client_auth) {
+            Some(a) => a.parse().map_err(|e: zkraft::Error| e.to_string())?,
+            None => zkraft::ClientAuth::default(),
+        };
+        let jaas_config = flags.jaas_config.or(file.jaas_config);
+        let sasl_super_user = flags.sasl_super_user.or(file.sasl_super_user);
+        if sasl_super_user.is_some() && jaas_config.is_none() {
+            return Err("--sasl-super-user needs --jaas-config".into());
+        }
         Ok(Settings {
+            jaas_config,
+            sasl_super_user,
+            secure_client_addr,
+            peer_tls,
+            tls,
+            client_auth,
             id,
             peers,
             data_dir: flags
@@ -471,6 +558,45 @@ mod tests {
             "/d"
         ]))
         .is_err());
+    }
+
+    #[test]
+    fn tls_settings_go_together() {
+        let base = ["--id", "1", "--peers", "1=a:1", "--data-dir", "/d"];
+        let with = |more: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(more).copied().collect();
+            Settings::resolve(flags(&args))
+        };
+        let files = [
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-ca",
+            "ca.pem",
+        ];
+        let s = with(
+            &[
+                &files[..],
+                &["--peer-tls", "--secure-client-addr", "h:2281"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(s.peer_tls);
+        assert_eq!(s.secure_client_addr.as_deref(), Some("h:2281"));
+        assert_eq!(s.tls.unwrap().ca, PathBuf::from("ca.pem"));
+        assert_eq!(s.client_auth, zkraft::ClientAuth::Need);
+        let s = with(&[&files[..], &["--client-auth", "want"]].concat()).unwrap();
+        assert_eq!(s.client_auth, zkraft::ClientAuth::Want);
+        for bad in [
+            vec!["--peer-tls"],
+            vec!["--secure-client-addr", "h:2281"],
+            vec!["--tls-cert", "c.pem", "--peer-tls"],
+            [&files[..], &["--client-auth", "maybe"]].concat(),
+        ] {
+            assert!(with(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

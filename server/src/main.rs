@@ -115,14 +115,37 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
             .ok_or_else(|| format!("--bind {bind} resolves to nothing"))?;
         builder = builder.listen(addr);
     }
-    let client_addr = match &settings.client_addr {
-        Some(client) => Some(
-            std::net::ToSocketAddrs::to_socket_addrs(client)?
+    let resolve = |flag: &str, addr: &Option<String>| -> Result<_, String> {
+        match addr {
+            Some(a) => std::net::ToSocketAddrs::to_socket_addrs(a)
+                .map_err(|e| format!("{flag} {a}: {e}"))?
                 .next()
-                .ok_or_else(|| format!("--client-addr {client} resolves to nothing"))?,
-        ),
+                .map(Some)
+                .ok_or_else(|| format!("{flag} {a} resolves to nothing")),
+            None => Ok(None),
+        }
+    };
+    let client_addr = resolve("--client-addr", &settings.client_addr)?;
+    let secure_client_addr = resolve("--secure-client-addr", &settings.secure_client_addr)?;
+    let sasl = match &settings.jaas_config {
+        Some(path) => {
+            let users = zkraft::SaslConfig::from_jaas_file(path)?;
+            Some(match &settings.sasl_super_user {
+                Some(name) => users.super_user(name),
+                None => users,
+            })
+        }
         None => None,
     };
+    let tls = match &settings.tls {
+        Some(f) => Some(zkraft::TlsConfig::from_pem_files(&f.cert, &f.key, &f.ca)?),
+        None => None,
+    };
+    if settings.peer_tls {
+        if let Some(tls) = &tls {
+            builder = builder.peer_tls(tls.clone());
+        }
+    }
     let (min, max) = settings.session_timeout_bounds;
     builder = builder
         .session_timeout_bounds(min, max)
@@ -131,30 +154,50 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
         builder = builder.super_digest(d.clone());
     }
     let node = builder.start()?;
-    // The client port: a front end on the node, stopped first when the node shuts down.
-    let port = match client_addr {
-        Some(addr) => {
-            let mut port = zkraft::ClientPort::builder(addr)
-                .four_letter_words(settings.four_letter_words.iter().cloned())
-                .read_only_mode(settings.read_only_mode);
-            if let Some(n) = settings.max_client_cnxns {
-                port = port.max_connections_per_address(n);
-            }
-            if let Some(n) = settings.max_client_connections {
-                port = port.max_connections(n);
-            }
-            if let Some(n) = settings.client_port_listen_backlog {
-                port = port.listen_backlog(n);
-            }
-            Some(port.start(&node)?)
+    // The client ports, plain and TLS: front ends on the node, stopped first when the node
+    // shuts down.
+    let client_port = |addr| {
+        let mut port = zkraft::ClientPort::builder(addr)
+            .four_letter_words(settings.four_letter_words.iter().cloned())
+            .read_only_mode(settings.read_only_mode);
+        if let Some(n) = settings.max_client_cnxns {
+            port = port.max_connections_per_address(n);
         }
+        if let Some(n) = settings.max_client_connections {
+            port = port.max_connections(n);
+        }
+        if let Some(n) = settings.client_port_listen_backlog {
+            port = port.listen_backlog(n);
+        }
+        if let Some(users) = &sasl {
+            port = port.sasl(users.clone());
+        }
+        port
+    };
+    let port = match client_addr {
+        Some(addr) => Some(client_port(addr).start(&node)?),
         None => None,
+    };
+    let secure_port = match (secure_client_addr, &tls) {
+        (Some(addr), Some(tls)) => Some(
+            client_port(addr)
+                .tls(tls.clone(), settings.client_auth)
+                .start(&node)?,
+        ),
+        _ => None,
+    };
+    let addr_of = |p: &Option<zkraft::ClientPort>| {
+        p.as_ref()
+            .map(|p| p.local_addr().to_string())
+            .unwrap_or_default()
     };
     slog::info!(logger, "zkraft-server running";
         "id" => settings.id, "cluster" => &settings.cluster_id,
         "data_dir" => settings.data_dir.display().to_string(),
         "peers" => format!("{:?}", settings.peers),
-        "client_addr" => port.as_ref().map(|p| p.local_addr().to_string()).unwrap_or_default());
+        "peer_tls" => settings.peer_tls,
+        "client_addr" => addr_of(&port),
+        "secure_client_addr" => addr_of(&secure_port));
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     let name = if signal == SIGINT {
         "SIGINT"

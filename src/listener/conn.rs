@@ -13,19 +13,19 @@
 //! stops reading a connection that is behind), and resumes below half of each.
 
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write as _};
-use std::net::{Shutdown, SocketAddr};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use mio::Token;
 use parking_lot::Mutex;
 
 use super::event_loop::{Cmd, SelectorHandle};
 use super::four_letter;
 use super::requests::{self, Action, Shape};
+use super::socket::Socket;
 use super::stats::Latency;
 use super::Ctx;
 use crate::error::{Error, Result};
@@ -100,7 +100,7 @@ pub(crate) struct ConnStats {
 pub(crate) struct ConnIo {
     pub(crate) token: Token,
     pub(crate) peer: SocketAddr,
-    stream: TcpStream,
+    socket: Socket,
     out: Mutex<Out>,
     owed: Mutex<VecDeque<Owed>>,
     /// Answers owed (requests submitted, not answered).
@@ -113,6 +113,8 @@ pub(crate) struct ConnIo {
     pub(crate) timeout_ms: AtomicI64,
     pub(crate) established_ms: i64,
     pub(crate) stats: ConnStats,
+    /// The connection's SASL exchange (with the port's SASL users).
+    sasl: Mutex<crate::sasl::Exchange>,
     selector: Arc<SelectorHandle>,
     pub(crate) ctx: Arc<Ctx>,
 }
@@ -121,7 +123,7 @@ impl ConnIo {
     pub(crate) fn new(
         token: Token,
         peer: SocketAddr,
-        stream: TcpStream,
+        socket: Socket,
         selector: Arc<SelectorHandle>,
         ctx: Arc<Ctx>,
     ) -> ConnIo {
@@ -133,7 +135,7 @@ impl ConnIo {
         ConnIo {
             token,
             peer,
-            stream,
+            socket,
             out: Mutex::new(Out::default()),
             owed: Mutex::new(VecDeque::new()),
             outstanding: AtomicUsize::new(0),
@@ -143,6 +145,7 @@ impl ConnIo {
             timeout_ms: AtomicI64::new(0),
             established_ms: crate::time::now_ms(),
             stats,
+            sasl: Mutex::new(crate::sasl::Exchange::default()),
             selector,
             ctx,
         }
@@ -163,8 +166,8 @@ impl ConnIo {
         &self.selector
     }
 
-    pub(crate) fn stream(&self) -> &TcpStream {
-        &self.stream
+    pub(crate) fn stream(&self) -> &mio::net::TcpStream {
+        self.socket.stream()
     }
 
     /// Answers owed.
@@ -204,7 +207,7 @@ impl ConnIo {
 
     fn flush_locked(&self, out: &mut Out) {
         while let Some(front) = out.queue.front() {
-            match (&self.stream).write(&front[out.offset..]) {
+            match self.socket.write(&front[out.offset..]) {
                 Ok(0) => break,
                 Ok(n) => {
                     out.offset += n;
@@ -216,24 +219,30 @@ impl ConnIo {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    // The peer is gone: the I/O thread sees it on its next read.
-                    out.queue.clear();
-                    out.bytes = 0;
-                    out.offset = 0;
-                    out.closed = true;
-                    self.selector.send(Cmd::Close(self.token, "write failed"));
-                    return;
-                }
+                Err(_) => return self.write_failed(out),
             }
         }
-        if out.queue.is_empty() && out.close_when_flushed {
+        // Over TLS, the records the socket did not take yet.
+        let written = match self.socket.flush() {
+            Ok(all) => all,
+            Err(_) => return self.write_failed(out),
+        };
+        if out.queue.is_empty() && written && out.close_when_flushed {
             out.closed = true;
-            let _ = self.stream.shutdown(Shutdown::Both);
+            self.socket.close();
             self.selector.send(Cmd::Close(self.token, "done"));
             return;
         }
         self.maybe_resume(out.bytes);
+    }
+
+    /// The peer is gone: the I/O thread sees it on its next read.
+    fn write_failed(&self, out: &mut Out) {
+        out.queue.clear();
+        out.bytes = 0;
+        out.offset = 0;
+        out.closed = true;
+        self.selector.send(Cmd::Close(self.token, "write failed"));
     }
 
     /// Closes the connection once everything queued is written.
@@ -249,7 +258,7 @@ impl ConnIo {
         out.closed = true;
         out.queue.clear();
         out.bytes = 0;
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.socket.shutdown();
     }
 
     /// Whether the connection must stop reading (too many answers owed, or too much
@@ -304,7 +313,7 @@ impl ConnIo {
     #[cfg(test)]
     pub(crate) fn unread_bytes(&self) -> usize {
         let mut buf = vec![0; READ_CHUNK];
-        self.stream.peek(&mut buf).unwrap_or(0)
+        self.socket.stream().peek(&mut buf).unwrap_or(0)
     }
 
     /// The zxid answers carry: what this node has applied.
@@ -453,7 +462,7 @@ impl Conn {
             // (a connection holds what it has not handled, not a chunk's room).
             let read = READ_BUFFER.with(|buf| {
                 let mut buf = buf.borrow_mut();
-                let read = (&self.io.stream).read(&mut buf[..]);
+                let read = self.io.socket.read(&mut buf[..]);
                 if let Ok(n) = read {
                     self.inbuf.extend_from_slice(&buf[..n]);
                 }
@@ -465,6 +474,10 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // Handle what was read, then wait for the next readable event.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.unread = false,
+                // A TLS port's client that breaks TLS: no TLS, an untrusted certificate.
+                Err(e) if e.kind() == ErrorKind::InvalidData => {
+                    return Err(format!("TLS refused: {e}"))
+                }
                 Err(e) => return Err(format!("read failed: {e}")),
             }
         }
@@ -616,23 +629,46 @@ fn serve(io: &Arc<ConnIo>, session: &Session, xid: i32, req: ClientRequest) -> S
             }
             Served::On
         }
-        ClientRequest::Sasl { .. } => {
-            // As a ZooKeeper server without a SASL login (no JAAS `Server` section):
-            // answered at once, OK with a null token, the connection kept; the client's
-            // SASL exchange then goes no further and nothing is authenticated.
+        ClientRequest::Sasl { token } => {
+            // Answered at once, as ZooKeeper answers it (outside the session's order).
             io.stats
                 .last_op
                 .store(i64::from(op::SASL), Ordering::Relaxed);
-            let mut w = JuteWriter::with_capacity(24);
-            w.int(0);
-            ReplyHeader {
-                xid,
-                zxid: 0,
-                err: 0,
+            let answer = |err: i32, token: Option<&[u8]>| {
+                let mut w = JuteWriter::with_capacity(24 + token.map_or(0, <[u8]>::len));
+                w.int(0);
+                ReplyHeader { xid, zxid: 0, err }.write(&mut w);
+                w.nullable_buffer(token);
+                io.send(requests::finish_frame(w));
+            };
+            let Some(users) = &io.ctx.sasl else {
+                // As a ZooKeeper server without a SASL login (no JAAS `Server`
+                // section): OK with a null token, the connection kept; the client's
+                // SASL exchange then goes no further and nothing is authenticated.
+                answer(0, None);
+                return Served::On;
+            };
+            let step = io.sasl.lock().step(users, &token);
+            match step {
+                Ok(crate::sasl::Step::Continue(token)) => answer(0, Some(&token)),
+                Ok(crate::sasl::Step::Done { token, ids }) => {
+                    slog::info!(io.ctx.logger, "SASL login";
+                        "session" => format!("{:#x}", session.id()), "ids" => format!("{ids:?}"));
+                    for id in ids {
+                        session.add_identity(id);
+                    }
+                    answer(0, Some(&token));
+                }
+                Err(e) => {
+                    // As ZooKeeper: AuthFailed, then the connection is closed (the
+                    // session lives on until it expires or a client reattaches it).
+                    slog::warn!(io.ctx.logger, "SASL login failed: connection closed";
+                        "peer" => %io.peer, "error" => %e);
+                    answer(e.code(), None);
+                    io.close_when_flushed();
+                    return Served::Close;
+                }
             }
-            .write(&mut w);
-            w.nullable_buffer(None);
-            io.send(requests::finish_frame(w));
             Served::On
         }
         ClientRequest::WhoAmI => {

@@ -60,7 +60,7 @@ fn harness_with(
     let io = Arc::new(ConnIo::new(
         Token(2),
         peer,
-        mio::net::TcpStream::from_std(server),
+        super::socket::Socket::new(mio::net::TcpStream::from_std(server), None),
         selector,
         ctx,
     ));

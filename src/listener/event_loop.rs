@@ -193,10 +193,23 @@ impl Selector {
             return;
         }
         let _ = stream.set_nodelay(true);
+        let tls = match &self.ctx.tls {
+            Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    slog::warn!(self.ctx.logger, "cannot start TLS"; "error" => %e);
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    self.ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
+                    self.ctx.release_address(peer.ip());
+                    return;
+                }
+            },
+            None => None,
+        };
         let io = Arc::new(ConnIo::new(
             token,
             peer,
-            stream,
+            super::socket::Socket::new(stream, tls),
             self.me.clone(),
             self.ctx.clone(),
         ));
@@ -280,7 +293,7 @@ impl Selector {
         self.ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
         self.ctx.release_address(conn.io.peer.ip());
         let session = conn.io.session.load(Ordering::Relaxed);
-        let misbehaved = ["malformed", "frame of", "no handshake"]
+        let misbehaved = ["malformed", "frame of", "no handshake", "TLS"]
             .iter()
             .any(|p| reason.starts_with(p));
         if misbehaved {

@@ -23,6 +23,7 @@ mod event_loop;
 mod four_letter;
 mod handshake;
 mod requests;
+mod socket;
 mod stats;
 
 use std::collections::HashMap;
@@ -89,6 +90,10 @@ pub(crate) struct Ctx {
     pub(crate) read_only_enabled: bool,
     /// Serving read-only now: the member has had no leader for an election timeout.
     pub(crate) read_only: AtomicBool,
+    /// TLS on this port's connections (ZooKeeper's `secureClientPort`).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// The users SASL DIGEST-MD5 authenticates, when SASL is served.
+    pub(crate) sasl: Option<Arc<crate::SaslConfig>>,
     /// The next connection's token (from 2: 0 and 1 are the waker and the listener).
     pub(crate) next_token: AtomicUsize,
     four_letter_words: Vec<String>,
@@ -120,6 +125,8 @@ impl Ctx {
             stopping: AtomicBool::new(false),
             read_only_enabled: settings.read_only_mode,
             read_only: AtomicBool::new(false),
+            tls: None,
+            sasl: settings.sasl.clone().map(Arc::new),
             next_token: AtomicUsize::new(2),
             four_letter_words: settings.four_letter_words.clone(),
             conns: Mutex::new(HashMap::new()),
@@ -254,6 +261,8 @@ pub struct ClientPortBuilder {
     io_threads: usize,
     listen_backlog: u32,
     read_only_mode: bool,
+    tls: Option<(crate::TlsConfig, crate::ClientAuth)>,
+    sasl: Option<crate::SaslConfig>,
 }
 
 impl ClientPortBuilder {
@@ -328,6 +337,27 @@ impl ClientPortBuilder {
         self
     }
 
+    /// Serves TLS only, as ZooKeeper's `secureClientPort` (kazoo's `use_ssl`, Java
+    /// clients with `ClientCnxnSocketNetty` and `zookeeper.client.secure`): clients check
+    /// this member's certificate, and `auth` says whether the member asks for theirs
+    /// (ZooKeeper's `ssl.clientAuth`). A plain port and a TLS one may run side by side on
+    /// one node: start two.
+    pub fn tls(mut self, tls: crate::TlsConfig, auth: crate::ClientAuth) -> Self {
+        self.tls = Some((tls, auth));
+        self
+    }
+
+    /// Serves SASL DIGEST-MD5 logins with these users (ZooKeeper's JAAS `Server` section,
+    /// [`SaslConfig::from_jaas_file`](crate::SaslConfig::from_jaas_file)): a client that
+    /// logs in holds the identity `sasl:<user>` for ACLs; bad credentials are answered
+    /// `AuthFailed` and the connection closed, as ZooKeeper does. Without it, a SASL
+    /// token is answered with none and authenticates nothing, as a ZooKeeper server
+    /// without a JAAS login answers it.
+    pub fn sasl(mut self, users: crate::SaslConfig) -> Self {
+        self.sasl = Some(users);
+        self
+    }
+
     /// Binds the port and serves `node`'s sessions on it. The node's
     /// [`shutdown`](crate::Node::shutdown) stops it first (its clients see their
     /// connections close, and re-attach their sessions elsewhere).
@@ -397,6 +427,8 @@ impl ClientPort {
             io_threads: 2,
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
             read_only_mode: false,
+            tls: None,
+            sasl: None,
         }
     }
 
@@ -442,7 +474,11 @@ impl Listener {
             .local_addr()
             .map_err(|e| io_err("address", e))?;
         let listener = mio::net::TcpListener::from_std(std_listener);
-        let ctx = Arc::new(Ctx::new(host, &settings, local));
+        let mut ctx = Ctx::new(host, &settings, local);
+        if let Some((tls, auth)) = &settings.tls {
+            ctx.tls = Some(tls.client_port(*auth)?);
+        }
+        let ctx = Arc::new(ctx);
         let weak = Arc::downgrade(&ctx);
         let hook = ctx.host.on_session_ended(Box::new(move |session| {
             if let Some(ctx) = weak.upgrade() {
@@ -483,7 +519,8 @@ impl Listener {
                 }
             };
         threads.push(t);
-        slog::info!(ctx.logger, "serving ZooKeeper clients"; "addr" => %local);
+        slog::info!(ctx.logger, "serving ZooKeeper clients"; "addr" => %local,
+            "tls" => ctx.tls.is_some());
         Ok(Listener {
             ctx,
             addr: local,

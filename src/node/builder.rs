@@ -39,6 +39,7 @@ pub struct NodeBuilder {
     /// Every member's peer address, for a TCP transport made at start.
     members: Vec<(u64, String)>,
     listen: Option<SocketAddr>,
+    peer_tls: Option<crate::TlsConfig>,
 }
 
 impl NodeBuilder {
@@ -56,6 +57,7 @@ impl NodeBuilder {
             logger: None,
             members: Vec::new(),
             listen: None,
+            peer_tls: None,
         }
     }
 
@@ -107,6 +109,14 @@ impl NodeBuilder {
     /// node's own entry (e.g. `0.0.0.0:2701` behind an address the others dial).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
+        self
+    }
+
+    /// TLS with mutual authentication between the members of [`NodeBuilder::members`]
+    /// (ZooKeeper's `sslQuorum`): every member must use it, with a certificate from an
+    /// authority the others trust that names the address they dial it at.
+    pub fn peer_tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.peer_tls = Some(tls);
         self
     }
 
@@ -307,6 +317,7 @@ impl NodeBuilder {
             logger: self.logger,
             members: self.members,
             listen: self.listen,
+            peer_tls: self.peer_tls,
         })?;
         // The host above the replica, told of every applied entry from the first.
         let host = Host::new(opened.shared.clone());

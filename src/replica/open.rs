@@ -39,6 +39,8 @@ pub(crate) struct Parts {
     pub(crate) members: Vec<(u64, String)>,
     /// Where that TCP transport listens, when not this node's own entry.
     pub(crate) listen: Option<SocketAddr>,
+    /// TLS on that TCP transport.
+    pub(crate) peer_tls: Option<crate::TlsConfig>,
 }
 
 /// A replica recovered and not yet running: [`Opened::run`] starts it once its observer
@@ -66,6 +68,7 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
         logger,
         members,
         listen,
+        peer_tls,
     } = parts;
     let mut config = config;
     config.validate()?;
@@ -79,11 +82,18 @@ pub(crate) fn open(parts: Parts) -> Result<Opened> {
             MemberSpec::parse(text).map_err(|e| Error::Config(format!("member {id}: {e}")))?;
         specs.insert(*id, spec);
     }
+    if peer_tls.is_some() && (transport.is_some() || specs.is_empty()) {
+        return Err(Error::Config(
+            "peer TLS is for the TCP transport made from the members: give the members, \
+             not a transport (or give the transport its own TLS)"
+                .into(),
+        ));
+    }
     let mut owned_tcp = None;
     let transport = match transport {
         Some(t) => t,
         None if !specs.is_empty() => {
-            let tcp = tcp_transport(&config, &specs, listen, &logger)?;
+            let tcp = tcp_transport(&config, &specs, listen, peer_tls, &logger)?;
             owned_tcp = Some(tcp.clone());
             Arc::new(tcp)
         }
@@ -281,6 +291,7 @@ fn tcp_transport(
     config: &Config,
     members: &BTreeMap<u64, MemberSpec>,
     listen: Option<SocketAddr>,
+    tls: Option<crate::TlsConfig>,
     logger: &Logger,
 ) -> Result<TcpTransport> {
     let listen = match listen {
@@ -298,13 +309,13 @@ fn tcp_transport(
     };
     // One frame carries at least one whole request, with room for raft's own fields.
     let max_frame = DEFAULT_MAX_FRAME.max(config.max_request_size.saturating_mul(2));
-    let tcp = TcpTransport::bind_with(
-        config.id,
-        &config.cluster_id,
-        listen,
-        max_frame,
-        logger.clone(),
-    )?;
+    let mut builder = TcpTransport::builder(config.id, &config.cluster_id, listen)
+        .max_frame(max_frame)
+        .logger(logger.clone());
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    let tcp = builder.bind()?;
     for (id, spec) in members {
         if *id != config.id {
             tcp.add_peer(*id, &spec.peer_addr())?;

@@ -134,6 +134,7 @@ fn ensemble(snapshot_entries: u64) -> (Arc<LocalNetwork>, tempfile::TempDir, Vec
                 logger: None,
                 members: Vec::new(),
                 listen: None,
+                peer_tls: None,
             })
             .unwrap();
             let heard = Arc::new(Recorder::default());

@@ -37,6 +37,18 @@ The suite (pytest, or the --exec command) gets, in its environment:
   ZK_TARGET      zookeeper | zkraft
   ZK_ZKRAFT      (zkraft only) a JSON file: the zkraft-server binary, the flags every member
                  gets, the members' peer addresses and the work dir, to start more members
+  ZK_SECURE_HOSTS  127.0.0.1:s1,127.0.0.1:s2,127.0.0.1:s3: the members' TLS client ports
+                 (ZooKeeper's secureClientPort, asking clients for a certificate)
+  ZK_SASL_USERS  a JSON file: the SASL DIGEST-MD5 users both servers take from the JAAS file
+                 run.py writes ({"jaasuser": "jaas_password", "super": ...}; "super" is
+                 the super user once logged in, ZooKeeper's zookeeper.superUser)
+  ZK_TLS_DIR     the directory of the test certificates (certs.py): ca.pem, the authority;
+                 client.pem and client-key.pem, a client certificate it signed; member.pem
+                 and member-key.pem, the members' own
+
+Without --serve, the members serve TLS too: a secure client port each, and zkraft's members
+talk to each other over mutual TLS (--peer-tls). ZooKeeper then runs with its Netty
+connection factory, which its TLS port needs.
 
 Only processes this harness started are ever signalled, and only by their pid. Its exit code is
 pytest's (or the --exec command's), 2 when the ensemble could not be started, 3 when the suite
@@ -58,11 +70,15 @@ import tempfile
 import threading
 import time
 
+from certs import make_authority, make_signed
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 SUPER_USER = "super"
 SUPER_PASSWORD = "zkraft-kazoo-super"
+# SASL DIGEST-MD5 users (kazoo's own harness uses jaasuser / jaas_password).
+SASL_USERS = {"jaasuser": "jaas_password", "super": SUPER_PASSWORD}
 READY_TIMEOUT = 60.0  # seconds for the whole ensemble (or one restarted member) to serve
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 LOG_TAIL_LINES = 60
@@ -243,8 +259,9 @@ def zookeeper_members(workdir, args):
     else:
         # Fast start for the suite's short-lived members.
         jvm_flags = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
-    ports = free_ports(9)
-    client_ports, peer_ports = ports[:3], ports[3:]
+    ports = free_ports(12)
+    client_ports, peer_ports, secure_ports = ports[:3], ports[3:9], ports[9:]
+    tls = args.tls
     servers = [
         f"server.{i + 1}=127.0.0.1:{peer_ports[2 * i]}:{peer_ports[2 * i + 1]}" for i in range(3)
     ]
@@ -279,6 +296,14 @@ def zookeeper_members(workdir, args):
                         ),
                         "admin.enableServer=false",
                         "maxClientCnxns=0",
+                        *(
+                            [
+                                f"secureClientPort={secure_ports[i]}",
+                                "secureClientPortAddress=127.0.0.1",
+                            ]
+                            if tls
+                            else []
+                        ),
                         *servers,
                     ]
                 )
@@ -296,6 +321,22 @@ def zookeeper_members(workdir, args):
             "-Dznode.container.checkIntervalMs=1000",
             f"-Dzookeeper.DigestAuthenticationProvider.superDigest="
             f"{super_digest(SUPER_USER, SUPER_PASSWORD)}",
+            # SASL DIGEST-MD5 logins with the JAAS file's users, as kazoo's harness runs it.
+            f"-Djava.security.auth.login.config={write_jaas(workdir)}",
+            "-Dzookeeper.authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            "-Dzookeeper.superUser=super",
+            *(
+                [
+                    # Its TLS port is served by the Netty connection factory only.
+                    "-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+                    f"-Dzookeeper.ssl.keyStore.location={tls['keystore']}",
+                    "-Dzookeeper.ssl.keyStore.type=PEM",
+                    f"-Dzookeeper.ssl.trustStore.location={tls['ca']}",
+                    "-Dzookeeper.ssl.trustStore.type=PEM",
+                ]
+                if tls
+                else []
+            ),
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
             "-cp",
@@ -306,6 +347,7 @@ def zookeeper_members(workdir, args):
         members.append(
             Member(mid, client_ports[i], argv, workdir, os.path.join(workdir, f"member{mid}.log"))
         )
+        members[-1].secure_port = secure_ports[i]
     return members
 
 
@@ -316,8 +358,22 @@ def zkraft_members(workdir, args):
     if not os.path.exists(binary):
         raise SystemExit(f"run.py: no zkraft-server at {binary} (build it, or set ZKRAFT_SERVER)")
     extra = shlex.split(os.environ.get("ZKRAFT_ARGS", ""))
-    ports = free_ports(6)
-    client_ports, raft_ports = ports[:3], ports[3:]
+    ports = free_ports(9)
+    client_ports, raft_ports, secure_ports = ports[:3], ports[3:6], ports[6:]
+    tls = args.tls
+    tls_args = (
+        [
+            "--peer-tls",
+            "--tls-cert",
+            tls["cert"],
+            "--tls-key",
+            tls["key"],
+            "--tls-ca",
+            tls["ca"],
+        ]
+        if tls
+        else []
+    )
     peers = ",".join(f"{i + 1}=127.0.0.1:{raft_ports[i]}" for i in range(3))
     common = [
         "--4lw-whitelist",
@@ -329,6 +385,11 @@ def zkraft_members(workdir, args):
         "1000",
         "--super-digest",
         super_digest(SUPER_USER, SUPER_PASSWORD),
+        "--jaas-config",
+        write_jaas(workdir),
+        "--sasl-super-user",
+        "super",
+        *tls_args,
         *extra,
     ]
     # What a test needs to start more members of this ensemble (ZK_ZKRAFT).
@@ -357,12 +418,46 @@ def zkraft_members(workdir, args):
             data_dir,
             "--client-addr",
             f"127.0.0.1:{client_ports[i]}",
+            *(["--secure-client-addr", f"127.0.0.1:{secure_ports[i]}"] if tls else []),
             *common,
         ]
         members.append(
             Member(mid, client_ports[i], argv, workdir, os.path.join(workdir, f"member{mid}.log"))
         )
+        members[-1].secure_port = secure_ports[i]
     return members
+
+
+def write_jaas(workdir):
+    """The JAAS file of ZooKeeper's SASL DIGEST-MD5 users (zkraft reads the same file)."""
+    path = os.path.join(workdir, "jaas.conf")
+    users = "\n".join(f'    user_{name}="{password}"' for name, password in SASL_USERS.items())
+    with open(path, "w") as f:
+        f.write(
+            "Server {\n"
+            "    org.apache.zookeeper.server.auth.DigestLoginModule required\n"
+            f"{users};\n"
+            "};\n"
+        )
+    with open(os.path.join(workdir, "sasl-users.json"), "w") as f:
+        json.dump(SASL_USERS, f)
+    return path
+
+
+def make_tls(workdir):
+    """The test certificates (certs.py): an authority, the members' certificate, a client's."""
+    directory = os.path.join(workdir, "tls")
+    os.makedirs(directory)
+    authority = make_authority(directory, "ca")
+    cert, key = make_signed(directory, "member", authority)
+    make_signed(directory, "client", authority)
+    # ZooKeeper's PEM key store: the key and the certificate in one file.
+    keystore = os.path.join(directory, "member-keystore.pem")
+    with open(keystore, "w") as out:
+        for path in (key, cert):
+            with open(path) as f:
+                out.write(f.read())
+    return {"dir": directory, "ca": authority[0], "cert": cert, "key": key, "keystore": keystore}
 
 
 def serve(members):
@@ -537,6 +632,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="zkraft-kazoo-", dir=args.workdir)
     log(f"target {args.target}, work dir {workdir}")
     make = zookeeper_members if args.target == "zookeeper" else zkraft_members
+    args.tls = None if args.serve else make_tls(workdir)
     members = make(workdir, args)
     control = None
     code = 2
@@ -570,6 +666,12 @@ def main():
             ZK_TARGET=args.target,
             PYTHONDONTWRITEBYTECODE="1",
         )
+        env["ZK_SASL_USERS"] = os.path.join(workdir, "sasl-users.json")
+        if args.tls:
+            env.update(
+                ZK_SECURE_HOSTS=",".join(f"127.0.0.1:{m.secure_port}" for m in members),
+                ZK_TLS_DIR=args.tls["dir"],
+            )
         zkraft_json = os.path.join(workdir, "zkraft.json")
         if os.path.exists(zkraft_json):
             env["ZK_ZKRAFT"] = zkraft_json

@@ -47,6 +47,10 @@ use slog::{o, Logger};
 
 use super::{Envelope, Inbox, Transport};
 use crate::error::{Error, Result};
+use crate::tls::TlsConfig;
+
+mod stream;
+use stream::{Inbound, Outbound};
 
 const MAGIC: &[u8; 4] = b"ZKRT";
 /// The wire protocol this build speaks; a peer announcing a newer one is refused.
@@ -114,12 +118,18 @@ struct Peer {
 /// writes.
 #[derive(Default)]
 struct Link {
-    stream: Option<TcpStream>,
+    stream: Option<Outbound>,
     /// The tail of frames a sender's write left unwritten (the socket's buffer was full):
     /// the writer thread writes it before anything else.
     rest: Vec<u8>,
     /// How many frames `rest` finishes.
     rest_frames: u64,
+}
+
+/// The rustls configurations of a TLS peer port.
+struct PeerTls {
+    acceptor: Arc<rustls::ServerConfig>,
+    connector: Arc<rustls::ClientConfig>,
 }
 
 struct Inner {
@@ -128,6 +138,8 @@ struct Inner {
     local_addr: SocketAddr,
     max_frame: usize,
     logger: Logger,
+    /// TLS on this member's connections, both ways (mutual authentication).
+    tls: Option<PeerTls>,
     peers: RwLock<HashMap<u64, Arc<Peer>>>,
     inbox: RwLock<Option<Inbox>>,
     /// Open inbound connections (a handle to shut each down), by connection number.
@@ -149,7 +161,7 @@ impl Inner {
         if let Some(p) = known {
             let mut link = p.link.lock();
             if let Some(s) = link.stream.take() {
-                let _ = s.shutdown(Shutdown::Both);
+                s.shutdown();
             }
             p.connected.store(false, Ordering::SeqCst);
         }
@@ -211,40 +223,71 @@ impl std::fmt::Debug for TcpTransport {
     }
 }
 
-impl TcpTransport {
-    /// Listens on `listen` (port 0 picks a free one) as node `id` of `cluster_id`, with
-    /// the default frame limit and no logging.
-    pub fn bind(id: u64, cluster_id: &str, listen: SocketAddr) -> Result<TcpTransport> {
-        Self::bind_with(
+/// The settings of a [`TcpTransport`] ([`TcpTransport::builder`]).
+#[derive(Debug)]
+pub struct TcpTransportBuilder {
+    id: u64,
+    cluster_id: String,
+    listen: SocketAddr,
+    max_frame: usize,
+    logger: Logger,
+    tls: Option<TlsConfig>,
+}
+
+impl TcpTransportBuilder {
+    /// The largest frame sent or accepted (default [`DEFAULT_MAX_FRAME`]).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Where the transport logs connections, refusals and failures.
+    pub fn logger(mut self, logger: Logger) -> Self {
+        self.logger = logger;
+        self
+    }
+
+    /// TLS on every connection, with mutual authentication: this member presents its
+    /// certificate and accepts a peer only with a certificate from a trusted authority;
+    /// a peer's certificate must also name the address it is dialled at. Every member of
+    /// the ensemble must use TLS (a plain peer is refused, and refuses).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Binds the listening socket and starts accepting peers.
+    pub fn bind(self) -> Result<TcpTransport> {
+        let TcpTransportBuilder {
             id,
             cluster_id,
             listen,
-            DEFAULT_MAX_FRAME,
-            Logger::root(slog::Discard, o!()),
-        )
-    }
-
-    /// Like [`TcpTransport::bind`], with a frame limit and a logger.
-    pub fn bind_with(
-        id: u64,
-        cluster_id: &str,
-        listen: SocketAddr,
-        max_frame: usize,
-        logger: Logger,
-    ) -> Result<TcpTransport> {
+            max_frame,
+            logger,
+            tls,
+        } = self;
         if id == 0 || cluster_id.is_empty() || cluster_id.len() > crate::MAX_CLUSTER_ID_LEN {
             return Err(Error::Config(
                 "a TCP transport needs a non-zero id and a 1-64 byte cluster id".into(),
             ));
         }
+        let tls = match tls {
+            Some(t) => Some(PeerTls {
+                acceptor: t.peer_acceptor()?,
+                connector: t.peer_connector()?,
+            }),
+            None => None,
+        };
         let listener = TcpListener::bind(listen)?;
         let local_addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             id,
-            cluster_id: cluster_id.to_string(),
+            cluster_id,
             local_addr,
             max_frame: max_frame.clamp(1024, u32::MAX as usize),
-            logger: logger.new(o!("transport" => "tcp", "listen" => local_addr.to_string())),
+            logger: logger.new(o!("transport" => if tls.is_some() { "tls" } else { "tcp" },
+                "listen" => local_addr.to_string())),
+            tls,
             peers: RwLock::new(HashMap::new()),
             inbox: RwLock::new(None),
             inbound: Mutex::new(HashMap::new()),
@@ -263,6 +306,50 @@ impl TcpTransport {
             inner,
             _owner: owner,
         })
+    }
+}
+
+impl TcpTransport {
+    /// Listens on `listen` (port 0 picks a free one) as node `id` of `cluster_id`, with
+    /// the default frame limit, plain TCP and no logging.
+    pub fn bind(id: u64, cluster_id: &str, listen: SocketAddr) -> Result<TcpTransport> {
+        Self::builder(id, cluster_id, listen).bind()
+    }
+
+    /// Like [`TcpTransport::bind`], with a frame limit and a logger.
+    pub fn bind_with(
+        id: u64,
+        cluster_id: &str,
+        listen: SocketAddr,
+        max_frame: usize,
+        logger: Logger,
+    ) -> Result<TcpTransport> {
+        Self::builder(id, cluster_id, listen)
+            .max_frame(max_frame)
+            .logger(logger)
+            .bind()
+    }
+
+    /// The settings of node `id`'s transport in `cluster_id`, listening on `listen`: a
+    /// frame limit, a logger, TLS.
+    ///
+    /// ```no_run
+    /// use zkraft::{transport::TcpTransport, TlsConfig};
+    /// let tls = TlsConfig::from_pem_files("zk-1.pem", "zk-1-key.pem", "ca.pem")?;
+    /// let t = TcpTransport::builder(1, "prod", "0.0.0.0:7001".parse().unwrap())
+    ///     .tls(tls)
+    ///     .bind()?;
+    /// # Ok::<(), zkraft::Error>(())
+    /// ```
+    pub fn builder(id: u64, cluster_id: &str, listen: SocketAddr) -> TcpTransportBuilder {
+        TcpTransportBuilder {
+            id,
+            cluster_id: cluster_id.to_string(),
+            listen,
+            max_frame: DEFAULT_MAX_FRAME,
+            logger: Logger::root(slog::Discard, o!()),
+            tls: None,
+        }
     }
 
     /// The address the transport listens on.
@@ -456,7 +543,7 @@ fn write_now(peer: &Peer, frames: &[Vec<u8>]) -> bool {
     {
         return false;
     }
-    let Some(stream) = link.stream.as_mut() else {
+    let Some(stream) = link.stream.as_mut().filter(|s| !s.pending()) else {
         return false;
     };
     let mut buf = Vec::with_capacity(total);
@@ -465,11 +552,13 @@ fn write_now(peer: &Peer, frames: &[Vec<u8>]) -> bool {
         buf.extend_from_slice(f);
     }
     let n = frames.len() as u64;
-    match write_some(stream, &buf) {
-        Ok(written) if written == buf.len() => {
+    match stream.write_some(&buf) {
+        Ok(written) if written == buf.len() && !stream.pending() => {
             peer.sent.fetch_add(n, Ordering::Relaxed);
         }
         Ok(written) => {
+            // The rest, and over TLS the records the socket did not take: the writer
+            // thread writes them first (`rest` may be empty).
             link.rest = buf.split_off(written);
             link.rest_frames = n;
             // Wake the writer thread for the rest. Should the queue be full, the writer
@@ -484,35 +573,11 @@ fn write_now(peer: &Peer, frames: &[Vec<u8>]) -> bool {
             peer.dropped.fetch_add(n, Ordering::Relaxed);
             peer.connected.store(false, Ordering::SeqCst);
             if let Some(s) = link.stream.take() {
-                let _ = s.shutdown(Shutdown::Both);
+                s.shutdown();
             }
         }
     }
     true
-}
-
-/// Writes what a non-blocking `stream` takes of `buf` now: the number of bytes written.
-fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match stream.write(&buf[done..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-/// Writes all of `parts` to a non-blocking `stream`, blocking (up to its write timeout)
-/// while the peer does not read.
-fn write_blocking(stream: &mut TcpStream, parts: &[&[u8]]) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    let written = parts.iter().try_for_each(|p| stream.write_all(p));
-    stream.set_nonblocking(true)?;
-    written
 }
 
 impl TcpTransport {
@@ -618,7 +683,7 @@ fn handshake(from: u64, to: u64, cluster_id: &str) -> Vec<u8> {
 /// Reads and checks a handshake: the sender's id, or why it is refused.
 fn read_handshake(
     inner: &Inner,
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
 ) -> io::Result<std::result::Result<u64, String>> {
     let mut head = [0u8; 7];
     stream.read_exact(&mut head)?;
@@ -651,21 +716,32 @@ fn read_handshake(
     })
 }
 
-fn read_connection(inner: &Weak<Inner>, mut stream: TcpStream) {
+fn read_connection(inner: &Weak<Inner>, sock: TcpStream) {
     let Some(strong) = inner.upgrade() else {
         return;
     };
-    let peer_addr = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let peer_addr = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let logger = strong.logger.new(o!("from_addr" => peer_addr));
-    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    if sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).is_err()
+        || sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT)).is_err()
+    {
+        return;
+    }
+    let mut stream = match Inbound::accept(sock, strong.tls.as_ref().map(|t| &t.acceptor)) {
+        Ok(s) => s,
+        Err(e) => {
+            // A peer without a certificate from a trusted authority, or no TLS at all.
+            if !strong.stopped.load(Ordering::SeqCst) {
+                slog::warn!(logger, "connection refused: TLS handshake failed"; "error" => %e);
+            }
+            return;
+        }
+    };
     let from = match read_handshake(&strong, &mut stream) {
         Ok(Ok(from)) => from,
         Ok(Err(reason)) => {
             slog::warn!(logger, "connection refused"; "reason" => reason);
-            let _ = stream.write_all(&[REFUSED]);
+            let _ = stream.write_all(&[REFUSED]).and_then(|()| stream.flush());
             return;
         }
         Err(e) => {
@@ -675,7 +751,10 @@ fn read_connection(inner: &Weak<Inner>, mut stream: TcpStream) {
             return;
         }
     };
-    if stream.write_all(&[ACCEPTED]).is_err() || stream.set_read_timeout(None).is_err() {
+    if stream.write_all(&[ACCEPTED]).is_err()
+        || stream.flush().is_err()
+        || stream.socket().set_read_timeout(None).is_err()
+    {
         return;
     }
     let max_frame = strong.max_frame;
@@ -745,15 +824,25 @@ fn closed_by_peer(e: &io::Error) -> bool {
     )
 }
 
-/// Dials `peer` and completes the handshake.
-fn dial(inner: &Inner, peer: &Peer) -> io::Result<TcpStream> {
+/// Dials `peer` and completes the handshakes (TLS's, then this transport's).
+fn dial(inner: &Inner, peer: &Peer) -> io::Result<Outbound> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing");
+    let tls = match &inner.tls {
+        Some(t) => Some((
+            &t.connector,
+            crate::tls::server_name(&peer.addr)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+        )),
+        None => None,
+    };
     for addr in peer.addr.to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT) {
-            Ok(mut s) => {
+            Ok(s) => {
                 s.set_nodelay(true)?;
                 s.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-                s.write_all(&handshake(inner.id, peer.id, &inner.cluster_id))?;
+                s.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+                let mut s = Outbound::connect(s, tls.clone())?;
+                s.write_all(&[&handshake(inner.id, peer.id, &inner.cluster_id)])?;
                 let mut answer = [0u8; 1];
                 s.read_exact(&mut answer)?;
                 if answer[0] != ACCEPTED {
@@ -762,9 +851,8 @@ fn dial(inner: &Inner, peer: &Peer) -> io::Result<TcpStream> {
                         "peer refused the handshake (see its log)",
                     ));
                 }
-                s.set_read_timeout(None)?;
-                s.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
-                s.set_nonblocking(true)?;
+                s.socket().set_read_timeout(None)?;
+                s.socket().set_nonblocking(true)?;
                 return Ok(s);
             }
             Err(e) => last = e,
@@ -796,8 +884,15 @@ fn write_loop(inner: Weak<Inner>, peer: Arc<Peer>, rx: Receiver<Vec<u8>>) {
                         // Nothing listens at its address: its process is not running.
                         strong.report_lost(peer.id);
                     }
-                    slog::debug!(strong.logger, "dial failed"; "peer" => peer.id,
-                        "addr" => &peer.addr, "error" => %e, "retry_in" => ?backoff);
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        // TLS refused: a certificate no trusted authority signed, or one
+                        // for another name. A setting to fix, not a peer down.
+                        slog::warn!(strong.logger, "dial failed: TLS handshake"; "peer" => peer.id,
+                            "addr" => &peer.addr, "error" => %e, "retry_in" => ?backoff);
+                    } else {
+                        slog::debug!(strong.logger, "dial failed"; "peer" => peer.id,
+                            "addr" => &peer.addr, "error" => %e, "retry_in" => ?backoff);
+                    }
                     drop(strong);
                     sleep_unless_stopped(&peer, backoff);
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -834,7 +929,7 @@ fn write_loop(inner: Weak<Inner>, peer: Arc<Peer>, rx: Receiver<Vec<u8>>) {
         let rest = std::mem::take(&mut link.rest);
         frames += std::mem::take(&mut link.rest_frames);
         let written = match link.stream.as_mut() {
-            Some(s) => write_blocking(s, &[&rest, &buf]),
+            Some(s) => s.write_blocking(&[&rest, &buf]),
             None => Err(io::ErrorKind::NotConnected.into()),
         };
         match written {
@@ -846,7 +941,7 @@ fn write_loop(inner: Weak<Inner>, peer: Arc<Peer>, rx: Receiver<Vec<u8>>) {
                 peer.dropped.fetch_add(frames, Ordering::Relaxed);
                 peer.connected.store(false, Ordering::SeqCst);
                 if let Some(s) = link.stream.take() {
-                    let _ = s.shutdown(Shutdown::Both);
+                    s.shutdown();
                 }
             }
         }
@@ -855,7 +950,7 @@ fn write_loop(inner: Weak<Inner>, peer: Arc<Peer>, rx: Receiver<Vec<u8>>) {
         peer.backlog.fetch_sub(taken, Ordering::AcqRel);
     }
     if let Some(s) = peer.link.lock().stream.take() {
-        let _ = s.shutdown(Shutdown::Both);
+        s.shutdown();
     }
 }
 
@@ -874,14 +969,64 @@ fn sleep_unless_stopped(peer: &Peer, d: Duration) {
 mod tests {
     use super::*;
 
+    use crate::tls::test_certs::Authority;
+
+    fn any() -> SocketAddr {
+        "127.0.0.1:0".parse().unwrap()
+    }
+
+    /// Member `id` of `cluster` on loopback, over TLS with a certificate `ca` signed when
+    /// given; its log lines go to `log`.
+    fn member(id: u64, cluster: &str, ca: Option<&Authority>, log: &Log) -> TcpTransport {
+        let mut b = TcpTransport::builder(id, cluster, any()).logger(log.logger());
+        if let Some(ca) = ca {
+            b = b.tls(ca.config());
+        }
+        b.bind().unwrap()
+    }
+
     /// Members 1 and 2 of `cluster` on loopback, each a peer of the other.
-    fn pair(cluster: &str) -> (TcpTransport, TcpTransport) {
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let a = TcpTransport::bind(1, cluster, any).unwrap();
-        let b = TcpTransport::bind(2, cluster, any).unwrap();
+    fn pair(cluster: &str, ca: Option<&Authority>) -> (TcpTransport, TcpTransport) {
+        let log = Log::default();
+        let (a, b) = (member(1, cluster, ca, &log), member(2, cluster, ca, &log));
         a.add_peer(2, &b.local_addr().to_string()).unwrap();
         b.add_peer(1, &a.local_addr().to_string()).unwrap();
         (a, b)
+    }
+
+    /// Log lines kept for a test to read.
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl slog::Drain for Log {
+        type Ok = ();
+        type Err = slog::Never;
+        fn log(
+            &self,
+            r: &slog::Record<'_>,
+            _: &slog::OwnedKVList,
+        ) -> std::result::Result<(), slog::Never> {
+            self.0.lock().unwrap().push(r.msg().to_string());
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn logger(&self) -> Logger {
+            Logger::root(slog::Drain::fuse(self.clone()), o!())
+        }
+
+        fn has(&self, line: &str) -> bool {
+            self.0.lock().unwrap().iter().any(|l| l.contains(line))
+        }
+    }
+
+    fn wait_connected(a: &TcpTransport, to: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !a.peer_stats(to).unwrap().connected {
+            assert!(Instant::now() < deadline, "never connected");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Frames written by the sender itself, frames the socket took only in part and
@@ -889,7 +1034,17 @@ mod tests {
     /// while the receiver stalls (its socket buffers fill) and when it reads again.
     #[test]
     fn direct_partial_and_queued_writes_keep_their_order() {
-        let (a, b) = pair("order");
+        frames_keep_their_order(None);
+    }
+
+    /// The same over TLS, where what the socket does not take waits as records.
+    #[test]
+    fn over_tls_frames_keep_their_order() {
+        frames_keep_their_order(Some(&Authority::new()));
+    }
+
+    fn frames_keep_their_order(ca: Option<&Authority>) {
+        let (a, b) = pair("order", ca);
         let (tx, rx) = crossbeam_channel::unbounded();
         let stall = Arc::new(AtomicBool::new(false));
         let stalled = stall.clone();
@@ -903,11 +1058,7 @@ mod tests {
             }),
         )
         .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !a.peer_stats(2).unwrap().connected {
-            assert!(Instant::now() < deadline, "never connected");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_connected(&a, 2);
         // Small frames (written directly until the stalled receiver's buffers are full,
         // then in part), then sizes from 8 bytes to about 96 KiB (above the direct-write
         // limit: queued).
@@ -963,7 +1114,7 @@ mod tests {
     /// connection closes, and its port then refuses. This node's own shutdown is not.
     #[test]
     fn a_peer_that_goes_away_is_reported_lost() {
-        let (a, b) = pair("lost");
+        let (a, b) = pair("lost", None);
         let (tx, rx) = crossbeam_channel::unbounded();
         a.register(
             1,
@@ -994,5 +1145,79 @@ mod tests {
         );
         assert!(brx.try_recv().is_err(), "a stopping node reports nothing");
         a.shutdown();
+    }
+
+    /// Over TLS, a peer whose certificate no trusted authority signed (here self-signed
+    /// by an authority of its own), a plain peer, and garbage are each refused, with the
+    /// refusal logged, and the members keep talking.
+    #[test]
+    fn tls_refuses_strangers_and_garbage_and_keeps_serving() {
+        let ca = Authority::new();
+        let log = Log::default();
+        let (a, b) = (
+            member(1, "tls", Some(&ca), &log),
+            member(2, "tls", Some(&ca), &log),
+        );
+        a.add_peer(2, &b.local_addr().to_string()).unwrap();
+        b.add_peer(1, &a.local_addr().to_string()).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        b.register(
+            2,
+            Inbox::new(move |env| {
+                let _ = tx.send(env);
+            }),
+        )
+        .unwrap();
+        let ping = |from| Envelope::SessionPing {
+            from,
+            to: 2,
+            sessions: vec![7],
+        };
+        let from_a = |r: std::result::Result<Envelope, _>| {
+            matches!(r, Ok(Envelope::SessionPing { from: 1, .. }))
+        };
+        a.send(2, ping(1));
+        assert!(from_a(rx.recv_timeout(Duration::from_secs(10))));
+
+        // A stranger: the same id and cluster, a certificate from another authority.
+        let stranger_log = Log::default();
+        let stranger = member(1, "tls", Some(&Authority::new()), &stranger_log);
+        stranger.add_peer(2, &b.local_addr().to_string()).unwrap();
+        // A plain member.
+        let plain = member(1, "tls", None, &Log::default());
+        plain.add_peer(2, &b.local_addr().to_string()).unwrap();
+        stranger.send(2, ping(1));
+        plain.send(2, ping(1));
+        // Garbage, and a TLS hello cut short.
+        for junk in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            &[0x16, 0x03, 0x01, 0xff, 0xff, 1, 0][..],
+        ] {
+            let mut s = TcpStream::connect(b.local_addr()).unwrap();
+            s.write_all(junk).unwrap();
+            drop(s);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(log.has("TLS handshake failed") && stranger_log.has("dial failed: TLS handshake")) {
+            assert!(
+                Instant::now() < deadline,
+                "refusals not logged: {:?}",
+                log.0.lock()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!stranger.peer_stats(2).unwrap().connected);
+        assert!(!plain.peer_stats(2).unwrap().connected);
+        // The members still talk, and nothing from the others arrived.
+        a.send(2, ping(1));
+        assert!(from_a(rx.recv_timeout(Duration::from_secs(10))));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            rx.try_recv().is_err(),
+            "only the two pings of the trusted member"
+        );
+        for t in [a, b, stranger, plain] {
+            t.shutdown();
+        }
     }
 }
