@@ -42,6 +42,26 @@ pub(crate) struct Host {
     next_hook: AtomicU64,
     /// Numbers the local sessions of read-only mode.
     next_local: AtomicU64,
+    /// How long the hosted sessions' requests take, per operation.
+    pub(crate) latency: crate::latency::RequestLatency,
+    /// The client ports started on the node, for their connection figures.
+    ports: Mutex<Vec<std::sync::Weak<dyn PortFigures>>>,
+}
+
+/// What a client port started on the node reports of its connections (ZooKeeper's
+/// `num_alive_connections`, `packets_received`, `packets_sent`, `outstanding_requests`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PortCounts {
+    pub(crate) connections: u64,
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    pub(crate) outstanding: u64,
+}
+
+/// A front end that serves connections and counts them.
+pub(crate) trait PortFigures: Send + Sync {
+    /// Its figures now.
+    fn counts(&self) -> PortCounts;
 }
 
 impl Host {
@@ -58,6 +78,8 @@ impl Host {
             session_ended: Mutex::new(Vec::new()),
             next_hook: AtomicU64::new(0),
             next_local: AtomicU64::new(1),
+            latency: Default::default(),
+            ports: Mutex::new(Vec::new()),
         })
     }
 
@@ -97,6 +119,35 @@ impl Host {
     /// Removes hook `key` (see [`Host::on_session_ended`]); nothing if it is gone.
     pub(crate) fn forget_session_ended(&self, key: u64) {
         self.session_ended.lock().retain(|(k, _)| *k != key);
+    }
+
+    /// Counts `port`'s connections in [`Host::metrics`] while it lives.
+    pub(crate) fn add_port(&self, port: std::sync::Weak<dyn PortFigures>) {
+        let mut ports = self.ports.lock();
+        ports.retain(|p| p.strong_count() > 0);
+        ports.push(port);
+    }
+
+    /// The replica's metrics with the host's part and its client ports' filled in.
+    pub(crate) fn metrics(&self) -> crate::Metrics {
+        let mut m = self.replica.metrics();
+        m.watch_count = self.zookeeper_watch_count() as u64;
+        m.hosted_sessions = self.hosted_session_count() as u64;
+        m.requests = self.latency.snapshot();
+        let ports: Vec<_> = self
+            .ports
+            .lock()
+            .iter()
+            .filter_map(|p| p.upgrade())
+            .collect();
+        for p in ports {
+            let c = p.counts();
+            m.connections += c.connections;
+            m.packets_received += c.received;
+            m.packets_sent += c.sent;
+            m.outstanding_requests += c.outstanding;
+        }
+        m
     }
 
     /// Watch registrations held for the sessions hosted here.

@@ -35,7 +35,9 @@ pub mod command;
 mod completion;
 mod delivery;
 pub mod error;
+mod histogram;
 mod host;
+mod latency;
 // Hidden entry points for `cargo fuzz` (fuzz/, `./dev fuzz`): only with the `fuzzing`
 // feature, never part of the API.
 #[cfg(any(test, feature = "fuzzing"))]
@@ -67,19 +69,20 @@ pub use async_session::{AsyncSession, WatchFuture};
 pub use command::{CreateMode, Op};
 pub use completion::{Completion, Feed};
 pub use error::{Error, Result};
+pub use histogram::{Histogram, LATENCY_BUCKETS};
 pub use listener::{
     ClientPort, ClientPortBuilder, DEFAULT_MAX_CLIENT_CONNECTIONS,
     DEFAULT_MAX_CLIENT_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_OUTSTANDING_PER_CONNECTION,
 };
 pub use member::{MemberRole, MemberSpec};
-pub use node::{Node, NodeBuilder};
+pub use node::{Monitor, Node, NodeBuilder};
 pub use pipeline::{ReadOp, Reply, Request, Sink, MAX_OUTSTANDING};
 pub use pool::Pool;
 pub use reconfig::Reconfig;
 pub use replica::{
-    Config, Digest, Metrics, Role, CATCH_UP_ENTRIES, DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN,
-    MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES, MAX_PEER_BACKLOG_ENVELOPES, MAX_REQUEST_SIZE_LIMIT,
-    MAX_TICK_INTERVAL,
+    Config, Digest, FollowerProgress, Metrics, PeerTraffic, Role, CATCH_UP_ENTRIES,
+    DEFAULT_MAX_REQUEST_SIZE, MAX_CLUSTER_ID_LEN, MAX_ELECTION_TICK, MAX_PEER_BACKLOG_BYTES,
+    MAX_PEER_BACKLOG_ENVELOPES, MAX_REQUEST_SIZE_LIMIT, MAX_TICK_INTERVAL,
 };
 pub use sasl::SaslConfig;
 pub use session::{OpenSession, Session, SessionBuilder, SessionState};

@@ -324,6 +324,9 @@ struct Slot {
     answer: Answer,
     /// The session's identities when the request was submitted.
     auth: Arc<[Id]>,
+    /// The request's operation ([`crate::latency::OPERATIONS`]) and when it was
+    /// submitted, for its latency; none for an answer known at submission.
+    timed: Option<(u8, Instant)>,
 }
 
 /// Most requests of one session submitted and not answered yet; [`Session::submit`](crate::Session::submit) waits for room
@@ -431,7 +434,8 @@ pub(crate) fn submit(
     request: Request,
     answer: Answer,
 ) {
-    enqueue(host, inner, answer, |pipe, id, auth| {
+    let timed = Some((crate::latency::operation(&request), Instant::now()));
+    enqueue(host, inner, answer, timed, |pipe, id, auth| {
         state_of(host, inner, pipe, id, auth, request)
     });
 }
@@ -474,12 +478,14 @@ fn admit(
 ) {
     let id = pipe.next;
     pipe.next += 1;
+    let timed = Some((crate::latency::operation(&request), Instant::now()));
     let state = state_of(host, inner, pipe, id, &auth, request);
     pipe.push(Slot {
         id,
         state,
         answer,
         auth,
+        timed,
     });
 }
 
@@ -564,7 +570,7 @@ pub(crate) fn submit_answered(
     result: Result<Reply>,
     answer: Answer,
 ) {
-    enqueue(host, inner, answer, |_, _, _| State::Done(result));
+    enqueue(host, inner, answer, None, |_, _, _| State::Done(result));
 }
 
 /// Takes a slot at the back of the pipe (waiting for room), fills it with `state` and
@@ -573,6 +579,7 @@ fn enqueue(
     host: &Arc<Host>,
     inner: &Arc<SessionInner>,
     answer: Answer,
+    timed: Option<(u8, Instant)>,
     state: impl FnOnce(&Pipe, u64, &[Id]) -> State,
 ) {
     let mut after = AfterLocks::default();
@@ -594,6 +601,7 @@ fn enqueue(
             state,
             answer,
             auth,
+            timed,
         });
         drain(host, inner, &mut pipe, &mut after);
     }
@@ -745,6 +753,9 @@ fn drain(host: &Arc<Host>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after: &m
                     State::Held(_) | State::Waiting => unreachable!("checked above"),
                 };
                 deliver(inner, slot.answer, tree.zxid(), result, after);
+                if let Some((op, since)) = slot.timed {
+                    host.latency.record(op, since.elapsed());
+                }
                 inner.pipe_room.notify_one();
             }
         }
@@ -982,6 +993,7 @@ mod tests {
             state: State::Waiting,
             answer: Answer::Complete { done, direct: true },
             auth: Arc::from(Vec::new()),
+            timed: None,
         }
     }
 

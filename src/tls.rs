@@ -142,6 +142,13 @@ impl TlsConfig {
         Ok(tls)
     }
 
+    /// A rustls server configuration with this member's certificate, asking clients for
+    /// theirs as `auth` says: for a front end of the embedding application's own (an
+    /// admin port over HTTPS).
+    pub fn server_config(&self, auth: ClientAuth) -> Result<Arc<ServerConfig>> {
+        self.client_port(auth)
+    }
+
     /// The configuration that accepts peers: this member's certificate, and a peer's
     /// required.
     pub(crate) fn peer_acceptor(&self) -> Result<Arc<ServerConfig>> {

@@ -141,6 +141,18 @@ pub struct Flags {
     /// zookeeper.superUser).
     #[arg(long, value_name = "NAME")]
     pub sasl_super_user: Option<String>,
+    /// Serve Prometheus metrics over HTTP here, at /metrics (ZooKeeper's
+    /// metricsProvider.httpPort).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// HTTP Basic credentials the metrics port asks for, as a ZooKeeper digest
+    /// `user:base64(sha1(user:password))`.
+    #[arg(long, value_name = "USER:DIGEST")]
+    pub admin_auth: Option<String>,
+    /// Serve the metrics port over HTTPS, with --tls-cert, --tls-key and --tls-ca (no
+    /// client certificate asked for).
+    #[arg(long)]
+    pub admin_tls: bool,
 }
 
 /// An operator's command.
@@ -254,6 +266,9 @@ pub struct File {
     pub client_auth: Option<String>,
     pub jaas_config: Option<PathBuf>,
     pub sasl_super_user: Option<String>,
+    pub metrics_addr: Option<String>,
+    pub admin_auth: Option<String>,
+    pub admin_tls: Option<bool>,
 }
 
 /// The PEM files of a member's TLS material.
@@ -296,6 +311,9 @@ pub struct Settings {
     pub client_auth: zkraft::ClientAuth,
     pub jaas_config: Option<PathBuf>,
     pub sasl_super_user: Option<String>,
+    pub metrics_addr: Option<String>,
+    pub admin_auth: Option<String>,
+    pub admin_tls: bool,
 }
 
 impl Settings {
@@ -340,11 +358,17 @@ impl Settings {
             (None, None, None) => None,
             _ => return Err("--tls-cert, --tls-key and --tls-ca go together".into()),
         };
-        if tls.is_none() && (peer_tls || secure_client_addr.is_some()) {
+        let admin_tls = flags.admin_tls || file.admin_tls.unwrap_or(false);
+        if tls.is_none() && (peer_tls || admin_tls || secure_client_addr.is_some()) {
             return Err(
-                "--peer-tls and --secure-client-addr need --tls-cert, --tls-key and --tls-ca"
+                "--peer-tls, --admin-tls and --secure-client-addr need --tls-cert, --tls-key \
+                 and --tls-ca"
                     .into(),
             );
+        }
+        let admin_auth = flags.admin_auth.or(file.admin_auth);
+        if admin_auth.as_deref().is_some_and(|a| !a.contains(':')) {
+            return Err("--admin-auth must be user:base64(sha1(user:password))".into());
         }
         let client_auth = match flags.client_auth.or(file.client_auth) {
             Some(a) => a.parse().map_err(|e: zkraft::Error| e.to_string())?,
@@ -356,6 +380,9 @@ impl Settings {
             return Err("--sasl-super-user needs --jaas-config".into());
         }
         Ok(Settings {
+            metrics_addr: flags.metrics_addr.or(file.metrics_addr),
+            admin_auth,
+            admin_tls,
             jaas_config,
             sasl_super_user,
             secure_client_addr,

@@ -103,6 +103,20 @@ pub(crate) struct Ctx {
     by_session: Mutex<HashMap<i64, Vec<Weak<ConnIo>>>>,
 }
 
+impl crate::host::PortFigures for Ctx {
+    fn counts(&self) -> crate::host::PortCounts {
+        if self.stopping.load(Ordering::Acquire) {
+            return crate::host::PortCounts::default();
+        }
+        crate::host::PortCounts {
+            connections: self.stats.connections.load(Ordering::Relaxed) as u64,
+            received: self.stats.received.load(Ordering::Relaxed),
+            sent: self.stats.sent.load(Ordering::Relaxed),
+            outstanding: self.stats.outstanding.load(Ordering::Relaxed).max(0) as u64,
+        }
+    }
+}
+
 impl Ctx {
     /// What the threads of a client port of `host` bound to `addr` share, with no
     /// connection yet.
@@ -479,6 +493,8 @@ impl Listener {
             ctx.tls = Some(tls.client_port(*auth)?);
         }
         let ctx = Arc::new(ctx);
+        let figures: Arc<dyn crate::host::PortFigures> = ctx.clone();
+        ctx.host.add_port(Arc::downgrade(&figures));
         let weak = Arc::downgrade(&ctx);
         let hook = ctx.host.on_session_ended(Box::new(move |session| {
             if let Some(ctx) = weak.upgrade() {

@@ -5,6 +5,7 @@
 //! proposed through the replica and answered once applied on this node.
 
 mod builder;
+mod monitor;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 pub use builder::NodeBuilder;
+pub use monitor::Monitor;
 
 use crate::acl::Acl;
 use crate::api;
@@ -111,9 +113,20 @@ impl Node {
         self.shared.config()
     }
 
-    /// What the driver has done so far.
+    /// What the node reports of itself: raft's state, the driver's counters and
+    /// latencies (fsync, snapshots), the tree's totals, sessions, watches, request
+    /// latencies per operation, its client ports' connections and the traffic to each
+    /// peer (docs/operations.md lists them with their Prometheus names). For an embedding
+    /// service with a metrics system of its own; `zkraft-server --metrics-addr` exports
+    /// the same values to Prometheus.
     pub fn metrics(&self) -> Metrics {
-        self.shared.metrics()
+        self.host.metrics()
+    }
+
+    /// A read-only handle on this node for threads that report on it (an admin port, a
+    /// metrics exporter): see [`Monitor`].
+    pub fn monitor(&self) -> Monitor {
+        Monitor::new(self.host.clone())
     }
 
     /// Takes over session `id` on this node, given its password (see

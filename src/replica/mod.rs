@@ -13,6 +13,7 @@ mod config;
 mod driver;
 mod keeper;
 mod membership;
+mod metrics;
 mod observer;
 mod open;
 mod session_tracker;
@@ -46,6 +47,8 @@ use crate::time::{deadline_after, now_ms};
 use crate::transport::{Envelope, Inbox, Transport};
 use crate::tree::{DataTree, OpResult};
 use driver::Core;
+use metrics::Counters;
+pub use metrics::{FollowerProgress, Metrics, PeerTraffic};
 
 /// The raft role a node currently plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,35 +86,6 @@ impl Role {
     }
 }
 
-/// Counters describing what a node's driver has done, for benchmarks and operations.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Metrics {
-    /// Write requests proposed to raft from this node.
-    pub proposals: u64,
-    /// Raft log writes that had to reach the disk (new entries, term or vote): one fsync
-    /// each when durable writes are on. Commit-index-only updates are not counted: they
-    /// are written without a sync.
-    pub log_syncs: u64,
-    /// Entries written to the raft log.
-    pub entries_persisted: u64,
-    /// Committed entries applied to the tree.
-    pub entries_applied: u64,
-    /// Apply batches written to RocksDB.
-    pub apply_batches: u64,
-    /// Raft log compactions done.
-    pub log_compactions: u64,
-    /// Snapshots this node streamed to followers behind its compacted log.
-    pub snapshots_sent: u64,
-    /// Snapshots this node received and installed.
-    pub snapshots_installed: u64,
-    /// The first index still in the raft log (everything before it was compacted).
-    pub log_first_index: u64,
-    /// Envelopes from peers dropped because this node's backlog of them was full (see
-    /// docs/limits.md; raft retransmits).
-    pub dropped_envelopes: u64,
-}
-
 /// A replica's digest of its tree and sessions at its applied index (ZooKeeper 3.6's
 /// digest): two replicas with the same `index` hold the same state exactly when their
 /// `value`s agree.
@@ -127,31 +101,6 @@ impl std::fmt::Display for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:016x}@{}", self.value, self.index)
     }
-}
-
-impl Metrics {
-    /// Mean number of log entries per fsync of the raft log.
-    pub fn entries_per_sync(&self) -> f64 {
-        if self.log_syncs == 0 {
-            0.0
-        } else {
-            self.entries_persisted as f64 / self.log_syncs as f64
-        }
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    proposals: AtomicU64,
-    log_syncs: AtomicU64,
-    entries_persisted: AtomicU64,
-    entries_applied: AtomicU64,
-    apply_batches: AtomicU64,
-    log_compactions: AtomicU64,
-    snapshots_sent: AtomicU64,
-    snapshots_installed: AtomicU64,
-    log_first_index: AtomicU64,
-    dropped_envelopes: AtomicU64,
 }
 
 /// Most bytes of envelopes from peers waiting in one node's mailbox.
@@ -761,21 +710,23 @@ impl Shared {
         self.term.load(Ordering::Acquire)
     }
 
-    /// What the driver has done so far.
+    /// What the replica reports: the driver's counters, raft's state, the traffic to each
+    /// peer and the tree's totals (the layers above fill in the rest).
     pub(crate) fn metrics(&self) -> Metrics {
-        let c = &self.counters;
-        Metrics {
-            proposals: c.proposals.load(Ordering::Relaxed),
-            log_syncs: c.log_syncs.load(Ordering::Relaxed),
-            entries_persisted: c.entries_persisted.load(Ordering::Relaxed),
-            entries_applied: c.entries_applied.load(Ordering::Relaxed),
-            apply_batches: c.apply_batches.load(Ordering::Relaxed),
-            log_compactions: c.log_compactions.load(Ordering::Relaxed),
-            snapshots_sent: c.snapshots_sent.load(Ordering::Relaxed),
-            snapshots_installed: c.snapshots_installed.load(Ordering::Relaxed),
-            log_first_index: c.log_first_index.load(Ordering::Relaxed),
-            dropped_envelopes: c.dropped_envelopes.load(Ordering::Relaxed),
-        }
+        let mut m = Metrics::default();
+        self.counters.fill(&mut m);
+        m.role = self.role();
+        let leader = self.leader_id();
+        m.leader = (leader != raft::INVALID_ID).then_some(leader);
+        m.term = self.term();
+        m.applied_index = self.applied_index();
+        m.peers = self.transport.peer_traffic();
+        let tree = self.tree().read();
+        m.znode_count = tree.len() as u64;
+        m.ephemerals_count = tree.ephemeral_count() as u64;
+        m.approximate_data_size = tree.data_size();
+        m.global_sessions = tree.sessions().len() as u64;
+        m
     }
 
     /// Stops the replica (its tick timer `timer` removed): the front ends started on it

@@ -90,9 +90,14 @@ impl Outgoing {
                 .unwrap_or_else(|_| Err(Error::Raft("snapshot transfer panicked".into())));
                 drop(db);
                 match &res {
-                    Ok((index, chunks)) => slog::info!(logger, "snapshot sent";
-                        "to" => to, "index" => index, "chunks" => chunks,
-                        "ms" => started.elapsed().as_millis() as u64),
+                    Ok((index, chunks, bytes)) => {
+                        slog::info!(logger, "snapshot sent";
+                            "to" => to, "index" => index, "chunks" => chunks, "bytes" => bytes,
+                            "ms" => started.elapsed().as_millis() as u64);
+                        if let Some(s) = me.upgrade() {
+                            s.counters.snapshot_sent(*bytes, started.elapsed());
+                        }
+                    }
                     Err(e) => slog::warn!(logger, "snapshot transfer failed";
                         "to" => to, "error" => %e),
                 }
@@ -145,9 +150,10 @@ fn stream(
     mut msg: Message,
     acks: &Receiver<(u32, bool)>,
     stopped: &dyn Fn() -> bool,
-) -> Result<(u64, u32)> {
+) -> Result<(u64, u32, u64)> {
     let to = msg.to;
     let mut sent = 0u32;
+    let mut bytes = 0u64;
     // Chunks acknowledged so far (chunk `acked - 1` is the newest).
     let mut acked = 0u32;
     let wait_ack = |acked: &mut u32| -> Result<()> {
@@ -179,6 +185,7 @@ fn stream(
         while sent - acked >= WINDOW {
             wait_ack(&mut acked)?;
         }
+        bytes += data.len() as u64;
         transport.send(
             to,
             Envelope::SnapshotChunk {
@@ -204,7 +211,7 @@ fn stream(
     m.set_conf_state(meta.conf_state);
     snap.data = encode_descriptor(transfer, meta.index).into();
     transport.send(to, Envelope::Raft(crate::transport::RaftMessage(msg)));
-    Ok((meta.index, sent))
+    Ok((meta.index, sent, bytes))
 }
 
 /// A snapshot this follower is receiving (or has received and not installed yet).
@@ -219,6 +226,8 @@ pub(crate) struct Incoming {
     pub(crate) complete: bool,
     /// Member addresses the snapshot carries (installed with it).
     pub(crate) peers: Vec<(u64, String)>,
+    /// Bytes of the chunks staged so far.
+    pub(crate) bytes: u64,
 }
 
 /// Most member addresses one snapshot may carry.

@@ -378,6 +378,11 @@ pub trait Transport: Send + Sync + 'static {
     fn peer_removed(&self, id: u64) {
         let _ = id;
     }
+    /// Bytes sent to and received from each peer so far, for
+    /// [`Node::metrics`](crate::Node::metrics). By default none are counted.
+    fn peer_traffic(&self) -> Vec<crate::PeerTraffic> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

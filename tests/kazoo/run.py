@@ -42,6 +42,8 @@ The suite (pytest, or the --exec command) gets, in its environment:
   ZK_SASL_USERS  a JSON file: the SASL DIGEST-MD5 users both servers take from the JAAS file
                  run.py writes ({"jaasuser": "jaas_password", "super": ...}; "super" is
                  the super user once logged in, ZooKeeper's zookeeper.superUser)
+  ZK_METRICS     (zkraft only) 127.0.0.1:m1,127.0.0.1:m2,127.0.0.1:m3: the members' metrics
+                 ports (--metrics-addr; GET /metrics)
   ZK_TLS_DIR     the directory of the test certificates (certs.py): ca.pem, the authority;
                  client.pem and client-key.pem, a client certificate it signed; member.pem
                  and member-key.pem, the members' own
@@ -358,8 +360,9 @@ def zkraft_members(workdir, args):
     if not os.path.exists(binary):
         raise SystemExit(f"run.py: no zkraft-server at {binary} (build it, or set ZKRAFT_SERVER)")
     extra = shlex.split(os.environ.get("ZKRAFT_ARGS", ""))
-    ports = free_ports(9)
-    client_ports, raft_ports, secure_ports = ports[:3], ports[3:6], ports[6:]
+    ports = free_ports(12)
+    client_ports, raft_ports, secure_ports = ports[:3], ports[3:6], ports[6:9]
+    metrics_ports = ports[9:]
     tls = args.tls
     tls_args = (
         [
@@ -419,12 +422,15 @@ def zkraft_members(workdir, args):
             "--client-addr",
             f"127.0.0.1:{client_ports[i]}",
             *(["--secure-client-addr", f"127.0.0.1:{secure_ports[i]}"] if tls else []),
+            "--metrics-addr",
+            f"127.0.0.1:{metrics_ports[i]}",
             *common,
         ]
         members.append(
             Member(mid, client_ports[i], argv, workdir, os.path.join(workdir, f"member{mid}.log"))
         )
         members[-1].secure_port = secure_ports[i]
+        members[-1].metrics_port = metrics_ports[i]
     return members
 
 
@@ -667,6 +673,8 @@ def main():
             PYTHONDONTWRITEBYTECODE="1",
         )
         env["ZK_SASL_USERS"] = os.path.join(workdir, "sasl-users.json")
+        if args.target == "zkraft":
+            env["ZK_METRICS"] = ",".join(f"127.0.0.1:{m.metrics_port}" for m in members)
         if args.tls:
             env.update(
                 ZK_SECURE_HOSTS=",".join(f"127.0.0.1:{m.secure_port}" for m in members),

@@ -439,7 +439,34 @@ impl Core {
         }
     }
 
+    /// The leader's view of the other members, for [`Metrics::followers`]: refreshed at
+    /// each tick (empty when not leading).
+    fn publish_progress(&self, s: &Shared) {
+        let mut out = Vec::new();
+        if self.raw.raft.state == raft::StateRole::Leader {
+            let last = self.raw.raft.raft_log.last_index();
+            let prs = self.raw.raft.prs();
+            let voters = prs.conf().voters().ids();
+            for (id, p) in prs.iter() {
+                if *id != s.id {
+                    out.push(super::FollowerProgress {
+                        id: *id,
+                        matched: p.matched,
+                        lag: last.saturating_sub(p.matched),
+                        voter: voters.contains(*id),
+                    });
+                }
+            }
+            out.sort_by_key(|f| f.id);
+        }
+        let mut published = s.counters.followers.lock();
+        if *published != out {
+            *published = out;
+        }
+    }
+
     fn on_tick(&mut self, s: &Shared) {
+        self.publish_progress(s);
         s.keeper.poke(Poke {
             leader: self.raw.raft.leader_id,
             leading: self.raw.raft.state == raft::StateRole::Leader,
@@ -514,6 +541,9 @@ impl Core {
             let role = Role::from_raft(ss.raft_state);
             let previous = s.role.swap(role, Ordering::AcqRel);
             let previous_leader = s.leader.swap(ss.leader_id, Ordering::AcqRel);
+            if previous_leader != ss.leader_id && ss.leader_id != INVALID_ID {
+                s.counters.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
             if previous_leader != ss.leader_id {
                 // Answered after this Ready's entries are applied: a write committed in
                 // it gets its real outcome.
@@ -536,7 +566,9 @@ impl Core {
         self.log_bytes = entries
             .iter()
             .fold(self.log_bytes, |n, e| n.saturating_add(e.data.len() as u64));
+        let writing = Instant::now();
         if self.raw.store().persist(&entries, rd.hs())? {
+            s.counters.fsync.record(writing.elapsed());
             s.counters.log_syncs.fetch_add(1, Ordering::Relaxed);
             s.counters
                 .entries_persisted
@@ -551,6 +583,9 @@ impl Core {
         self.apply(s, light.take_committed_entries())?;
         self.raw.advance_apply();
         s.term.store(self.raw.raft.term, Ordering::Release);
+        s.counters
+            .commit_index
+            .store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
         self.on_read_states(read_states);
         if let Some(leader) = new_leader {
             self.leader_changed(s, leader);

@@ -75,6 +75,7 @@ impl Core {
                 next: 0,
                 complete: false,
                 peers: Vec::new(),
+                bytes: 0,
             });
         }
         let Some(inc) = &mut self.incoming else {
@@ -88,9 +89,11 @@ impl Core {
         {
             return false;
         }
+        let len = data.len() as u64;
         match self.tree_store.stage_chunk(data) {
             Ok(peers) if inc.peers.len() + peers.len() <= MAX_SNAPSHOT_PEERS => {
                 inc.peers.extend(peers);
+                inc.bytes += len;
                 inc.next += 1;
                 inc.complete = last;
                 true
@@ -187,6 +190,10 @@ impl Core {
             "index" => meta.index, "term" => meta.term, "znodes" => tree.len(),
             "ms" => started.elapsed().as_millis() as u64);
         // Counted before the new tree is visible: whoever sees it sees the count too.
+        s.counters
+            .last_snapshot_bytes
+            .store(staged.bytes, Ordering::Relaxed);
+        s.counters.snapshot_duration.record(started.elapsed());
         s.counters
             .snapshots_installed
             .fetch_add(1, Ordering::Relaxed);

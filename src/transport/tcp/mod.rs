@@ -107,6 +107,9 @@ struct Peer {
     queued_bytes: AtomicUsize,
     dropped: AtomicU64,
     sent: AtomicU64,
+    /// Bytes written to the peer, and read from its connections.
+    sent_bytes: AtomicU64,
+    received_bytes: AtomicU64,
     connected: AtomicBool,
     stop: AtomicBool,
     /// When the node was last told this peer is unreachable (ms since `Inner::epoch`).
@@ -378,6 +381,8 @@ impl TcpTransport {
             queued_bytes: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             last_unreachable_ms: AtomicU64::new(0),
@@ -471,6 +476,22 @@ impl Transport for TcpTransport {
         self.add_peer(id, addr)
     }
 
+    fn peer_traffic(&self) -> Vec<crate::PeerTraffic> {
+        let mut out: Vec<crate::PeerTraffic> = self
+            .inner
+            .peers
+            .read()
+            .values()
+            .map(|p| crate::PeerTraffic {
+                id: p.id,
+                sent_bytes: p.sent_bytes.load(Ordering::Relaxed),
+                received_bytes: p.received_bytes.load(Ordering::Relaxed),
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
+    }
+
     fn peer_removed(&self, id: u64) {
         if id != self.inner.id {
             slog::info!(self.inner.logger, "peer removed"; "peer" => id);
@@ -552,7 +573,11 @@ fn write_now(peer: &Peer, frames: &[Vec<u8>]) -> bool {
         buf.extend_from_slice(f);
     }
     let n = frames.len() as u64;
-    match stream.write_some(&buf) {
+    let written = stream.write_some(&buf);
+    if let Ok(w) = written {
+        peer.sent_bytes.fetch_add(w as u64, Ordering::Relaxed);
+    }
+    match written {
         Ok(written) if written == buf.len() && !stream.pending() => {
             peer.sent.fetch_add(n, Ordering::Relaxed);
         }
@@ -758,6 +783,7 @@ fn read_connection(inner: &Weak<Inner>, sock: TcpStream) {
         return;
     }
     let max_frame = strong.max_frame;
+    let counted = strong.peers.read().get(&from).cloned();
     drop(strong);
     // The dialler sends nothing after its handshake before our answer, so nothing read
     // ahead is lost by wrapping the stream only now.
@@ -787,6 +813,9 @@ fn read_connection(inner: &Weak<Inner>, sock: TcpStream) {
         match (&mut stream).take(n as u64).read_to_end(&mut buf) {
             Ok(got) if got == n => {}
             _ => return,
+        }
+        if let Some(p) = &counted {
+            p.received_bytes.fetch_add(4 + n as u64, Ordering::Relaxed);
         }
         let decoded = std::panic::catch_unwind(|| Envelope::decode(&buf))
             .unwrap_or_else(|_| Err(Error::Corrupt("decoder panicked".into())));
@@ -935,6 +964,8 @@ fn write_loop(inner: Weak<Inner>, peer: Arc<Peer>, rx: Receiver<Vec<u8>>) {
         match written {
             Ok(()) => {
                 peer.sent.fetch_add(frames, Ordering::Relaxed);
+                peer.sent_bytes
+                    .fetch_add((rest.len() + buf.len()) as u64, Ordering::Relaxed);
             }
             Err(_) => {
                 // Lost with the connection: raft retransmits.
