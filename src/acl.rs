@@ -157,20 +157,25 @@ impl Acl {
 
 impl std::fmt::Display for Acl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut p = String::with_capacity(5);
-        for (bit, c) in [
-            (perms::CREATE, 'c'),
-            (perms::DELETE, 'd'),
-            (perms::READ, 'r'),
-            (perms::WRITE, 'w'),
-            (perms::ADMIN, 'a'),
-        ] {
-            if self.perms & bit != 0 {
-                p.push(c);
-            }
-        }
-        write!(f, "{}:{}", self.id, p)
+        write!(f, "{}:{}", self.id, perms_letters(self.perms))
     }
+}
+
+/// Permissions as zkCli writes them: `cdrwa`, each letter a permission held.
+pub(crate) fn perms_letters(bits: i32) -> String {
+    let mut p = String::with_capacity(5);
+    for (bit, c) in [
+        (perms::CREATE, 'c'),
+        (perms::DELETE, 'd'),
+        (perms::READ, 'r'),
+        (perms::WRITE, 'w'),
+        (perms::ADMIN, 'a'),
+    ] {
+        if bits & bit != 0 {
+            p.push(c);
+        }
+    }
+    p
 }
 
 /// True for the open ACL (`world:anyone` with every permission, alone), checked without
@@ -317,19 +322,15 @@ pub fn is_valid_id(id: &Id) -> bool {
     }
 }
 
-/// A `sasl` id as ZooKeeper's `SASLAuthenticationProvider.isValid` takes it: a Kerberos
-/// principal's form, `name[/host][@REALM]`, each part non-empty and free of `/` and `@`.
+/// A `sasl` id as ZooKeeper's `SASLAuthenticationProvider.isValid` takes it (through
+/// Hadoop's `KerberosName`): anything without `@`; with one, a Kerberos principal's form,
+/// `name[/host]@REALM`, no part holding `/` or `@` (parts may be empty).
 fn kerberos_name_is_valid(id: &str) -> bool {
-    let (rest, realm) = match id.split_once('@') {
-        Some((rest, realm)) => (rest, Some(realm)),
-        None => (id, None),
+    let Some((principal, realm)) = id.split_once('@') else {
+        return true;
     };
-    let (name, host) = match rest.split_once('/') {
-        Some((name, host)) => (name, Some(host)),
-        None => (rest, None),
-    };
-    let part = |p: &str| !p.is_empty() && !p.contains(['/', '@']);
-    part(name) && host.is_none_or(part) && realm.is_none_or(part)
+    let (name, host) = principal.split_once('/').unwrap_or((principal, ""));
+    !realm.contains(['/', '@']) && !name.contains('/') && !host.contains('/')
 }
 
 /// The number of parts Java's `s.split(c)` returns: trailing empty parts are dropped.
@@ -693,9 +694,9 @@ mod tests {
         assert_eq!(fixup("/a", &dup, &[]).unwrap(), dup[..2]);
         // Unknown schemes, world with another id, malformed ids: invalid.
         for bad in [
-            Id::new(SASL, ""),
-            Id::new(SASL, "a/b/c"),
-            Id::new(SASL, "a@"),
+            Id::new(SASL, "a@b@c"),
+            Id::new(SASL, "a/b/c@R"),
+            Id::new(SASL, "a@R/x"),
             Id::new("x509", "CN=someone"),
             Id::new(SUPER, ""),
             Id::new(WORLD, "everyone"),
@@ -718,7 +719,15 @@ mod tests {
         );
         // SASL ids (Kerberos principals' form) are valid, and match the same user only
         // (or `sasl:super`, as ZooKeeper's provider).
-        for good in ["alice", "zookeeper/host.example@EXAMPLE.COM", "bob@REALM"] {
+        for good in [
+            "alice",
+            "zookeeper/host.example@EXAMPLE.COM",
+            "bob@REALM",
+            "",
+            "a/b/c",
+            "a@",
+            "/h@R",
+        ] {
             assert!(is_valid_id(&Id::new(SASL, good)), "{good}");
         }
         let acl = [Acl::new(perms::READ, sasl.clone())];

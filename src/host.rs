@@ -62,6 +62,8 @@ pub(crate) struct PortCounts {
 pub(crate) trait PortFigures: Send + Sync {
     /// Its figures now.
     fn counts(&self) -> PortCounts;
+    /// Itself, for the front end that started it to find it again.
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
 
 impl Host {
@@ -126,6 +128,15 @@ impl Host {
         let mut ports = self.ports.lock();
         ports.retain(|p| p.strong_count() > 0);
         ports.push(port);
+    }
+
+    /// The client ports started on the node, still alive.
+    pub(crate) fn ports(&self) -> Vec<Arc<dyn PortFigures>> {
+        self.ports
+            .lock()
+            .iter()
+            .filter_map(|p| p.upgrade())
+            .collect()
     }
 
     /// The replica's metrics with the host's part and its client ports' filled in.

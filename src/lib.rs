@@ -28,6 +28,10 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+/// ZooKeeper's AdminServer commands as structured answers ([`Monitor::command`]).
+pub mod admin {
+    pub use crate::listener::commands::{primary_name, Value, COMMANDS};
+}
 mod api;
 mod async_session;
 mod codec;

@@ -268,27 +268,31 @@ impl Exchange {
         if !uri.eq_ignore_ascii_case(DIGEST_URI) {
             return Err(failed(&format!("digest-uri {uri:?} is not {DIGEST_URI}")));
         }
-        let realm = field("realm").unwrap_or(REALM);
-        if realm != REALM {
+        // A response without a realm hashes an empty one (RFC 2831 §2.1.2.1).
+        let realm = field("realm").unwrap_or("");
+        if !realm.is_empty() && realm != REALM {
             return Err(failed("another realm"));
         }
         let authzid = field("authzid");
         if authzid.is_some_and(|a| a != user) {
             return Err(failed("authorization id other than the user"));
         }
-        let Some(password) = config.users.get(user) else {
-            return Err(failed(&format!("unknown user {user:?}")));
-        };
+        let known = config.users.get(user);
         let key = Secret {
             user,
             realm,
-            password,
+            // An unknown user costs the same digests as a known one.
+            password: known.map_or("", String::as_str),
             nonce: &nonce,
             cnonce,
             authzid,
+            latin1: field("charset").is_some_and(|c| c.eq_ignore_ascii_case("utf-8")),
         };
         let expected = key.digest(&format!("AUTHENTICATE:{uri}"), nc, qop);
         let given = need("response")?.to_ascii_lowercase();
+        if known.is_none() {
+            return Err(failed(&format!("unknown user {user:?}")));
+        }
         if !same(expected.as_bytes(), given.as_bytes()) {
             return Err(failed(&format!("wrong password for {user:?}")));
         }
@@ -312,13 +316,22 @@ struct Secret<'a> {
     nonce: &'a str,
     cnonce: &'a str,
     authzid: Option<&'a str>,
+    /// The client said `charset=utf-8`: the user, realm and password are hashed in
+    /// ISO-8859-1 when they fit in it (RFC 2831 §2.1.2.1, as Java's SASL does).
+    latin1: bool,
 }
 
 impl Secret<'_> {
     /// RFC 2831 §2.1.2.1: HEX(KD(HEX(H(A1)), nonce:nc:cnonce:qop:HEX(H(A2)))), with
     /// A1 = H(user:realm:password):nonce:cnonce[:authzid].
     fn digest(&self, a2: &str, nc: &str, qop: &str) -> String {
-        let key = Md5::digest(format!("{}:{}:{}", self.user, self.realm, self.password));
+        let mut key = Md5::new();
+        key.update(self.encoded(self.user));
+        key.update(b":");
+        key.update(self.encoded(self.realm));
+        key.update(b":");
+        key.update(self.encoded(self.password));
+        let key = key.finalize();
         let mut a1 = Md5::new();
         a1.update(key);
         a1.update(format!(":{}:{}", self.nonce, self.cnonce));
@@ -331,6 +344,18 @@ impl Secret<'_> {
             "{ha1}:{}:{nc}:{}:{qop}:{ha2}",
             self.nonce, self.cnonce
         )))
+    }
+}
+
+impl Secret<'_> {
+    /// `s` as the digest hashes it: ISO-8859-1 if the client said `charset=utf-8` and
+    /// every character fits, else UTF-8.
+    fn encoded(&self, s: &str) -> Vec<u8> {
+        if self.latin1 && s.chars().all(|c| u32::from(c) <= 0xff) {
+            s.chars().map(|c| u32::from(c) as u8).collect()
+        } else {
+            s.as_bytes().to_vec()
+        }
     }
 }
 
@@ -367,11 +392,13 @@ fn parse_fields(text: &str) -> Option<BTreeMap<String, String>> {
             return Some(out);
         }
         let mut key = String::new();
-        for c in chars.by_ref() {
-            if c == '=' {
-                break;
+        loop {
+            match chars.next()? {
+                '=' => break,
+                // A directive without a value.
+                ',' => return None,
+                c => key.push(c),
             }
-            key.push(c);
         }
         let key = key.trim().to_ascii_lowercase();
         if key.is_empty() {
@@ -424,6 +451,7 @@ mod tests {
             nonce,
             cnonce: "0.8137",
             authzid: None,
+            latin1: false,
         };
         let response = key.digest(&format!("AUTHENTICATE:{uri}"), "00000001", "auth");
         format!(
@@ -467,6 +495,7 @@ mod tests {
             nonce: &fields["nonce"],
             cnonce: "0.8137",
             authzid: None,
+            latin1: false,
         };
         let want = format!(
             "rspauth={}",
@@ -497,6 +526,7 @@ mod tests {
             nonce: "OA6MG9tEQGm2hh",
             cnonce: "OA6MHXh6VqTrRk",
             authzid: None,
+            latin1: false,
         };
         assert_eq!(
             key.digest("AUTHENTICATE:imap/elwood.innosoft.com", "00000001", "auth"),
@@ -506,6 +536,53 @@ mod tests {
             key.digest(":imap/elwood.innosoft.com", "00000001", "auth"),
             "ea40f60335c427b5527b84dbabcdfffd"
         );
+    }
+
+    /// With `charset=utf-8`, a password that fits ISO-8859-1 is hashed in it (as a Java
+    /// client hashes it); without, in UTF-8 (as pure-sasl hashes it).
+    #[test]
+    fn non_ascii_passwords_are_hashed_as_the_charset_says() {
+        let config = SaslConfig::new().user("jörg", "pässword");
+        for charset in [true, false] {
+            let mut x = Exchange::default();
+            let Step::Continue(c) = x.step(&config, b"").unwrap() else {
+                panic!()
+            };
+            let fields = parse_fields(std::str::from_utf8(&c).unwrap()).unwrap();
+            let key = Secret {
+                user: "jörg",
+                realm: REALM,
+                password: "pässword",
+                nonce: &fields["nonce"],
+                cnonce: "c",
+                authzid: None,
+                latin1: charset,
+            };
+            let response = key.digest(&format!("AUTHENTICATE:{DIGEST_URI}"), "00000001", "auth");
+            let mut token = format!(
+                "username=\"jörg\",realm=\"{REALM}\",nonce=\"{}\",cnonce=\"c\",nc=00000001,\
+                 qop=auth,digest-uri=\"{DIGEST_URI}\",response={response}",
+                fields["nonce"]
+            );
+            if charset {
+                token.push_str(",charset=utf-8");
+            }
+            assert!(
+                matches!(x.step(&config, token.as_bytes()), Ok(Step::Done { .. })),
+                "charset {charset}"
+            );
+        }
+        let latin1 = Secret {
+            user: "ä",
+            realm: "",
+            password: "",
+            nonce: "",
+            cnonce: "",
+            authzid: None,
+            latin1: true,
+        };
+        assert_eq!(latin1.encoded("ä"), [0xe4]);
+        assert_eq!(latin1.encoded("€"), "€".as_bytes());
     }
 
     #[test]
@@ -521,6 +598,10 @@ mod tests {
             }),
             Box::new(|_| b"username=\"alice\",nonce=\"forged\"".to_vec()),
             Box::new(|_| b"username=\"alice".to_vec()),
+            Box::new(|c| {
+                let r = String::from_utf8(respond(c, "alice", "wonderland", DIGEST_URI)).unwrap();
+                format!("{r},username").into_bytes()
+            }),
             Box::new(|_| vec![0xff; 10]),
             Box::new(|_| vec![b'a'; MAX_TOKEN + 1]),
         ];

@@ -256,17 +256,26 @@ pub(crate) mod test_certs {
 
         /// A member certificate for `localhost` and 127.0.0.1, and its key (PEM).
         pub(crate) fn member(&self) -> (String, String) {
+            self.member_named(&["localhost", "127.0.0.1"])
+        }
+
+        /// A member certificate for `names`, and its key (PEM).
+        pub(crate) fn member_named(&self, names: &[&str]) -> (String, String) {
             let key = KeyPair::generate().unwrap();
-            let params =
-                CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                    .unwrap();
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            let params = CertificateParams::new(names).unwrap();
             let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
             (cert.pem(), key.serialize_pem())
         }
 
         /// A configuration for a member this authority signed, trusting it.
         pub(crate) fn config(&self) -> super::TlsConfig {
-            let (cert, key) = self.member();
+            self.config_named(&["localhost", "127.0.0.1"])
+        }
+
+        /// The same, with a certificate for `names`.
+        pub(crate) fn config_named(&self, names: &[&str]) -> super::TlsConfig {
+            let (cert, key) = self.member_named(names);
             super::TlsConfig::from_pem(cert.as_bytes(), key.as_bytes(), self.pem().as_bytes())
                 .unwrap()
         }

@@ -17,6 +17,8 @@ pub(crate) struct Request {
     pub(crate) method: String,
     /// The path, without its query string.
     pub(crate) path: String,
+    /// The query string's `key=value` pairs, decoded.
+    pub(crate) query: Vec<(String, String)>,
     /// `user:password` from a Basic `Authorization` header, if any.
     pub(crate) basic: Option<String>,
 }
@@ -52,7 +54,12 @@ pub(crate) fn read_request(stream: &mut impl Read) -> Result<Request, Bad> {
             Ok(httparse::Status::Complete(_)) => {
                 let method = req.method.unwrap_or_default().to_string();
                 let target = req.path.unwrap_or("/");
-                let path = target.split(['?', '#']).next().unwrap_or("/").to_string();
+                let target = target.split('#').next().unwrap_or("/");
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                let query = form_urlencoded::parse(query.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                let path = path.to_string();
                 let basic = req
                     .headers
                     .iter()
@@ -68,6 +75,7 @@ pub(crate) fn read_request(stream: &mut impl Read) -> Result<Request, Bad> {
                 return Ok(Request {
                     method,
                     path,
+                    query,
                     basic,
                 });
             }
@@ -90,6 +98,8 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
     /// Asks for credentials (401).
     pub(crate) challenge: bool,
+    /// Readable by pages of other origins (the admin page of another member).
+    pub(crate) shared: bool,
 }
 
 impl Response {
@@ -103,6 +113,7 @@ impl Response {
             content_type,
             body: body.into(),
             challenge: false,
+            shared: false,
         }
     }
 
@@ -137,6 +148,9 @@ impl Response {
             self.content_type,
             self.body.len()
         );
+        if self.shared {
+            head.push_str("Access-Control-Allow-Origin: *\r\n");
+        }
         if self.challenge {
             head.push_str("WWW-Authenticate: Basic realm=\"zkraft\", charset=\"UTF-8\"\r\n");
         }
@@ -161,6 +175,7 @@ mod tests {
         .unwrap();
         assert_eq!(req.method, "GET");
         assert_eq!(req.path, "/metrics");
+        assert_eq!(req.query, [("x".to_string(), "1".to_string())]);
         assert_eq!(req.basic.as_deref(), Some("u:p"));
         assert!(matches!(
             read_request(&mut &b"\x16\x03\x01garbage\r\n\r\n"[..]),

@@ -19,6 +19,7 @@
 //! address, by credentials (HTTP Basic, checked against a ZooKeeper digest
 //! `user:base64(sha1(user:password))`), and by TLS with the member's certificates.
 
+mod commands;
 mod http;
 mod prometheus;
 
@@ -258,9 +259,19 @@ fn respond(shared: &Shared, request: &http::Request) -> http::Response {
     if request.method != "GET" && request.method != "HEAD" {
         return http::Response::text(405, "only GET and HEAD are served");
     }
-    match request.path.as_str() {
+    let json = "application/json; charset=utf-8";
+    let mut response = match request.path.trim_end_matches('/') {
         "/metrics" => http::Response::new(200, CONTENT_TYPE, prometheus::scrape(&shared.monitor)),
-        "/" => http::Response::text(200, "zkraft admin port: /metrics"),
+        "/commands" => http::Response::new(200, json, commands::list()),
+        p if p.starts_with("/commands/") => {
+            let name = &p["/commands/".len()..];
+            let (status, body) = commands::run(&shared.monitor, name, &request.query);
+            http::Response::new(status, json, body)
+        }
+        "" => http::Response::text(200, "zkraft admin port: /metrics, /commands"),
         _ => http::Response::text(404, "no such page"),
-    }
+    };
+    // Another member's admin page may read it, unless credentials guard it.
+    response.shared = shared.credentials.is_none();
+    response
 }

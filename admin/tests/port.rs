@@ -73,3 +73,78 @@ fn metrics_are_served_and_credentials_checked() {
         .is_err());
     node.shutdown();
 }
+
+/// The JSON body of `GET path`.
+fn json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let answer = get(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn zookeepers_admin_commands_answer_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+    let port = zkraft::ClientPort::builder(any()).start(&node).unwrap();
+    let admin = AdminPort::builder(any()).start(&node).unwrap();
+    let addr = admin.local_addr();
+    let s = node.session().unwrap();
+    s.create("/app", b"hello", CreateMode::Persistent).unwrap();
+    s.create("/app/e", b"", CreateMode::Ephemeral).unwrap();
+    s.get_data("/app", Some(Box::new(|_| {}))).unwrap();
+
+    let ruok = json(addr, "/commands/ruok");
+    assert_eq!(ruok, serde_json::json!({"command": "ruok", "error": null}));
+    let mntr = json(addr, "/commands/mntr");
+    assert_eq!(mntr["command"], "monitor");
+    assert_eq!(mntr["server_state"], "standalone");
+    assert_eq!(mntr["znode_count"], 6);
+    assert_eq!(mntr["ephemerals_count"], 1);
+    assert_eq!(mntr["watch_count"], 1);
+    let srvr = json(addr, "/commands/server_stats");
+    assert_eq!(srvr["node_count"], 6);
+    assert!(srvr["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("3.8.0-zkraft"));
+    let conf = json(addr, "/commands/conf");
+    assert_eq!(conf["command"], "configuration");
+    assert_eq!(conf["clientPort"], port.local_addr().port().to_string());
+    assert_eq!(conf["serverId"], "1");
+    let wchp = json(addr, "/commands/wchp");
+    let sid = s.id();
+    assert_eq!(
+        wchp["path_to_session_ids"]["/app"],
+        serde_json::json!([sid])
+    );
+    let dump = json(addr, "/commands/dump");
+    assert_eq!(
+        dump["session_id_to_ephemeral_paths"][sid.to_string()],
+        serde_json::json!(["/app/e"])
+    );
+    assert_eq!(json(addr, "/commands/isro")["read_only"], false);
+    assert_eq!(json(addr, "/commands/lead")["is_leader"], true);
+    let hash = json(addr, "/commands/hash");
+    assert_eq!(
+        hash["digests"][0]["digest"],
+        format!("{:016x}", node.digest().value)
+    );
+    let ensemble = json(addr, "/commands/ensemble");
+    assert_eq!(ensemble["leader"], 1);
+    assert_eq!(ensemble["members"][0]["role"], "leader");
+    let znode = json(addr, "/commands/znode?path=%2Fapp");
+    assert_eq!(znode["data"], "hello");
+    assert_eq!(znode["stat"]["num_children"], 1);
+    assert_eq!(znode["children"], serde_json::json!(["e"]));
+    assert_eq!(znode["acl"][0]["scheme"], "world");
+    assert_eq!(json(addr, "/commands/znode?path=/nope")["exists"], false);
+    assert!(json(addr, "/commands/znode?path=bad")["error"].is_string());
+    let list = json(addr, "/commands");
+    assert!(list["commands"].as_array().unwrap().len() >= 20);
+    let unknown = get(addr, "GET /commands/nope HTTP/1.1\r\n\r\n");
+    assert!(unknown.starts_with("HTTP/1.1 404"));
+    assert!(unknown.contains("Access-Control-Allow-Origin: *"));
+    drop(s);
+    node.shutdown();
+}

@@ -145,12 +145,17 @@ pub struct Flags {
     /// metricsProvider.httpPort).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
-    /// HTTP Basic credentials the metrics port asks for, as a ZooKeeper digest
+    /// Serve the admin port here: ZooKeeper's AdminServer commands as JSON at
+    /// /commands/<name>, the admin page at /, and /metrics (ZooKeeper's
+    /// admin.serverAddress:admin.serverPort).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin_addr: Option<String>,
+    /// HTTP Basic credentials the admin and metrics ports ask for, as a ZooKeeper digest
     /// `user:base64(sha1(user:password))`.
     #[arg(long, value_name = "USER:DIGEST")]
     pub admin_auth: Option<String>,
-    /// Serve the metrics port over HTTPS, with --tls-cert, --tls-key and --tls-ca (no
-    /// client certificate asked for).
+    /// Serve the admin and metrics ports over HTTPS, with --tls-cert, --tls-key and
+    /// --tls-ca (no client certificate asked for).
     #[arg(long)]
     pub admin_tls: bool,
 }
@@ -267,6 +272,7 @@ pub struct File {
     pub jaas_config: Option<PathBuf>,
     pub sasl_super_user: Option<String>,
     pub metrics_addr: Option<String>,
+    pub admin_addr: Option<String>,
     pub admin_auth: Option<String>,
     pub admin_tls: Option<bool>,
 }
@@ -312,6 +318,7 @@ pub struct Settings {
     pub jaas_config: Option<PathBuf>,
     pub sasl_super_user: Option<String>,
     pub metrics_addr: Option<String>,
+    pub admin_addr: Option<String>,
     pub admin_auth: Option<String>,
     pub admin_tls: bool,
 }
@@ -381,6 +388,7 @@ impl Settings {
         }
         Ok(Settings {
             metrics_addr: flags.metrics_addr.or(file.metrics_addr),
+            admin_addr: flags.admin_addr.or(file.admin_addr),
             admin_auth,
             admin_tls,
             jaas_config,

@@ -186,23 +186,25 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
         ),
         _ => None,
     };
-    // The metrics port: a front end too, stopped before the node.
-    let metrics_addr = resolve("--metrics-addr", &settings.metrics_addr)?;
-    let metrics = match metrics_addr {
-        Some(addr) => {
-            let mut admin = zkraft_admin::AdminPort::builder(addr).logger(logger.clone());
-            if let Some(digest) = &settings.admin_auth {
-                admin = admin.credentials(digest.clone());
-            }
-            if settings.admin_tls {
-                if let Some(tls) = &tls {
-                    admin = admin.tls(tls.clone(), zkraft::ClientAuth::None);
-                }
-            }
-            Some(admin.start(&node)?)
+    // The metrics and admin ports (one kind of port: /metrics, /commands, the page):
+    // front ends too, stopped before the node.
+    let admin_port = |flag: &str, addr: &Option<String>| -> Result<_, Box<dyn std::error::Error>> {
+        let Some(addr) = resolve(flag, addr)? else {
+            return Ok(None);
+        };
+        let mut admin = zkraft_admin::AdminPort::builder(addr).logger(logger.clone());
+        if let Some(digest) = &settings.admin_auth {
+            admin = admin.credentials(digest.clone());
         }
-        None => None,
+        if settings.admin_tls {
+            if let Some(tls) = &tls {
+                admin = admin.tls(tls.clone(), zkraft::ClientAuth::None);
+            }
+        }
+        Ok(Some(admin.start(&node)?))
     };
+    let metrics = admin_port("--metrics-addr", &settings.metrics_addr)?;
+    let admin = admin_port("--admin-addr", &settings.admin_addr)?;
     let addr_of = |p: &Option<zkraft::ClientPort>| {
         p.as_ref()
             .map(|p| p.local_addr().to_string())
@@ -215,7 +217,8 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
         "peer_tls" => settings.peer_tls,
         "client_addr" => addr_of(&port),
         "secure_client_addr" => addr_of(&secure_port),
-        "metrics_addr" => metrics.as_ref().map(|m| m.local_addr().to_string()).unwrap_or_default());
+        "metrics_addr" => metrics.as_ref().map(|m| m.local_addr().to_string()).unwrap_or_default(),
+        "admin_addr" => admin.as_ref().map(|m| m.local_addr().to_string()).unwrap_or_default());
     let signal = signals.forever().next().unwrap_or(SIGTERM);
     let name = if signal == SIGINT {
         "SIGINT"
@@ -224,8 +227,8 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
     };
     slog::info!(logger, "shutting down"; "signal" => name,
         "applied" => node.applied_index(), "digest" => %node.digest());
-    if let Some(m) = &metrics {
-        m.stop();
+    for port in metrics.iter().chain(&admin) {
+        port.stop();
     }
     node.shutdown();
     slog::info!(logger, "stopped");

@@ -220,58 +220,98 @@ fn mntr(ctx: &Ctx) -> String {
 }
 
 fn conf(ctx: &Ctx) -> String {
-    let c = ctx.shared.config();
     let mut out = String::new();
-    let _ = writeln!(out, "clientPort={}", ctx.addr.port());
-    let _ = writeln!(out, "clientPortAddress={}", ctx.addr.ip());
-    let _ = writeln!(out, "secureClientPort=-1");
-    let _ = writeln!(out, "dataDir={}", c.data_dir.display());
-    let _ = writeln!(out, "dataDirSize={}", dir_size(&c.data_dir));
-    let _ = writeln!(out, "dataLogDir={}", c.data_dir.display());
-    let _ = writeln!(out, "dataLogSize=0");
-    let _ = writeln!(out, "tickTime={}", c.tick_interval.as_millis());
-    // ZooKeeper's maxClientCnxns is the limit per address; the total has no ZooKeeper name.
-    let _ = writeln!(out, "maxClientCnxns={}", ctx.max_per_address);
-    let _ = writeln!(
-        out,
-        "minSessionTimeout={}",
-        c.min_session_timeout.as_millis()
-    );
-    let _ = writeln!(
-        out,
-        "maxSessionTimeout={}",
-        c.max_session_timeout.as_millis()
-    );
-    let _ = writeln!(out, "clientPortListenBacklog={}", ctx.listen_backlog);
-    let _ = writeln!(out, "serverId={}", c.id);
-    let _ = writeln!(out, "electionTick={}", c.election_tick);
-    let _ = writeln!(out, "heartbeatTick={}", c.heartbeat_tick);
-    let _ = writeln!(out, "jute.maxbuffer={}", c.max_request_size);
-    let _ = writeln!(out, "clusterId={}", c.cluster_id);
-    // As ZooKeeper 3.5+ ends `conf`: the dynamic configuration.
-    let _ = writeln!(out, "{}", ctx.shared.configuration().render());
+    for (k, v) in configuration(&ctx.shared, Some(ctx), &[]) {
+        let _ = writeln!(out, "{k}={v}");
+    }
     out
+}
+
+/// `conf`'s settings in ZooKeeper's names: the client ports (`port`'s, or the first plain
+/// and the first TLS one of `ports`), the node's settings, then, as ZooKeeper 3.5+ ends
+/// `conf`, the dynamic configuration (`server.N=…`, `version=…`).
+pub(super) fn configuration(
+    shared: &crate::replica::Shared,
+    port: Option<&Ctx>,
+    ports: &[std::sync::Arc<Ctx>],
+) -> Vec<(String, String)> {
+    let c = shared.config();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut row = |k: &str, v: String| rows.push((k.to_string(), v));
+    let all: Vec<&Ctx> = port.into_iter().chain(ports.iter().map(|p| &**p)).collect();
+    let plain = all.iter().find(|p| p.tls.is_none());
+    let secure = all.iter().find(|p| p.tls.is_some());
+    row(
+        "clientPort",
+        plain.map_or("-1".into(), |p| p.addr.port().to_string()),
+    );
+    if let Some(p) = plain.or(secure) {
+        row("clientPortAddress", p.addr.ip().to_string());
+    }
+    row(
+        "secureClientPort",
+        secure.map_or("-1".into(), |p| p.addr.port().to_string()),
+    );
+    row("dataDir", c.data_dir.display().to_string());
+    row("dataDirSize", dir_size(&c.data_dir).to_string());
+    row("dataLogDir", c.data_dir.display().to_string());
+    row("dataLogSize", "0".into());
+    row("tickTime", c.tick_interval.as_millis().to_string());
+    // ZooKeeper's maxClientCnxns is the limit per address; the total has no ZooKeeper name.
+    if let Some(p) = all.first() {
+        row("maxClientCnxns", p.max_per_address.to_string());
+    }
+    row(
+        "minSessionTimeout",
+        c.min_session_timeout.as_millis().to_string(),
+    );
+    row(
+        "maxSessionTimeout",
+        c.max_session_timeout.as_millis().to_string(),
+    );
+    if let Some(p) = all.first() {
+        row("clientPortListenBacklog", p.listen_backlog.to_string());
+    }
+    row("serverId", c.id.to_string());
+    row("electionTick", c.election_tick.to_string());
+    row("heartbeatTick", c.heartbeat_tick.to_string());
+    row("jute.maxbuffer", c.max_request_size.to_string());
+    row("clusterId", c.cluster_id.clone());
+    for line in shared.configuration().render().lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            row(k, v.to_string());
+        }
+    }
+    rows
 }
 
 fn envi() -> String {
     let mut out = String::from("Environment:\n");
-    let _ = writeln!(out, "zookeeper.version={}", version());
+    for (k, v) in environment() {
+        let _ = writeln!(out, "{k}={v}");
+    }
+    out
+}
+
+/// `envi`'s entries.
+pub(super) fn environment() -> Vec<(&'static str, String)> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    let _ = writeln!(out, "host.name={host}");
-    let _ = writeln!(out, "zkraft.version={}", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(out, "os.name={}", std::env::consts::OS);
-    let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
-    let _ = writeln!(
-        out,
-        "user.dir={}",
-        std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default()
-    );
-    let _ = writeln!(out, "process.id={}", std::process::id());
-    out
+    vec![
+        ("zookeeper.version", version()),
+        ("host.name", host),
+        ("zkraft.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("os.name", std::env::consts::OS.to_string()),
+        ("os.arch", std::env::consts::ARCH.to_string()),
+        (
+            "user.dir",
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("process.id", std::process::id().to_string()),
+    ]
 }
 
 fn cons(ctx: &Ctx) -> String {
@@ -308,7 +348,7 @@ fn cons(ctx: &Ctx) -> String {
 }
 
 /// ZooKeeper's short name of an operation (`lop` in `cons`).
-fn op_name(code: i64) -> &'static str {
+pub(super) fn op_name(code: i64) -> &'static str {
     use crate::wire::proto::op;
     match i32::try_from(code).unwrap_or(-1) {
         op::CREATE | op::CREATE2 | op::CREATE_CONTAINER | op::CREATE_TTL => "CREA",
@@ -415,7 +455,7 @@ fn file_descriptors() -> Option<(usize, u64)> {
     Some((open, max))
 }
 
-fn dir_size(dir: &std::path::Path) -> u64 {
+pub(super) fn dir_size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries

@@ -16,6 +16,7 @@
 //! this node stops heartbeating it, and the leader expires it after its timeout unless
 //! the client reconnects (here or to another member) first — as ZooKeeper does.
 
+pub(crate) mod commands;
 mod conn;
 #[cfg(test)]
 mod conn_tests;
@@ -114,6 +115,10 @@ impl crate::host::PortFigures for Ctx {
             sent: self.stats.sent.load(Ordering::Relaxed),
             outstanding: self.stats.outstanding.load(Ordering::Relaxed).max(0) as u64,
         }
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 

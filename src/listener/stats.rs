@@ -46,6 +46,14 @@ impl Latency {
         )
     }
 
+    /// (answered, total milliseconds).
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.total_ms.load(Ordering::Relaxed),
+        )
+    }
+
     /// Back to no answers.
     pub(crate) fn reset(&self) {
         self.min_ms.store(u64::MAX, Ordering::Relaxed);

@@ -36,6 +36,16 @@ impl Monitor {
         self.host.metrics()
     }
 
+    /// Runs ZooKeeper's AdminServer command `name` (`ruok`, `srvr`, `mntr`, `cons`,
+    /// `dump`, `wchp`, …, or zkraft's `ensemble` and `znode`, see
+    /// [`admin::COMMANDS`](crate::admin::COMMANDS)) with its arguments (`znode` takes
+    /// `path`), over the node and every client port started on it: the answer with
+    /// ZooKeeper's field names, `command` and `error` included; `None` for an unknown
+    /// command.
+    pub fn command(&self, name: &str, args: &[(String, String)]) -> Option<crate::admin::Value> {
+        crate::listener::commands::run(&self.host, name, args)
+    }
+
     /// True once the node has shut down.
     pub fn is_stopped(&self) -> bool {
         self.host.replica().is_stopped()

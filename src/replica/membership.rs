@@ -60,6 +60,21 @@ impl Membership {
         }
     }
 
+    /// Every member, voters first, with its role and its spec when one is known (a node
+    /// started without member addresses knows none).
+    pub(crate) fn roster(&self) -> Vec<(u64, MemberRole, Option<MemberSpec>)> {
+        let mut out = Vec::new();
+        for (ids, role) in [
+            (&self.voters, MemberRole::Participant),
+            (&self.learners, MemberRole::Observer),
+        ] {
+            for id in ids {
+                out.push((*id, role, self.specs.get(id).cloned()));
+            }
+        }
+        out
+    }
+
     /// Learners added as participants: each becomes a voter once it has caught up.
     pub(crate) fn to_promote(&self) -> Vec<u64> {
         self.learners

@@ -469,6 +469,17 @@ impl Shared {
         self.membership.lock().configuration()
     }
 
+    /// Every member with its role, and its spec when known.
+    pub(crate) fn roster(
+        &self,
+    ) -> Vec<(
+        u64,
+        crate::member::MemberRole,
+        Option<crate::member::MemberSpec>,
+    )> {
+        self.membership.lock().roster()
+    }
+
     /// The node is stopping: the host ends the local side of every session it hosts.
     /// The sessions stay in the replicated state until the leader expires them, as after
     /// a crash.

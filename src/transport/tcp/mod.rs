@@ -752,7 +752,10 @@ fn read_connection(inner: &Weak<Inner>, sock: TcpStream) {
     {
         return;
     }
-    let mut stream = match Inbound::accept(sock, strong.tls.as_ref().map(|t| &t.acceptor)) {
+    // The whole handshake, TLS's and ours, by one deadline.
+    let until = Instant::now() + HANDSHAKE_TIMEOUT;
+    let tls = strong.tls.as_ref().map(|t| &t.acceptor);
+    let mut stream = match Inbound::accept(sock, tls, until) {
         Ok(s) => s,
         Err(e) => {
             // A peer without a certificate from a trusted authority, or no TLS at all.
@@ -763,6 +766,15 @@ fn read_connection(inner: &Weak<Inner>, sock: TcpStream) {
         }
     };
     let from = match read_handshake(&strong, &mut stream) {
+        // Over TLS the certificate must name the member the dialler claims to be (its
+        // address in this member's configuration), as the dialler checks the name of the
+        // member it dials: one authority signs every member, and clients too.
+        Ok(Ok(from)) if !certified(&strong, &stream, from) => {
+            slog::warn!(logger, "connection refused: the certificate does not name the member";
+                "claims" => from);
+            let _ = stream.write_all(&[REFUSED]).and_then(|()| stream.flush());
+            return;
+        }
         Ok(Ok(from)) => from,
         Ok(Err(reason)) => {
             slog::warn!(logger, "connection refused"; "reason" => reason);
@@ -778,7 +790,7 @@ fn read_connection(inner: &Weak<Inner>, sock: TcpStream) {
     };
     if stream.write_all(&[ACCEPTED]).is_err()
         || stream.flush().is_err()
-        || stream.socket().set_read_timeout(None).is_err()
+        || stream.handshaken().is_err()
     {
         return;
     }
@@ -843,6 +855,12 @@ fn read_connection(inner: &Weak<Inner>, sock: TcpStream) {
     }
 }
 
+/// Whether `stream`'s certificate (over TLS) names peer `from`'s configured address.
+fn certified(inner: &Inner, stream: &Inbound, from: u64) -> bool {
+    let addr = inner.peers.read().get(&from).map(|p| p.addr.clone());
+    addr.is_some_and(|a| stream.certificate_names(&a))
+}
+
 /// Whether a read error means the other end closed or reset the connection.
 fn closed_by_peer(e: &io::Error) -> bool {
     matches!(
@@ -870,7 +888,8 @@ fn dial(inner: &Inner, peer: &Peer) -> io::Result<Outbound> {
                 s.set_nodelay(true)?;
                 s.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
                 s.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
-                let mut s = Outbound::connect(s, tls.clone())?;
+                let until = Instant::now() + HANDSHAKE_TIMEOUT;
+                let mut s = Outbound::connect(s, tls.clone(), until)?;
                 s.write_all(&[&handshake(inner.id, peer.id, &inner.cluster_id)])?;
                 let mut answer = [0u8; 1];
                 s.read_exact(&mut answer)?;
@@ -1176,6 +1195,80 @@ mod tests {
         );
         assert!(brx.try_recv().is_err(), "a stopping node reports nothing");
         a.shutdown();
+    }
+
+    /// Over TLS, a member's certificate must name the member it claims to be: one signed
+    /// by the ensemble's authority for another host is refused, with a reason logged.
+    #[test]
+    fn a_certificate_for_another_host_cannot_pass_for_a_member() {
+        let ca = Authority::new();
+        let log = Log::default();
+        let b = member(2, "names", Some(&ca), &log);
+        let tls = ca.config_named(&["other.example"]);
+        let impostor = TcpTransport::builder(1, "names", any())
+            .tls(tls)
+            .bind()
+            .unwrap();
+        b.add_peer(1, "127.0.0.1:9").unwrap();
+        impostor.add_peer(2, &b.local_addr().to_string()).unwrap();
+        impostor.send(
+            2,
+            Envelope::SessionPing {
+                from: 1,
+                to: 2,
+                sessions: vec![1],
+            },
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !log.has("the certificate does not name the member") {
+            assert!(
+                Instant::now() < deadline,
+                "not refused: {:?}",
+                log.0.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!impostor.peer_stats(2).unwrap().connected);
+        impostor.shutdown();
+        b.shutdown();
+    }
+
+    /// A stranger that sends its handshake a byte at a time (each read well within the
+    /// handshake timeout, the whole far beyond it) is cut off at the deadline.
+    #[test]
+    fn a_slow_handshake_is_cut_off_at_the_deadline() {
+        let b = member(2, "slow", None, &Log::default());
+        b.add_peer(1, "127.0.0.1:9").unwrap();
+        let mut s = TcpStream::connect(b.local_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let hello = handshake(1, 2, "slow");
+        let started = Instant::now();
+        let mut sent = 0;
+        let closed = loop {
+            if sent < hello.len() {
+                let _ = s.write_all(&hello[sent..sent + 1]);
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(350));
+            let mut one = [0u8; 1];
+            match s.read(&mut one) {
+                Ok(0) => break true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                Ok(_) | Err(_) => break true,
+            }
+            if started.elapsed() > HANDSHAKE_TIMEOUT * 2 {
+                break false;
+            }
+        };
+        let took = started.elapsed();
+        assert!(closed, "still open after {took:?}");
+        assert!(sent < hello.len(), "cut off before the handshake was whole");
+        assert!(
+            took >= HANDSHAKE_TIMEOUT - Duration::from_millis(500),
+            "{took:?}"
+        );
+        b.shutdown();
     }
 
     /// Over TLS, a peer whose certificate no trusted authority signed (here self-signed

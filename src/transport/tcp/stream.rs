@@ -5,6 +5,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
@@ -17,11 +18,13 @@ pub(super) enum Outbound {
 }
 
 impl Outbound {
-    /// Completes a TLS handshake on the blocking `sock` (as the client, expecting `name`
-    /// in the peer's certificate), or takes it as is when `tls` is `None`.
+    /// Completes a TLS handshake on the blocking `sock` by `until` (as the client,
+    /// expecting `name` in the peer's certificate), or takes it as is when `tls` is
+    /// `None`.
     pub(super) fn connect(
         sock: TcpStream,
         tls: Option<(&Arc<ClientConfig>, ServerName<'static>)>,
+        until: Instant,
     ) -> io::Result<Outbound> {
         let Some((config, name)) = tls else {
             return Ok(Outbound::Plain(sock));
@@ -29,7 +32,10 @@ impl Outbound {
         let mut conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
         let mut sock = sock;
         while conn.is_handshaking() {
-            conn.complete_io(&mut sock)?;
+            conn.complete_io(&mut Deadline {
+                sock: &mut sock,
+                until,
+            })?;
         }
         Ok(Outbound::Tls(Box::new((conn, sock))))
     }
@@ -154,58 +160,138 @@ fn flush(conn: &mut ClientConnection, sock: &mut TcpStream) -> io::Result<bool> 
     Ok(true)
 }
 
-/// A connection a peer dialled: its socket blocking, with the timeouts the reader sets.
-pub(super) enum Inbound {
+/// A socket whose reads all end by one deadline: each read may take only the time left
+/// (a peer sending a byte at a time cannot stretch a handshake past it).
+struct Deadline<'a> {
+    sock: &'a mut TcpStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn arm(sock: &TcpStream, until: Instant) -> io::Result<()> {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        sock.set_read_timeout(Some(left))
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Deadline::arm(self.sock, self.until)?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+/// A connection a peer dialled: its socket blocking. Until [`Inbound::handshaken`], every
+/// read ends by the handshake's deadline.
+pub(super) struct Inbound {
+    kind: InboundKind,
+    until: Option<Instant>,
+}
+
+enum InboundKind {
     Plain(TcpStream),
     Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
 }
 
 impl Inbound {
     /// Completes a TLS handshake on `sock` as the server (the peer's certificate
-    /// required), or takes it as is when `tls` is `None`. A peer whose certificate no
-    /// trusted authority signed, or that sends no TLS, gets an error here.
-    pub(super) fn accept(sock: TcpStream, tls: Option<&Arc<ServerConfig>>) -> io::Result<Inbound> {
+    /// required) by `until`, or takes it as is when `tls` is `None`. A peer whose
+    /// certificate no trusted authority signed, or that sends no TLS, gets an error here.
+    pub(super) fn accept(
+        sock: TcpStream,
+        tls: Option<&Arc<ServerConfig>>,
+        until: Instant,
+    ) -> io::Result<Inbound> {
         let Some(config) = tls else {
-            return Ok(Inbound::Plain(sock));
+            return Ok(Inbound {
+                kind: InboundKind::Plain(sock),
+                until: Some(until),
+            });
         };
         let mut conn = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
         let mut sock = sock;
         while conn.is_handshaking() {
-            conn.complete_io(&mut sock)?;
+            conn.complete_io(&mut Deadline {
+                sock: &mut sock,
+                until,
+            })?;
         }
-        Ok(Inbound::Tls(Box::new(StreamOwned::new(conn, sock))))
+        Ok(Inbound {
+            kind: InboundKind::Tls(Box::new(StreamOwned::new(conn, sock))),
+            until: Some(until),
+        })
+    }
+
+    /// The handshake is done: reads wait as long as it takes from now on.
+    pub(super) fn handshaken(&mut self) -> io::Result<()> {
+        self.until = None;
+        self.socket().set_read_timeout(None)
+    }
+
+    /// Whether the peer's certificate names `addr`'s host (its name or IP address), as
+    /// a dialler checks the certificate of the peer it dials: a member of the ensemble's
+    /// authority cannot pass for another. True on a plain connection (nothing to check).
+    pub(super) fn certificate_names(&self, addr: &str) -> bool {
+        let InboundKind::Tls(s) = &self.kind else {
+            return true;
+        };
+        let Ok(name) = crate::tls::server_name(addr) else {
+            return false;
+        };
+        let Some(cert) = s.conn.peer_certificates().and_then(|c| c.first()) else {
+            return false;
+        };
+        webpki::EndEntityCert::try_from(cert)
+            .and_then(|c| c.verify_is_valid_for_subject_name(&name))
+            .is_ok()
     }
 
     /// The TCP socket underneath.
     pub(super) fn socket(&self) -> &TcpStream {
-        match self {
-            Inbound::Plain(s) => s,
-            Inbound::Tls(s) => &s.sock,
+        match &self.kind {
+            InboundKind::Plain(s) => s,
+            InboundKind::Tls(s) => &s.sock,
         }
     }
 }
 
 impl Read for Inbound {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Inbound::Plain(s) => s.read(buf),
-            Inbound::Tls(s) => s.read(buf),
+        if let Some(until) = self.until {
+            Deadline::arm(self.socket(), until)?;
+        }
+        match &mut self.kind {
+            InboundKind::Plain(s) => s.read(buf),
+            InboundKind::Tls(s) => s.read(buf),
         }
     }
 }
 
 impl Write for Inbound {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Inbound::Plain(s) => s.write(buf),
-            Inbound::Tls(s) => s.write(buf),
+        match &mut self.kind {
+            InboundKind::Plain(s) => s.write(buf),
+            InboundKind::Tls(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Inbound::Plain(s) => s.flush(),
-            Inbound::Tls(s) => s.flush(),
+        match &mut self.kind {
+            InboundKind::Plain(s) => s.flush(),
+            InboundKind::Tls(s) => s.flush(),
         }
     }
 }
