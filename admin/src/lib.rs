@@ -21,6 +21,7 @@
 
 mod commands;
 mod http;
+mod page;
 mod prometheus;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -47,9 +48,17 @@ pub struct AdminPortBuilder {
     tls: Option<(TlsConfig, ClientAuth)>,
     credentials: Option<String>,
     logger: Option<Logger>,
+    peers: Vec<String>,
 }
 
 impl AdminPortBuilder {
+    /// The other members' admin ports (`http://host:port`), whose views the admin page
+    /// fetches to show every member's term, applied index and digest side by side.
+    pub fn peers(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.peers = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Serves HTTPS only, with this member's certificate (`auth`: whether clients must
     /// present one of theirs; browsers usually present none: [`ClientAuth::None`]).
     pub fn tls(mut self, tls: TlsConfig, auth: ClientAuth) -> Self {
@@ -93,7 +102,9 @@ impl AdminPortBuilder {
             .logger
             .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
             .new(o!("admin_port" => addr.to_string()));
+        let page = page::render(&self.peers);
         let shared = Arc::new(Shared {
+            page,
             monitor: node.monitor(),
             tls,
             credentials: self.credentials,
@@ -139,6 +150,7 @@ impl AdminPort {
             tls: None,
             credentials: None,
             logger: None,
+            peers: Vec::new(),
         }
     }
 
@@ -169,6 +181,8 @@ impl Drop for AdminPort {
 }
 
 struct Shared {
+    /// The admin page, its peers filled in.
+    page: String,
     monitor: Monitor,
     tls: Option<Arc<ServerConfig>>,
     credentials: Option<String>,
@@ -268,7 +282,7 @@ fn respond(shared: &Shared, request: &http::Request) -> http::Response {
             let (status, body) = commands::run(&shared.monitor, name, &request.query);
             http::Response::new(status, json, body)
         }
-        "" => http::Response::text(200, "zkraft admin port: /metrics, /commands"),
+        "" => http::Response::new(200, "text/html; charset=utf-8", shared.page.clone()),
         _ => http::Response::text(404, "no such page"),
     };
     // Another member's admin page may read it, unless credentials guard it.

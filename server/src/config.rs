@@ -150,6 +150,10 @@ pub struct Flags {
     /// admin.serverAddress:admin.serverPort).
     #[arg(long, value_name = "HOST:PORT")]
     pub admin_addr: Option<String>,
+    /// The other members' admin ports, `http://HOST:PORT` (comma-separated), whose views
+    /// the admin page shows beside this member's (term, applied index, digest).
+    #[arg(long, value_name = "URL,...")]
+    pub admin_peers: Option<String>,
     /// HTTP Basic credentials the admin and metrics ports ask for, as a ZooKeeper digest
     /// `user:base64(sha1(user:password))`.
     #[arg(long, value_name = "USER:DIGEST")]
@@ -273,6 +277,7 @@ pub struct File {
     pub sasl_super_user: Option<String>,
     pub metrics_addr: Option<String>,
     pub admin_addr: Option<String>,
+    pub admin_peers: Option<String>,
     pub admin_auth: Option<String>,
     pub admin_tls: Option<bool>,
 }
@@ -319,6 +324,7 @@ pub struct Settings {
     pub sasl_super_user: Option<String>,
     pub metrics_addr: Option<String>,
     pub admin_addr: Option<String>,
+    pub admin_peers: Vec<String>,
     pub admin_auth: Option<String>,
     pub admin_tls: bool,
 }
@@ -389,6 +395,14 @@ impl Settings {
         Ok(Settings {
             metrics_addr: flags.metrics_addr.or(file.metrics_addr),
             admin_addr: flags.admin_addr.or(file.admin_addr),
+            admin_peers: flags
+                .admin_peers
+                .or(file.admin_peers)
+                .unwrap_or_default()
+                .split(',')
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
             admin_auth,
             admin_tls,
             jaas_config,

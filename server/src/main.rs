@@ -192,7 +192,9 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
         let Some(addr) = resolve(flag, addr)? else {
             return Ok(None);
         };
-        let mut admin = zkraft_admin::AdminPort::builder(addr).logger(logger.clone());
+        let mut admin = zkraft_admin::AdminPort::builder(addr)
+            .logger(logger.clone())
+            .peers(settings.admin_peers.iter().cloned());
         if let Some(digest) = &settings.admin_auth {
             admin = admin.credentials(digest.clone());
         }

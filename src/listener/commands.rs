@@ -197,7 +197,7 @@ fn answer(host: &Arc<Host>, ports: &[Arc<Ctx>], command: &str, args: &[(String, 
         "ruok" => Obj::default(),
         "server_stats" => server_stats(host, ports),
         "stats" => {
-            let (plain, secure) = connections(ports, false);
+            let (plain, secure) = connections(ports, true);
             server_stats(host, ports)
                 .put("connections", plain)
                 .put("secure_connections", secure)
@@ -217,7 +217,7 @@ fn answer(host: &Arc<Host>, ports: &[Arc<Ctx>], command: &str, args: &[(String, 
             o
         }
         "connections" => {
-            let (plain, secure) = connections(ports, true);
+            let (plain, secure) = connections(ports, false);
             Obj::default()
                 .put("connections", plain)
                 .put("secure_connections", secure)

@@ -44,6 +44,8 @@ The suite (pytest, or the --exec command) gets, in its environment:
                  the super user once logged in, ZooKeeper's zookeeper.superUser)
   ZK_METRICS     (zkraft only) 127.0.0.1:m1,127.0.0.1:m2,127.0.0.1:m3: the members' metrics
                  ports (--metrics-addr; GET /metrics)
+  ZK_ADMIN       (zkraft only) 127.0.0.1:a1,127.0.0.1:a2,127.0.0.1:a3: the members' admin
+                 ports (--admin-addr; /commands/<name> and the admin page at /)
   ZK_TLS_DIR     the directory of the test certificates (certs.py): ca.pem, the authority;
                  client.pem and client-key.pem, a client certificate it signed; member.pem
                  and member-key.pem, the members' own
@@ -360,9 +362,9 @@ def zkraft_members(workdir, args):
     if not os.path.exists(binary):
         raise SystemExit(f"run.py: no zkraft-server at {binary} (build it, or set ZKRAFT_SERVER)")
     extra = shlex.split(os.environ.get("ZKRAFT_ARGS", ""))
-    ports = free_ports(12)
+    ports = free_ports(15)
     client_ports, raft_ports, secure_ports = ports[:3], ports[3:6], ports[6:9]
-    metrics_ports = ports[9:]
+    metrics_ports, admin_ports = ports[9:12], ports[12:]
     tls = args.tls
     tls_args = (
         [
@@ -424,6 +426,10 @@ def zkraft_members(workdir, args):
             *(["--secure-client-addr", f"127.0.0.1:{secure_ports[i]}"] if tls else []),
             "--metrics-addr",
             f"127.0.0.1:{metrics_ports[i]}",
+            "--admin-addr",
+            f"127.0.0.1:{admin_ports[i]}",
+            "--admin-peers",
+            ",".join(f"http://127.0.0.1:{p}" for j, p in enumerate(admin_ports) if j != i),
             *common,
         ]
         members.append(
@@ -431,6 +437,7 @@ def zkraft_members(workdir, args):
         )
         members[-1].secure_port = secure_ports[i]
         members[-1].metrics_port = metrics_ports[i]
+        members[-1].admin_port = admin_ports[i]
     return members
 
 
@@ -675,6 +682,7 @@ def main():
         env["ZK_SASL_USERS"] = os.path.join(workdir, "sasl-users.json")
         if args.target == "zkraft":
             env["ZK_METRICS"] = ",".join(f"127.0.0.1:{m.metrics_port}" for m in members)
+            env["ZK_ADMIN"] = ",".join(f"127.0.0.1:{m.admin_port}" for m in members)
         if args.tls:
             env.update(
                 ZK_SECURE_HOSTS=",".join(f"127.0.0.1:{m.secure_port}" for m in members),
