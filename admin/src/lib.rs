@@ -229,8 +229,14 @@ fn serve(shared: &Shared, conn: TcpStream) {
             Ok(tls) => {
                 let mut stream = StreamOwned::new(tls, conn);
                 exchange(shared, &peer, &mut stream);
+                // Written, never waited for: the client may be gone.
                 stream.conn.send_close_notify();
-                let _ = stream.conn.complete_io(&mut stream.sock);
+                while stream.conn.wants_write() {
+                    match stream.conn.write_tls(&mut stream.sock) {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                }
             }
             Err(e) => slog::warn!(shared.logger, "cannot start TLS"; "error" => %e),
         },

@@ -197,6 +197,13 @@ impl Collector for Snapshot {
             "Entries written to the raft log.",
             m.entries_persisted,
         )?;
+        e.encode_descriptor(
+            "zkraft_entries_per_fsync",
+            "Mean entries per synced raft log write, since start.",
+            None,
+            MetricType::Gauge,
+        )
+        .and_then(|enc| ConstGauge::new(m.entries_per_sync()).encode(enc))?;
         counter(
             &mut e,
             "zkraft_entries_applied",

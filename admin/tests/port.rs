@@ -148,3 +148,64 @@ fn zookeepers_admin_commands_answer_json() {
     drop(s);
     node.shutdown();
 }
+
+/// Over TLS (`--admin-tls`), with the member's certificate: a client that trusts the
+/// authority reads /metrics; plain HTTP on the port gets nothing.
+#[test]
+fn the_port_serves_https_with_the_members_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    use std::sync::Arc;
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let tls = zkraft::TlsConfig::from_pem(
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+        ca.pem().as_bytes(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::builder(1).data_dir(dir.path()).start().unwrap();
+    let admin = AdminPort::builder(any())
+        .tls(tls, zkraft::ClientAuth::None)
+        .start(&node)
+        .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("127.0.0.1").unwrap())
+            .unwrap();
+    let sock = TcpStream::connect(admin.local_addr()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("znode_count"));
+    // Plain HTTP gets no page (a TLS alert at most).
+    let plain = get(admin.local_addr(), "GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(!plain.contains("znode_count"));
+    node.shutdown();
+}
