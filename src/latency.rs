@@ -35,7 +35,7 @@ pub(crate) const OPERATIONS: [&str; 21] = [
 
 /// The index in [`OPERATIONS`] of `request`'s operation.
 pub(crate) fn operation(request: &Request) -> u8 {
-    let name = match request {
+    let name: &str = match request {
         Request::Write(op) => match op {
             Op::Create { .. } => "create",
             Op::Delete { .. } => "delete",

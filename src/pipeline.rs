@@ -353,6 +353,8 @@ struct Backlogged {
     answer: Answer,
     /// The session's identities when it was submitted (it runs with these).
     auth: Arc<[Id]>,
+    /// When it was submitted (its latency counts its wait here).
+    since: Instant,
 }
 
 impl Pipe {
@@ -458,10 +460,19 @@ pub(crate) fn submit_queued(
                 request,
                 answer,
                 auth,
+                since: Instant::now(),
             });
             return;
         }
-        admit(host, inner, &mut pipe, request, answer, auth);
+        admit(
+            host,
+            inner,
+            &mut pipe,
+            request,
+            answer,
+            auth,
+            Instant::now(),
+        );
         drain(host, inner, &mut pipe, &mut after);
     }
     drop(after.finish());
@@ -475,10 +486,11 @@ fn admit(
     request: Request,
     answer: Answer,
     auth: Arc<[Id]>,
+    since: Instant,
 ) {
     let id = pipe.next;
     pipe.next += 1;
-    let timed = Some((crate::latency::operation(&request), Instant::now()));
+    let timed = Some((crate::latency::operation(&request), since));
     let state = state_of(host, inner, pipe, id, &auth, request);
     pipe.push(Slot {
         id,
@@ -765,7 +777,7 @@ fn drain(host: &Arc<Host>, inner: &Arc<SessionInner>, pipe: &mut Pipe, after: &m
             let Some(b) = pipe.backlog.pop_front() else {
                 break;
             };
-            admit(host, inner, pipe, b.request, b.answer, b.auth);
+            admit(host, inner, pipe, b.request, b.answer, b.auth, b.since);
         }
         if pipe.backlog.is_empty() {
             // Synchronous submitters wait behind the backlog (see `Pipe::full`).
@@ -1031,6 +1043,7 @@ mod tests {
             request: Request::Sync { path: "/".into() },
             answer: Answer::Complete { done, direct: true },
             auth: Arc::from(Vec::new()),
+            since: Instant::now(),
         });
         assert!(
             pipe.full(),

@@ -23,8 +23,13 @@ pub(crate) fn to_json(v: &Value) -> serde_json::Value {
 }
 
 /// The answer to `/commands/<name>`: the status and the JSON body.
-pub(crate) fn run(node: &Monitor, name: &str, args: &[(String, String)]) -> (u16, String) {
-    match node.command(name, args) {
+pub(crate) fn run(
+    node: &Monitor,
+    name: &str,
+    args: &[(String, String)],
+    ids: &[zkraft::Id],
+) -> (u16, String) {
+    match node.command_as(name, args, ids) {
         Some(answer) => (200, to_json(&answer).to_string()),
         // As ZooKeeper's AdminServer: an unknown command is a 404 with the same shape.
         None => (

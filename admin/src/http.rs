@@ -21,6 +21,8 @@ pub(crate) struct Request {
     pub(crate) query: Vec<(String, String)>,
     /// `user:password` from a Basic `Authorization` header, if any.
     pub(crate) basic: Option<String>,
+    /// The `Origin` header, if any (a page of another origin asking).
+    pub(crate) origin: Option<String>,
 }
 
 /// Why a request was not read.
@@ -60,23 +62,28 @@ pub(crate) fn read_request(stream: &mut impl Read) -> Result<Request, Bad> {
                     .map(|(k, v)| (k.into_owned(), v.into_owned()))
                     .collect();
                 let path = path.to_string();
-                let basic = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .and_then(|v| v.strip_prefix("Basic "))
-                    .and_then(|b| {
+                let header = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                };
+                let basic = header("authorization")
+                    .and_then(|v| v.trim().split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+                    .and_then(|(_, b)| {
                         base64::engine::general_purpose::STANDARD
                             .decode(b.trim())
                             .ok()
                     })
                     .and_then(|b| String::from_utf8(b).ok());
+                let origin = header("origin").map(|o| o.trim().to_string());
                 return Ok(Request {
                     method,
                     path,
                     query,
                     basic,
+                    origin,
                 });
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
@@ -98,8 +105,9 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
     /// Asks for credentials (401).
     pub(crate) challenge: bool,
-    /// Readable by pages of other origins (the admin page of another member).
-    pub(crate) shared: bool,
+    /// The origin (another member's admin page) allowed to read it, with the browser's
+    /// credentials.
+    pub(crate) allow_origin: Option<String>,
 }
 
 impl Response {
@@ -113,7 +121,7 @@ impl Response {
             content_type,
             body: body.into(),
             challenge: false,
-            shared: false,
+            allow_origin: None,
         }
     }
 
@@ -148,8 +156,11 @@ impl Response {
             self.content_type,
             self.body.len()
         );
-        if self.shared {
-            head.push_str("Access-Control-Allow-Origin: *\r\n");
+        head.push_str("Vary: Origin\r\n");
+        if let Some(origin) = &self.allow_origin {
+            head.push_str(&format!(
+                "Access-Control-Allow-Origin: {origin}\r\nAccess-Control-Allow-Credentials: true\r\n"
+            ));
         }
         if self.challenge {
             head.push_str("WWW-Authenticate: Basic realm=\"zkraft\", charset=\"UTF-8\"\r\n");

@@ -24,11 +24,12 @@ mod http;
 mod page;
 mod prometheus;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use slog::{o, Logger};
@@ -36,7 +37,8 @@ use zkraft::{ClientAuth, Error, Monitor, Node, Result, TlsConfig};
 
 pub use prometheus::{render, CONTENT_TYPE};
 
-/// How long a connection has to send its request (and finish TLS's handshake).
+/// How long a connection has, all told, to send its request (TLS's handshake included)
+/// and take its answer, however it paces its bytes.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most connections served at once (more are closed at once).
 pub const MAX_CONNECTIONS: usize = 16;
@@ -49,9 +51,16 @@ pub struct AdminPortBuilder {
     credentials: Option<String>,
     logger: Option<Logger>,
     peers: Vec<String>,
+    metrics_only: bool,
 }
 
 impl AdminPortBuilder {
+    /// Serves `/metrics` only (`zkraft-server --metrics-addr`): no commands, no page.
+    pub fn metrics_only(mut self) -> Self {
+        self.metrics_only = true;
+        self
+    }
+
     /// The other members' admin ports (`http://host:port`), whose views the admin page
     /// fetches to show every member's term, applied index and digest side by side.
     pub fn peers(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
@@ -103,8 +112,11 @@ impl AdminPortBuilder {
             .unwrap_or_else(|| Logger::root(slog::Discard, o!()))
             .new(o!("admin_port" => addr.to_string()));
         let page = page::render(&self.peers);
+        let origins = self.peers.iter().filter_map(|p| origin_of(p)).collect();
         let shared = Arc::new(Shared {
             page,
+            origins,
+            metrics_only: self.metrics_only,
             monitor: node.monitor(),
             tls,
             credentials: self.credentials,
@@ -151,6 +163,7 @@ impl AdminPort {
             credentials: None,
             logger: None,
             peers: Vec::new(),
+            metrics_only: false,
         }
     }
 
@@ -165,10 +178,11 @@ impl AdminPort {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Wakes the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
+        // Wakes the blocking accept; if that cannot connect, the thread ends at the next
+        // connection instead, and is not waited for.
+        let woken = TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_millis(500));
         let acceptor = self.acceptor.lock().ok().and_then(|mut a| a.take());
-        if let Some(t) = acceptor {
+        if let (Ok(_), Some(t)) = (woken, acceptor) {
             let _ = t.join();
         }
     }
@@ -180,9 +194,32 @@ impl Drop for AdminPort {
     }
 }
 
+/// Where to connect to reach a listener bound to `addr` (an unspecified address: loopback).
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    a
+}
+
+/// The origin (`scheme://host:port`) of a peer's admin URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    (!host.is_empty()).then(|| format!("{}://{}", scheme.to_ascii_lowercase(), host))
+}
+
 struct Shared {
     /// The admin page, its peers filled in.
     page: String,
+    /// The peers' origins: their admin pages may read this port's answers (CORS).
+    origins: Vec<String>,
+    metrics_only: bool,
     monitor: Monitor,
     tls: Option<Arc<ServerConfig>>,
     credentials: Option<String>,
@@ -196,7 +233,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(conn) = conn else { continue };
+        let Ok(conn) = conn else {
+            // Out of file descriptors, say: not a reason to spin.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
         if shared.active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
             shared.active.fetch_sub(1, Ordering::AcqRel);
             slog::warn!(shared.logger, "too many admin connections: one closed");
@@ -206,8 +247,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let spawned = std::thread::Builder::new()
             .name("zkraft-admin-conn".into())
             .spawn(move || {
+                // Counted out however the thread ends.
+                let _slot = Slot(&s.active);
                 serve(&s, conn);
-                s.active.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
             shared.active.fetch_sub(1, Ordering::AcqRel);
@@ -215,14 +257,59 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Serves the one request of `conn`.
-fn serve(shared: &Shared, conn: TcpStream) {
-    if conn.set_read_timeout(Some(REQUEST_TIMEOUT)).is_err()
-        || conn.set_write_timeout(Some(REQUEST_TIMEOUT)).is_err()
-    {
-        return;
+/// One connection counted in `Shared::active` until dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// A connection's socket, every read and write of which ends by one deadline.
+struct Timed {
+    sock: TcpStream,
+    until: Instant,
+}
+
+impl Timed {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.left()?;
+        self.sock.set_read_timeout(Some(left))?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self.left()?;
+        self.sock.set_write_timeout(Some(left))?;
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+/// Serves the one request of `conn`, all of it within [`REQUEST_TIMEOUT`].
+fn serve(shared: &Shared, conn: TcpStream) {
     let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let conn = Timed {
+        sock: conn,
+        until: Instant::now() + REQUEST_TIMEOUT,
+    };
     match &shared.tls {
         None => exchange(shared, &peer, &mut { conn }),
         Some(config) => match ServerConnection::new(config.clone()) {
@@ -265,33 +352,57 @@ fn exchange(shared: &Shared, peer: &str, stream: &mut (impl std::io::Read + std:
     let _ = response.write(stream, head_only);
 }
 
+/// Equal, comparing every byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn respond(shared: &Shared, request: &http::Request) -> http::Response {
+    let mut response = route(shared, request);
+    // The peers' admin pages may read the answers (with the credentials the browser
+    // holds for them); no other origin may.
+    if let Some(origin) = &request.origin {
+        if shared
+            .origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+        {
+            response.allow_origin = Some(origin.clone());
+        }
+    }
+    response
+}
+
+fn route(shared: &Shared, request: &http::Request) -> http::Response {
+    // Who asks: with credentials configured, the operator who gave them reads everything
+    // (the super user); without, the caller is anonymous, and the znodes shown are those
+    // any client may read.
+    let mut ids = Vec::new();
     if let Some(want) = &shared.credentials {
         let given = request
             .basic
             .as_deref()
             .and_then(|b| b.split_once(':'))
             .map(|(user, password)| zkraft::acl::digest(user, password));
-        if given.as_deref() != Some(want.as_str()) {
+        if !given.is_some_and(|g| same(g.as_bytes(), want.as_bytes())) {
             return http::Response::unauthorized();
         }
+        ids.push(zkraft::Id::super_user());
     }
     if request.method != "GET" && request.method != "HEAD" {
         return http::Response::text(405, "only GET and HEAD are served");
     }
     let json = "application/json; charset=utf-8";
-    let mut response = match request.path.trim_end_matches('/') {
+    match request.path.trim_end_matches('/') {
         "/metrics" => http::Response::new(200, CONTENT_TYPE, prometheus::scrape(&shared.monitor)),
+        _ if shared.metrics_only => http::Response::text(404, "this port serves /metrics only"),
         "/commands" => http::Response::new(200, json, commands::list()),
         p if p.starts_with("/commands/") => {
             let name = &p["/commands/".len()..];
-            let (status, body) = commands::run(&shared.monitor, name, &request.query);
+            let (status, body) = commands::run(&shared.monitor, name, &request.query, &ids);
             http::Response::new(status, json, body)
         }
         "" => http::Response::new(200, "text/html; charset=utf-8", shared.page.clone()),
         _ => http::Response::text(404, "no such page"),
-    };
-    // Another member's admin page may read it, unless credentials guard it.
-    response.shared = shared.credentials.is_none();
-    response
+    }
 }

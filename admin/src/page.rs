@@ -13,11 +13,11 @@ pub(crate) fn render(peers: &[String]) -> String {
         .iter()
         .map(|p| p.trim_end_matches('/').to_string().into())
         .collect();
-    // JSON of strings is a valid script literal; `</` is escaped so it cannot end the
-    // script element.
+    // JSON of strings is a valid script literal; every `<` is escaped, so that nothing in
+    // it can end the script element or open a comment.
     let literal = serde_json::Value::Array(list)
         .to_string()
-        .replace("</", "<\\/");
+        .replace('<', "\\u003c");
     PAGE.replacen("/*PEERS*/[]", &literal, 1)
 }
 
@@ -28,7 +28,7 @@ mod tests {
     #[test]
     fn peers_are_written_into_the_script() {
         let page = render(&["http://a:1/".into(), "http://b:2</script>".into()]);
-        assert!(page.contains(r#"const PEERS = ["http://a:1","http://b:2<\/script>"];"#));
+        assert!(page.contains(r#"const PEERS = ["http://a:1","http://b:2\u003c/script>"];"#));
         assert!(!page.contains("/*PEERS*/"));
         assert!(!page.contains("src=\"http"), "no external assets");
     }

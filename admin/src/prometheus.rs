@@ -119,12 +119,14 @@ impl Collector for Snapshot {
             gauge(&mut e, name, help, as_i64(v))?;
         }
         let voters = 1 + m.followers.iter().filter(|f| f.voter).count() as u64;
+        // Members the leader heard from within an election timeout (raft's recent_active).
+        let active = m.followers.iter().filter(|f| f.active).count() as u64;
         if m.role == Role::Leader {
             gauge(
                 &mut e,
                 "learners",
-                "Members the leader replicates to.",
-                as_i64(m.followers.len() as u64),
+                "Members the leader heard from within an election timeout.",
+                as_i64(active),
             )?;
             gauge(
                 &mut e,

@@ -110,8 +110,9 @@ fn zookeepers_admin_commands_answer_json() {
         .starts_with("3.8.0-zkraft"));
     let conf = json(addr, "/commands/conf");
     assert_eq!(conf["command"], "configuration");
-    assert_eq!(conf["clientPort"], port.local_addr().port().to_string());
-    assert_eq!(conf["serverId"], "1");
+    assert_eq!(conf["client_port"], port.local_addr().port());
+    assert_eq!(conf["server_id"], 1);
+    assert_eq!(conf["secure_client_port"], -1);
     let wchp = json(addr, "/commands/wchp");
     let sid = s.id();
     assert_eq!(
@@ -126,10 +127,7 @@ fn zookeepers_admin_commands_answer_json() {
     assert_eq!(json(addr, "/commands/isro")["read_only"], false);
     assert_eq!(json(addr, "/commands/lead")["is_leader"], true);
     let hash = json(addr, "/commands/hash");
-    assert_eq!(
-        hash["digests"][0]["digest"],
-        format!("{:016x}", node.digest().value)
-    );
+    assert_eq!(hash["digests"][0]["digest"], node.digest().value as i64);
     let ensemble = json(addr, "/commands/ensemble");
     assert_eq!(ensemble["leader"], 1);
     assert_eq!(ensemble["members"][0]["role"], "leader");
@@ -144,8 +142,64 @@ fn zookeepers_admin_commands_answer_json() {
     assert!(list["commands"].as_array().unwrap().len() >= 20);
     let unknown = get(addr, "GET /commands/nope HTTP/1.1\r\n\r\n");
     assert!(unknown.starts_with("HTTP/1.1 404"));
-    assert!(unknown.contains("Access-Control-Allow-Origin: *"));
-    drop(s);
+
+    // Anonymous, the page shows only what any client may read.
+    let owner = node.session().unwrap();
+    owner.add_auth("digest", b"owner:pw").unwrap();
+    let mine = vec![zkraft::Acl::new(
+        zkraft::acl::perms::ALL,
+        zkraft::Id::digest("owner", "pw"),
+    )];
+    owner
+        .create_with_acl("/private", b"secret", CreateMode::Persistent, mine)
+        .unwrap();
+    let hidden = json(addr, "/commands/znode?path=/private");
+    assert_eq!(hidden["readable"], false);
+    assert!(hidden.get("data").is_none() && hidden.get("stat").is_none());
+    assert_eq!(
+        hidden["acl"][0]["id"], "owner:x",
+        "redacted, as getACL shows it"
+    );
+    // With the port's credentials, the operator reads everything.
+    let locked = AdminPort::builder(any())
+        .credentials(zkraft::acl::digest("ops", "s3cret"))
+        .start(&node)
+        .unwrap();
+    let answer = get(
+        locked.local_addr(),
+        "GET /commands/znode?path=/private HTTP/1.1\r\nAuthorization: basic b3BzOnMzY3JldA==\r\n\r\n",
+    );
+    assert!(answer.contains("\"data\":\"secret\""), "{answer}");
+
+    // Only the configured peers' origins may read the answers from their pages.
+    let peered = AdminPort::builder(any())
+        .peers(["http://127.0.0.1:7001/"])
+        .start(&node)
+        .unwrap();
+    let from = |origin: &str| {
+        get(
+            peered.local_addr(),
+            &format!("GET /commands/ensemble HTTP/1.1\r\nOrigin: {origin}\r\n\r\n"),
+        )
+    };
+    assert!(from("http://127.0.0.1:7001")
+        .contains("Access-Control-Allow-Origin: http://127.0.0.1:7001\r\n"));
+    assert!(!from("http://evil.example").contains("Access-Control-Allow-Origin"));
+    // A metrics-only port serves nothing else.
+    let metrics = AdminPort::builder(any())
+        .metrics_only()
+        .start(&node)
+        .unwrap();
+    let at = |path: &str| {
+        get(
+            metrics.local_addr(),
+            &format!("GET {path} HTTP/1.1\r\n\r\n"),
+        )
+    };
+    assert!(at("/metrics").starts_with("HTTP/1.1 200"));
+    assert!(at("/commands/dump").starts_with("HTTP/1.1 404"));
+    assert!(at("/").starts_with("HTTP/1.1 404"));
+    drop((s, owner));
     node.shutdown();
 }
 

@@ -141,7 +141,7 @@ pub struct Flags {
     /// zookeeper.superUser).
     #[arg(long, value_name = "NAME")]
     pub sasl_super_user: Option<String>,
-    /// Serve Prometheus metrics over HTTP here, at /metrics (ZooKeeper's
+    /// Serve Prometheus metrics over HTTP here, at /metrics and nothing else (ZooKeeper's
     /// metricsProvider.httpPort).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,

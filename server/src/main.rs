@@ -188,13 +188,19 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
     };
     // The metrics and admin ports (one kind of port: /metrics, /commands, the page):
     // front ends too, stopped before the node.
-    let admin_port = |flag: &str, addr: &Option<String>| -> Result<_, Box<dyn std::error::Error>> {
+    let admin_port = |flag: &str,
+                      addr: &Option<String>,
+                      metrics_only: bool|
+     -> Result<_, Box<dyn std::error::Error>> {
         let Some(addr) = resolve(flag, addr)? else {
             return Ok(None);
         };
         let mut admin = zkraft_admin::AdminPort::builder(addr)
             .logger(logger.clone())
             .peers(settings.admin_peers.iter().cloned());
+        if metrics_only {
+            admin = admin.metrics_only();
+        }
         if let Some(digest) = &settings.admin_auth {
             admin = admin.credentials(digest.clone());
         }
@@ -205,8 +211,8 @@ fn run(settings: &Settings, logger: &Logger) -> Result<(), Box<dyn std::error::E
         }
         Ok(Some(admin.start(&node)?))
     };
-    let metrics = admin_port("--metrics-addr", &settings.metrics_addr)?;
-    let admin = admin_port("--admin-addr", &settings.admin_addr)?;
+    let metrics = admin_port("--metrics-addr", &settings.metrics_addr, true)?;
+    let admin = admin_port("--admin-addr", &settings.admin_addr, false)?;
     let addr_of = |p: &Option<zkraft::ClientPort>| {
         p.as_ref()
             .map(|p| p.local_addr().to_string())

@@ -130,9 +130,15 @@ pub fn primary_name(name: &str) -> Option<&'static str> {
         .map(|(p, _)| *p)
 }
 
-/// Runs command `name` with its arguments (`znode` takes `path`): its answer, with
-/// ZooKeeper's `command` and `error` fields, or `None` for an unknown command.
-pub(crate) fn run(host: &Arc<Host>, name: &str, args: &[(String, String)]) -> Option<Value> {
+/// Runs command `name` with its arguments (`znode` takes `path`) for a caller holding
+/// `ids` (the znodes it shows are checked against them, as a client's reads are): its
+/// answer, with ZooKeeper's `command` and `error` fields, or `None` for an unknown command.
+pub(crate) fn run(
+    host: &Arc<Host>,
+    name: &str,
+    args: &[(String, String)],
+    ids: &[Id],
+) -> Option<Value> {
     let primary = primary_name(name)?;
     let ports = ports(host);
     let shared = host.replica();
@@ -154,7 +160,7 @@ pub(crate) fn run(host: &Arc<Host>, name: &str, args: &[(String, String)]) -> Op
             "This ZooKeeper instance is not currently serving requests",
         )
     } else {
-        answer(host, &ports, primary, args)
+        answer(host, &ports, primary, args, ids)
     };
     let mut out = body.0;
     out.push(("command".into(), primary.into()));
@@ -191,7 +197,13 @@ fn mode(host: &Host, ports: &[Arc<Ctx>]) -> &'static str {
     }
 }
 
-fn answer(host: &Arc<Host>, ports: &[Arc<Ctx>], command: &str, args: &[(String, String)]) -> Obj {
+fn answer(
+    host: &Arc<Host>,
+    ports: &[Arc<Ctx>],
+    command: &str,
+    args: &[(String, String)],
+    ids: &[Id],
+) -> Obj {
     let shared = host.replica();
     match command {
         "ruok" => Obj::default(),
@@ -209,13 +221,7 @@ fn answer(host: &Arc<Host>, ports: &[Arc<Ctx>], command: &str, args: &[(String, 
             }
             o
         }
-        "configuration" => {
-            let mut o = Obj::default();
-            for (k, v) in four_letter::configuration(shared, ports.first().map(|c| &**c), ports) {
-                o = o.put(&k, v);
-            }
-            o
-        }
+        "configuration" => configuration(shared, ports),
         "connections" => {
             let (plain, secure) = connections(ports, false);
             Obj::default()
@@ -336,7 +342,8 @@ fn answer(host: &Arc<Host>, ports: &[Arc<Ctx>], command: &str, args: &[(String, 
                 "digests",
                 Value::List(vec![Obj::default()
                     .put("zxid", d.index)
-                    .put("digest", format!("{:016x}", d.value))
+                    // A Java long, as ZooKeeper gives it.
+                    .put("digest", d.value as i64)
                     .done()]),
             )
         }
@@ -370,10 +377,54 @@ fn answer(host: &Arc<Host>, ports: &[Arc<Ctx>], command: &str, args: &[(String, 
                 .iter()
                 .find(|(k, _)| k == "path")
                 .map_or("/", |(_, v)| v.as_str());
-            znode(host, path)
+            znode(host, path, ids)
         }
         _ => Obj::default().put("error", format!("Unknown command: {command}")),
     }
+}
+
+/// `conf` as ZooKeeper's AdminServer gives it (`ZooKeeperServerConf`'s names and numbers),
+/// then zkraft's own settings and the dynamic configuration (`server.N`, `version`).
+fn configuration(shared: &crate::replica::Shared, ports: &[Arc<Ctx>]) -> Obj {
+    let c = shared.config();
+    let plain = ports.iter().find(|p| p.tls.is_none());
+    let secure = ports.iter().find(|p| p.tls.is_some());
+    let port = |p: Option<&Arc<Ctx>>| p.map_or(-1, |p| i64::from(p.addr.port()));
+    let mut o = Obj::default()
+        .put("client_port", port(plain))
+        .put("secure_client_port", port(secure))
+        .put("data_dir", c.data_dir.display().to_string())
+        .put("data_dir_size", four_letter::dir_size(&c.data_dir))
+        .put("data_log_dir", c.data_dir.display().to_string())
+        .put("data_log_size", 0u64)
+        .put("tick_time", c.tick_interval.as_millis() as u64)
+        .put(
+            "max_client_cnxns",
+            ports.first().map_or(0, |p| p.max_per_address),
+        )
+        .put(
+            "min_session_timeout",
+            c.min_session_timeout.as_millis() as u64,
+        )
+        .put(
+            "max_session_timeout",
+            c.max_session_timeout.as_millis() as u64,
+        )
+        .put("server_id", c.id)
+        .put(
+            "client_port_listen_backlog",
+            ports.first().map_or(0, |p| u64::from(p.listen_backlog)),
+        )
+        .put("election_tick", c.election_tick)
+        .put("heartbeat_tick", c.heartbeat_tick)
+        .put("jute_maxbuffer", c.max_request_size)
+        .put("cluster_id", c.cluster_id.as_str());
+    for line in shared.configuration().render().lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            o = o.put(k, v);
+        }
+    }
+    o
 }
 
 fn server_stats(host: &Arc<Host>, ports: &[Arc<Ctx>]) -> Obj {
@@ -467,13 +518,13 @@ fn monitor(host: &Arc<Host>, ports: &[Arc<Ctx>]) -> Vec<(String, Value)> {
         ("last_zxid".into(), format!("{:#x}", m.applied_index).into()),
     ];
     if m.role == Role::Leader {
-        let voters = m.followers.iter().filter(|f| f.voter).count();
-        rows.push(("learners".into(), m.followers.len().into()));
+        // Members the leader heard from within an election timeout (raft's recent_active),
+        // as ZooKeeper counts the learners connected to it.
+        let active: Vec<_> = m.followers.iter().filter(|f| f.active).collect();
+        let voters = active.iter().filter(|f| f.voter).count();
+        rows.push(("learners".into(), active.len().into()));
         rows.push(("synced_followers".into(), voters.into()));
-        rows.push((
-            "synced_observers".into(),
-            (m.followers.len() - voters).into(),
-        ));
+        rows.push(("synced_observers".into(), (active.len() - voters).into()));
     }
     rows
 }
@@ -496,14 +547,11 @@ fn connections(ports: &[Arc<Ctx>], brief: bool) -> (Value, Value) {
             if !brief && session != 0 {
                 let (min, avg, max) = s.latency.summary();
                 o = o
-                    .put("session_id", format!("{session:x}"))
+                    .put("session_id", session)
                     .put("last_operation", op_name(s.last_op.load(Ordering::Relaxed)))
                     .put("session_timeout", c.timeout_ms.load(Ordering::Relaxed))
-                    .put(
-                        "last_cxid",
-                        format!("{:#x}", s.last_xid.load(Ordering::Relaxed)),
-                    )
-                    .put("last_zxid", format!("{:#x}", ctx.shared.applied_index()))
+                    .put("last_cxid", s.last_xid.load(Ordering::Relaxed))
+                    .put("last_zxid", ctx.shared.applied_index())
                     .put("established", c.established_ms)
                     .put("min_latency", min)
                     .put("avg_latency", avg)
@@ -587,8 +635,10 @@ fn ensemble(host: &Arc<Host>, ports: &[Arc<Ctx>]) -> Obj {
 const ZNODE_CHILDREN: usize = 1000;
 const ZNODE_DATA: usize = 64 * 1024;
 
-/// A znode's stat, ACL, data (up to 64 KiB) and children (up to 1,000), read-only.
-fn znode(host: &Arc<Host>, path: &str) -> Obj {
+/// A znode's stat, ACL, data (up to 64 KiB) and children (up to 1,000), read-only, as a
+/// client holding `ids` may read them: without READ permission, its ACL only (redacted
+/// without ADMIN, as getACL shows it).
+fn znode(host: &Arc<Host>, path: &str, ids: &[Id]) -> Obj {
     let shared = host.replica();
     let tree = shared.tree().read();
     if crate::path::validate(path).is_err() {
@@ -597,7 +647,36 @@ fn znode(host: &Arc<Host>, path: &str) -> Obj {
     let Some(node) = tree.get(path) else {
         return Obj::default().put("path", path).put("exists", false);
     };
-    let Ok((acl, stat)) = crate::pipeline::acl_of(&tree, path, &[Id::super_user()]) else {
+    let acl_of = |a: &[crate::acl::Acl]| {
+        Value::List(
+            a.iter()
+                .map(|a| {
+                    Obj::default()
+                        .put("perms", crate::acl::perms_letters(a.perms))
+                        .put("scheme", a.id.scheme.as_str())
+                        .put("id", a.id.id.as_str())
+                        .done()
+                })
+                .collect(),
+        )
+    };
+    if !crate::acl::permits(node.acl(), ids, crate::acl::perms::READ) {
+        let shown = if crate::acl::permits(node.acl(), ids, crate::acl::perms::ADMIN) {
+            node.acl().to_vec()
+        } else {
+            crate::acl::redacted(node.acl())
+        };
+        return Obj::default()
+            .put("path", path)
+            .put("exists", true)
+            .put("readable", false)
+            .put("acl", acl_of(&shown))
+            .put(
+                "error",
+                "NoAuth: no READ permission (give the admin port's credentials)",
+            );
+    }
+    let Ok((acl, stat)) = crate::pipeline::acl_of(&tree, path, ids) else {
         return Obj::default().put("path", path).put("exists", false);
     };
     let data = node.data.as_deref().unwrap_or_default();
@@ -618,21 +697,9 @@ fn znode(host: &Arc<Host>, path: &str) -> Obj {
     Obj::default()
         .put("path", path)
         .put("exists", true)
+        .put("readable", true)
         .put("stat", stat.done())
-        .put(
-            "acl",
-            Value::List(
-                acl.iter()
-                    .map(|a| {
-                        Obj::default()
-                            .put("perms", crate::acl::perms_letters(a.perms))
-                            .put("scheme", a.id.scheme.as_str())
-                            .put("id", a.id.id.as_str())
-                            .done()
-                    })
-                    .collect(),
-            ),
-        )
+        .put("acl", acl_of(&acl))
         .put("data", String::from_utf8_lossy(shown).into_owned())
         .put("data_truncated", shown.len() < data.len())
         .put(

@@ -42,8 +42,23 @@ impl Monitor {
     /// `path`), over the node and every client port started on it: the answer with
     /// ZooKeeper's field names, `command` and `error` included; `None` for an unknown
     /// command.
+    ///
+    /// The caller is anonymous: `znode` shows what a client without credentials may read
+    /// (see [`Monitor::command_as`]).
     pub fn command(&self, name: &str, args: &[(String, String)]) -> Option<crate::admin::Value> {
-        crate::listener::commands::run(&self.host, name, args)
+        self.command_as(name, args, &[])
+    }
+
+    /// [`Monitor::command`] for a caller holding `ids`: `znode` shows a znode's data and
+    /// children only if `ids` may READ it, as a client holding them could
+    /// ([`Id::super_user`](crate::Id::super_user) reads everything).
+    pub fn command_as(
+        &self,
+        name: &str,
+        args: &[(String, String)],
+        ids: &[crate::Id],
+    ) -> Option<crate::admin::Value> {
+        crate::listener::commands::run(&self.host, name, args, ids)
     }
 
     /// True once the node has shut down.

@@ -163,6 +163,9 @@ pub struct FollowerProgress {
     pub lag: u64,
     /// Whether it votes (false: an observer, or a participant catching up).
     pub voter: bool,
+    /// Whether the leader heard from it within the last election timeout (raft's
+    /// `recent_active`): a member down or cut off is not.
+    pub active: bool,
 }
 
 /// Bytes exchanged with one peer.
@@ -194,6 +197,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_envelopes: AtomicU64,
     pub(crate) commit_index: AtomicU64,
     pub(crate) leader_changes: AtomicU64,
+    /// The term of the last leader counted in `leader_changes`.
+    pub(crate) leader_term: AtomicU64,
     /// The leader's view of the others, refreshed at each tick while it leads.
     pub(crate) followers: Mutex<Vec<FollowerProgress>>,
 }

@@ -454,6 +454,7 @@ impl Core {
                         matched: p.matched,
                         lag: last.saturating_sub(p.matched),
                         voter: voters.contains(*id),
+                        active: p.recent_active,
                     });
                 }
             }
@@ -541,7 +542,14 @@ impl Core {
             let role = Role::from_raft(ss.raft_state);
             let previous = s.role.swap(role, Ordering::AcqRel);
             let previous_leader = s.leader.swap(ss.leader_id, Ordering::AcqRel);
-            if previous_leader != ss.leader_id && ss.leader_id != INVALID_ID {
+            // A leader of a term not counted yet: a pre-vote that came to nothing clears
+            // the leader for a while, then hears the same one again in the same term.
+            if ss.leader_id != INVALID_ID
+                && s.counters
+                    .leader_term
+                    .fetch_max(self.raw.raft.term, Ordering::Relaxed)
+                    < self.raw.raft.term
+            {
                 s.counters.leader_changes.fetch_add(1, Ordering::Relaxed);
             }
             if previous_leader != ss.leader_id {
