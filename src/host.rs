@@ -145,13 +145,7 @@ impl Host {
         m.watch_count = self.zookeeper_watch_count() as u64;
         m.hosted_sessions = self.hosted_session_count() as u64;
         m.requests = self.latency.snapshot();
-        let ports: Vec<_> = self
-            .ports
-            .lock()
-            .iter()
-            .filter_map(|p| p.upgrade())
-            .collect();
-        for p in ports {
+        for p in self.ports() {
             let c = p.counts();
             m.connections += c.connections;
             m.packets_received += c.received;

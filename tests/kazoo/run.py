@@ -50,9 +50,11 @@ The suite (pytest, or the --exec command) gets, in its environment:
                  client.pem and client-key.pem, a client certificate it signed; member.pem
                  and member-key.pem, the members' own
 
-Without --serve, the members serve TLS too: a secure client port each, and zkraft's members
-talk to each other over mutual TLS (--peer-tls). ZooKeeper then runs with its Netty
-connection factory, which its TLS port needs.
+Without --serve, zkraft's members serve TLS too: a secure client port each, and they talk to
+each other over mutual TLS (--peer-tls). ZooKeeper's members do so with ZK_TLS_TESTS=1 only:
+its TLS port needs its Netty connection factory, which then serves its plain port too, and
+the suite's reference is ZooKeeper as it is usually run (NIO); ./dev test runs test_tls.py
+and test_sasl.py against such an ensemble of its own.
 
 Only processes this harness started are ever signalled, and only by their pid. Its exit code is
 pytest's (or the --exec command's), 2 when the ensemble could not be started, 3 when the suite
@@ -645,7 +647,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="zkraft-kazoo-", dir=args.workdir)
     log(f"target {args.target}, work dir {workdir}")
     make = zookeeper_members if args.target == "zookeeper" else zkraft_members
-    args.tls = None if args.serve else make_tls(workdir)
+    wants_tls = args.target == "zkraft" or os.environ.get("ZK_TLS_TESTS")
+    args.tls = make_tls(workdir) if wants_tls and not args.serve else None
     members = make(workdir, args)
     control = None
     code = 2

@@ -21,7 +21,10 @@ from conftest import TARGET, wait_until
 SECURE_HOSTS = os.environ.get("ZK_SECURE_HOSTS")
 TLS_DIR = os.environ.get("ZK_TLS_DIR")
 
-pytestmark = pytest.mark.skipif(not SECURE_HOSTS, reason="run.py gives no TLS ports with --serve")
+pytestmark = pytest.mark.skipif(
+    not SECURE_HOSTS,
+    reason="TLS ports: zkraft's always, ZooKeeper's with ZK_TLS_TESTS=1 (not with --serve)",
+)
 
 
 def tls_client(hosts=None, certfile="client.pem", keyfile="client-key.pem", **kw):
