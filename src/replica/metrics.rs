@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use super::Role;
 use crate::histogram::{Histogram, Recorder};
+pub use crate::transport::PeerTraffic;
 
 /// What a node reports of itself, for operations and benchmarks: counters only grow
 /// (until the process restarts); gauges are values now. ZooKeeper's `mntr` names are given
@@ -166,17 +167,6 @@ pub struct FollowerProgress {
     /// Whether the leader heard from it within the last election timeout (raft's
     /// `recent_active`): a member down or cut off is not.
     pub active: bool,
-}
-
-/// Bytes exchanged with one peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PeerTraffic {
-    /// The peer's id.
-    pub id: u64,
-    /// Bytes written to it (frames and their length prefixes).
-    pub sent_bytes: u64,
-    /// Bytes read from it.
-    pub received_bytes: u64,
 }
 
 /// The replica's counters, updated by the driver, read by [`Shared::metrics`](super::Shared).

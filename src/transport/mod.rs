@@ -346,6 +346,17 @@ impl std::fmt::Debug for Inbox {
     }
 }
 
+/// Bytes exchanged with one peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerTraffic {
+    /// The peer's id.
+    pub id: u64,
+    /// Bytes written to it (frames and their length prefixes).
+    pub sent_bytes: u64,
+    /// Bytes read from it.
+    pub received_bytes: u64,
+}
+
 /// Carries envelopes between the members of an ensemble.
 ///
 /// Sending is fire-and-forget, like a datagram: raft retries what is lost. Implementations
@@ -380,7 +391,7 @@ pub trait Transport: Send + Sync + 'static {
     }
     /// Bytes sent to and received from each peer so far, for
     /// [`Node::metrics`](crate::Node::metrics). By default none are counted.
-    fn peer_traffic(&self) -> Vec<crate::PeerTraffic> {
+    fn peer_traffic(&self) -> Vec<PeerTraffic> {
         Vec::new()
     }
 }

@@ -476,13 +476,13 @@ impl Transport for TcpTransport {
         self.add_peer(id, addr)
     }
 
-    fn peer_traffic(&self) -> Vec<crate::PeerTraffic> {
-        let mut out: Vec<crate::PeerTraffic> = self
+    fn peer_traffic(&self) -> Vec<super::PeerTraffic> {
+        let mut out: Vec<super::PeerTraffic> = self
             .inner
             .peers
             .read()
             .values()
-            .map(|p| crate::PeerTraffic {
+            .map(|p| super::PeerTraffic {
                 id: p.id,
                 sent_bytes: p.sent_bytes.load(Ordering::Relaxed),
                 received_bytes: p.received_bytes.load(Ordering::Relaxed),
