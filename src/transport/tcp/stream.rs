@@ -31,12 +31,7 @@ impl Outbound {
         };
         let mut conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
         let mut sock = sock;
-        while conn.is_handshaking() {
-            conn.complete_io(&mut Deadline {
-                sock: &mut sock,
-                until,
-            })?;
-        }
+        handshake(&mut conn, &mut sock, until)?;
         Ok(Outbound::Tls(Box::new((conn, sock))))
     }
 
@@ -160,6 +155,21 @@ fn flush(conn: &mut ClientConnection, sock: &mut TcpStream) -> io::Result<bool> 
     Ok(true)
 }
 
+/// Completes `conn`'s TLS handshake on the blocking `sock` by `until`.
+fn handshake<D: rustls::SideData>(
+    conn: &mut rustls::ConnectionCommon<D>,
+    sock: &mut TcpStream,
+    until: Instant,
+) -> io::Result<()> {
+    while conn.is_handshaking() {
+        conn.complete_io(&mut Deadline {
+            sock: &mut *sock,
+            until,
+        })?;
+    }
+    Ok(())
+}
+
 /// A socket whose reads all end by one deadline: each read may take only the time left
 /// (a peer sending a byte at a time cannot stretch a handshake past it).
 struct Deadline<'a> {
@@ -223,12 +233,7 @@ impl Inbound {
         };
         let mut conn = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
         let mut sock = sock;
-        while conn.is_handshaking() {
-            conn.complete_io(&mut Deadline {
-                sock: &mut sock,
-                until,
-            })?;
-        }
+        handshake(&mut conn, &mut sock, until)?;
         Ok(Inbound {
             kind: InboundKind::Tls(Box::new(StreamOwned::new(conn, sock))),
             until: Some(until),
