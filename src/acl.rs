@@ -344,6 +344,16 @@ fn java_split_len(s: &str, c: char) -> usize {
     parts.len()
 }
 
+/// `acl` as getACL shows it to a caller holding `ids`: whole with ADMIN permission, else
+/// [`redacted`].
+pub(crate) fn as_shown(acl: &[Acl], ids: &[Id]) -> Vec<Acl> {
+    if permits(acl, ids, perms::ADMIN) {
+        acl.to_vec()
+    } else {
+        redacted(acl)
+    }
+}
+
 /// What ZooKeeper's getACL shows a caller without ADMIN permission: digest ids with the
 /// hash replaced by `x` (`user:x`).
 pub(crate) fn redacted(acl: &[Acl]) -> Vec<Acl> {

@@ -170,6 +170,25 @@ impl Host {
         self.watches.lock().paths_by_session()
     }
 
+    /// The sessions watching each path, the inverse of [`Host::watched_paths`].
+    pub(crate) fn watching_sessions(&self) -> BTreeMap<String, BTreeSet<i64>> {
+        let mut by_path: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        for (session, paths) in self.watched_paths() {
+            for p in paths {
+                by_path.entry(p).or_default().insert(session);
+            }
+        }
+        by_path
+    }
+
+    /// What `wchs` reports: (sessions watching, paths watched, watches).
+    pub(crate) fn watch_summary(&self) -> (usize, usize, usize) {
+        let by_session = self.watched_paths();
+        let paths: BTreeSet<&String> = by_session.values().flatten().collect();
+        let total = by_session.values().map(BTreeSet::len).sum();
+        (by_session.len(), paths.len(), total)
+    }
+
     /// Sessions hosted here.
     pub(crate) fn hosted_session_count(&self) -> usize {
         self.sessions.lock().len()

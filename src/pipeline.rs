@@ -861,12 +861,7 @@ fn readable(tree: &DataTree, path: &str, auth: &[Id], perm: i32) -> Result<Arc<Z
 /// digest hashes are hidden (ZooKeeper's FinalRequestProcessor).
 pub(crate) fn acl_of(tree: &DataTree, path: &str, auth: &[Id]) -> Result<(Vec<Acl>, Stat)> {
     let node = readable(tree, path, auth, perms::READ | perms::ADMIN)?;
-    let acl = if acl::permits(node.acl(), auth, perms::ADMIN) {
-        node.acl().to_vec()
-    } else {
-        acl::redacted(node.acl())
-    };
-    Ok((acl, node.stat()))
+    Ok((acl::as_shown(node.acl(), auth), node.stat()))
 }
 
 /// Runs a read on `tree` for a caller holding `auth`, setting its watch in the same

@@ -4,7 +4,7 @@
 //! admin page (`ensemble`, `znode`). An admin port (the `zkraft-admin` crate) turns them
 //! into JSON; [`Monitor::command`](crate::Monitor::command) runs them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -185,16 +185,7 @@ fn read_only(ports: &[Arc<Ctx>]) -> bool {
 
 /// ZooKeeper's name for the node's state.
 fn mode(host: &Host, ports: &[Arc<Ctx>]) -> &'static str {
-    if read_only(ports) {
-        return "read-only";
-    }
-    let shared = host.replica();
-    match shared.role() {
-        Role::Observer => "observer",
-        _ if shared.voter_count() <= 1 => "standalone",
-        Role::Leader => "leader",
-        _ => "follower",
-    }
+    four_letter::state_name(host.replica(), read_only(ports))
 }
 
 fn answer(
@@ -283,12 +274,10 @@ fn answer(
                 .put("session_id_to_ephemeral_paths", Value::Map(ephemerals))
         }
         "watch_summary" => {
-            let by_session = host.watched_paths();
-            let paths: BTreeSet<&String> = by_session.values().flatten().collect();
-            let total: usize = by_session.values().map(BTreeSet::len).sum();
+            let (sessions, paths, total) = host.watch_summary();
             Obj::default()
-                .put("num_connections", by_session.len())
-                .put("num_paths", paths.len())
+                .put("num_connections", sessions)
+                .put("num_paths", paths)
                 .put("num_total_watches", total)
         }
         "watches" => Obj::default().put(
@@ -306,12 +295,9 @@ fn answer(
             ),
         ),
         "watches_by_path" => {
-            let mut paths: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-            for (session, ps) in host.watched_paths() {
-                for p in ps {
-                    paths.entry(p).or_default().push(Value::from(session));
-                }
-            }
+            let paths = host.watching_sessions().into_iter().map(|(p, sessions)| {
+                (p, sessions.into_iter().map(Value::from).collect::<Vec<_>>())
+            });
             Obj::default().put(
                 "path_to_session_ids",
                 Value::Map(
@@ -661,11 +647,7 @@ fn znode(host: &Arc<Host>, path: &str, ids: &[Id]) -> Obj {
         )
     };
     if !crate::acl::permits(node.acl(), ids, crate::acl::perms::READ) {
-        let shown = if crate::acl::permits(node.acl(), ids, crate::acl::perms::ADMIN) {
-            node.acl().to_vec()
-        } else {
-            crate::acl::redacted(node.acl())
-        };
+        let shown = crate::acl::as_shown(node.acl(), ids);
         return Obj::default()
             .put("path", path)
             .put("exists", true)

@@ -4,7 +4,7 @@
 //! closed; words outside the whitelist (ZooKeeper's `4lw.commands.whitelist`) get
 //! ZooKeeper's refusal line.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
@@ -91,19 +91,20 @@ pub(crate) fn answer(ctx: &Ctx, word: &str) -> String {
     }
 }
 
-/// ZooKeeper's name for the node's role.
+/// ZooKeeper's name for the node's role, as this port serves it.
 fn mode(ctx: &Ctx) -> &'static str {
-    if ctx.read_only.load(Ordering::Acquire) {
+    state_name(&ctx.shared, ctx.read_only.load(Ordering::Acquire))
+}
+
+/// ZooKeeper's name for the state of the node `shared`, `read_only` when it serves
+/// read-only clients: `leader`, `follower`, `observer`, `standalone` or `read-only`.
+pub(super) fn state_name(shared: &crate::replica::Shared, read_only: bool) -> &'static str {
+    if read_only {
         return "read-only";
     }
-    let role = ctx.shared.role();
-    if role == Role::Observer {
-        return "observer";
-    }
-    if ctx.shared.voter_count() <= 1 {
-        return "standalone";
-    }
-    match role {
+    match shared.role() {
+        Role::Observer => "observer",
+        _ if shared.voter_count() <= 1 => "standalone",
         Role::Leader => "leader",
         _ => "follower",
     }
@@ -373,15 +374,8 @@ pub(super) fn op_name(code: i64) -> &'static str {
 }
 
 fn wchs(ctx: &Ctx) -> String {
-    let by_session = ctx.host.watched_paths();
-    let paths: BTreeSet<&String> = by_session.values().flatten().collect();
-    let total: usize = by_session.values().map(BTreeSet::len).sum();
-    format!(
-        "{} connections watching {} paths\nTotal watches:{}\n",
-        by_session.len(),
-        paths.len(),
-        total
-    )
+    let (sessions, paths, total) = ctx.host.watch_summary();
+    format!("{sessions} connections watching {paths} paths\nTotal watches:{total}\n")
 }
 
 fn by_session(ctx: &Ctx) -> String {
@@ -396,14 +390,8 @@ fn by_session(ctx: &Ctx) -> String {
 }
 
 fn by_path(ctx: &Ctx) -> String {
-    let mut paths: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-    for (session, ps) in ctx.host.watched_paths() {
-        for p in ps {
-            paths.entry(p).or_default().insert(session);
-        }
-    }
     let mut out = String::new();
-    for (p, sessions) in paths {
+    for (p, sessions) in ctx.host.watching_sessions() {
         let _ = writeln!(out, "{p}");
         for s in sessions {
             let _ = writeln!(out, "\t{s:#x}");
