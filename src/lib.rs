@@ -41,6 +41,7 @@ mod delivery;
 pub mod error;
 mod histogram;
 mod host;
+pub mod import;
 mod latency;
 // Hidden entry points for `cargo fuzz` (fuzz/, `./dev fuzz`): only with the `fuzzing`
 // feature, never part of the API.

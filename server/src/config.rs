@@ -170,6 +170,70 @@ pub enum Command {
     /// Changes the ensemble's members through a running member's client port, as
     /// `zkCli.sh reconfig` does, and prints the new configuration.
     Reconfig(ReconfigArgs),
+    /// Writes a new member's data directory from a ZooKeeper 3.4–3.9 data directory (the
+    /// newest valid snapshot and the transaction logs after it), and prints what it read.
+    Import(ImportArgs),
+}
+
+/// `zkraft-server import`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example (ZooKeeper stopped, or a copy of its directory):\n  \
+    zkraft-server import --zk-data-dir /var/lib/zookeeper --data-dir /var/lib/zkraft \\\n      \
+    --id 1 --peers 1=zk1:2888,2=zk2:2888,3=zk3:2888\n\
+    Then start member 1 with the same --id, --peers and --cluster-id, and the others with\n\
+    their empty directories and --join: they catch up from member 1 by snapshot\n\
+    (or run the same import for each of them). See docs/migration.md."
+)]
+pub struct ImportArgs {
+    /// ZooKeeper's dataDir (or its version-2 directory).
+    #[arg(long, value_name = "DIR")]
+    pub zk_data_dir: PathBuf,
+    /// ZooKeeper's dataLogDir, when its logs are kept apart from the snapshots.
+    #[arg(long, value_name = "DIR")]
+    pub zk_log_dir: Option<PathBuf>,
+    /// The new member's data directory (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The new member's id.
+    #[arg(long)]
+    pub id: u64,
+    /// Every member of the new ensemble, as `zkraft-server --peers` takes them.
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub peers: String,
+    /// The new ensemble's cluster id (default "zkraft").
+    #[arg(long, default_value = "zkraft")]
+    pub cluster_id: String,
+    /// Leave out a record cut short at the very end of the last log (a ZooKeeper killed
+    /// while writing it; ZooKeeper drops it too) instead of failing.
+    #[arg(long)]
+    pub drop_torn_tail: bool,
+}
+
+impl ImportArgs {
+    /// The import these arguments ask for.
+    pub fn import(&self) -> Result<zkraft::import::ZooKeeperImport, String> {
+        let peers = parse_peers(&self.peers)?;
+        let (mut voters, mut learners) = (Vec::new(), Vec::new());
+        for (id, spec) in &peers {
+            let spec = zkraft::MemberSpec::parse(spec).map_err(|e| format!("peer {id}: {e}"))?;
+            if spec.role == zkraft::MemberRole::Observer {
+                learners.push(*id);
+            } else {
+                voters.push(*id);
+            }
+        }
+        Ok(zkraft::import::ZooKeeperImport::new(
+            &self.zk_data_dir,
+            &self.data_dir,
+            self.id,
+            &self.cluster_id,
+            voters,
+        )
+        .learners(learners)
+        .drop_torn_tail(self.drop_torn_tail)
+        .log_dir_opt(self.zk_log_dir.clone()))
+    }
 }
 
 /// `zkraft-server reconfig`.

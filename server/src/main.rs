@@ -35,12 +35,14 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use slog::{o, Drain, Logger};
 
-use config::{Command, Flags, ReconfigArgs, Settings};
+use config::{Command, Flags, ImportArgs, ReconfigArgs, Settings};
 
 fn main() -> ExitCode {
     let mut flags = Flags::parse();
-    if let Some(Command::Reconfig(args)) = flags.command.take() {
-        return reconfig(&args);
+    match flags.command.take() {
+        Some(Command::Reconfig(args)) => return reconfig(&args),
+        Some(Command::Import(args)) => return import(&args),
+        None => {}
     }
     let settings = match Settings::resolve(flags) {
         Ok(s) => s,
@@ -86,6 +88,51 @@ fn reconfig(args: &ReconfigArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("zkraft-server reconfig: {e} (ZooKeeper code {})", e.code());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import(args: &ImportArgs) -> ExitCode {
+    let import = match args.import() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("zkraft-server import: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match import.run() {
+        Ok(r) => {
+            for (file, why) in &r.skipped_snapshots {
+                eprintln!("zkraft-server import: skipped {}: {why}", file.display());
+            }
+            if let Some((file, at)) = &r.torn_tail {
+                eprintln!(
+                    "zkraft-server import: dropped the torn record at offset {at} of {}",
+                    file.display()
+                );
+            }
+            println!("snapshot: {}", r.snapshot.display());
+            for log in &r.logs {
+                println!("log: {}", log.display());
+            }
+            println!(
+                "transactions replayed: {}\nlast zxid: {:#x}\nznodes: {}\nsessions: {}\n\
+                 ephemerals of ended sessions dropped: {}\nwritten: {} (member {}, raft index {}, term {})",
+                r.transactions,
+                r.last_zxid,
+                r.znodes,
+                r.sessions,
+                r.orphan_ephemerals,
+                args.data_dir.display(),
+                args.id,
+                r.last_zxid,
+                r.term
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zkraft-server import: {e}");
             ExitCode::FAILURE
         }
     }

@@ -37,6 +37,7 @@ mod identity;
 mod layout;
 mod members;
 mod raft_log;
+mod seed;
 mod snapshot;
 mod tree_store;
 
@@ -48,6 +49,7 @@ use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, DB};
 pub(crate) use identity::{check_or_record as check_identity, Identity};
 pub(crate) use members::{addresses as member_addresses, record_address_into};
 pub use raft_log::RaftStorage;
+pub(crate) use seed::{write as write_seed, SeedTarget};
 pub(crate) use snapshot::read_snapshot;
 pub use tree_store::TreeStore;
 pub(crate) use tree_store::DEFAULT_CACHE_BYTES;

@@ -574,7 +574,7 @@ pub(crate) fn encode_znode(n: &Znode) -> Vec<u8> {
     w.finish()
 }
 
-fn encode_session(s: &SessionRecord) -> Vec<u8> {
+pub(crate) fn encode_session(s: &SessionRecord) -> Vec<u8> {
     let mut w = Writer::with_capacity(48 + s.password.len());
     w.u8(SESSION_FORMAT_V2);
     w.i32(s.timeout_ms);

@@ -66,6 +66,10 @@ const MAX_MESSAGES_PER_ROUND: usize = 4096;
 const MAX_TICKS_PER_ROUND: u32 = 2;
 /// Rounds a worker runs a busy node before giving other nodes a turn.
 const MAX_ROUNDS_PER_RUN: usize = 16;
+/// A Ready handled for longer than this is logged at WARN (as etcd's "slow fdatasync"):
+/// while it lasts, this member sends no heartbeats and answers no votes, so a stall near
+/// the election timeout explains an election nobody asked for.
+const SLOW_READY: Duration = Duration::from_millis(500);
 
 /// A request's completer, held by the driver until the request is done or its deadline
 /// passes.
@@ -536,6 +540,7 @@ impl Core {
     }
 
     fn handle_ready(&mut self, s: &Shared) -> Result<()> {
+        let started = Instant::now();
         let mut rd = self.raw.ready();
         let mut new_leader = None;
         if let Some(ss) = rd.ss() {
@@ -575,8 +580,10 @@ impl Core {
             .iter()
             .fold(self.log_bytes, |n, e| n.saturating_add(e.data.len() as u64));
         let writing = Instant::now();
-        if self.raw.store().persist(&entries, rd.hs())? {
-            s.counters.fsync.record(writing.elapsed());
+        let persisted = self.raw.store().persist(&entries, rd.hs())?;
+        let written = writing.elapsed();
+        if persisted {
+            s.counters.fsync.record(written);
             s.counters.log_syncs.fetch_add(1, Ordering::Relaxed);
             s.counters
                 .entries_persisted
@@ -597,6 +604,12 @@ impl Core {
         self.on_read_states(read_states);
         if let Some(leader) = new_leader {
             self.leader_changed(s, leader);
+        }
+        let took = started.elapsed();
+        if took >= SLOW_READY {
+            slog::warn!(s.logger, "slow raft round: no heartbeats or votes meanwhile";
+                "took_ms" => took.as_millis() as u64, "log_write_ms" => written.as_millis() as u64,
+                "entries" => entries.len(), "synced" => persisted);
         }
         self.maybe_compact(s)
     }

@@ -1,0 +1,398 @@
+//! Importing a ZooKeeper data directory: a new ensemble starts from the state a ZooKeeper
+//! 3.4–3.9 ensemble left.
+//!
+//! [`ZooKeeperImport`] reads the newest valid `snapshot.*` (an invalid one is skipped, as
+//! ZooKeeper skips it, and reported) and replays the `log.*` transaction logs after it,
+//! checking every checksum and that no transaction is missing between the snapshot and the
+//! end of the logs. It writes the result as a member's data directory — the state after raft
+//! entry *last zxid*, as a member that received a snapshot holds it — which
+//! `zkraft-server` (or a [`Node`](crate::Node)) opens with the same id, cluster id and
+//! members. The other members either get the same import, or start empty with `--join`
+//! ([`NodeBuilder::joining`](crate::NodeBuilder::joining)) and catch up by snapshot.
+//!
+//! What is kept, znode by znode: data (null apart from empty), ACL, version, cversion,
+//! aversion, ctime, mtime, czxid, mzxid, pzxid (zxids are kept as they are: zkraft's zxid
+//! is the raft index, and the log continues after the last one), and the kind — ephemeral,
+//! container, TTL. What is not: `/zookeeper/config` (zkraft writes its own from its
+//! members). The sessions still open at the end of the logs are recreated with their id,
+//! timeout and the password ZooKeeper gave them, so a client may resume its session on
+//! zkraft; a session that does not come back expires after its timeout, as after a
+//! ZooKeeper leader change, and its ephemerals go. Ephemerals whose session is not open
+//! (a snapshot may hold some) are dropped.
+//!
+//! Nothing is written unless everything was read: the directory is built beside its
+//! destination and renamed into place at the end; a failure removes it. Errors name the
+//! file and the byte offset.
+
+mod files;
+mod jute;
+mod password;
+mod snapshot;
+mod txnlog;
+mod zktree;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::path as zpath;
+use crate::storage::{write_seed, SeedTarget};
+use crate::tree::{data_digest, SessionRecord, Znode, CONFIG_PATH};
+use files::ZkFile;
+use zktree::{ZkNode, ZkTree};
+
+/// The raft term of an imported state: above every bootstrap term (at most 2^20), so a
+/// member bootstrapped empty by mistake can never win an election against it. ZooKeeper's
+/// epoch is added, so a later import of the same ensemble has a higher term.
+const TERM_BASE: u64 = 1 << 21;
+/// The smallest index an imported state may sit at (the bootstrap snapshot is index 1).
+const MIN_INDEX: u64 = 2;
+
+/// An import of a ZooKeeper data directory into a new member's data directory.
+#[derive(Debug, Clone)]
+pub struct ZooKeeperImport {
+    zk_data_dir: PathBuf,
+    zk_log_dir: Option<PathBuf>,
+    out: PathBuf,
+    id: u64,
+    cluster_id: String,
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    drop_torn_tail: bool,
+}
+
+/// What an import read and wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// The snapshot the state starts from.
+    pub snapshot: PathBuf,
+    /// Newer snapshots that were not valid, and why (ZooKeeper skips them too).
+    pub skipped_snapshots: Vec<(PathBuf, String)>,
+    /// The transaction logs read.
+    pub logs: Vec<PathBuf>,
+    /// Transactions replayed on the snapshot.
+    pub transactions: u64,
+    /// The zxid of the last transaction (the snapshot's when none was replayed): the raft
+    /// index the imported state sits at.
+    pub last_zxid: i64,
+    /// The raft term it sits at.
+    pub term: u64,
+    /// Znodes written (`/zookeeper/config` excepted).
+    pub znodes: u64,
+    /// Sessions recreated.
+    pub sessions: u64,
+    /// Ephemerals dropped because their session was not open.
+    pub orphan_ephemerals: u64,
+    /// A record cut short at the end of the last log, dropped (file and offset).
+    pub torn_tail: Option<(PathBuf, u64)>,
+}
+
+impl ZooKeeperImport {
+    /// An import of ZooKeeper's `dataDir` (or its `version-2` directory) into `out`, which
+    /// must not exist or be empty, as the directory of member `id` of `cluster_id` with
+    /// the given initial `voters` (`id` among them, unless it is to be a learner).
+    pub fn new(
+        zk_data_dir: impl Into<PathBuf>,
+        out: impl Into<PathBuf>,
+        id: u64,
+        cluster_id: impl Into<String>,
+        voters: impl IntoIterator<Item = u64>,
+    ) -> ZooKeeperImport {
+        ZooKeeperImport {
+            zk_data_dir: zk_data_dir.into(),
+            zk_log_dir: None,
+            out: out.into(),
+            id,
+            cluster_id: cluster_id.into(),
+            voters: voters.into_iter().collect(),
+            learners: Vec::new(),
+            drop_torn_tail: false,
+        }
+    }
+
+    /// ZooKeeper's `dataLogDir`, when the logs are kept apart from the snapshots.
+    pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.zk_log_dir = Some(dir.into());
+        self
+    }
+
+    /// [`ZooKeeperImport::log_dir`], when given.
+    pub fn log_dir_opt(mut self, dir: Option<PathBuf>) -> Self {
+        self.zk_log_dir = dir;
+        self
+    }
+
+    /// The ensemble's initial observers (learners).
+    pub fn learners(mut self, learners: impl IntoIterator<Item = u64>) -> Self {
+        self.learners = learners.into_iter().collect();
+        self
+    }
+
+    /// Drop a record cut short at the very end of the last log instead of failing. Such
+    /// a record is what a ZooKeeper killed while writing it leaves (ZooKeeper drops it
+    /// too): it was never acknowledged. By default the import fails, naming the offset.
+    pub fn drop_torn_tail(mut self, drop: bool) -> Self {
+        self.drop_torn_tail = drop;
+        self
+    }
+
+    /// Reads, checks, replays and writes. On error nothing is left at the destination.
+    pub fn run(&self) -> Result<ImportReport> {
+        if self.id == 0 {
+            return Err(Error::Config("member id 0 is reserved".into()));
+        }
+        if self.voters.is_empty() {
+            return Err(Error::Config("an ensemble needs at least one voter".into()));
+        }
+        if !self.voters.contains(&self.id) && !self.learners.contains(&self.id) {
+            return Err(Error::Config(format!(
+                "member {} is neither a voter nor a learner of the ensemble",
+                self.id
+            )));
+        }
+        if self.out.exists() && std::fs::read_dir(&self.out)?.next().is_some() {
+            return Err(Error::Config(format!(
+                "{} exists and is not empty: an import writes a new member's directory",
+                self.out.display()
+            )));
+        }
+        let (tree, mut report) = self.load()?;
+        self.write(tree, &mut report)?;
+        Ok(report)
+    }
+
+    /// The ZooKeeper state: the newest valid snapshot and the logs after it.
+    fn load(&self) -> Result<(ZkTree, ImportReport)> {
+        let snap_dir = files::version_dir(&self.zk_data_dir)?;
+        let log_dir = match &self.zk_log_dir {
+            Some(d) => files::version_dir(d)?,
+            None => snap_dir.clone(),
+        };
+        let snapshots = files::list(&snap_dir, "snapshot")?;
+        if snapshots.is_empty() {
+            return Err(Error::Config(format!(
+                "no snapshot.* file in {}: not a ZooKeeper data directory",
+                snap_dir.display()
+            )));
+        }
+        let mut skipped = Vec::new();
+        let mut chosen = None;
+        for f in snapshots.iter().rev() {
+            if let Some(suffix) = &f.compressed {
+                skipped.push((
+                    f.path.clone(),
+                    format!(
+                        "compressed ({suffix}): set zookeeper.snapshot.compression.method \
+                         to none and let ZooKeeper take a snapshot"
+                    ),
+                ));
+                continue;
+            }
+            let bytes = std::fs::read(&f.path)?;
+            match snapshot::read(&display(&f.path), &bytes) {
+                Ok(s) => {
+                    chosen = Some((f.clone(), s.tree));
+                    break;
+                }
+                Err(e) => skipped.push((f.path.clone(), e.to_string())),
+            }
+        }
+        let Some((snap, mut tree)) = chosen else {
+            let why: Vec<String> = skipped.iter().map(|(_, e)| e.clone()).collect();
+            return Err(Error::Corrupt(format!(
+                "no valid snapshot in {}: {}",
+                snap_dir.display(),
+                why.join("; ")
+            )));
+        };
+        let logs = files::list(&log_dir, "log")?;
+        let logs = files::logs_after(&logs, snap.zxid);
+        let mut report = ImportReport {
+            snapshot: snap.path.clone(),
+            skipped_snapshots: skipped,
+            logs: logs.iter().map(|f| f.path.clone()).collect(),
+            transactions: 0,
+            last_zxid: snap.zxid,
+            term: 0,
+            znodes: 0,
+            sessions: 0,
+            orphan_ephemerals: 0,
+            torn_tail: None,
+        };
+        self.replay(&mut tree, &snap, logs, &mut report)?;
+        report.orphan_ephemerals = tree.drop_orphan_ephemerals() as u64;
+        Ok((tree, report))
+    }
+
+    /// Replays the transactions after the snapshot, checking that none is missing.
+    fn replay(
+        &self,
+        tree: &mut ZkTree,
+        snap: &ZkFile,
+        logs: &[ZkFile],
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let mut last = snap.zxid;
+        for (n, f) in logs.iter().enumerate() {
+            let name = display(&f.path);
+            let bytes = std::fs::read(&f.path)?;
+            let (records, end) = txnlog::read(&name, &bytes)?;
+            for r in records {
+                let zxid = r.txn.zxid;
+                if zxid <= last {
+                    continue;
+                }
+                if !follows(last, zxid) {
+                    return Err(Error::Corrupt(format!(
+                        "{name}: at offset {}: gap in the transaction logs: zxid {zxid:#x} \
+                         follows {last:#x} (from {}); the transactions between are in no log",
+                        r.offset,
+                        if report.transactions == 0 {
+                            display(&snap.path)
+                        } else {
+                            "the logs before".to_string()
+                        }
+                    )));
+                }
+                tree.apply(&r.txn);
+                last = zxid;
+                report.transactions += 1;
+            }
+            if let txnlog::End::Torn(at) = end {
+                if n + 1 == logs.len() && self.drop_torn_tail {
+                    report.torn_tail = Some((f.path.clone(), at as u64));
+                } else {
+                    return Err(Error::Corrupt(format!(
+                        "{name}: at offset {at}: truncated: the record there is cut short{}",
+                        if n + 1 == logs.len() {
+                            " (if ZooKeeper died writing it, it was never acknowledged: \
+                             import with --drop-torn-tail to leave it out)"
+                        } else {
+                            ", and later logs follow"
+                        }
+                    )));
+                }
+            }
+        }
+        report.last_zxid = last;
+        Ok(())
+    }
+
+    /// Writes the state into a directory beside the destination, then renames it there.
+    fn write(&self, tree: ZkTree, report: &mut ImportReport) -> Result<()> {
+        let index = (report.last_zxid.max(0) as u64).max(MIN_INDEX);
+        let term = TERM_BASE + (index >> 32);
+        report.term = term;
+        let mut znodes = Vec::with_capacity(tree.nodes.len());
+        for (path, node) in tree.nodes {
+            if path == CONFIG_PATH {
+                continue;
+            }
+            if path != "/" {
+                zpath::validate(&path).map_err(|e| {
+                    Error::Corrupt(format!("{path}: not a path zkraft can hold: {e}"))
+                })?;
+            }
+            znodes.push((path, znode(node)));
+        }
+        report.znodes = znodes.len() as u64;
+        let sessions: Vec<(i64, SessionRecord)> = tree
+            .sessions
+            .iter()
+            .map(|(&id, &timeout_ms)| {
+                let rec = SessionRecord {
+                    timeout_ms,
+                    password: password::zookeeper(id),
+                    host: 0,
+                    epoch: 0,
+                    last_seq: 0,
+                };
+                (id, rec)
+            })
+            .collect();
+        report.sessions = sessions.len() as u64;
+        let staging = staging_dir(&self.out)?;
+        let written = write_seed(
+            &SeedTarget {
+                dir: &staging,
+                id: self.id,
+                cluster_id: &self.cluster_id,
+                voters: &self.voters,
+                learners: &self.learners,
+            },
+            (index, term),
+            znodes,
+            sessions,
+        )
+        .and_then(|()| {
+            if self.out.exists() {
+                std::fs::remove_dir(&self.out)?;
+            }
+            std::fs::rename(&staging, &self.out)?;
+            Ok(())
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        written
+    }
+}
+
+/// Whether `next` can follow `last` with nothing between: the next zxid of the same epoch,
+/// or the first of a later one (a new leader's first transaction has counter 1).
+fn follows(last: i64, next: i64) -> bool {
+    let (epoch, counter) = (|z: i64| z >> 32, |z: i64| z & 0xffff_ffff);
+    if epoch(next) == epoch(last) {
+        next == last + 1
+    } else {
+        epoch(next) > epoch(last) && counter(next) == 1
+    }
+}
+
+/// A ZooKeeper znode as zkraft holds it (its child count is counted when installed).
+fn znode(n: ZkNode) -> Znode {
+    let acl: Vec<crate::Acl> = n.acl;
+    Znode {
+        data_hash: data_digest(n.data.as_deref()),
+        data: n.data,
+        czxid: n.stat.czxid,
+        mzxid: n.stat.mzxid,
+        pzxid: n.stat.pzxid,
+        ctime: n.stat.ctime,
+        mtime: n.stat.mtime,
+        version: n.stat.version,
+        creations: n.stat.cversion,
+        aversion: n.stat.aversion,
+        ephemeral_owner: n.stat.ephemeral_owner,
+        num_children: n.children as i32,
+        acl: acl.into(),
+    }
+}
+
+/// A fresh directory beside `out` to build the import in.
+fn staging_dir(out: &Path) -> Result<PathBuf> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("{} names no directory", out.display())))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)?;
+    let staging = parent.join(format!(
+        ".{}.importing-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    Ok(staging)
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,532 @@
+//! Imports of ZooKeeper files written here byte by byte, as ZooKeeper's `FileSnap` and
+//! `FileTxnLog` write them, then opened by a node.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::jute::adler32;
+use super::*;
+use crate::acl::{perms, Acl, Id};
+use crate::{CreateMode, Node};
+
+/// `BinaryOutputArchive`.
+#[derive(Default)]
+struct Out(Vec<u8>);
+
+impl Out {
+    fn int(&mut self, v: i32) -> &mut Self {
+        self.0.extend(v.to_be_bytes());
+        self
+    }
+    fn long(&mut self, v: i64) -> &mut Self {
+        self.0.extend(v.to_be_bytes());
+        self
+    }
+    fn byte(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn buffer(&mut self, v: Option<&[u8]>) -> &mut Self {
+        match v {
+            None => self.int(-1),
+            Some(b) => {
+                self.int(b.len() as i32);
+                self.0.extend(b);
+                self
+            }
+        }
+    }
+    fn string(&mut self, s: &str) -> &mut Self {
+        self.buffer(Some(s.as_bytes()))
+    }
+    fn acl(&mut self, acl: &[Acl]) -> &mut Self {
+        self.int(acl.len() as i32);
+        for a in acl {
+            self.int(a.perms).string(&a.id.scheme).string(&a.id.id);
+        }
+        self
+    }
+    fn seal(&mut self) -> &mut Self {
+        let sum = adler32(&self.0);
+        self.long(i64::from(sum)).string("/")
+    }
+}
+
+fn digest_acl() -> Vec<Acl> {
+    vec![Acl::new(
+        perms::READ | perms::ADMIN,
+        Id::new("digest", "bob:HkjE3GXrqHQbLVkSGOqBXG9nu5o="),
+    )]
+}
+
+/// A znode of a snapshot: (path, data, ACL id, stat fields in file order).
+type SnapNode<'a> = (&'a str, Option<&'a [u8]>, i64, [i64; 9]);
+
+fn stat(czxid: i64, mzxid: i64, version: i64, cversion: i64, owner: i64, pzxid: i64) -> [i64; 9] {
+    [
+        czxid,
+        mzxid,
+        100 + czxid,
+        100 + mzxid,
+        version,
+        cversion,
+        0,
+        owner,
+        pzxid,
+    ]
+}
+
+/// A snapshot as ZooKeeper 3.8 writes it (digest and second seal included).
+fn snapshot(sessions: &[(i64, i32)], nodes: &[SnapNode]) -> Vec<u8> {
+    let mut o = Out::default();
+    o.int(0x5a4b_534e).int(2).long(-1);
+    o.int(sessions.len() as i32);
+    for (id, timeout) in sessions {
+        o.long(*id).int(*timeout);
+    }
+    o.int(1).long(1).acl(&digest_acl());
+    for (path, data, acl, s) in nodes {
+        o.string(path).buffer(*data).long(*acl);
+        for (i, v) in s.iter().enumerate() {
+            if (4..=6).contains(&i) {
+                o.int(*v as i32);
+            } else {
+                o.long(*v);
+            }
+        }
+    }
+    o.string("/").seal();
+    o.long(7).int(2).long(12345).seal();
+    o.0
+}
+
+fn header(o: &mut Out, session: i64, zxid: i64, kind: i32) {
+    o.long(session)
+        .int(1)
+        .long(zxid)
+        .long(1000 + zxid)
+        .int(kind);
+}
+
+/// A transaction log of these (already encoded) transaction bodies, zero-padded after.
+fn log(txns: &[Vec<u8>]) -> Vec<u8> {
+    let mut o = Out::default();
+    o.int(0x5a4b_4c47).int(2).long(0);
+    for t in txns {
+        o.long(i64::from(adler32(t))).buffer(Some(t)).byte(b'B');
+    }
+    o.0.extend([0u8; 64]);
+    o.0
+}
+
+fn create(session: i64, zxid: i64, kind: i32, path: &str, ephemeral: bool, pcv: i32) -> Vec<u8> {
+    let mut o = Out::default();
+    header(&mut o, session, zxid, kind);
+    o.string(path).buffer(Some(b"v")).acl(&Acl::open_unsafe());
+    if kind == 1 || kind == 15 {
+        o.byte(u8::from(ephemeral));
+    }
+    o.int(pcv);
+    if kind == 21 {
+        o.long(5000);
+    }
+    o.int(2).long(99); // the TxnDigest of 3.6+
+    o.0
+}
+
+fn simple(session: i64, zxid: i64, kind: i32, body: impl FnOnce(&mut Out)) -> Vec<u8> {
+    let mut o = Out::default();
+    header(&mut o, session, zxid, kind);
+    body(&mut o);
+    o.0
+}
+
+const ROOT_AND_SYSTEM: [SnapNode<'static>; 3] = [
+    ("", Some(b""), -1, [0, 0, 0, 0, 0, 1, 0, 0, 0]),
+    ("/zookeeper", Some(b""), -1, [0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    (
+        "/zookeeper/quota",
+        Some(b""),
+        -1,
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ),
+];
+
+const SESSION: i64 = 0x0100_0000_0000_0001;
+const GONE: i64 = 0x0100_0000_0000_0002;
+const EPOCH: i64 = 1 << 32;
+
+/// A ZooKeeper data directory: a snapshot at `EPOCH + 3` and a log from `EPOCH + 1`.
+fn zk_dir(dir: &Path) {
+    let v2 = dir.join("version-2");
+    std::fs::create_dir_all(&v2).unwrap();
+    let mut nodes = ROOT_AND_SYSTEM.to_vec();
+    nodes[0].3[5] = 3; // the root's cversion: three creates
+    nodes.push((
+        "/app",
+        Some(b"hello"),
+        1,
+        stat(EPOCH + 1, EPOCH + 1, 0, 0, 0, EPOCH + 1),
+    ));
+    nodes.push((
+        "/gone",
+        None,
+        -1,
+        stat(EPOCH + 2, EPOCH + 2, 0, 0, GONE, EPOCH + 2),
+    ));
+    std::fs::write(
+        v2.join(format!("snapshot.{:x}", EPOCH + 2)),
+        snapshot(&[(SESSION, 30_000), (GONE, 6_000)], &nodes),
+    )
+    .unwrap();
+    let txns = vec![
+        // Before the snapshot (skipped) and at its zxid: the fuzzy part, replayed.
+        create(0, EPOCH + 1, 1, "/app", false, 1),
+        create(GONE, EPOCH + 2, 1, "/gone", true, 2),
+        create(0, EPOCH + 3, 19, "/box", false, 3),
+        create(0, EPOCH + 4, 21, "/ttl", false, 4),
+        create(SESSION, EPOCH + 5, 15, "/app/eph", true, 1),
+        simple(0, EPOCH + 6, 5, |o| {
+            o.string("/app").buffer(Some(b"world")).int(3);
+        }),
+        simple(GONE, EPOCH + 7, -11, |o| {
+            o.int(1).string("/gone");
+        }),
+        // A multi that failed: nothing.
+        simple(0, EPOCH + 8, 14, |o| {
+            let sub = {
+                let mut s = Out::default();
+                s.string("/never")
+                    .buffer(Some(b""))
+                    .acl(&Acl::open_unsafe())
+                    .byte(0)
+                    .int(5);
+                s.0
+            };
+            o.int(2)
+                .int(1)
+                .buffer(Some(&sub))
+                .int(-1)
+                .buffer(Some(&[0, 0, 0, 101]));
+        }),
+        // The next epoch: a multi that worked, a setACL, sequential children.
+        simple(0, 2 * EPOCH + 1, 14, |o| {
+            let mk = |p: &str, pcv: i32| {
+                let mut s = Out::default();
+                s.string(p)
+                    .buffer(Some(b"m"))
+                    .acl(&Acl::open_unsafe())
+                    .byte(0)
+                    .int(pcv);
+                s.0
+            };
+            o.int(2)
+                .int(1)
+                .buffer(Some(&mk("/q", 6)))
+                .int(1)
+                .buffer(Some(&mk("/q/item-0000000000", 1)));
+        }),
+        create(0, 2 * EPOCH + 2, 1, "/q/item-0000000001", false, 2),
+        simple(0, 2 * EPOCH + 3, 2, |o| {
+            o.string("/q/item-0000000000");
+        }),
+        simple(0, 2 * EPOCH + 4, 7, |o| {
+            o.string("/q").acl(&digest_acl()).int(1);
+        }),
+    ];
+    std::fs::write(v2.join(format!("log.{:x}", EPOCH + 1)), log(&txns)).unwrap();
+}
+
+fn import(zk: &Path, out: &Path) -> ZooKeeperImport {
+    ZooKeeperImport::new(zk, out, 1, "zkraft", [1])
+}
+
+fn start(dir: &Path) -> Node {
+    Node::builder(1)
+        .data_dir(dir)
+        .tick_interval(Duration::from_millis(20))
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn a_snapshot_and_its_logs_come_over_with_every_stat() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("member1");
+    let report = import(zk.path(), &out).run().unwrap();
+    assert_eq!(report.last_zxid, 2 * EPOCH + 4);
+    assert_eq!(report.transactions, 10, "{report:?}");
+    assert_eq!(report.term, TERM_BASE + 2);
+    assert_eq!((report.sessions, report.orphan_ephemerals), (1, 0));
+    // Nothing but the member's directory is left beside it.
+    let names: Vec<_> = std::fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["member1"]);
+
+    let node = start(&out);
+    let (data, st) = node.get_data("/app").unwrap();
+    assert_eq!(data, b"world");
+    assert_eq!((st.czxid, st.mzxid, st.version), (EPOCH + 1, EPOCH + 6, 3));
+    assert_eq!((st.ctime, st.mtime), (100 + EPOCH + 1, 1000 + EPOCH + 6));
+    assert_eq!((st.pzxid, st.num_children, st.cversion), (EPOCH + 5, 1, 1));
+    assert_eq!(node.get_acl("/app").unwrap().0, digest_acl());
+    // The ephemeral of the open session stays; the closed session's went.
+    assert_eq!(
+        node.exists("/app/eph").unwrap().unwrap().ephemeral_owner,
+        SESSION
+    );
+    assert!(node.exists("/gone").unwrap().is_none());
+    assert!(node.exists("/never").unwrap().is_none());
+    let sessions = node.with_tree(|t| t.sessions().keys().copied().collect::<Vec<_>>());
+    assert_eq!(sessions, [SESSION]);
+    let password = node.with_tree(|t| t.sessions()[&SESSION].password.clone());
+    assert_eq!(password, password::zookeeper(SESSION));
+    // Kinds: a container and a TTL znode.
+    let owner = |p| node.with_tree(|t| t.get(p).unwrap().owner());
+    assert_eq!(owner("/box"), crate::tree::Owner::Container);
+    assert_eq!(owner("/ttl"), crate::tree::Owner::Ttl(5000));
+    // A null value stays null.
+    assert_eq!(
+        node.get_data_or_null("/q/item-0000000001")
+            .unwrap()
+            .0
+            .as_deref(),
+        Some(&b"v"[..])
+    );
+    let (_, q) = node.get_data("/q").unwrap();
+    assert_eq!((q.aversion, q.cversion, q.num_children), (1, 3, 1));
+    assert_eq!(node.get_acl("/q").unwrap().0, digest_acl());
+    // The log goes on after the last zxid, and sequential names after ZooKeeper's.
+    let made = node
+        .create("/q/item-", b"", CreateMode::PersistentSequential)
+        .unwrap();
+    assert_eq!(made, "/q/item-0000000002");
+    assert!(node.exists(&made).unwrap().unwrap().czxid > 2 * EPOCH + 4);
+    node.shutdown();
+}
+
+#[test]
+fn the_other_members_catch_up_by_snapshot() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("member1");
+    ZooKeeperImport::new(zk.path(), &out, 1, "zkraft", [1, 2, 3])
+        .run()
+        .unwrap();
+    let net = crate::LocalNetwork::new();
+    let dirs = [
+        out.clone(),
+        base.path().join("member2"),
+        base.path().join("member3"),
+    ];
+    let nodes: Vec<Node> = (1..=3u64)
+        .map(|id| {
+            let mut b = Node::builder(id)
+                .data_dir(&dirs[id as usize - 1])
+                .voters([1, 2, 3])
+                .transport(net.clone())
+                .tick_interval(Duration::from_millis(20));
+            if id != 1 {
+                b = b.joining();
+            }
+            b.start().unwrap()
+        })
+        .collect();
+    nodes[0]
+        .create("/after", b"x", CreateMode::Persistent)
+        .unwrap();
+    for n in &nodes {
+        n.sync("/").unwrap();
+        assert_eq!(n.get_data("/app").unwrap().0, b"world");
+        assert!(n.exists("/after").unwrap().is_some());
+    }
+    let digests: Vec<_> = nodes.iter().map(|n| n.with_tree(|t| t.digest())).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+/// Runs an import that must fail; checks the message and that nothing was left.
+fn refused(zk: &Path, imp: impl FnOnce(&Path, &Path) -> ZooKeeperImport, wants: &[&str]) {
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("member1");
+    let e = imp(zk, &out).run().unwrap_err().to_string();
+    for w in wants {
+        assert!(e.contains(w), "{e:?} lacks {w:?}");
+    }
+    assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "{e}");
+}
+
+fn snap_file(zk: &Path) -> std::path::PathBuf {
+    zk.join("version-2")
+        .join(format!("snapshot.{:x}", EPOCH + 2))
+}
+
+fn log_file(zk: &Path) -> std::path::PathBuf {
+    zk.join("version-2").join(format!("log.{:x}", EPOCH + 1))
+}
+
+#[test]
+fn a_corrupt_snapshot_is_named_with_its_offset() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let mut bytes = std::fs::read(snap_file(zk.path())).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
+    bytes[at] = b'j';
+    std::fs::write(snap_file(zk.path()), &bytes).unwrap();
+    refused(
+        zk.path(),
+        import,
+        &[
+            "no valid snapshot",
+            "snapshot.100000002: at offset",
+            "checksum mismatch",
+        ],
+    );
+    // Cut short: the same, as truncation.
+    std::fs::write(snap_file(zk.path()), &bytes[..at]).unwrap();
+    refused(
+        zk.path(),
+        import,
+        &["snapshot.100000002: at offset", "truncated"],
+    );
+}
+
+#[test]
+fn an_older_valid_snapshot_is_used_when_the_newest_is_not() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    // A newer snapshot, torn; the logs still cover the valid one.
+    let newer = zk
+        .path()
+        .join("version-2")
+        .join(format!("snapshot.{:x}", 2 * EPOCH + 2));
+    std::fs::write(&newer, b"ZKSN").unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let report = import(zk.path(), &base.path().join("m")).run().unwrap();
+    assert_eq!(report.snapshot, snap_file(zk.path()));
+    assert_eq!(report.skipped_snapshots.len(), 1);
+    assert!(
+        report.skipped_snapshots[0].1.contains("truncated"),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_truncated_log_fails_unless_its_torn_tail_may_go() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let bytes = std::fs::read(log_file(zk.path())).unwrap();
+    // Cut inside the last record.
+    let cut = bytes.len() - 64 - 10;
+    std::fs::write(log_file(zk.path()), &bytes[..cut]).unwrap();
+    refused(
+        zk.path(),
+        import,
+        &["log.100000001: at offset", "truncated", "--drop-torn-tail"],
+    );
+    let base = tempfile::tempdir().unwrap();
+    let report = import(zk.path(), &base.path().join("m"))
+        .drop_torn_tail(true)
+        .run()
+        .unwrap();
+    assert_eq!(report.last_zxid, 2 * EPOCH + 3);
+    assert!(report.torn_tail.is_some());
+    // A record whose checksum does not match fails whatever the option.
+    let mut bad = bytes.clone();
+    let at = bad.windows(5).position(|w| w == b"world").unwrap();
+    bad[at] = b'W';
+    std::fs::write(log_file(zk.path()), &bad).unwrap();
+    refused(
+        zk.path(),
+        |z, o| import(z, o).drop_torn_tail(true),
+        &["log.100000001: at offset", "checksum mismatch"],
+    );
+}
+
+#[test]
+fn a_gap_in_the_logs_is_refused() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    // A second log that skips a zxid of the epoch.
+    let later = log(&[create(0, 2 * EPOCH + 6, 1, "/late", false, 7)]);
+    let name = zk
+        .path()
+        .join("version-2")
+        .join(format!("log.{:x}", 2 * EPOCH + 6));
+    std::fs::write(&name, later).unwrap();
+    refused(
+        zk.path(),
+        import,
+        &[
+            "log.200000006: at offset 16",
+            "gap",
+            "0x200000006 follows 0x200000004",
+        ],
+    );
+    // The logs after the snapshot start too late.
+    std::fs::remove_file(&name).unwrap();
+    std::fs::rename(
+        log_file(zk.path()),
+        zk.path()
+            .join("version-2")
+            .join(format!("log.{:x}", EPOCH + 4)),
+    )
+    .unwrap();
+    let bytes = log(&[create(0, EPOCH + 5, 15, "/x", false, 4)]);
+    std::fs::write(
+        zk.path()
+            .join("version-2")
+            .join(format!("log.{:x}", EPOCH + 4)),
+        bytes,
+    )
+    .unwrap();
+    refused(
+        zk.path(),
+        import,
+        &[
+            "gap",
+            "0x100000005 follows 0x100000002",
+            "snapshot.100000002",
+        ],
+    );
+}
+
+#[test]
+fn bad_destinations_and_members_are_refused_before_reading() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let base = tempfile::tempdir().unwrap();
+    std::fs::write(base.path().join("file"), b"x").unwrap();
+    let e = import(zk.path(), base.path())
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not empty"), "{e}");
+    let e = ZooKeeperImport::new(zk.path(), base.path().join("m"), 4, "z", [1, 2, 3])
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("neither a voter nor a learner"), "{e}");
+    let e = import(&base.path().join("nothing"), &base.path().join("m"))
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a directory"), "{e}");
+}
+
+#[test]
+fn zxids_follow_within_an_epoch_and_start_at_one_in_the_next() {
+    assert!(follows(EPOCH + 1, EPOCH + 2));
+    assert!(!follows(EPOCH + 1, EPOCH + 3));
+    assert!(follows(EPOCH + 9, 3 * EPOCH + 1));
+    assert!(!follows(EPOCH + 9, 3 * EPOCH + 2));
+    assert!(follows(2 * EPOCH, 2 * EPOCH + 1));
+    assert!(!follows(2 * EPOCH + 1, EPOCH + 2));
+}
