@@ -223,7 +223,7 @@ impl ImportArgs {
                 voters.push(*id);
             }
         }
-        Ok(zkraft::import::ZooKeeperImport::new(
+        let mut import = zkraft::import::ZooKeeperImport::new(
             &self.zk_data_dir,
             &self.data_dir,
             self.id,
@@ -231,8 +231,11 @@ impl ImportArgs {
             voters,
         )
         .learners(learners)
-        .drop_torn_tail(self.drop_torn_tail)
-        .log_dir_opt(self.zk_log_dir.clone()))
+        .drop_torn_tail(self.drop_torn_tail);
+        if let Some(dir) = &self.zk_log_dir {
+            import = import.log_dir(dir);
+        }
+        Ok(import)
     }
 }
 
@@ -731,5 +734,40 @@ mod tests {
         assert_eq!(s.id, 3);
         std::fs::write(&path, "id = 1\nunknown = 2\n").unwrap();
         assert!(Settings::resolve(flags(&["--config", p])).is_err());
+    }
+
+    #[test]
+    fn import_takes_the_ensemble_from_the_peers() {
+        let flags = Flags::try_parse_from([
+            "zkraft-server",
+            "import",
+            "--zk-data-dir",
+            "/var/lib/zookeeper",
+            "--data-dir",
+            "/var/lib/zkraft",
+            "--id",
+            "1",
+            "--peers",
+            "1=a:1,2=b:2,3=c:3:0:observer",
+            "--drop-torn-tail",
+        ])
+        .unwrap();
+        let Some(Command::Import(args)) = flags.command else {
+            panic!("not an import: {flags:?}");
+        };
+        let import = format!("{:?}", args.import().unwrap());
+        for part in [
+            "voters: [1, 2]",
+            "learners: [3]",
+            "drop_torn_tail: true",
+            "id: 1,",
+        ] {
+            assert!(import.contains(part), "{import} lacks {part}");
+        }
+        let bad = ImportArgs {
+            peers: "1=nowhere".into(),
+            ..args
+        };
+        assert!(bad.import().is_err());
     }
 }

@@ -118,7 +118,7 @@ fn import(args: &ImportArgs) -> ExitCode {
             }
             println!(
                 "transactions replayed: {}\nlast zxid: {:#x}\nznodes: {}\nsessions: {}\n\
-                 ephemerals of ended sessions dropped: {}\nwritten: {} (member {}, raft index {}, term {})",
+                 ephemerals of ended sessions dropped: {}\nwritten: {} (member {}, raft index {:#x}, term {})",
                 r.transactions,
                 r.last_zxid,
                 r.znodes,

@@ -13,8 +13,8 @@
 //! What is kept, znode by znode: data (null apart from empty), ACL, version, cversion,
 //! aversion, ctime, mtime, czxid, mzxid, pzxid (zxids are kept as they are: zkraft's zxid
 //! is the raft index, and the log continues after the last one), and the kind — ephemeral,
-//! container, TTL. What is not: `/zookeeper/config` (zkraft writes its own from its
-//! members). The sessions still open at the end of the logs are recreated with their id,
+//! container, TTL — except `/zookeeper/config`'s data, which each member rewrites from its
+//! own members when it starts. The sessions still open at the end of the logs are recreated with their id,
 //! timeout and the password ZooKeeper gave them, so a client may resume its session on
 //! zkraft; a session that does not come back expires after its timeout, as after a
 //! ZooKeeper leader change, and its ephemerals go. Ephemerals whose session is not open
@@ -77,7 +77,7 @@ pub struct ImportReport {
     pub last_zxid: i64,
     /// The raft term it sits at.
     pub term: u64,
-    /// Znodes written (`/zookeeper/config` excepted).
+    /// Znodes written.
     pub znodes: u64,
     /// Sessions recreated.
     pub sessions: u64,
@@ -113,12 +113,6 @@ impl ZooKeeperImport {
     /// ZooKeeper's `dataLogDir`, when the logs are kept apart from the snapshots.
     pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.zk_log_dir = Some(dir.into());
-        self
-    }
-
-    /// [`ZooKeeperImport::log_dir`], when given.
-    pub fn log_dir_opt(mut self, dir: Option<PathBuf>) -> Self {
-        self.zk_log_dir = dir;
         self
     }
 
@@ -194,6 +188,7 @@ impl ZooKeeperImport {
                     chosen = Some((f.clone(), s.tree));
                     break;
                 }
+                Err(Error::Corrupt(why)) => skipped.push((f.path.clone(), why)),
                 Err(e) => skipped.push((f.path.clone(), e.to_string())),
             }
         }
@@ -283,11 +278,15 @@ impl ZooKeeperImport {
         let index = (report.last_zxid.max(0) as u64).max(MIN_INDEX);
         let term = TERM_BASE + (index >> 32);
         report.term = term;
-        let mut znodes = Vec::with_capacity(tree.nodes.len());
-        for (path, node) in tree.nodes {
-            if path == CONFIG_PATH {
-                continue;
+        let mut znodes = Vec::with_capacity(tree.nodes.len() + 1);
+        if !tree.nodes.contains_key(CONFIG_PATH) {
+            // ZooKeeper before 3.5 has none: the one a new zkraft tree has (a member
+            // writes the configuration into it when it starts).
+            if let Some(config) = crate::tree::DataTree::new().get(CONFIG_PATH) {
+                znodes.push((CONFIG_PATH.to_string(), Znode::clone(&config)));
             }
+        }
+        for (path, node) in tree.nodes {
             if path != "/" {
                 zpath::validate(&path).map_err(|e| {
                     Error::Corrupt(format!("{path}: not a path zkraft can hold: {e}"))

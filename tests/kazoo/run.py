@@ -20,7 +20,8 @@ targets keep their durable defaults (ZooKeeper's forceSync=yes, zkraft's fsync b
 --target zookeeper runs Apache ZooKeeper 3.8 (QuorumPeerMain from the jars in /usr/share/java,
 or --zk-classpath / ZK_CLASSPATH). --target zkraft runs three `zkraft-server` processes
 (target/debug/zkraft-server under the repository root, or ZKRAFT_SERVER; extra flags for every
-member may be given in ZKRAFT_ARGS).
+member may be given in ZKRAFT_ARGS). ZooKeeper's members get more JVM flags (system properties) from
+ZK_JVM_ARGS.
 
 The suite (pytest, or the --exec command) gets, in its environment:
   ZK_HOSTS       127.0.0.1:c1,127.0.0.1:c2,127.0.0.1:c3
@@ -318,6 +319,8 @@ def zookeeper_members(workdir, args):
         argv = [
             java,
             *jvm_flags,
+            # More system properties for a run's own needs (the import check's snapCount).
+            *shlex.split(os.environ.get("ZK_JVM_ARGS", "")),
             "-Djava.net.preferIPv4Stack=true",
             "-Dzookeeper.extendedTypesEnabled=true",
             # As kazoo's own harness runs it: a member without a quorum serves read-only
