@@ -1,0 +1,446 @@
+//! A linearizability checker for histories of znode operations, after Wing & Gong, with
+//! Lowe's cache of visited (linearized set, state) pairs, as Porcupine and Knossos search.
+//!
+//! The history is first split into independent parts (P-compositionality): operations on
+//! znodes that can never affect one another are checked apart. Two operations share a
+//! part when they touch a common znode; a create or delete also touches its parent when the
+//! parent changes or is listed in the history (otherwise the parent holds still and the
+//! siblings are independent); a multi touches all its znodes; a session's close touches its
+//! ephemerals. Each part's search then backtracks over the order of concurrent operations.
+//!
+//! An operation of unknown outcome may take effect anywhere after its invocation or never;
+//! an unknown read is dropped (it changed nothing). Sequential creates of unknown outcome
+//! take effect on no visible name: a history should not list the children of a parent
+//! that gets sequential creates.
+
+pub mod history;
+pub mod model;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use history::{Event, Op, Outcome, Ret};
+use model::{parent, Ctx, Node, State};
+
+/// Why a history was not decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Some order of the operations, each taking effect between its invocation and its
+    /// completion, explains every result.
+    Linearizable { ops: usize, parts: usize },
+    /// No order does: the part that failed, and the operations the search got stuck on.
+    Violation(Report),
+    /// A part needed more than the budget of search steps.
+    Unknown { part_ops: usize },
+}
+
+/// The part of a history that no order explains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The znodes of the part.
+    pub keys: Vec<String>,
+    /// The longest prefix of operations linearized, in order.
+    pub longest: Vec<Event>,
+    /// Operations completed by then that could not come next.
+    pub stuck: Vec<Event>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "not linearizable: znodes {:?}", self.keys)?;
+        writeln!(
+            f,
+            "longest linearizable prefix ({} ops), last 10:",
+            self.longest.len()
+        )?;
+        for e in self.longest.iter().rev().take(10).rev() {
+            writeln!(f, "  {}", show(e))?;
+        }
+        writeln!(f, "could not be placed next:")?;
+        for e in &self.stuck {
+            writeln!(f, "  {}", show(e))?;
+        }
+        Ok(())
+    }
+}
+
+fn show(e: &Event) -> String {
+    let done = e
+        .complete
+        .map_or("?".to_string(), |c| format!("{:.3}ms", c as f64 / 1e6));
+    format!(
+        "client {} session {:#x} [{:.3}ms..{done}] {:?} -> {:?}",
+        e.client,
+        e.session,
+        e.invoke as f64 / 1e6,
+        e.op,
+        e.outcome
+    )
+}
+
+/// Budget of one check.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Search steps (operations tried) per part before giving up.
+    pub max_steps: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_steps: 50_000_000,
+        }
+    }
+}
+
+/// Checks `events` against a tree that starts as `initial` (the root included).
+pub fn check(events: &[Event], initial: &BTreeMap<String, Node>, limits: Limits) -> Verdict {
+    let events: Vec<&Event> = events
+        .iter()
+        .filter(|e| !(e.outcome == Outcome::Unknown && is_read(&e.op)))
+        .collect();
+    let parts = partition(&events);
+    let n_parts = parts.len();
+    for (keys, members) in parts {
+        let owned: HashSet<String> = keys.iter().cloned().collect();
+        let ctx = Ctx {
+            initial,
+            owned: &owned,
+        };
+        let mut start = State::default();
+        for k in &keys {
+            if let Some(n) = initial.get(k) {
+                start.nodes.insert(k.clone(), n.clone());
+            }
+        }
+        let part: Vec<&Event> = members.iter().map(|&i| events[i]).collect();
+        match search(&part, &ctx, start, limits) {
+            Search::Ok => {}
+            Search::Budget => {
+                return Verdict::Unknown {
+                    part_ops: part.len(),
+                }
+            }
+            Search::Fail { longest, stuck } => {
+                let mut keys = keys;
+                keys.sort();
+                keys.truncate(20);
+                return Verdict::Violation(Report {
+                    keys,
+                    longest: longest.into_iter().map(|i| part[i].clone()).collect(),
+                    stuck: stuck.into_iter().map(|i| part[i].clone()).collect(),
+                });
+            }
+        }
+    }
+    Verdict::Linearizable {
+        ops: events.len(),
+        parts: n_parts,
+    }
+}
+
+fn is_read(op: &Op) -> bool {
+    matches!(op, Op::GetData { .. } | Op::GetChildren { .. })
+}
+
+/// The znodes an operation touches directly (its parent is added by `partition`).
+fn keys_of(e: &Event, out: &mut Vec<String>) {
+    fn of(op: &Op, ret: Option<&Ret>, out: &mut Vec<String>) {
+        match op {
+            Op::Create {
+                path, sequential, ..
+            } => match (sequential, ret) {
+                (true, Some(Ret::Created(n))) => out.push(n.clone()),
+                (true, _) => out.push(parent(path).unwrap_or("/").to_string()),
+                (false, _) => out.push(path.clone()),
+            },
+            Op::Delete { path, .. }
+            | Op::SetData { path, .. }
+            | Op::Check { path, .. }
+            | Op::GetData { path }
+            | Op::GetChildren { path } => out.push(path.clone()),
+            Op::Multi(ops) => {
+                let rets = match ret {
+                    Some(Ret::Multi(r)) => Some(r),
+                    _ => None,
+                };
+                for (i, o) in ops.iter().enumerate() {
+                    of(o, rets.and_then(|r| r.get(i)), out);
+                }
+            }
+            Op::CloseSession => {}
+        }
+    }
+    let ret = match &e.outcome {
+        Outcome::Ok(r) => Some(r),
+        _ => None,
+    };
+    of(&e.op, ret, out);
+}
+
+/// Splits the history into parts that cannot affect one another: (keys, event indexes).
+fn partition(events: &[&Event]) -> Vec<(Vec<String>, Vec<usize>)> {
+    // Parents whose children interact: those created, deleted or listed, and those that
+    // get sequential children.
+    let mut dynamic: HashSet<&str> = HashSet::new();
+    fn mark<'a>(op: &'a Op, d: &mut HashSet<&'a str>) {
+        match op {
+            Op::Create {
+                path, sequential, ..
+            } => {
+                if *sequential {
+                    d.insert(parent(path).unwrap_or("/"));
+                } else {
+                    d.insert(path);
+                }
+            }
+            Op::Delete { path, .. } | Op::GetChildren { path } => {
+                d.insert(path);
+            }
+            Op::Multi(ops) => ops.iter().for_each(|o| mark(o, d)),
+            _ => {}
+        }
+    }
+    for e in events {
+        mark(&e.op, &mut dynamic);
+    }
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut uf: Vec<usize> = Vec::new();
+    fn find(uf: &mut [usize], mut x: usize) -> usize {
+        while uf[x] != x {
+            uf[x] = uf[uf[x]];
+            x = uf[x];
+        }
+        x
+    }
+    let mut id = |k: &str, uf: &mut Vec<usize>| -> usize {
+        if let Some(&i) = ids.get(k) {
+            return i;
+        }
+        let i = uf.len();
+        uf.push(i);
+        ids.insert(k.to_string(), i);
+        i
+    };
+    let mut ephemerals: HashMap<u64, Vec<String>> = HashMap::new();
+    let mut first_key = Vec::with_capacity(events.len());
+    for e in events {
+        let mut keys = Vec::new();
+        keys_of(e, &mut keys);
+        let mut with_parents = keys.clone();
+        for k in &keys {
+            if let Some(p) = parent(k) {
+                if dynamic.contains(p) {
+                    with_parents.push(p.to_string());
+                }
+            }
+        }
+        if let Op::Create {
+            ephemeral: true, ..
+        } = &e.op
+        {
+            ephemerals
+                .entry(e.session)
+                .or_default()
+                .extend(keys.iter().cloned());
+        }
+        let root = with_parents.first().map(|k| id(k, &mut uf));
+        for k in &with_parents {
+            let (a, b) = (root.unwrap_or(0), id(k, &mut uf));
+            let (ra, rb) = (find(&mut uf, a), find(&mut uf, b));
+            uf[rb] = ra;
+        }
+        first_key.push(root);
+    }
+    // A close joins its session's ephemerals (or stands alone).
+    for (i, e) in events.iter().enumerate() {
+        if e.op == Op::CloseSession {
+            let keys = ephemerals.get(&e.session).cloned().unwrap_or_default();
+            let anchor = keys
+                .first()
+                .cloned()
+                .unwrap_or_else(|| format!("\0session {}", e.session));
+            let a = id(&anchor, &mut uf);
+            for k in &keys {
+                let b = id(k, &mut uf);
+                let (ra, rb) = (find(&mut uf, a), find(&mut uf, b));
+                uf[rb] = ra;
+            }
+            first_key[i] = Some(a);
+        }
+    }
+    let mut parts: HashMap<usize, (Vec<String>, Vec<usize>)> = HashMap::new();
+    for (k, &i) in &ids {
+        let r = find(&mut uf, i);
+        parts.entry(r).or_default().0.push(k.clone());
+    }
+    for (i, k) in first_key.iter().enumerate() {
+        let r = find(&mut uf, k.unwrap_or(0));
+        parts.entry(r).or_default().1.push(i);
+    }
+    let mut out: Vec<_> = parts
+        .into_values()
+        .filter(|(_, ev)| !ev.is_empty())
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+enum Search {
+    Ok,
+    Budget,
+    Fail {
+        longest: Vec<usize>,
+        stuck: Vec<usize>,
+    },
+}
+
+/// One entry of the time line: an operation's call or return.
+#[derive(Clone, Copy)]
+struct Entry {
+    op: usize,
+    call: bool,
+    /// Neighbours in the list of entries still to place.
+    prev: usize,
+    next: usize,
+}
+
+const NIL: usize = usize::MAX;
+
+fn hash_state(s: &State) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// Wing–Gong–Lowe over one part.
+fn search(part: &[&Event], ctx: &Ctx, start: State, limits: Limits) -> Search {
+    let n = part.len();
+    // Calls and returns by time; an unknown outcome returns after everything.
+    let mut times: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
+    for (i, e) in part.iter().enumerate() {
+        times.push((e.invoke, true, i));
+        times.push((e.complete.unwrap_or(u64::MAX), false, i));
+    }
+    // At equal times calls come first: such operations count as concurrent.
+    times.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let len = times.len();
+    let mut entries: Vec<Entry> = times
+        .iter()
+        .enumerate()
+        .map(|(k, &(_, call, op))| Entry {
+            op,
+            call,
+            prev: if k == 0 { NIL } else { k - 1 },
+            next: if k + 1 == len { NIL } else { k + 1 },
+        })
+        .collect();
+    let mut ret_of = vec![0usize; n];
+    let mut call_of = vec![0usize; n];
+    for (k, e) in entries.iter().enumerate() {
+        if e.call {
+            call_of[e.op] = k;
+        } else {
+            ret_of[e.op] = k;
+        }
+    }
+    let mut head = if len == 0 { NIL } else { 0 };
+    let unlink = |entries: &mut Vec<Entry>, head: &mut usize, k: usize| {
+        let (p, nx) = (entries[k].prev, entries[k].next);
+        if p == NIL {
+            *head = nx;
+        } else {
+            entries[p].next = nx;
+        }
+        if nx != NIL {
+            entries[nx].prev = p;
+        }
+    };
+    let relink = |entries: &mut Vec<Entry>, head: &mut usize, k: usize| {
+        let (p, nx) = (entries[k].prev, entries[k].next);
+        if p == NIL {
+            *head = k;
+        } else {
+            entries[p].next = k;
+        }
+        if nx != NIL {
+            entries[nx].prev = k;
+        }
+    };
+    let words = n.div_ceil(64);
+    let mut linearized = vec![0u64; words];
+    let mut cache: HashSet<(Vec<u64>, u64)> = HashSet::new();
+    let mut stack: Vec<(usize, State)> = Vec::new();
+    let mut state = start;
+    let mut longest: Vec<usize> = Vec::new();
+    let mut steps = 0u64;
+    let mut cur = head;
+    while head != NIL {
+        let e = entries[cur];
+        if e.call {
+            steps += 1;
+            if steps > limits.max_steps {
+                return Search::Budget;
+            }
+            let ev = part[e.op];
+            let mut placed = false;
+            if let Some(next) = ctx.step(&state, ev.session, &ev.op, &ev.outcome) {
+                linearized[e.op / 64] |= 1 << (e.op % 64);
+                if cache.insert((linearized.clone(), hash_state(&next))) {
+                    stack.push((e.op, std::mem::replace(&mut state, next)));
+                    unlink(&mut entries, &mut head, call_of[e.op]);
+                    unlink(&mut entries, &mut head, ret_of[e.op]);
+                    placed = true;
+                    if stack.len() > longest.len() {
+                        longest = stack.iter().map(|(o, _)| *o).collect();
+                    }
+                    cur = head;
+                } else {
+                    linearized[e.op / 64] &= !(1 << (e.op % 64));
+                }
+            }
+            if !placed {
+                cur = e.next;
+            }
+        } else {
+            // A return whose call was not placed: every operation still unplaced here
+            // after is of unknown outcome (they return last), and may never have happened.
+            if part[e.op].complete.is_none() {
+                return Search::Ok;
+            }
+            let Some((op, prev)) = stack.pop() else {
+                return fail(part, &longest);
+            };
+            state = prev;
+            linearized[op / 64] &= !(1 << (op % 64));
+            relink(&mut entries, &mut head, ret_of[op]);
+            relink(&mut entries, &mut head, call_of[op]);
+            cur = entries[call_of[op]].next;
+        }
+        if cur == NIL && head != NIL {
+            // Walked past every entry without reaching a return: only unknown calls left
+            // unplaced.
+            return Search::Ok;
+        }
+    }
+    Search::Ok
+}
+
+fn fail(part: &[&Event], longest: &[usize]) -> Search {
+    // The operations left out of the longest prefix that completed first: the search
+    // could place none of them next.
+    let placed: HashSet<usize> = longest.iter().copied().collect();
+    let mut stuck: Vec<usize> = (0..part.len())
+        .filter(|i| !placed.contains(i) && part[*i].complete.is_some())
+        .collect();
+    stuck.sort_by_key(|&i| part[i].complete);
+    stuck.truncate(5);
+    Search::Fail {
+        longest: longest.to_vec(),
+        stuck,
+    }
+}
+
+#[cfg(test)]
+mod tests;
