@@ -272,11 +272,13 @@ fn err_kind(e: &Error) -> Option<ErrKind> {
 fn client(c: usize, seed: u64, ens: &Ensemble, rec: &Recorder, stop: &AtomicBool, opts: &Options) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9e37_79b9));
     let member = c % opts.members;
-    // The member, the session, and when it was opened.
+    // The member, the session, and since when it is known alive: opened, or the
+    // invocation of its last operation the ensemble answered (its close, if it expires,
+    // comes after that).
     let mut session: Option<(Arc<Node>, Session, u64)> = None;
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        let Some((node, s, opened)) = session.take().or_else(|| {
+        let Some((node, s, alive)) = session.take().or_else(|| {
             let node = ens.node(member)?;
             let opened = rec.now();
             let s = node.session_with_timeout(SESSION_TIMEOUT).ok()?;
@@ -314,6 +316,7 @@ fn client(c: usize, seed: u64, ens: &Ensemble, rec: &Recorder, stop: &AtomicBool
             _ => Op::GetData { path: key.clone() },
         };
         let p = rec.invoke(c as u32, sid, op.clone());
+        let invoked = p.invoked();
         let result: Result<Ret, Error> = match &op {
             Op::Create {
                 path, ephemeral, ..
@@ -352,12 +355,12 @@ fn client(c: usize, seed: u64, ens: &Ensemble, rec: &Recorder, stop: &AtomicBool
         match result {
             Ok(r) => {
                 rec.complete(p, Outcome::Ok(r));
-                session = Some((node, s, opened));
+                session = Some((node, s, invoked));
             }
             Err(e) => {
                 if let Some(k) = err_kind(&e) {
                     rec.complete(p, Outcome::Err(k));
-                    session = Some((node, s, opened));
+                    session = Some((node, s, invoked));
                     continue;
                 }
                 rec.complete(p, Outcome::Unknown);
@@ -367,17 +370,17 @@ fn client(c: usize, seed: u64, ens: &Ensemble, rec: &Recorder, stop: &AtomicBool
                 ) || node.is_stopped()
                 {
                     // The session ends (expired, or its member stopped and it will
-                    // expire), at some time after it was opened: its ephemerals go then.
+                    // expire), after it was last known alive: its ephemerals go then.
                     rec.push(Event {
                         client: c as u32,
                         session: sid,
                         op: Op::CloseSession,
-                        invoke: opened,
+                        invoke: alive,
                         complete: None,
                         outcome: Outcome::Unknown,
                     });
                 } else {
-                    session = Some((node, s, opened));
+                    session = Some((node, s, alive));
                 }
             }
         }

@@ -107,6 +107,13 @@ pub struct Pending {
     invoke: u64,
 }
 
+impl Pending {
+    /// When it was invoked (nanoseconds since the history began).
+    pub fn invoked(&self) -> u64 {
+        self.invoke
+    }
+}
+
 impl Default for Recorder {
     fn default() -> Self {
         Recorder::new()

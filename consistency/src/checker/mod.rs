@@ -8,6 +8,10 @@
 //! siblings are independent); a multi touches all its znodes; a session's close touches its
 //! ephemerals. Each part's search then backtracks over the order of concurrent operations.
 //!
+//! Visited pairs are remembered by hash: the linearized set as a Zobrist hash, the state
+//! by its 64-bit hash. Two different pairs with equal hashes would prune a branch
+//! unexplored (a chance of about 2^-64 per pair); memory stays at 16 bytes per pair.
+//!
 //! An operation of unknown outcome may take effect anywhere after its invocation or never;
 //! an unknown read is dropped (it changed nothing). Sequential creates of unknown outcome
 //! take effect on no visible name: a history should not list the children of a parent
@@ -84,12 +88,16 @@ fn show(e: &Event) -> String {
 pub struct Limits {
     /// Search steps (operations tried) per part before giving up.
     pub max_steps: u64,
+    /// Distinct (linearized set, state) pairs remembered per part before giving up: 16
+    /// bytes each, plus the set's overhead.
+    pub max_states: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_steps: 50_000_000,
+            max_states: 50_000_000,
         }
     }
 }
@@ -308,6 +316,14 @@ struct Entry {
 
 const NIL: usize = usize::MAX;
 
+/// SplitMix64: the Zobrist word of operation `i`.
+fn splitmix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 fn hash_state(s: &State) -> u64 {
     let mut h = DefaultHasher::new();
     s.hash(&mut h);
@@ -368,9 +384,11 @@ fn search(part: &[&Event], ctx: &Ctx, start: State, limits: Limits) -> Search {
             entries[nx].prev = k;
         }
     };
-    let words = n.div_ceil(64);
-    let mut linearized = vec![0u64; words];
-    let mut cache: HashSet<(Vec<u64>, u64)> = HashSet::new();
+    // The set of operations linearized, as a Zobrist hash (a random word per operation,
+    // XORed in and out): a cache entry is 16 bytes whatever the part's size.
+    let zobrist: Vec<u64> = (0..n as u64).map(splitmix).collect();
+    let mut linearized = 0u64;
+    let mut cache: HashSet<(u64, u64)> = HashSet::new();
     let mut stack: Vec<(usize, State)> = Vec::new();
     let mut state = start;
     let mut longest: Vec<usize> = Vec::new();
@@ -386,8 +404,11 @@ fn search(part: &[&Event], ctx: &Ctx, start: State, limits: Limits) -> Search {
             let ev = part[e.op];
             let mut placed = false;
             if let Some(next) = ctx.step(&state, ev.session, &ev.op, &ev.outcome) {
-                linearized[e.op / 64] |= 1 << (e.op % 64);
-                if cache.insert((linearized.clone(), hash_state(&next))) {
+                linearized ^= zobrist[e.op];
+                if cache.len() as u64 >= limits.max_states {
+                    return Search::Budget;
+                }
+                if cache.insert((linearized, hash_state(&next))) {
                     stack.push((e.op, std::mem::replace(&mut state, next)));
                     unlink(&mut entries, &mut head, call_of[e.op]);
                     unlink(&mut entries, &mut head, ret_of[e.op]);
@@ -397,7 +418,7 @@ fn search(part: &[&Event], ctx: &Ctx, start: State, limits: Limits) -> Search {
                     }
                     cur = head;
                 } else {
-                    linearized[e.op / 64] &= !(1 << (e.op % 64));
+                    linearized ^= zobrist[e.op];
                 }
             }
             if !placed {
@@ -413,7 +434,7 @@ fn search(part: &[&Event], ctx: &Ctx, start: State, limits: Limits) -> Search {
                 return fail(part, &longest);
             };
             state = prev;
-            linearized[op / 64] &= !(1 << (op % 64));
+            linearized ^= zobrist[op];
             relink(&mut entries, &mut head, ret_of[op]);
             relink(&mut entries, &mut head, call_of[op]);
             cur = entries[call_of[op]].next;
