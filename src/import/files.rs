@@ -16,6 +16,16 @@ pub(super) struct ZkFile {
     pub compressed: Option<String>,
 }
 
+/// An I/O error on `path`, naming it.
+pub(super) fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("{}: {e}", path.display()))
+}
+
+/// The whole of file `path`.
+pub(super) fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| io_error(path, e))
+}
+
 /// `dir/version-2` when it exists (the directory ZooKeeper's `dataDir` names), else `dir`
 /// itself (given `version-2` directly).
 pub(super) fn version_dir(dir: &Path) -> Result<PathBuf> {
@@ -32,8 +42,8 @@ pub(super) fn version_dir(dir: &Path) -> Result<PathBuf> {
 /// The files of `dir` named `<prefix>.<hex zxid>[.<suffix>]`, by zxid, oldest first.
 pub(super) fn list(dir: &Path, prefix: &str) -> Result<Vec<ZkFile>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else {

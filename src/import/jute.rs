@@ -5,7 +5,13 @@
 use crate::acl::{Acl, Id};
 use crate::error::{Error, Result};
 
+/// The most elements room is made for ahead of a vector read from a file: a count larger
+/// than this grows the vector as the elements are read, so a corrupt count cannot make
+/// the import allocate more than the file holds.
+const MAX_PREALLOC: usize = 4096;
+
 /// A position in one file's bytes.
+#[derive(Clone)]
 pub(super) struct Input<'a> {
     file: &'a str,
     buf: &'a [u8],
@@ -149,6 +155,13 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// How many elements to make room for ahead of a vector of `n` read from the file,
+    /// whose elements take at least `min_size` bytes each: never more than the bytes left
+    /// could hold, nor more than [`MAX_PREALLOC`].
+    pub(super) fn capacity(&self, n: usize, min_size: usize) -> usize {
+        n.min(self.remaining() / min_size.max(1)).min(MAX_PREALLOC)
+    }
+
     /// A `vector<ACL>` (`ACL { int perms; Id { ustring scheme; ustring id } }`).
     pub(super) fn acl(&mut self, what: &str) -> Result<Vec<Acl>> {
         Ok(self.acl_opt(what)?.unwrap_or_default())
@@ -159,7 +172,7 @@ impl<'a> Input<'a> {
         let Some(n) = self.count(what, 12)? else {
             return Ok(None);
         };
-        let mut acl = Vec::with_capacity(n);
+        let mut acl = Vec::with_capacity(self.capacity(n, 12));
         for _ in 0..n {
             let perms = self.int("ACL perms")?;
             let scheme = self.string("ACL scheme")?;

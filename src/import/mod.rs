@@ -18,11 +18,14 @@
 //! timeout and the password ZooKeeper gave them, so a client may resume its session on
 //! zkraft; a session that does not come back expires after its timeout, as after a
 //! ZooKeeper leader change, and its ephemerals go. Ephemerals whose session is not open
-//! (a snapshot may hold some) are dropped.
+//! (a snapshot may hold some) are dropped as ZooKeeper drops them when it loads its data
+//! directory: their parent's pzxid moves to the last zxid.
 //!
 //! Nothing is written unless everything was read: the directory is built beside its
-//! destination and renamed into place at the end; a failure removes it. Errors name the
-//! file and the byte offset.
+//! destination and renamed into place at the end (or, when the destination is an existing
+//! empty directory such as a mount point, built inside it and its contents moved up); a
+//! failure removes it. A staging directory that an import killed before the end left is
+//! removed by the next. Errors name the file and the byte offset.
 
 mod files;
 mod jute;
@@ -83,7 +86,7 @@ pub struct ImportReport {
     pub sessions: u64,
     /// Ephemerals dropped because their session was not open.
     pub orphan_ephemerals: u64,
-    /// A record cut short at the end of the last log, dropped (file and offset).
+    /// A record cut short at the end of the logs, dropped (file and offset).
     pub torn_tail: Option<(PathBuf, u64)>,
 }
 
@@ -122,9 +125,11 @@ impl ZooKeeperImport {
         self
     }
 
-    /// Drop a record cut short at the very end of the last log instead of failing. Such
-    /// a record is what a ZooKeeper killed while writing it leaves (ZooKeeper drops it
+    /// Drop a record cut short at the very end of the logs instead of failing. Such a
+    /// record is what a ZooKeeper killed while writing it leaves (ZooKeeper drops it
     /// too): it was never acknowledged. By default the import fails, naming the offset.
+    /// (A record cut short in an earlier log is dropped whatever this says, when the next
+    /// log continues the transactions after the one before it.)
     pub fn drop_torn_tail(mut self, drop: bool) -> Self {
         self.drop_torn_tail = drop;
         self
@@ -144,7 +149,8 @@ impl ZooKeeperImport {
                 self.id
             )));
         }
-        if self.out.exists() && std::fs::read_dir(&self.out)?.next().is_some() {
+        remove_stale_staging(&self.out)?;
+        if self.out.exists() && !is_empty_dir(&self.out)? {
             return Err(Error::Config(format!(
                 "{} exists and is not empty: an import writes a new member's directory",
                 self.out.display()
@@ -182,7 +188,15 @@ impl ZooKeeperImport {
                 ));
                 continue;
             }
-            let bytes = std::fs::read(&f.path)?;
+            // One that cannot be read is skipped as an invalid one is (ZooKeeper's
+            // `FileSnap.deserialize` skips a snapshot on any IOException).
+            let bytes = match files::read(&f.path) {
+                Ok(b) => b,
+                Err(e) => {
+                    skipped.push((f.path.clone(), e.to_string()));
+                    continue;
+                }
+            };
             match snapshot::read(&display(&f.path), &bytes) {
                 Ok(s) => {
                     chosen = Some((f.clone(), s.tree));
@@ -215,11 +229,23 @@ impl ZooKeeperImport {
             torn_tail: None,
         };
         self.replay(&mut tree, &snap, logs, &mut report)?;
-        report.orphan_ephemerals = tree.drop_orphan_ephemerals() as u64;
+        let skipped: Vec<ZkFile> = snapshots
+            .into_iter()
+            .filter(|f| report.skipped_snapshots.iter().any(|(p, _)| *p == f.path))
+            .collect();
+        check_skipped_snapshots(&skipped, &report)?;
+        report.orphan_ephemerals = tree.drop_orphan_ephemerals(report.last_zxid) as u64;
         Ok((tree, report))
     }
 
     /// Replays the transactions after the snapshot, checking that none is missing.
+    ///
+    /// A log may end with a record cut short (see [`txnlog::read`]): ZooKeeper stops
+    /// reading that log there and goes on with the next. Before the last log it is what a
+    /// ZooKeeper killed while writing leaves, and restarted with a new log, and it is
+    /// dropped when the next transaction read continues the zxids of the one before it
+    /// (the gap check proves nothing committed was in it). At the end of the logs it is
+    /// left out only with [`ZooKeeperImport::drop_torn_tail`].
     fn replay(
         &self,
         tree: &mut ZkTree,
@@ -228,46 +254,40 @@ impl ZooKeeperImport {
         report: &mut ImportReport,
     ) -> Result<()> {
         let mut last = snap.zxid;
-        for (n, f) in logs.iter().enumerate() {
+        // A record cut short that no transaction has followed yet: (file, offset).
+        let mut torn: Option<(PathBuf, usize)> = None;
+        for f in logs {
             let name = display(&f.path);
-            let bytes = std::fs::read(&f.path)?;
+            let bytes = files::read(&f.path)?;
             let (records, end) = txnlog::read(&name, &bytes)?;
+            check_named_zxid(f, &name, &records)?;
             for r in records {
                 let zxid = r.txn.zxid;
                 if zxid <= last {
                     continue;
                 }
                 if !follows(last, zxid) {
-                    return Err(Error::Corrupt(format!(
-                        "{name}: at offset {}: gap in the transaction logs: zxid {zxid:#x} \
-                         follows {last:#x} (from {}); the transactions between are in no log",
-                        r.offset,
-                        if report.transactions == 0 {
-                            display(&snap.path)
-                        } else {
-                            "the logs before".to_string()
-                        }
-                    )));
+                    return Err(gap(&name, &r, last, snap, report, torn.as_ref()));
                 }
                 tree.apply(&r.txn);
                 last = zxid;
                 report.transactions += 1;
+                torn = None;
             }
             if let txnlog::End::Torn(at) = end {
-                if n + 1 == logs.len() && self.drop_torn_tail {
-                    report.torn_tail = Some((f.path.clone(), at as u64));
-                } else {
-                    return Err(Error::Corrupt(format!(
-                        "{name}: at offset {at}: truncated: the record there is cut short{}",
-                        if n + 1 == logs.len() {
-                            " (if ZooKeeper died writing it, it was never acknowledged: \
-                             import with --drop-torn-tail to leave it out)"
-                        } else {
-                            ", and later logs follow"
-                        }
-                    )));
-                }
+                torn.get_or_insert((f.path.clone(), at));
             }
+        }
+        if let Some((path, at)) = torn {
+            if !self.drop_torn_tail {
+                return Err(Error::Corrupt(format!(
+                    "{}: at offset {at}: truncated: the record there is cut short (if \
+                     ZooKeeper died writing it, it was never acknowledged: import with \
+                     --drop-torn-tail to leave it out)",
+                    display(&path)
+                )));
+            }
+            report.torn_tail = Some((path, at as u64));
         }
         report.last_zxid = last;
         Ok(())
@@ -310,7 +330,10 @@ impl ZooKeeperImport {
             })
             .collect();
         report.sessions = sessions.len() as u64;
-        let staging = staging_dir(&self.out)?;
+        // An existing (empty) destination may be a mount point, which cannot be renamed
+        // over: it is built inside it then, and its contents moved up.
+        let in_place = self.out.exists();
+        let staging = staging_dir(&self.out, in_place)?;
         let written = write_seed(
             &SeedTarget {
                 dir: &staging,
@@ -324,17 +347,90 @@ impl ZooKeeperImport {
             sessions,
         )
         .and_then(|()| {
-            if self.out.exists() {
-                std::fs::remove_dir(&self.out)?;
+            if in_place {
+                move_contents(&staging, &self.out)
+            } else {
+                rename_into_place(&staging, &self.out)
             }
-            std::fs::rename(&staging, &self.out)?;
-            Ok(())
         });
         if written.is_err() {
             let _ = std::fs::remove_dir_all(&staging);
+            if in_place {
+                // It was empty: nothing of the import is left in it.
+                let _ = clear_dir(&self.out);
+            }
         }
         written
     }
+}
+
+/// The error for a transaction `r` of log `name` that does not follow zxid `last`.
+fn gap(
+    name: &str,
+    r: &txnlog::Record,
+    last: i64,
+    snap: &ZkFile,
+    report: &ImportReport,
+    torn: Option<&(PathBuf, usize)>,
+) -> Error {
+    let after = if report.transactions == 0 {
+        display(&snap.path)
+    } else {
+        "the logs before".to_string()
+    };
+    let torn = match torn {
+        Some((path, at)) => format!(
+            " (the record cut short at offset {at} of {} may have held the first)",
+            display(path)
+        ),
+        None => String::new(),
+    };
+    Error::Corrupt(format!(
+        "{name}: at offset {}: gap in the transaction logs: zxid {:#x} follows {last:#x} \
+         (from {after}); the transactions between are in no log{torn}",
+        r.offset, r.txn.zxid
+    ))
+}
+
+/// Checks that the first transaction of log `f` is the one its name carries: ZooKeeper's
+/// `FileTxnLog.append` names a new log after the zxid of the first transaction written to
+/// it, so another first zxid means the file lost its first transactions, or is not the
+/// file its name says.
+fn check_named_zxid(f: &ZkFile, name: &str, records: &[txnlog::Record]) -> Result<()> {
+    match records.first() {
+        Some(r) if r.txn.zxid != f.zxid => Err(Error::Corrupt(format!(
+            "{name}: at offset {}: the log's first transaction is zxid {:#x}, its name says \
+             {:#x} (ZooKeeper names a log after its first transaction): transactions are \
+             missing",
+            r.offset, r.txn.zxid, f.zxid
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that the logs reach every snapshot skipped: a snapshot's name is the last zxid
+/// ZooKeeper had processed when it took it, so the transactions up to that zxid were
+/// committed, even when the snapshot cannot be read; logs that end before are missing
+/// some of them.
+fn check_skipped_snapshots(skipped: &[ZkFile], report: &ImportReport) -> Result<()> {
+    let Some(newest) = skipped.iter().max_by_key(|f| f.zxid) else {
+        return Ok(());
+    };
+    if newest.zxid <= report.last_zxid {
+        return Ok(());
+    }
+    let why = report
+        .skipped_snapshots
+        .iter()
+        .find(|(p, _)| *p == newest.path)
+        .map_or("", |(_, why)| why.as_str());
+    Err(Error::Corrupt(format!(
+        "{}: skipped ({why}), it shows that ZooKeeper had processed the transactions up to \
+         zxid {:#x}, but the transaction logs end at {:#x}: a log is missing",
+        display(&newest.path),
+        newest.zxid,
+        report.last_zxid
+    )))
 }
 
 /// Whether `next` can follow `last` with nothing between: the next zxid of the same epoch,
@@ -342,7 +438,7 @@ impl ZooKeeperImport {
 fn follows(last: i64, next: i64) -> bool {
     let (epoch, counter) = (|z: i64| z >> 32, |z: i64| z & 0xffff_ffff);
     if epoch(next) == epoch(last) {
-        next == last + 1
+        last.checked_add(1) == Some(next)
     } else {
         epoch(next) > epoch(last) && counter(next) == 1
     }
@@ -368,25 +464,116 @@ fn znode(n: ZkNode) -> Znode {
     }
 }
 
-/// A fresh directory beside `out` to build the import in.
-fn staging_dir(out: &Path) -> Result<PathBuf> {
+/// The parent directory of `out` (`.` for a bare name).
+fn parent_of(out: &Path) -> PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The prefix of the staging directories of imports into `out`, followed by their pid.
+fn staging_prefix(out: &Path) -> Result<String> {
     let name = out
         .file_name()
         .ok_or_else(|| Error::Config(format!("{} names no directory", out.display())))?;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    Ok(format!(".{}.importing-", name.to_string_lossy()))
+}
+
+/// A fresh directory to build the import in: beside `out`, or inside it when `out` is an
+/// existing (empty) directory.
+fn staging_dir(out: &Path, inside: bool) -> Result<PathBuf> {
+    let name = format!("{}{}", staging_prefix(out)?, std::process::id());
+    let staging = if inside {
+        out.join(name)
+    } else {
+        let parent = parent_of(out);
+        std::fs::create_dir_all(&parent).map_err(|e| files::io_error(&parent, e))?;
+        parent.join(name)
     };
-    std::fs::create_dir_all(&parent)?;
-    let staging = parent.join(format!(
-        ".{}.importing-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     if staging.exists() {
-        std::fs::remove_dir_all(&staging)?;
+        std::fs::remove_dir_all(&staging).map_err(|e| files::io_error(&staging, e))?;
     }
     Ok(staging)
+}
+
+/// Removes the staging directories (beside `out` or inside it) that an import killed
+/// before it finished left: those whose process is gone.
+fn remove_stale_staging(out: &Path) -> Result<()> {
+    let prefix = staging_prefix(out)?;
+    for dir in [parent_of(out), out.to_path_buf()] {
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).map_err(|e| files::io_error(&dir, e))? {
+            let entry = entry.map_err(|e| files::io_error(&dir, e))?;
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !process_alive(pid) {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path).map_err(|e| files::io_error(&path, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` is running. Told by `/proc` (Linux); where there is none, every
+/// process is taken to be running, so no staging directory is removed that may be in use.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
+/// Whether directory `dir` holds nothing.
+fn is_empty_dir(dir: &Path) -> Result<bool> {
+    let mut entries = std::fs::read_dir(dir).map_err(|e| files::io_error(dir, e))?;
+    Ok(entries.next().is_none())
+}
+
+/// Renames `staging` to `out`, and syncs their directory so the rename lasts.
+fn rename_into_place(staging: &Path, out: &Path) -> Result<()> {
+    std::fs::rename(staging, out).map_err(|e| files::io_error(out, e))?;
+    sync_dir(&parent_of(out))
+}
+
+/// Moves everything in `staging` (a directory inside `out`) up into `out`, removes
+/// `staging`, and syncs `out` so the renames last.
+fn move_contents(staging: &Path, out: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(staging).map_err(|e| files::io_error(staging, e))? {
+        let entry = entry.map_err(|e| files::io_error(staging, e))?;
+        let to = out.join(entry.file_name());
+        std::fs::rename(entry.path(), &to).map_err(|e| files::io_error(&to, e))?;
+    }
+    std::fs::remove_dir(staging).map_err(|e| files::io_error(staging, e))?;
+    sync_dir(out)
+}
+
+/// Removes everything in directory `dir`.
+fn clear_dir(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| files::io_error(dir, e))? {
+        let path = entry.map_err(|e| files::io_error(dir, e))?.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| files::io_error(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Syncs directory `dir` (its entries: a rename into it).
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| files::io_error(dir, e))
 }
 
 fn display(p: &Path) -> String {

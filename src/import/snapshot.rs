@@ -2,7 +2,8 @@
 //! sessions (id, timeout), the ACL cache (id → ACL), every znode as (path, data, ACL id,
 //! `StatPersisted`) parents first until the path `/`, and a seal: the Adler-32 of every
 //! byte before it and the path `/` again. ZooKeeper 3.6 and later append the tree's digest
-//! with a second seal, 3.9 the last processed zxid with a third; both are optional.
+//! with a seal of its own, 3.9 the last processed zxid with another; either may be
+//! turned off, so a snapshot may end with either, both or neither.
 
 use std::collections::HashMap;
 
@@ -94,30 +95,53 @@ pub(super) fn read(file: &str, buf: &[u8]) -> Result<Snapshot> {
         return Err(i.error("no root znode"));
     }
     check_seal(&mut i)?;
-    // ZooKeeper 3.6+: the digest (zxid, digest version, digest) and a seal; 3.9+: the
-    // last processed zxid and a seal.
-    for (what, size) in [("digest", 20), ("last processed zxid", 8)] {
-        if i.remaining() == 0 {
-            break;
+    read_tail(&mut i)?;
+    Ok(Snapshot { tree })
+}
+
+/// A seal: the checksum (`long`) and the path `/` (`ustring`).
+const SEAL_SIZE: usize = 8 + 4 + 1;
+/// `DataTree.ZxidDigest` as 3.6+ write it: `long zxid; int digestVersion; long digest`.
+const DIGEST_SIZE: usize = 8 + 4 + 8;
+/// The last processed zxid 3.9 writes (`DataTree.serializeLastProcessedZxid`).
+const LAST_ZXID_SIZE: usize = 8;
+
+/// What may follow the first seal, each part with a seal of its own (`FileSnap.serialize`):
+/// the digest when `zookeeper.digest.enabled` (3.6+, the default), then the last
+/// processed zxid when `zookeeper.serializeLastProcessedZxid.enabled` (3.9+, the
+/// default). Either may be off, so the size of what is left tells which are there.
+fn read_tail(i: &mut Input) -> Result<()> {
+    const DIGEST: usize = DIGEST_SIZE + SEAL_SIZE;
+    const LAST_ZXID: usize = LAST_ZXID_SIZE + SEAL_SIZE;
+    let parts: &[(&str, usize)] = match i.remaining() {
+        0 => &[],
+        DIGEST => &[("digest", DIGEST_SIZE)],
+        LAST_ZXID => &[("last processed zxid", LAST_ZXID_SIZE)],
+        n if n == DIGEST + LAST_ZXID => &[
+            ("digest", DIGEST_SIZE),
+            ("last processed zxid", LAST_ZXID_SIZE),
+        ],
+        n => {
+            return Err(i.error(format_args!(
+                "{n} bytes after the seal: neither a digest ({DIGEST}), a last processed \
+                 zxid ({LAST_ZXID}) nor both ({})",
+                DIGEST + LAST_ZXID
+            )))
         }
-        if i.remaining() < size {
-            return Err(i.error(format_args!("truncated: {what}")));
-        }
+    };
+    for &(what, size) in parts {
         for _ in 0..size {
             i.byte(what)?;
         }
-        check_seal(&mut i)?;
+        check_seal(i)?;
     }
-    if i.remaining() != 0 {
-        return Err(i.error(format_args!("{} bytes after the last seal", i.remaining())));
-    }
-    Ok(Snapshot { tree })
+    Ok(())
 }
 
 /// `ReferenceCountedACLCache`: a count, then (id, `vector<ACL>`) pairs.
 fn read_acl_cache(i: &mut Input) -> Result<HashMap<i64, Vec<Acl>>> {
     let n = i.count("ACL cache", 12)?.unwrap_or(0);
-    let mut acls = HashMap::with_capacity(n);
+    let mut acls = HashMap::with_capacity(i.capacity(n, 12));
     for _ in 0..n {
         let id = i.long("ACL cache id")?;
         let at = i.offset();

@@ -78,6 +78,18 @@ fn stat(czxid: i64, mzxid: i64, version: i64, cversion: i64, owner: i64, pzxid: 
 
 /// A snapshot as ZooKeeper 3.8 writes it (digest and second seal included).
 fn snapshot(sessions: &[(i64, i32)], nodes: &[SnapNode]) -> Vec<u8> {
+    snapshot_with(sessions, nodes, true, None)
+}
+
+/// A snapshot with the digest (3.6+, `zookeeper.digest.enabled`) or not, and the last
+/// processed zxid (3.9+, `zookeeper.serializeLastProcessedZxid.enabled`) or not, each
+/// sealed.
+fn snapshot_with(
+    sessions: &[(i64, i32)],
+    nodes: &[SnapNode],
+    digest: bool,
+    last_zxid: Option<i64>,
+) -> Vec<u8> {
     let mut o = Out::default();
     o.int(0x5a4b_534e).int(2).long(-1);
     o.int(sessions.len() as i32);
@@ -96,7 +108,12 @@ fn snapshot(sessions: &[(i64, i32)], nodes: &[SnapNode]) -> Vec<u8> {
         }
     }
     o.string("/").seal();
-    o.long(7).int(2).long(12345).seal();
+    if digest {
+        o.long(7).int(2).long(12345).seal();
+    }
+    if let Some(z) = last_zxid {
+        o.long(z).seal();
+    }
     o.0
 }
 
@@ -179,7 +196,13 @@ fn zk_dir(dir: &Path) {
         snapshot(&[(SESSION, 30_000), (GONE, 6_000)], &nodes),
     )
     .unwrap();
-    let txns = vec![
+    std::fs::write(v2.join(format!("log.{:x}", EPOCH + 1)), log(&zk_txns())).unwrap();
+}
+
+/// The transactions of [`zk_dir`]'s log, `EPOCH + 1` to `EPOCH + 8`, then `2 * EPOCH + 1`
+/// to `2 * EPOCH + 4`.
+fn zk_txns() -> Vec<Vec<u8>> {
+    vec![
         // Before the snapshot (skipped) and at its zxid: the fuzzy part, replayed.
         create(0, EPOCH + 1, 1, "/app", false, 1),
         create(GONE, EPOCH + 2, 1, "/gone", true, 2),
@@ -233,8 +256,7 @@ fn zk_dir(dir: &Path) {
         simple(0, 2 * EPOCH + 4, 7, |o| {
             o.string("/q").acl(&digest_acl()).int(1);
         }),
-    ];
-    std::fs::write(v2.join(format!("log.{:x}", EPOCH + 1)), log(&txns)).unwrap();
+    ]
 }
 
 fn import(zk: &Path, out: &Path) -> ZooKeeperImport {
@@ -480,10 +502,16 @@ fn a_gap_in_the_logs_is_refused() {
     )
     .unwrap();
     let bytes = log(&[create(0, EPOCH + 5, 15, "/x", false, 4)]);
-    std::fs::write(
+    std::fs::remove_file(
         zk.path()
             .join("version-2")
             .join(format!("log.{:x}", EPOCH + 4)),
+    )
+    .unwrap();
+    std::fs::write(
+        zk.path()
+            .join("version-2")
+            .join(format!("log.{:x}", EPOCH + 5)),
         bytes,
     )
     .unwrap();
@@ -529,4 +557,440 @@ fn zxids_follow_within_an_epoch_and_start_at_one_in_the_next() {
     assert!(!follows(EPOCH + 9, 3 * EPOCH + 2));
     assert!(follows(2 * EPOCH, 2 * EPOCH + 1));
     assert!(!follows(2 * EPOCH + 1, EPOCH + 2));
+}
+
+fn v2(zk: &Path) -> std::path::PathBuf {
+    zk.join("version-2")
+}
+
+/// The log of `txns` with the last record written only up to its first `keep` bytes:
+/// the rest of it is the zeros the file was preallocated with.
+fn torn(txns: &[Vec<u8>], keep: usize) -> Vec<u8> {
+    let mut bytes = log(txns);
+    let end = bytes.len() - 64;
+    let start = end - (13 + txns[txns.len() - 1].len());
+    bytes[start + keep..end].fill(0);
+    bytes
+}
+
+/// The offset of record `n` of [`log`]`(txns)`.
+fn record_offset(txns: &[Vec<u8>], n: usize) -> usize {
+    16 + txns[..n].iter().map(|t| 13 + t.len()).sum::<usize>()
+}
+
+#[test]
+fn a_record_torn_before_the_zero_padding_is_a_torn_tail() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let txns = zk_txns();
+    let last = record_offset(&txns, 11);
+    let dropped = |zk: &Path| {
+        let base = tempfile::tempdir().unwrap();
+        let report = import(zk, &base.path().join("m"))
+            .drop_torn_tail(true)
+            .run()
+            .unwrap();
+        assert_eq!(report.last_zxid, 2 * EPOCH + 3);
+        assert_eq!(report.torn_tail, Some((log_file(zk), last as u64)));
+    };
+    // ZooKeeper died writing the last record: its end mark and more are zeros still.
+    std::fs::write(log_file(zk.path()), torn(&txns, 20)).unwrap();
+    refused(
+        zk.path(),
+        import,
+        &[
+            &format!("log.100000001: at offset {last}: truncated"),
+            "--drop-torn-tail",
+        ],
+    );
+    dropped(zk.path());
+    // All of it written but its end mark.
+    std::fs::write(log_file(zk.path()), torn(&txns, 13 + txns[11].len() - 1)).unwrap();
+    dropped(zk.path());
+    // Its checksum and its length only.
+    std::fs::write(log_file(zk.path()), torn(&txns, 12)).unwrap();
+    dropped(zk.path());
+    // Its end mark written but a page of it not: the checksum does not match.
+    let mut bytes = log(&txns);
+    let end = bytes.len() - 64;
+    bytes[end - 2] = 0;
+    std::fs::write(log_file(zk.path()), &bytes).unwrap();
+    dropped(zk.path());
+    // Anything but zeros after it: not a record cut short, whatever the option.
+    let mut bytes = torn(&txns, 20);
+    let n = bytes.len();
+    bytes[n - 1] = 7;
+    std::fs::write(log_file(zk.path()), &bytes).unwrap();
+    refused(
+        zk.path(),
+        |z, o| import(z, o).drop_torn_tail(true),
+        &[&format!("log.100000001: at offset {last}"), "end mark 'B'"],
+    );
+}
+
+#[test]
+fn a_torn_record_before_the_last_log_goes_when_the_next_log_continues() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let txns = zk_txns();
+    // ZooKeeper died writing 2E+3; the next log starts with it.
+    std::fs::write(log_file(zk.path()), torn(&txns[..11], 30)).unwrap();
+    let next = v2(zk.path()).join(format!("log.{:x}", 2 * EPOCH + 3));
+    std::fs::write(&next, log(&txns[10..])).unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let report = import(zk.path(), &base.path().join("m")).run().unwrap();
+    assert_eq!(report.last_zxid, 2 * EPOCH + 4);
+    assert_eq!((report.transactions, report.torn_tail.clone()), (10, None));
+    assert_eq!(report.logs, [log_file(zk.path()), next.clone()]);
+    // The next log starts after it: committed transactions are missing.
+    std::fs::remove_file(&next).unwrap();
+    std::fs::write(
+        v2(zk.path()).join(format!("log.{:x}", 2 * EPOCH + 4)),
+        log(&txns[11..]),
+    )
+    .unwrap();
+    let at = record_offset(&txns, 10);
+    refused(
+        zk.path(),
+        |z, o| import(z, o).drop_torn_tail(true),
+        &[
+            "log.200000004: at offset 16",
+            "gap",
+            "0x200000004 follows 0x200000002",
+            &format!("cut short at offset {at} of"),
+        ],
+    );
+}
+
+#[test]
+fn a_snapshot_may_end_with_a_digest_a_last_zxid_both_or_neither() {
+    let nodes = ROOT_AND_SYSTEM.to_vec();
+    let sessions = [(SESSION, 30_000)];
+    let bare = snapshot_with(&sessions, &nodes, false, None).len();
+    for (digest, last, tail) in [
+        (false, None, 0),
+        (true, None, 33),
+        (false, Some(EPOCH + 2), 21),
+        (true, Some(EPOCH + 2), 54),
+    ] {
+        let bytes = snapshot_with(&sessions, &nodes, digest, last);
+        assert_eq!(bytes.len() - bare, tail);
+        let s = snapshot::read("snapshot.100000002", &bytes)
+            .unwrap_or_else(|e| panic!("a tail of {tail} bytes: {e}"));
+        assert_eq!(s.tree.sessions.len(), 1);
+        assert!(s.tree.nodes.contains_key("/zookeeper/quota"));
+    }
+    // A tail of another size, or whose seal does not match, is not ZooKeeper's.
+    let mut bytes = snapshot_with(&sessions, &nodes, false, None);
+    bytes.extend([0u8; 5]);
+    let e = snapshot::read("s", &bytes).err().unwrap().to_string();
+    assert!(e.contains("5 bytes after the seal"), "{e}");
+    let mut bytes = snapshot_with(&sessions, &nodes, false, Some(EPOCH + 2));
+    let n = bytes.len();
+    bytes[n - 14] ^= 1;
+    let e = snapshot::read("s", &bytes).err().unwrap().to_string();
+    assert!(e.contains("checksum mismatch"), "{e}");
+}
+
+#[test]
+fn a_close_session_without_its_list_of_paths_closes_the_session() {
+    // closeSessionTxn.enabled=false: the body is the TxnDigest alone.
+    let digest = |o: &mut Out| {
+        o.int(2).long(0x0123_4567_89ab_cdef);
+    };
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let mut txns = zk_txns();
+    txns[6] = simple(GONE, EPOCH + 7, -11, digest);
+    std::fs::write(log_file(zk.path()), log(&txns)).unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let (tree, report) = import(zk.path(), &base.path().join("m")).load().unwrap();
+    assert!(!tree.nodes.contains_key("/gone"));
+    assert!(!tree.sessions.contains_key(&GONE));
+    assert_eq!((report.transactions, report.orphan_ephemerals), (10, 0));
+    // Every form the body takes: nothing (3.5 and before, or neither setting), the
+    // digest, the paths, the paths and the digest.
+    let paths = |o: &mut Out| {
+        o.int(1).string("/abc");
+    };
+    type Body<'a> = &'a dyn Fn(&mut Out);
+    let cases: [(Body, Option<Vec<String>>); 4] = [
+        (&|_: &mut Out| {}, None),
+        (&digest, None),
+        (&paths, Some(vec!["/abc".to_string()])),
+        (
+            &|o: &mut Out| {
+                paths(o);
+                digest(o);
+            },
+            Some(vec!["/abc".to_string()]),
+        ),
+    ];
+    for (body, want) in cases {
+        let bytes = log(&[simple(GONE, 5, -11, body)]);
+        let (records, _) = txnlog::read("log.5", &bytes).unwrap();
+        assert_eq!(
+            records[0].txn.change,
+            zktree::Change::CloseSession { paths: want }
+        );
+    }
+    // Anything else is not a closeSession.
+    let bytes = log(&[simple(GONE, 5, -11, |o| {
+        o.int(7).int(1);
+    })]);
+    let e = txnlog::read("log.5", &bytes).err().unwrap().to_string();
+    assert!(e.contains("closeSession of 8 bytes"), "{e}");
+}
+
+fn zk_node(cversion: i32, pzxid: i64, owner: i64) -> zktree::ZkNode {
+    zktree::ZkNode {
+        data: None,
+        acl: vec![],
+        stat: zktree::StatPersisted {
+            cversion,
+            pzxid,
+            ephemeral_owner: owner,
+            ..Default::default()
+        },
+        children: 0,
+    }
+}
+
+fn zk_create(zxid: i64, session: i64, path: &str, ephemeral: bool, pcv: i32) -> zktree::Txn {
+    zktree::Txn {
+        session,
+        zxid,
+        time: zxid,
+        change: zktree::Change::Create(zktree::Create {
+            path: path.into(),
+            data: None,
+            acl: vec![],
+            owner: if ephemeral { session } else { 0 },
+            parent_cversion: pcv,
+            plain: true,
+        }),
+    }
+}
+
+#[test]
+fn a_delete_takes_the_descendants_a_fuzzy_snapshot_held() {
+    const S: i64 = 0x77;
+    let mut t = ZkTree::default();
+    assert!(t.insert_loaded("/".into(), zk_node(0, 0, 0)));
+    t.sessions.insert(S, 10_000);
+    t.apply(&zk_create(2, S, "/a", false, 1));
+    t.apply(&zk_create(3, S, "/a/b", false, 1));
+    t.apply(&zk_create(4, S, "/a/b/e", true, 1));
+    // The delete of /a, replayed over a snapshot that holds what was under it.
+    t.apply(&zktree::Txn {
+        session: S,
+        zxid: 5,
+        time: 5,
+        change: zktree::Change::Delete("/a".into()),
+    });
+    let paths: Vec<&str> = t.nodes.keys().map(String::as_str).collect();
+    assert_eq!(paths, ["/"]);
+    assert_eq!((t.nodes["/"].children, t.nodes["/"].stat.pzxid), (0, 5));
+    // ZooKeeper's list of the session's ephemerals keeps the path, so closing the
+    // session deletes it again: the pzxid of a parent made anew moves.
+    assert_eq!(t.ephemerals_of(S), ["/a/b/e"]);
+    t.apply(&zk_create(6, S, "/a", false, 2));
+    t.apply(&zk_create(7, S, "/a/b", false, 1));
+    t.apply(&zktree::Txn {
+        session: S,
+        zxid: 8,
+        time: 8,
+        change: zktree::Change::CloseSession { paths: None },
+    });
+    let b = &t.nodes["/a/b"];
+    assert_eq!((b.children, b.stat.pzxid, b.stat.cversion), (0, 8, 0));
+    assert_eq!(t.nodes.len(), 3);
+}
+
+#[test]
+fn committed_transactions_are_never_dropped_silently() {
+    // (a) A non-zero byte after the zero length that ends the records.
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let mut bytes = log(&zk_txns());
+    let n = bytes.len();
+    bytes[n - 10] = 1;
+    std::fs::write(log_file(zk.path()), &bytes).unwrap();
+    refused(
+        zk.path(),
+        |z, o| import(z, o).drop_torn_tail(true),
+        &[
+            &format!("log.100000001: at offset {}", n - 10),
+            "non-zero byte",
+        ],
+    );
+    // (b) A log whose first transaction is not the one its name says.
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    std::fs::rename(
+        log_file(zk.path()),
+        v2(zk.path()).join(format!("log.{EPOCH:x}")),
+    )
+    .unwrap();
+    refused(
+        zk.path(),
+        import,
+        &[
+            "log.100000000: at offset 16",
+            "first transaction is zxid 0x100000001",
+            "its name says 0x100000000",
+        ],
+    );
+    // (c) A newer snapshot, skipped, shows that the logs went further than the ones
+    // there.
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let newer = v2(zk.path()).join(format!("snapshot.{:x}", 3 * EPOCH + 5));
+    std::fs::write(&newer, b"ZKSN").unwrap();
+    refused(
+        zk.path(),
+        import,
+        &[
+            "snapshot.300000005: skipped (",
+            "up to zxid 0x300000005",
+            "end at 0x200000004: a log is missing",
+        ],
+    );
+}
+
+#[test]
+fn huge_counts_and_extreme_values_from_a_file_do_not_panic() {
+    // Counts of i32::MAX: refused as truncated, with no room made for them ahead.
+    let mut o = Out::default();
+    o.int(0x5a4b_534e).int(2).long(-1).int(0).int(i32::MAX);
+    let e = snapshot::read("s", &o.0).err().unwrap().to_string();
+    assert!(e.contains("truncated: ACL cache of 2147483647"), "{e}");
+    let bytes = log(&[simple(0, 5, 14, |o| {
+        o.int(i32::MAX);
+    })]);
+    let e = txnlog::read("l", &bytes).err().unwrap().to_string();
+    assert!(e.contains("truncated: multi of 2147483647"), "{e}");
+    let zeros = [0u8; 100];
+    let i = jute::Input::new("f", &zeros);
+    assert_eq!(i.capacity(usize::MAX, 12), 8);
+    assert_eq!(i.capacity(usize::MAX, 0), 100);
+    assert_eq!(i.capacity(5, 1), 5);
+    let big = vec![0u8; 1 << 20];
+    assert_eq!(jute::Input::new("f", &big).capacity(usize::MAX, 1), 4096);
+    // A parent at the highest cversion: the +1 of a create of ZooKeeper 3.2 and before
+    // wraps as Java's int does, and so moves nothing.
+    let mut t = ZkTree::default();
+    assert!(t.insert_loaded("/".into(), zk_node(i32::MAX, 1, 0)));
+    t.apply(&zk_create(2, 0, "/x", false, -1));
+    t.apply(&zk_create(3, 0, "/x", false, -1));
+    let root = &t.nodes["/"].stat;
+    assert_eq!((root.cversion, root.pzxid), (i32::MAX, 1));
+    assert!(t.nodes.contains_key("/x"));
+    // The last zxid there is.
+    assert!(!follows(i64::MAX, i64::MAX));
+    assert!(!follows(i64::MAX, i64::MIN));
+}
+
+#[test]
+fn orphan_ephemerals_go_as_zookeeper_drops_them_when_it_loads() {
+    let zk = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(v2(zk.path())).unwrap();
+    let mut nodes = ROOT_AND_SYSTEM.to_vec();
+    nodes.push((
+        "/p",
+        None,
+        -1,
+        stat(EPOCH + 1, EPOCH + 1, 0, 1, 0, EPOCH + 2),
+    ));
+    nodes.push((
+        "/p/e",
+        None,
+        -1,
+        stat(EPOCH + 2, EPOCH + 2, 0, 0, GONE, EPOCH + 2),
+    ));
+    std::fs::write(
+        v2(zk.path()).join(format!("snapshot.{:x}", EPOCH + 2)),
+        snapshot(&[(SESSION, 30_000)], &nodes),
+    )
+    .unwrap();
+    std::fs::write(
+        v2(zk.path()).join(format!("log.{:x}", EPOCH + 3)),
+        log(&[
+            create(SESSION, EPOCH + 3, 1, "/q", false, 2),
+            create(SESSION, EPOCH + 4, 1, "/q/r", false, 1),
+        ]),
+    )
+    .unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let (tree, report) = import(zk.path(), &base.path().join("m")).load().unwrap();
+    assert_eq!((report.orphan_ephemerals, report.last_zxid), (1, EPOCH + 4));
+    assert!(!tree.nodes.contains_key("/p/e"));
+    // deleteNode with the last zxid processed: the pzxid moves to it, the cversion not.
+    let p = &tree.nodes["/p"];
+    assert_eq!(
+        (p.children, p.stat.pzxid, p.stat.cversion),
+        (0, EPOCH + 4, 1)
+    );
+}
+
+#[test]
+fn io_errors_name_the_file_and_an_unreadable_newer_snapshot_is_skipped() {
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    // A newer snapshot that cannot be read (a directory): skipped, with why.
+    let newer = v2(zk.path()).join(format!("snapshot.{:x}", 2 * EPOCH + 2));
+    std::fs::create_dir(&newer).unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let report = import(zk.path(), &base.path().join("m")).run().unwrap();
+    assert_eq!(report.snapshot, snap_file(zk.path()));
+    assert_eq!(report.skipped_snapshots.len(), 1);
+    let (path, why) = &report.skipped_snapshots[0];
+    assert_eq!(path, &newer);
+    assert!(why.contains(&newer.display().to_string()), "{why}");
+    // A log that cannot be read: the error names it.
+    std::fs::remove_file(log_file(zk.path())).unwrap();
+    std::fs::create_dir(log_file(zk.path())).unwrap();
+    refused(
+        zk.path(),
+        import,
+        &["i/o error", &log_file(zk.path()).display().to_string()],
+    );
+}
+
+#[test]
+fn an_empty_directory_is_filled_where_it_is() {
+    use std::os::unix::fs::MetadataExt;
+    let zk = tempfile::tempdir().unwrap();
+    zk_dir(zk.path());
+    let base = tempfile::tempdir().unwrap();
+    let out = base.path().join("m");
+    std::fs::create_dir(&out).unwrap();
+    // What an import killed before the end left, inside and beside it; and one of a
+    // process still running (pid 1), which stays.
+    let dead = 999_999_999u32;
+    std::fs::create_dir_all(out.join(format!(".m.importing-{dead}")).join("db")).unwrap();
+    std::fs::create_dir_all(base.path().join(format!(".m.importing-{dead}/db"))).unwrap();
+    let live = base.path().join(".m.importing-1");
+    std::fs::create_dir(&live).unwrap();
+    let inode = std::fs::metadata(&out).unwrap().ino();
+    import(zk.path(), &out).run().unwrap();
+    assert_eq!(std::fs::metadata(&out).unwrap().ino(), inode);
+    let mut beside: Vec<_> = std::fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    beside.sort();
+    assert_eq!(beside, [".m.importing-1", "m"]);
+    let inside: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!inside.is_empty());
+    assert!(
+        inside.iter().all(|n| !n.contains("importing")),
+        "{inside:?}"
+    );
+    let node = start(&out);
+    assert_eq!(node.get_data("/app").unwrap().0, b"world");
+    node.shutdown();
 }

@@ -6,6 +6,7 @@
 //! is skipped (with ZooKeeper's fix-up of the parent's cversion), never an error.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 use crate::acl::Acl;
 
@@ -167,7 +168,9 @@ impl ZkTree {
     fn change(&mut self, change: &Change, txn: &Txn) {
         match change {
             Change::Create(c) => self.create(c, txn),
-            Change::Delete(p) => self.delete(p, txn.zxid),
+            Change::Delete(p) => {
+                self.delete(p, txn.zxid);
+            }
             Change::SetData {
                 path,
                 data,
@@ -205,7 +208,7 @@ impl ZkTree {
         if exists {
             if c.plain {
                 let cversion = if c.parent_cversion == -1 {
-                    parent.stat.cversion + 1
+                    parent.stat.cversion.wrapping_add(1)
                 } else {
                     c.parent_cversion
                 };
@@ -216,8 +219,9 @@ impl ZkTree {
             }
             return;
         }
+        // Java's int arithmetic: a cversion at i32::MAX wraps (and then moves nothing).
         let cversion = if c.parent_cversion == -1 {
-            parent.stat.cversion + 1
+            parent.stat.cversion.wrapping_add(1)
         } else {
             c.parent_cversion
         };
@@ -250,14 +254,23 @@ impl ZkTree {
     }
 
     /// ZooKeeper's `deleteNode`: the parent's pzxid moves even when the child is gone
-    /// already (a fuzzy snapshot may hold the delete).
-    fn delete(&mut self, path: &str, zxid: i64) {
+    /// already (a fuzzy snapshot may hold the delete). Returns whether a znode went.
+    ///
+    /// A znode ZooKeeper deletes never has children, except in a replay over a fuzzy
+    /// snapshot (which may hold children created after the delete). ZooKeeper then
+    /// unlinks the znode from its parent and drops it from its map, leaving the
+    /// descendants in the map, unreachable: no snapshot or client sees them again, and a
+    /// later create of the same path makes a new znode. They go here, since this map is
+    /// the tree written. ZooKeeper's ephemeral lists keep them, and so do these: a later
+    /// close of their session deletes their paths again, moving the pzxid of a parent
+    /// created anew meanwhile, as it does in ZooKeeper.
+    fn delete(&mut self, path: &str, zxid: i64) -> bool {
         let Some(parent_path) = parent(path) else {
-            return;
+            return false;
         };
         let exists = self.nodes.contains_key(path);
         let Some(parent) = self.nodes.get_mut(parent_path) else {
-            return;
+            return false;
         };
         if exists {
             parent.children = parent.children.saturating_sub(1);
@@ -265,19 +278,47 @@ impl ZkTree {
         if zxid > parent.stat.pzxid {
             parent.stat.pzxid = zxid;
         }
-        if let Some(node) = self.nodes.remove(path) {
-            let owner = node.stat.ephemeral_owner;
-            if is_session_owner(owner) {
-                if let Some(set) = self.ephemerals.get_mut(&owner) {
-                    set.remove(path);
-                }
+        let Some(node) = self.nodes.remove(path) else {
+            return false;
+        };
+        let owner = node.stat.ephemeral_owner;
+        if is_session_owner(owner) {
+            if let Some(set) = self.ephemerals.get_mut(&owner) {
+                set.remove(path);
             }
+        }
+        self.drop_descendants(path);
+        true
+    }
+
+    /// Removes every znode under `path` from the map (see [`ZkTree::delete`]).
+    fn drop_descendants(&mut self, path: &str) {
+        let prefix = format!("{path}/");
+        let doomed: Vec<String> = self
+            .nodes
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in doomed {
+            self.nodes.remove(&p);
         }
     }
 
-    /// Drops the ephemerals whose session is not open (a snapshot can hold some whose
-    /// session ended before it and was never closed in the logs read). Returns how many.
-    pub(super) fn drop_orphan_ephemerals(&mut self) -> usize {
+    /// Drops the ephemerals whose session is not open at the end (a snapshot can hold
+    /// some whose session ended before it and was never closed in the logs read), and
+    /// returns how many znodes went.
+    ///
+    /// ZooKeeper does this when it loads its data directory to serve
+    /// (`ZooKeeperServer.loadData`: every session with ephemerals that is not among the
+    /// sessions loaded is killed with `killSession(session, lastProcessedZxid)`), not as a
+    /// transaction: each path of the session's ephemerals is deleted by `deleteNode` with
+    /// `zxid` the last zxid processed, so the parent loses the child and its pzxid moves
+    /// up to that zxid, its cversion stays. A session that expires later is closed by a
+    /// closeSession transaction of a new zxid instead, which an import cannot make up:
+    /// the load-time clean-up is what the ZooKeeper ensemble would do with this state
+    /// when it next started, so the import does the same.
+    pub(super) fn drop_orphan_ephemerals(&mut self, zxid: i64) -> usize {
         let orphans: Vec<i64> = self
             .ephemerals
             .keys()
@@ -286,19 +327,8 @@ impl ZkTree {
             .collect();
         let mut dropped = 0;
         for s in orphans {
-            for p in self.ephemerals.remove(&s).unwrap_or_default().iter().rev() {
-                if self.nodes.contains_key(p) {
-                    let zxid = self.nodes[p].stat.czxid;
-                    // Not a transaction: the parent's pzxid stays as ZooKeeper left it.
-                    let pzxid = parent(p)
-                        .and_then(|q| self.nodes.get(q))
-                        .map(|n| n.stat.pzxid);
-                    self.delete(p, zxid);
-                    if let (Some(q), Some(pzxid)) = (parent(p), pzxid) {
-                        if let Some(n) = self.nodes.get_mut(q) {
-                            n.stat.pzxid = pzxid;
-                        }
-                    }
+            for p in self.ephemerals.remove(&s).unwrap_or_default() {
+                if self.delete(&p, zxid) {
                     dropped += 1;
                 }
             }
@@ -417,9 +447,10 @@ mod tests {
         let mut t = root();
         t.apply(&txn(2, 0, create("/g", 0, 1)));
         t.apply(&txn(3, 9, create("/g/e", 9, 1)));
-        assert_eq!(t.drop_orphan_ephemerals(), 1);
+        assert_eq!(t.drop_orphan_ephemerals(5), 1);
         assert!(!t.nodes.contains_key("/g/e"));
-        assert_eq!((t.nodes["/g"].children, t.nodes["/g"].stat.pzxid), (0, 3));
+        assert_eq!((t.nodes["/g"].children, t.nodes["/g"].stat.pzxid), (0, 5));
+        assert_eq!(t.nodes["/g"].stat.cversion, 1);
     }
 
     #[test]
