@@ -5,6 +5,10 @@
 //! Reads are `sync` then `get_data` on the client's member, which zkraft makes
 //! linearizable. With [`Options::stale_reads`] they skip the `sync`: a planted bug (a
 //! member behind the leader answers from what it has), which the checker must catch.
+//!
+//! A membership fault removes a follower with `Node::remove_member`, stops it and clears
+//! its directory; when the fault ends it starts afresh (`joining`) and is added back with
+//! `Node::add_member`, catching up by snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,17 +44,7 @@ impl Default for Options {
             duration: Duration::from_secs(10),
             clients: 10,
             keys: 4,
-            kinds: vec![
-                Kind::Partition,
-                Kind::Bridge,
-                Kind::IsolateLeader,
-                Kind::Drop,
-                Kind::Delay,
-                Kind::Pause,
-                Kind::Crash,
-                Kind::CrashAll,
-                Kind::ExpireSession,
-            ],
+            kinds: Kind::ALL.to_vec(),
             stale_reads: false,
         }
     }
@@ -63,12 +57,24 @@ pub struct RunReport {
     pub faults: usize,
     pub ops: usize,
     pub unknown: usize,
+    /// Members removed from the ensemble and added back.
+    pub readded: usize,
+    /// The voters when the load stopped, as a running member saw them.
+    pub voters_at_end: Vec<u64>,
     pub verdict: Verdict,
 }
 
 const ROOT: &str = "/k";
 const TICK: Duration = Duration::from_millis(20);
 const SESSION_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// What ends a fault: members to restart from their directories, and one removed from
+/// the ensemble, to start afresh and add back.
+#[derive(Default)]
+struct Undo {
+    crashed: Vec<usize>,
+    removed: Option<usize>,
+}
 
 struct Ensemble {
     net: LocalNetwork,
@@ -93,15 +99,64 @@ impl Ensemble {
     }
 
     fn boot(&self, i: usize) -> zkraft::Result<()> {
+        self.boot_as(i, false)
+    }
+
+    /// Starts member `i` from its directory; `joining`, as a new member with an empty
+    /// configuration that waits to be added.
+    fn boot_as(&self, i: usize, joining: bool) -> zkraft::Result<()> {
         let id = self.ids[i];
-        let node = Node::builder(id)
+        let mut b = Node::builder(id)
             .data_dir(self.dir.path().join(id.to_string()))
             .voters(self.ids.clone())
             .transport(self.net.clone())
-            .tick_interval(TICK)
-            .start()?;
-        *self.slots[i].write() = Some(Arc::new(node));
+            .tick_interval(TICK);
+        if joining {
+            b = b.joining();
+        }
+        *self.slots[i].write() = Some(Arc::new(b.start()?));
         Ok(())
+    }
+
+    /// A running member other than `id`.
+    fn other_than(&self, id: u64) -> Option<Arc<Node>> {
+        (0..self.ids.len())
+            .filter(|&i| self.ids[i] != id)
+            .find_map(|i| self.node(i))
+    }
+
+    /// Removes a follower (`member`, or another when it leads) from the ensemble, stops
+    /// it and clears its directory; `None` when the removal was refused.
+    fn remove(&self, member: u64) -> Option<usize> {
+        let leader = self.leader();
+        let m = if Some(member) == leader {
+            self.ids.iter().copied().find(|&i| Some(i) != leader)?
+        } else {
+            member
+        };
+        self.other_than(m)?.remove_member(m).ok()?;
+        let i = self.index(m);
+        self.crash(i);
+        let _ = std::fs::remove_dir_all(self.dir.path().join(m.to_string()));
+        Some(i)
+    }
+
+    /// Starts removed member `i` afresh and adds it back (it catches up by snapshot);
+    /// tries for a few seconds, as an operator would. Whether it was added.
+    fn add_back(&self, i: usize) -> bool {
+        let id = self.ids[i];
+        if self.boot_as(i, true).is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let added = self.other_than(id).map(|n| n.add_member(id, "127.0.0.1:1"));
+            if let Some(Ok(())) = added {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
     }
 
     fn node(&self, i: usize) -> Option<Arc<Node>> {
@@ -122,8 +177,8 @@ impl Ensemble {
         self.ids.iter().position(|&x| x == id).unwrap_or(0)
     }
 
-    /// Injects `f`; returns the members crashed (restarted when it ends).
-    fn inject(&self, f: &Fault) -> Vec<usize> {
+    /// Injects `f`; returns what to undo when it ends.
+    fn inject(&self, f: &Fault) -> Undo {
         let net = &self.net;
         match f {
             Fault::Partition { minority } => {
@@ -164,15 +219,26 @@ impl Ensemble {
             Fault::Crash { member } => {
                 let i = self.index(*member);
                 self.crash(i);
-                return vec![i];
+                return Undo {
+                    crashed: vec![i],
+                    removed: None,
+                };
             }
             Fault::CrashAll => {
                 (0..self.ids.len()).for_each(|i| self.crash(i));
-                return (0..self.ids.len()).collect();
+                return Undo {
+                    crashed: (0..self.ids.len()).collect(),
+                    removed: None,
+                };
             }
-            Fault::Membership { .. } => {}
+            Fault::Membership { member } => {
+                return Undo {
+                    crashed: Vec::new(),
+                    removed: self.remove(*member),
+                }
+            }
         }
-        Vec::new()
+        Undo::default()
     }
 
     fn shutdown(&self) {
@@ -184,7 +250,8 @@ impl Ensemble {
 /// Runs schedule `seed` under `opts`, then checks the history.
 pub fn run(seed: u64, opts: &Options) -> zkraft::Result<RunReport> {
     let ens = Arc::new(Ensemble::start(opts.members)?);
-    let plan = Plan::new(ens.ids.clone(), opts.duration, &opts.kinds);
+    let mut plan = Plan::new(ens.ids.clone(), opts.duration, &opts.kinds);
+    plan.expire_len = SESSION_TIMEOUT + Duration::from_millis(1000);
     let schedule = Schedule::generate(seed, &plan);
     // The root of the keys, made before the history starts.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -208,12 +275,18 @@ pub fn run(seed: u64, opts: &Options) -> zkraft::Result<RunReport> {
         })
         .collect();
     let started = Instant::now();
+    let readded = std::sync::atomic::AtomicUsize::new(0);
     for step in &schedule.steps {
         sleep_until(started + step.at);
-        let crashed = ens.inject(&step.fault);
+        let undo = ens.inject(&step.fault);
         sleep_until(started + step.at + step.lasts);
         ens.net.heal();
-        for i in crashed {
+        if let Some(i) = undo.removed {
+            if ens.add_back(i) {
+                readded.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        for i in undo.crashed {
             // A restart that fails leaves the member down for the rest of the run.
             let _ = ens.boot(i);
         }
@@ -223,6 +296,10 @@ pub fn run(seed: u64, opts: &Options) -> zkraft::Result<RunReport> {
     for c in clients {
         let _ = c.join();
     }
+    let voters_at_end = (0..ens.ids.len())
+        .find_map(|i| ens.node(i))
+        .map(|n| n.members())
+        .unwrap_or_default();
     ens.shutdown();
     let events = recorder.events();
     let unknown = events
@@ -246,6 +323,8 @@ pub fn run(seed: u64, opts: &Options) -> zkraft::Result<RunReport> {
         faults: schedule.steps.len(),
         ops: events.len(),
         unknown,
+        readded: readded.load(Ordering::SeqCst),
+        voters_at_end,
         verdict,
     })
 }
@@ -290,15 +369,21 @@ fn client(c: usize, seed: u64, ens: &Ensemble, rec: &Recorder, stop: &AtomicBool
         let sid = s.id() as u64;
         n += 1;
         let key = format!("{ROOT}/{}", rng.gen_range(0..opts.keys));
+        // Ephemerals only on the client's own key: a session's close then ties one key,
+        // and the history splits into a part per key for the checker.
+        let own = format!("{ROOT}/{}", c % opts.keys);
         let value = format!("c{c}-{n}").into_bytes();
         let roll = rng.gen_range(0..10);
         let op = match roll {
-            0 => Op::Create {
-                path: key.clone(),
-                data: value.clone(),
-                ephemeral: rng.gen_bool(0.3),
-                sequential: false,
-            },
+            0 => {
+                let ephemeral = rng.gen_bool(0.3);
+                Op::Create {
+                    path: if ephemeral { own.clone() } else { key.clone() },
+                    data: value.clone(),
+                    ephemeral,
+                    sequential: false,
+                }
+            }
             1 => Op::Delete {
                 path: key.clone(),
                 version: None,
@@ -385,7 +470,16 @@ fn client(c: usize, seed: u64, ens: &Ensemble, rec: &Recorder, stop: &AtomicBool
             }
         }
     }
-    if let Some((_, s, _)) = session {
+    if let Some((_, s, alive)) = session {
+        // It may have expired unseen since it was last known alive.
+        rec.push(Event {
+            client: c as u32,
+            session: s.id() as u64,
+            op: Op::CloseSession,
+            invoke: alive,
+            complete: None,
+            outcome: Outcome::Unknown,
+        });
         let _ = s.close();
     }
 }

@@ -5,3 +5,4 @@
 pub mod checker;
 pub mod inprocess;
 pub mod schedule;
+pub mod wire;

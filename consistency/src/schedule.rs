@@ -116,6 +116,9 @@ pub struct Plan {
     pub fault_len: (Duration, Duration),
     /// Bounds of the healed gap after each fault.
     pub gap_len: (Duration, Duration),
+    /// The least an [`Fault::ExpireSession`] lasts: longer than the clients' session
+    /// timeout, or nothing expires.
+    pub expire_len: Duration,
 }
 
 impl Plan {
@@ -127,6 +130,7 @@ impl Plan {
             kinds: kinds.to_vec(),
             fault_len: (Duration::from_millis(500), Duration::from_millis(2000)),
             gap_len: (Duration::from_millis(300), Duration::from_millis(1000)),
+            expire_len: Duration::from_millis(2500),
         }
     }
 }
@@ -155,11 +159,17 @@ impl Schedule {
         let mut steps = Vec::new();
         let mut at = between(&mut rng, plan.gap_len);
         while !plan.kinds.is_empty() {
-            let lasts = between(&mut rng, plan.fault_len);
+            let mut lasts = between(&mut rng, plan.fault_len);
             if at + lasts > plan.duration {
                 break;
             }
             let kind = *plan.kinds.choose(&mut rng).unwrap_or(&Kind::Partition);
+            if kind == Kind::ExpireSession {
+                lasts = lasts.max(plan.expire_len);
+                if at + lasts > plan.duration {
+                    break;
+                }
+            }
             steps.push(Step {
                 at,
                 fault: draw(&mut rng, kind, &plan.members),

@@ -34,9 +34,35 @@ fn seeded_fault_schedules_find_no_violation() {
             Verdict::Linearizable { .. } => {}
             Verdict::Violation(report) => panic!("seed {seed}: {report}"),
             Verdict::Unknown { part_ops } => panic!("seed {seed}: undecided ({part_ops} ops)"),
+            Verdict::Invalid { reason } => panic!("seed {seed}: {reason}"),
         }
         assert!(r.ops > 100, "seed {seed}: only {} operations", r.ops);
     }
+}
+
+#[test]
+fn members_removed_and_added_back_keep_the_history_linearizable() {
+    let opts = Options {
+        duration: Duration::from_secs(10),
+        kinds: vec![Kind::Membership],
+        ..Options::default()
+    };
+    let seed = seeds(7, 1)[0];
+    let r = run(seed, &opts).expect("the ensemble runs");
+    println!(
+        "membership, seed {seed}: {} faults, {} re-added, {} operations: {:?}",
+        r.faults, r.readded, r.ops, r.verdict
+    );
+    assert!(
+        r.readded >= 1,
+        "seed {seed}: no member was removed and added back"
+    );
+    assert_eq!(r.voters_at_end, [1, 2, 3, 4, 5], "seed {seed}");
+    assert!(
+        matches!(r.verdict, Verdict::Linearizable { .. }),
+        "seed {seed}: {:?}",
+        r.verdict
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ import zlib
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
+from run import control
 
 # test_membership.py changes the ensemble's members: it runs on an ensemble of its own
 # (`ZK_MEMBERSHIP_TESTS=1 run.py --target zkraft --exec python3 -m pytest
@@ -129,18 +130,7 @@ class Ensemble:
     def control(self, verb, mid):
         if not CONTROL:
             pytest.skip("no ZK_CONTROL: the ensemble was not started by run.py")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(120)
-            s.connect(CONTROL)
-            s.sendall(f"{verb} {mid}\n".encode())
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = s.recv(1024)
-                if not chunk:
-                    break
-                reply += chunk
-        reply = reply.decode().strip()
-        assert reply == "ok", f"harness: {verb} {mid}: {reply}"
+        control(f"{verb} {mid}", path=CONTROL, timeout=120)
 
     def kill(self, mid):
         self.control("kill", mid)

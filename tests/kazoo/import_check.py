@@ -46,7 +46,7 @@ from kazoo.security import make_digest_acl, ACL, Id, Permissions
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from run import free_ports, super_digest  # noqa: E402
+from run import control, free_ports, super_digest  # noqa: E402
 import zkwire  # noqa: E402
 
 ROOT = "/import"
@@ -57,22 +57,6 @@ TTL_SHORT_MS = 500
 
 def log(msg):
     print(f"[import_check {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def control(verb, mid):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(180)
-        s.connect(os.environ["ZK_CONTROL"])
-        s.sendall(f"{verb} {mid}\n".encode())
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(1024)
-            if not chunk:
-                break
-            reply += chunk
-    reply = reply.decode().strip()
-    if reply != "ok":
-        raise SystemExit(f"harness: {verb} {mid}: {reply}")
 
 
 def four(hostport, cmd, timeout=5.0):
@@ -138,8 +122,8 @@ def load(zk, hosts, auth, n, leader_of):
             flush(force=True)
             leader = leader_of()
             log(f"restarting ZooKeeper's leader (member {leader}) at {i} znodes: a new epoch")
-            control("stop", leader)
-            control("start", leader)
+            control(f"stop {leader}")
+            control(f"start {leader}")
             restarted = True
         kind = i % 20
         size = rnd.choice([0, 1, 10, 100, 300, 1000])
@@ -421,7 +405,7 @@ def main():
         zk.close()
         # ZooKeeper stops with the session still open (no close reaches it).
         for m in members:
-            control("stop", m["id"])
+            control(f"stop {m['id']}")
         keeper.stop()
         keeper.close()
 

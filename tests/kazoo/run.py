@@ -30,7 +30,9 @@ The suite (pytest, or the --exec command) gets, in its environment:
                  one command per connection: "stop N" (SIGTERM, then SIGKILL after a bounded
                  wait), "kill N" (SIGKILL), "start N" (start it again and wait, 60 s at most,
                  until it serves), "launch N" (start it again, without waiting); the reply
-                 is one line, "ok" or "error ...". Connections are
+                 is one line, "ok" or "error ...". Also "pause N" (SIGSTOP) and "resume N"
+                 (SIGCONT); with --proxy, "cut A B", "delay A B MS", "drop A B PERCENT" on
+                 the link from member A to member B, and "heal" (every link clear). Connections are
                  served concurrently (commands about one member one at a time), so after
                  stopping every member the suite starts them together, a "start N" per
                  connection: one member alone has no quorum and does not serve.
@@ -50,6 +52,12 @@ The suite (pytest, or the --exec command) gets, in its environment:
   ZK_TLS_DIR     the directory of the test certificates (certs.py): ca.pem, the authority;
                  client.pem and client-key.pem, a client certificate it signed; member.pem
                  and member-key.pem, the members' own
+
+--proxy puts a TCP proxy (linkproxy.py) on every directed link between members: each member's
+configuration names its own address and the others' proxies, so the control socket can cut,
+delay or break single links without root. ZooKeeper then runs with reconfigEnabled=false (its
+members' configurations differ, and must not be exchanged). ZK_PROXY=1 is then in the suite's
+environment.
 
 Without --serve, zkraft's members serve TLS too: a secure client port each, and they talk to
 each other over mutual TLS (--peer-tls). ZooKeeper's members do so with ZK_TLS_TESTS=1 only:
@@ -78,6 +86,7 @@ import threading
 import time
 
 from certs import make_authority, make_signed
+from linkproxy import Links
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -147,6 +156,29 @@ def log(msg):
     print(f"[run.py {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+class ControlError(RuntimeError):
+    """The harness answered a control command with an error."""
+
+
+def control(line, path=None, timeout=180.0):
+    """Sends one command (`kill 2`, `start 2`, `cut 1 3`, ...) to the control socket of the
+    run.py that started this process (ZK_CONTROL, or `path`); raises ControlError unless
+    the answer is "ok"."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path or os.environ["ZK_CONTROL"])
+        s.sendall(f"{line}\n".encode())
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            reply += chunk
+    reply = reply.decode().strip()
+    if reply != "ok":
+        raise ControlError(f"harness: {line}: {reply}")
+
+
 class Member:
     def __init__(self, mid, client_port, argv, cwd, log_path):
         self.id = mid
@@ -212,6 +244,12 @@ class Member:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def signal(self, sig):
+        """Sends `sig` to the member's process if it runs (SIGSTOP / SIGCONT)."""
+        with self.lock:
+            if self.alive():
+                self.proc.send_signal(sig)
+
     def serves(self):
         """One bounded probe: a kazoo session on this member alone that can read `/`."""
         from kazoo.client import KazooClient
@@ -266,12 +304,24 @@ def zookeeper_members(workdir, args):
     else:
         # Fast start for the suite's short-lived members.
         jvm_flags = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
-    ports = free_ports(12)
-    client_ports, peer_ports, secure_ports = ports[:3], ports[3:9], ports[9:]
+    ports = free_ports(12 + (24 if args.links else 0))
+    client_ports, peer_ports, secure_ports = ports[:3], ports[3:9], ports[9:12]
+    link_ports = iter(ports[12:])
     tls = args.tls
-    servers = [
-        f"server.{i + 1}=127.0.0.1:{peer_ports[2 * i]}:{peer_ports[2 * i + 1]}" for i in range(3)
-    ]
+
+    def server_lines(me):
+        """Member `me`'s view: its own quorum and election ports, the others' proxies."""
+        lines = []
+        for j in range(3):
+            quorum, election = peer_ports[2 * j], peer_ports[2 * j + 1]
+            if args.links and j != me:
+                pq, pe = next(link_ports), next(link_ports)
+                args.links.add(me + 1, j + 1, pq, quorum)
+                args.links.add(me + 1, j + 1, pe, election)
+                quorum, election = pq, pe
+            lines.append(f"server.{j + 1}=127.0.0.1:{quorum}:{election}")
+        return lines
+
     members = []
     for i in range(3):
         mid = i + 1
@@ -292,8 +342,9 @@ def zookeeper_members(workdir, args):
                         "clientPortAddress=127.0.0.1",
                         "4lw.commands.whitelist=*",
                         # kazoo's own test harness runs ZooKeeper so; zkraft serves
-                        # reconfig by default (only the super user may use it).
-                        "reconfigEnabled=true",
+                        # reconfig by default (only the super user may use it). Not
+                        # behind proxies: each member's view of the others differs.
+                        f"reconfigEnabled={'false' if args.links else 'true'}",
                         # ZooKeeper's read-only server needs local sessions (kazoo's
                         # harness turns them on for its read-only test only, too).
                         *(
@@ -311,7 +362,7 @@ def zookeeper_members(workdir, args):
                             if tls
                             else []
                         ),
-                        *servers,
+                        *server_lines(i),
                     ]
                 )
                 + "\n"
@@ -367,9 +418,10 @@ def zkraft_members(workdir, args):
     if not os.path.exists(binary):
         raise SystemExit(f"run.py: no zkraft-server at {binary} (build it, or set ZKRAFT_SERVER)")
     extra = shlex.split(os.environ.get("ZKRAFT_ARGS", ""))
-    ports = free_ports(15)
+    ports = free_ports(15 + (6 if args.links else 0))
     client_ports, raft_ports, secure_ports = ports[:3], ports[3:6], ports[6:9]
-    metrics_ports, admin_ports = ports[9:12], ports[12:]
+    metrics_ports, admin_ports = ports[9:12], ports[12:15]
+    link_ports = iter(ports[15:])
     tls = args.tls
     tls_args = (
         [
@@ -384,7 +436,18 @@ def zkraft_members(workdir, args):
         if tls
         else []
     )
-    peers = ",".join(f"{i + 1}=127.0.0.1:{raft_ports[i]}" for i in range(3))
+
+    def peers_of(me):
+        """Member `me`'s view: its own raft address, the others' (or their proxies)."""
+        view = []
+        for j in range(3):
+            port = raft_ports[j]
+            if args.links and j != me:
+                proxy = next(link_ports)
+                args.links.add(me + 1, j + 1, proxy, port)
+                port = proxy
+            view.append(f"{j + 1}=127.0.0.1:{port}")
+        return ",".join(view)
     common = [
         "--4lw-whitelist",
         "*",
@@ -423,7 +486,7 @@ def zkraft_members(workdir, args):
             "--id",
             str(mid),
             "--peers",
-            peers,
+            peers_of(i),
             "--data-dir",
             data_dir,
             "--client-addr",
@@ -519,9 +582,10 @@ class Control(threading.Thread):
     (one member of three alone never serves); commands about the same member run one at a time.
     """
 
-    def __init__(self, path, members):
+    def __init__(self, path, members, links=None):
         super().__init__(daemon=True)
         self.path = path
+        self.links = links
         self.members = {m.id: m for m in members}
         self.locks = {m.id: threading.Lock() for m in members}
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -555,13 +619,43 @@ class Control(threading.Thread):
             except OSError:
                 pass
 
+    def handle_link(self, parts):
+        """cut A B | delay A B MS | drop A B PERCENT | heal (--proxy only)."""
+        if self.links is None:
+            return "error no link proxies (run.py --proxy)"
+        if parts == ["heal"]:
+            self.links.heal()
+            return "ok"
+        want = 3 if parts[0] == "cut" else 4
+        if len(parts) != want or not all(p.isdigit() for p in parts[1:]):
+            return f"error bad command {' '.join(parts)!r}"
+        src, dst = int(parts[1]), int(parts[2])
+        proxies = self.links.on(src, dst)
+        if not proxies:
+            return f"error no link {src} -> {dst}"
+        for p in proxies:
+            if parts[0] == "cut":
+                p.set_faults(cut=True)
+            elif parts[0] == "delay":
+                p.set_faults(delay=int(parts[3]) / 1000.0)
+            else:
+                p.set_faults(drop=min(int(parts[3]), 100) / 100.0)
+        return "ok"
+
     def handle(self, line):
         parts = line.split()
+        if parts and parts[0] in ("cut", "delay", "drop", "heal"):
+            log(f"control: {line}")
+            return self.handle_link(parts)
         if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in self.members:
             return f"error bad command {line!r}"
         verb, member = parts[0], self.members[int(parts[1])]
         if self.closing.is_set():
             return "error the harness is stopping"
+        if verb in ("pause", "resume"):
+            log(f"control: {line}")
+            member.signal(signal.SIGSTOP if verb == "pause" else signal.SIGCONT)
+            return "ok"
         with self.locks[member.id]:
             log(f"control: {line}")
             if verb == "stop":
@@ -605,6 +699,11 @@ def main():
         help="print ZK_HOSTS=... and serve until stdin closes or SIGTERM (no pytest)",
     )
     parser.add_argument("--workdir", help="parent directory of the temp dir (default: the system's)")
+    parser.add_argument(
+        "--proxy",
+        action="store_true",
+        help="put a TCP proxy on every link between members (control: cut, delay, drop, heal)",
+    )
     parser.add_argument(
         "--jvm-as-shipped",
         action="store_true",
@@ -652,6 +751,7 @@ def main():
     make = zookeeper_members if args.target == "zookeeper" else zkraft_members
     wants_tls = args.target == "zkraft" or os.environ.get("ZK_TLS_TESTS")
     args.tls = make_tls(workdir) if wants_tls and not args.serve else None
+    args.links = Links() if args.proxy else None
     members = make(workdir, args)
     control = None
     code = 2
@@ -673,7 +773,7 @@ def main():
         with open(members_file, "w") as f:
             json.dump([{"id": m.id, "host": "127.0.0.1", "port": m.client_port} for m in members], f)
         control_path = os.path.join(workdir, "control.sock")
-        control = Control(control_path, members)
+        control = Control(control_path, members, args.links)
         control.start()
 
         env = dict(os.environ)
@@ -685,6 +785,8 @@ def main():
             ZK_TARGET=args.target,
             PYTHONDONTWRITEBYTECODE="1",
         )
+        if args.links:
+            env["ZK_PROXY"] = "1"
         env["ZK_SASL_USERS"] = os.path.join(workdir, "sasl-users.json")
         if args.target == "zkraft":
             env["ZK_METRICS"] = ",".join(f"127.0.0.1:{m.metrics_port}" for m in members)
@@ -733,7 +835,10 @@ def main():
     finally:
         if control is not None:
             control.close()
+        if args.links:
+            args.links.close()
         for m in members:
+            m.signal(signal.SIGCONT)  # a paused member would hold SIGTERM until STOP_GRACE
             m.stop(retire=True)
         if code != 0:
             for m in members:

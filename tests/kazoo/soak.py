@@ -30,11 +30,14 @@ import argparse
 import json
 import os
 import random
-import socket
 import sys
 import threading
 import time
 import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from run import control  # noqa: E402
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss, OperationTimeoutError, SessionExpiredError
@@ -49,22 +52,6 @@ SETTLE_TIMEOUT = 60.0
 
 def log(msg):
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def control(verb, mid):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(180)
-        s.connect(os.environ["ZK_CONTROL"])
-        s.sendall(f"{verb} {mid}\n".encode())
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(1024)
-            if not chunk:
-                break
-            reply += chunk
-    reply = reply.decode().strip()
-    if reply != "ok":
-        raise SystemExit(f"soak: harness: {verb} {mid}: {reply}")
 
 
 class Writer(threading.Thread):
@@ -111,15 +98,43 @@ class Writer(threading.Thread):
             raise SystemExit(f"soak: writer {self.wid} did not pause in 60 s")
 
 
-def read_values(hosts, parent):
-    """Every child's value under `parent`, read through `hosts` alone after a sync."""
+def at_once(lines):
+    """Sends the harness these commands together (a connection each, served concurrently:
+    kills land at once, and members started together find their quorum); exits on any
+    error."""
+    errors = []
+
+    def send(line):
+        try:
+            control(line)
+        except Exception as e:  # noqa: BLE001 - reported below, from the main thread
+            errors.append(f"{line}: {e}")
+
+    threads = [threading.Thread(target=send, args=(line,)) for line in lines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit(f"soak: {'; '.join(errors)}")
+
+
+def read_values(hosts, parent, attempts=5):
+    """Every child's value under `parent`, read through `hosts` alone after a sync; the
+    whole read is tried again (a bounded number of times) when the connection drops."""
     c = KazooClient(hosts=hosts, timeout=10.0, connection_retry=KazooRetry(**RETRY))
     c.start(timeout=60)
     try:
-        c.sync(parent)
-        names = c.get_children(parent)
-        gets = [c.get_async(f"{parent}/{n}") for n in names]
-        return [g.get(timeout=60)[0].decode() for g in gets]
+        for attempt in range(attempts):
+            try:
+                c.sync(parent)
+                names = c.get_children(parent)
+                gets = [c.get_async(f"{parent}/{n}") for n in names]
+                return [g.get(timeout=60)[0].decode() for g in gets]
+            except UNKNOWN:
+                if attempt + 1 == attempts:
+                    raise
+                time.sleep(0.5)
     finally:
         c.stop()
         c.close()
@@ -206,14 +221,9 @@ def main():
                 victims = ids
             else:
                 victims = rnd.sample(ids, rnd.choice([1, 1, 2]))
-            for v in victims:
-                control("kill", v)
+            at_once([f"kill {v}" for v in victims])
             time.sleep(rnd.uniform(0.0, 1.0))
-            starters = [threading.Thread(target=control, args=("start", v)) for v in victims]
-            for t in starters:
-                t.start()
-            for t in starters:
-                t.join()
+            at_once([f"start {v}" for v in victims])
             time.sleep(args.write_secs * rnd.uniform(0.5, 1.5))
             for w in writers:
                 w.pause()

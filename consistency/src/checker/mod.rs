@@ -37,6 +37,9 @@ pub enum Verdict {
     Violation(Report),
     /// A part needed more than the budget of search steps.
     Unknown { part_ops: usize },
+    /// The history itself is malformed: an outcome that disagrees with its completion
+    /// time (unknown exactly when it never returned), or a return before its call.
+    Invalid { reason: String },
 }
 
 /// The part of a history that no order explains.
@@ -104,11 +107,19 @@ impl Default for Limits {
 
 /// Checks `events` against a tree that starts as `initial` (the root included).
 pub fn check(events: &[Event], initial: &BTreeMap<String, Node>, limits: Limits) -> Verdict {
+    if let Some(e) = events.iter().find(|e| {
+        (e.outcome == Outcome::Unknown) != e.complete.is_none()
+            || e.complete.is_some_and(|c| c < e.invoke)
+    }) {
+        return Verdict::Invalid {
+            reason: format!("an event's outcome and completion disagree: {}", show(e)),
+        };
+    }
     let events: Vec<&Event> = events
         .iter()
         .filter(|e| !(e.outcome == Outcome::Unknown && is_read(&e.op)))
         .collect();
-    let parts = partition(&events);
+    let parts = partition(&events, initial);
     let n_parts = parts.len();
     for (keys, members) in parts {
         let owned: HashSet<String> = keys.iter().cloned().collect();
@@ -154,64 +165,99 @@ fn is_read(op: &Op) -> bool {
 
 /// The znodes an operation touches directly (its parent is added by `partition`).
 fn keys_of(e: &Event, out: &mut Vec<String>) {
-    fn of(op: &Op, ret: Option<&Ret>, out: &mut Vec<String>) {
-        match op {
-            Op::Create {
-                path, sequential, ..
-            } => match (sequential, ret) {
-                (true, Some(Ret::Created(n))) => out.push(n.clone()),
-                (true, _) => out.push(parent(path).unwrap_or("/").to_string()),
-                (false, _) => out.push(path.clone()),
-            },
-            Op::Delete { path, .. }
-            | Op::SetData { path, .. }
-            | Op::Check { path, .. }
-            | Op::GetData { path }
-            | Op::GetChildren { path } => out.push(path.clone()),
-            Op::Multi(ops) => {
-                let rets = match ret {
-                    Some(Ret::Multi(r)) => Some(r),
-                    _ => None,
-                };
-                for (i, o) in ops.iter().enumerate() {
-                    of(o, rets.and_then(|r| r.get(i)), out);
-                }
+    keys_of_op(&e.op, answer(e), out);
+}
+
+fn keys_of_op(op: &Op, ret: Option<&Ret>, out: &mut Vec<String>) {
+    match op {
+        Op::Create {
+            path, sequential, ..
+        } => match (sequential, ret) {
+            (true, Some(Ret::Created(n))) => out.push(n.clone()),
+            (true, _) => out.push(parent(path).unwrap_or("/").to_string()),
+            (false, _) => out.push(path.clone()),
+        },
+        Op::Delete { path, .. }
+        | Op::SetData { path, .. }
+        | Op::Check { path, .. }
+        | Op::GetData { path }
+        | Op::GetChildren { path } => out.push(path.clone()),
+        Op::Multi(ops) => {
+            for (i, o) in ops.iter().enumerate() {
+                keys_of_op(o, nth(ret, i), out);
             }
-            Op::CloseSession => {}
         }
+        Op::CloseSession => {}
     }
-    let ret = match &e.outcome {
+}
+
+/// The answer an operation returned, when it succeeded.
+fn answer(e: &Event) -> Option<&Ret> {
+    match &e.outcome {
         Outcome::Ok(r) => Some(r),
         _ => None,
-    };
-    of(&e.op, ret, out);
+    }
+}
+
+/// The answers of a multi's operations, when it succeeded.
+fn nth(ret: Option<&Ret>, i: usize) -> Option<&Ret> {
+    match ret {
+        Some(Ret::Multi(r)) => r.get(i),
+        _ => None,
+    }
+}
+
+/// Marks the znodes whose children interact: those created (the names sequential
+/// creates returned too), deleted or listed, and the parents of sequential creates.
+fn mark<'a>(op: &'a Op, ret: Option<&'a Ret>, d: &mut HashSet<&'a str>) {
+    match op {
+        Op::Create {
+            path, sequential, ..
+        } => {
+            if *sequential {
+                d.insert(parent(path).unwrap_or("/"));
+                if let Some(Ret::Created(n)) = ret {
+                    d.insert(n);
+                }
+            } else {
+                d.insert(path);
+            }
+        }
+        Op::Delete { path, .. } | Op::GetChildren { path } => {
+            d.insert(path);
+        }
+        Op::Multi(ops) => {
+            for (i, o) in ops.iter().enumerate() {
+                mark(o, nth(ret, i), d);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The ephemerals an operation may create (inside a multi too).
+fn ephemerals_of(op: &Op, ret: Option<&Ret>, out: &mut Vec<String>) {
+    match op {
+        Op::Create {
+            ephemeral: true, ..
+        } => keys_of_op(op, ret, out),
+        Op::Multi(ops) => {
+            for (i, o) in ops.iter().enumerate() {
+                ephemerals_of(o, nth(ret, i), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Splits the history into parts that cannot affect one another: (keys, event indexes).
-fn partition(events: &[&Event]) -> Vec<(Vec<String>, Vec<usize>)> {
-    // Parents whose children interact: those created, deleted or listed, and those that
-    // get sequential children.
+fn partition(
+    events: &[&Event],
+    initial: &BTreeMap<String, Node>,
+) -> Vec<(Vec<String>, Vec<usize>)> {
     let mut dynamic: HashSet<&str> = HashSet::new();
-    fn mark<'a>(op: &'a Op, d: &mut HashSet<&'a str>) {
-        match op {
-            Op::Create {
-                path, sequential, ..
-            } => {
-                if *sequential {
-                    d.insert(parent(path).unwrap_or("/"));
-                } else {
-                    d.insert(path);
-                }
-            }
-            Op::Delete { path, .. } | Op::GetChildren { path } => {
-                d.insert(path);
-            }
-            Op::Multi(ops) => ops.iter().for_each(|o| mark(o, d)),
-            _ => {}
-        }
-    }
     for e in events {
-        mark(&e.op, &mut dynamic);
+        mark(&e.op, answer(e), &mut dynamic);
     }
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut uf: Vec<usize> = Vec::new();
@@ -231,7 +277,13 @@ fn partition(events: &[&Event]) -> Vec<(Vec<String>, Vec<usize>)> {
         ids.insert(k.to_string(), i);
         i
     };
+    // A session's ephemerals: those of the initial tree and those it may create.
     let mut ephemerals: HashMap<u64, Vec<String>> = HashMap::new();
+    for (path, n) in initial {
+        if n.owner != 0 {
+            ephemerals.entry(n.owner).or_default().push(path.clone());
+        }
+    }
     let mut first_key = Vec::with_capacity(events.len());
     for e in events {
         let mut keys = Vec::new();
@@ -244,14 +296,10 @@ fn partition(events: &[&Event]) -> Vec<(Vec<String>, Vec<usize>)> {
                 }
             }
         }
-        if let Op::Create {
-            ephemeral: true, ..
-        } = &e.op
-        {
-            ephemerals
-                .entry(e.session)
-                .or_default()
-                .extend(keys.iter().cloned());
+        let mut own = Vec::new();
+        ephemerals_of(&e.op, answer(e), &mut own);
+        if !own.is_empty() {
+            ephemerals.entry(e.session).or_default().extend(own);
         }
         let root = with_parents.first().map(|k| id(k, &mut uf));
         for k in &with_parents {

@@ -2,7 +2,7 @@
 //! versions and owning sessions, as ZooKeeper's `DataTree` behaves, seen through the
 //! operations of [`Op`]. Pure: a step takes a state and gives the next.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::history::{ErrKind, Op, Outcome, Ret};
 
@@ -15,12 +15,14 @@ pub struct Node {
     pub owner: u64,
 }
 
-/// The znodes of one partition, and the last sequential suffix handed out under each
-/// parent.
+/// The znodes of one partition, the last sequential suffix handed out under each
+/// parent, and the sessions that have ended.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct State {
     pub nodes: BTreeMap<String, Node>,
     pub last_seq: BTreeMap<String, i64>,
+    /// Sessions closed or expired: nothing they ask afterwards takes effect.
+    pub closed: BTreeSet<u64>,
 }
 
 /// What a step reads beside the state: the znodes no operation of the partition
@@ -62,15 +64,16 @@ impl Ctx<'_> {
         out
     }
 
-    /// Applies `op` of `session` to `s`, the way ZooKeeper would; `seq_name` is the name a
-    /// sequential create was answered with (a sequential create without one takes effect
-    /// on no name anyone can see).
+    /// Applies `op` of `session` to `s`, the way ZooKeeper would. `answer` is what the
+    /// operation was answered with when it succeeded: the name a sequential create made
+    /// comes from it (a sequential create without one — failed, or of unknown outcome —
+    /// runs the parent's checks and takes effect on no name anyone can see).
     fn apply(
         &self,
         s: &mut State,
         session: u64,
         op: &Op,
-        seq_name: Option<&str>,
+        answer: Option<&Ret>,
     ) -> Result<Ret, ErrKind> {
         match op {
             Op::Create {
@@ -79,17 +82,15 @@ impl Ctx<'_> {
                 ephemeral,
                 sequential,
             } => {
-                let name = match (sequential, seq_name) {
+                let name = match (sequential, answer) {
                     (false, _) => path.clone(),
-                    (true, Some(n)) => n.to_string(),
-                    (true, None) => return Ok(Ret::Done),
+                    (true, Some(Ret::Created(n))) => n.clone(),
+                    (true, _) => {
+                        self.parent_takes_children(s, path)?;
+                        return Ok(Ret::Done);
+                    }
                 };
-                let p = parent(&name).ok_or(ErrKind::NodeExists)?;
-                match self.node(s, p) {
-                    None => return Err(ErrKind::NoNode),
-                    Some(n) if n.owner != 0 => return Err(ErrKind::NoChildrenForEphemerals),
-                    Some(_) => {}
-                }
+                let p = self.parent_takes_children(s, &name)?;
                 if self.node(s, &name).is_some() {
                     return Err(ErrKind::NodeExists);
                 }
@@ -99,7 +100,7 @@ impl Ctx<'_> {
                         .filter(|d| d.len() == 10)
                         .and_then(|d| d.parse::<i64>().ok())
                         .ok_or(ErrKind::NodeExists)?;
-                    let last = s.last_seq.entry(p.to_string()).or_insert(-1);
+                    let last = s.last_seq.entry(p).or_insert(-1);
                     if suffix <= *last {
                         return Err(ErrKind::NodeExists);
                     }
@@ -156,31 +157,57 @@ impl Ctx<'_> {
                 self.node(s, path).map(|_| self.children(s, path)),
             )),
             Op::Multi(ops) => {
+                let answers = match answer {
+                    Some(Ret::Multi(r)) => Some(r),
+                    _ => None,
+                };
                 let mut next = s.clone();
                 let mut rets = Vec::with_capacity(ops.len());
-                for o in ops {
-                    rets.push(self.apply(&mut next, session, o, None)?);
+                for (i, o) in ops.iter().enumerate() {
+                    let a = answers.and_then(|r| r.get(i));
+                    rets.push(self.apply(&mut next, session, o, a)?);
                 }
                 *s = next;
                 Ok(Ret::Multi(rets))
             }
             Op::CloseSession => {
                 s.nodes.retain(|_, n| n.owner != session);
+                s.closed.insert(session);
                 Ok(Ret::Done)
             }
+        }
+    }
+
+    /// The parent of `path` (a path or a sequential prefix), if it exists and may have
+    /// children: ZooKeeper's checks before any create.
+    fn parent_takes_children(&self, s: &State, path: &str) -> Result<String, ErrKind> {
+        let p = parent(path).ok_or(ErrKind::NodeExists)?;
+        match self.node(s, p) {
+            None => Err(ErrKind::NoNode),
+            Some(n) if n.owner != 0 => Err(ErrKind::NoChildrenForEphemerals),
+            Some(_) => Ok(p.to_string()),
         }
     }
 
     /// The state after `op` of `session` ended with `outcome`, or `None` when that outcome
     /// is impossible in `s`. An unknown outcome takes effect here (the search tries "never"
     /// by not linearizing it).
+    ///
+    /// Once its session has ended, an operation cannot have been answered (the server
+    /// answers "session expired"), and one of unknown outcome changed nothing.
     pub fn step(&self, s: &State, session: u64, op: &Op, outcome: &Outcome) -> Option<State> {
+        if s.closed.contains(&session) {
+            return match outcome {
+                Outcome::Unknown => Some(s.clone()),
+                _ => None,
+            };
+        }
         let mut next = s.clone();
-        let seq_name = match (op, outcome) {
-            (Op::Create { .. }, Outcome::Ok(Ret::Created(n))) => Some(n.as_str()),
+        let answer = match outcome {
+            Outcome::Ok(r) => Some(r),
             _ => None,
         };
-        let got = self.apply(&mut next, session, op, seq_name);
+        let got = self.apply(&mut next, session, op, answer);
         match (outcome, got) {
             (Outcome::Unknown, Ok(_)) => Some(next),
             (Outcome::Unknown, Err(_)) => Some(s.clone()),

@@ -219,6 +219,95 @@ fn sequential_names_ephemerals_and_multis() {
     assert!(linearizable(&h));
 }
 
+#[test]
+fn closed_sessions_sequential_creates_in_multis_and_malformed_events() {
+    let eph = |p: &str| Op::Create {
+        path: p.into(),
+        data: "x".into(),
+        ephemeral: true,
+        sequential: false,
+    };
+    // An operation of unknown outcome after its session ended changed nothing.
+    let h = vec![
+        ev(1, Op::CloseSession, (0, 10), Outcome::Ok(Ret::Done)),
+        ev(1, eph("/k/e"), (20, 0), Outcome::Unknown),
+        ev(2, get("/k/e"), (40, 50), data("x", 0)),
+    ];
+    assert!(!linearizable(&h));
+    // An ephemeral made by a multi goes with its session.
+    let made = Outcome::Ok(Ret::Multi(vec![Ret::Created("/k/m".into())]));
+    let h = vec![
+        ev(1, Op::Multi(vec![eph("/k/m")]), (0, 10), made),
+        ev(1, Op::CloseSession, (20, 30), Outcome::Ok(Ret::Done)),
+        ev(2, get("/k/m"), (40, 50), data("x", 0)),
+    ];
+    assert!(!linearizable(&h));
+    let mut gone = h.clone();
+    gone[2].outcome = Outcome::Ok(Ret::Data(None));
+    assert!(linearizable(&gone));
+    // ...and so does an ephemeral of the initial tree.
+    let mut initial = root();
+    initial.insert(
+        "/k/i".into(),
+        Node {
+            data: b"x".to_vec(),
+            version: 0,
+            owner: 101,
+        },
+    );
+    let h = vec![
+        ev(1, Op::CloseSession, (0, 10), Outcome::Ok(Ret::Done)),
+        ev(2, get("/k/i"), (20, 30), data("x", 0)),
+    ];
+    assert!(matches!(
+        check(&h, &initial, Limits::default()),
+        Verdict::Violation(_)
+    ));
+    // A sequential create inside a multi: its name is the one answered.
+    let seq = Op::Create {
+        path: "/k/q-".into(),
+        data: "s".into(),
+        ephemeral: false,
+        sequential: true,
+    };
+    let name = "/k/q-0000000003".to_string();
+    let h = vec![
+        ev(
+            1,
+            Op::Multi(vec![seq.clone()]),
+            (0, 10),
+            Outcome::Ok(Ret::Multi(vec![Ret::Created(name.clone())])),
+        ),
+        ev(2, get(&name), (20, 30), data("s", 0)),
+    ];
+    assert!(linearizable(&h));
+    // A failed sequential create runs the parent's checks.
+    let orphan = Op::Create {
+        path: "/k/none/q-".into(),
+        data: "s".into(),
+        ephemeral: false,
+        sequential: true,
+    };
+    let h = vec![ev(
+        1,
+        orphan.clone(),
+        (0, 10),
+        Outcome::Err(ErrKind::NoNode),
+    )];
+    assert!(linearizable(&h));
+    let h = vec![ev(1, seq, (0, 10), Outcome::Err(ErrKind::NoNode))];
+    assert!(!linearizable(&h));
+    // Unknown exactly when it never returned.
+    let mut bad = ev(1, get("/k"), (0, 10), Outcome::Unknown);
+    bad.complete = Some(10);
+    assert!(matches!(verdict(&[bad]), Verdict::Invalid { .. }));
+    let mut bad = ev(1, get("/k"), (0, 10), data("", 0));
+    bad.complete = None;
+    assert!(matches!(verdict(&[bad]), Verdict::Invalid { .. }));
+    let backwards = ev(1, get("/k"), (10, 5), data("", 0));
+    assert!(matches!(verdict(&[backwards]), Verdict::Invalid { .. }));
+}
+
 /// A tiny deterministic generator.
 struct Rng(u64);
 
