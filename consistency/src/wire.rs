@@ -143,7 +143,8 @@ const LINK_KINDS: [Kind; 5] = [
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs schedule `seed` against `target`, then checks the history. Each run works under
-/// its own root, `/consistency-<seed>`, so several share one ensemble.
+/// a root of its own, `/consistency-<seed>-<milliseconds since 1970>`, so several share
+/// one ensemble and a run never starts from another's znodes.
 pub fn run(seed: u64, opts: &Options, target: &Target) -> Result<RunReport, String> {
     let kinds: Vec<Kind> = opts
         .kinds
@@ -156,7 +157,10 @@ pub fn run(seed: u64, opts: &Options, target: &Target) -> Result<RunReport, Stri
     plan.gap_len = (Duration::from_millis(1000), Duration::from_millis(3000));
     plan.expire_len = opts.session_timeout + Duration::from_secs(3);
     let schedule = Schedule::generate(seed, &plan);
-    let root = format!("/consistency-{seed}");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let root = format!("/consistency-{seed}-{stamp}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -11,12 +11,19 @@ A `LinkProxy` forwards connections that member `src` opens towards member `dst`.
 - drop: each chunk is lost with that probability, taking its connection with it (a stream
   cannot lose a message and go on), so the ends redial.
 
+A proxy may rewrite the first message a dialler sends (`first`): ZooKeeper's election
+connections open with the dialler's own election address, which a member of higher id dials
+back instead of keeping the connection (QuorumCnxManager.handleConnection); rewritten to the
+proxy of the link back, that connection goes through a proxy too.
+
 Everything is bounded: at most MAX_CONNECTIONS open per proxy, a chunk is at most 64 KiB and
-at most MAX_QUEUED_BYTES wait per direction (then the reader waits).
+at most MAX_QUEUED_BYTES wait per direction (then the reader waits); a first message is
+looked for in the first MAX_FIRST bytes only.
 """
 
 import random
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -24,13 +31,41 @@ from collections import deque
 CHUNK = 65536
 MAX_CONNECTIONS = 64
 MAX_QUEUED_BYTES = 8 << 20
+MAX_FIRST = 8192
+
+
+def zookeeper_election_address(address):
+    """A rewriter of ZooKeeper's election initial message (`long protocolVersion; long sid;
+    int length; byte[length] address`, QuorumCnxManager.startConnection) that puts
+    `address()` in place of the dialler's own. The old protocol (a non-negative first long:
+    the sid alone) carries no address and passes unchanged. It returns None while more bytes
+    are needed."""
+
+    def rewrite(buf):
+        if len(buf) < 8:
+            return None
+        if struct.unpack(">q", buf[:8])[0] >= 0:
+            return buf
+        if len(buf) < 20:
+            return None
+        n = struct.unpack(">i", buf[16:20])[0]
+        if n < 0 or n > MAX_FIRST:
+            return buf
+        if len(buf) < 20 + n:
+            return None
+        addr = address().encode()
+        return buf[:16] + struct.pack(">i", len(addr)) + addr + buf[20 + n:]
+
+    return rewrite
 
 
 class _Pipe:
     """One direction of one connection: a reader thread queues chunks, a writer delivers them."""
 
-    def __init__(self, conn, src, dst):
+    def __init__(self, conn, src, dst, first=None):
         self.conn, self.src, self.dst = conn, src, dst
+        # Rewrites the first message read (see zookeeper_election_address).
+        self.first, self.head = first, b""
         self.queue = deque()
         self.queued = 0
         self.cond = threading.Condition()
@@ -48,7 +83,18 @@ class _Pipe:
             if not data:
                 self.conn.close()
                 return
+            if self.first is not None:
+                self.head += data
+                out = self.first(self.head)
+                if out is None and len(self.head) < MAX_FIRST:
+                    continue
+                data, self.first, self.head = (out if out is not None else self.head), None, b""
             cut, delay, drop = self.conn.faults()
+            if self.conn.poisoned and not cut:
+                # Broken by a cut that has healed since (a heal racing this reader): close it
+                # so that its ends redial.
+                self.conn.close()
+                return
             if cut or self.conn.poisoned:
                 self.conn.poisoned = True
                 continue
@@ -85,19 +131,21 @@ class _Pipe:
 
 
 class _Connection:
-    def __init__(self, proxy, client, upstream):
-        self.proxy, self.client, self.upstream = proxy, client, upstream
+    def __init__(self, proxy, client, upstream, first=None):
+        self.proxy, self.client, self.upstream, self.first = proxy, client, upstream, first
         self.closed = False
         # Set once a cut threw bytes away: the stream is broken, close it when healed.
         self.poisoned = False
         self.lock = threading.Lock()
 
     def start(self):
-        _Pipe(self, self.client, self.upstream).start()
+        _Pipe(self, self.client, self.upstream, self.first).start()
         _Pipe(self, self.upstream, self.client).start()
 
     def faults(self):
-        return self.proxy.faults()
+        """The proxy's faults; a cut poisons this connection in the same step, under the
+        proxy's lock, so that a heal cannot miss it."""
+        return self.proxy.faults(poison=self)
 
     def close(self):
         with self.lock:
@@ -114,10 +162,12 @@ class _Connection:
 
 
 class LinkProxy:
-    """Listens on 127.0.0.1:`port` and forwards to 127.0.0.1:`target` (member src -> dst)."""
+    """Listens on 127.0.0.1:`port` and forwards to 127.0.0.1:`target` (member src -> dst);
+    `first` rewrites what the dialler sends first."""
 
-    def __init__(self, src, dst, port, target):
+    def __init__(self, src, dst, port, target, first=None):
         self.src, self.dst, self.port, self.target = src, dst, port, target
+        self.first = first
         self.lock = threading.Lock()
         self.cut = False
         self.delay = 0.0
@@ -131,8 +181,10 @@ class LinkProxy:
         self.closing = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def faults(self):
+    def faults(self, poison=None):
         with self.lock:
+            if poison is not None and self.cut:
+                poison.poisoned = True
             return self.cut, self.delay, self.drop
 
     def set_faults(self, cut=None, delay=None, drop=None):
@@ -178,10 +230,10 @@ class LinkProxy:
                 continue
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Connection(self, client, upstream)
-            if self.faults()[0]:
-                conn.poisoned = True
+            conn = _Connection(self, client, upstream, self.first)
             with self.lock:
+                # Under the lock, so that a heal sees it whether or not it is cut.
+                conn.poisoned = self.cut
                 self.conns.add(conn)
             conn.start()
 
@@ -203,8 +255,8 @@ class Links:
     def __init__(self):
         self.proxies = {}
 
-    def add(self, src, dst, port, target):
-        self.proxies.setdefault((src, dst), []).append(LinkProxy(src, dst, port, target))
+    def add(self, src, dst, port, target, first=None):
+        self.proxies.setdefault((src, dst), []).append(LinkProxy(src, dst, port, target, first))
 
     def on(self, src, dst):
         return self.proxies.get((src, dst), [])

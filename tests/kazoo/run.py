@@ -86,7 +86,7 @@ import threading
 import time
 
 from certs import make_authority, make_signed
-from linkproxy import Links
+from linkproxy import Links, zookeeper_election_address
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -229,6 +229,7 @@ class Member:
             return
         if not hard:
             proc.send_signal(signal.SIGTERM)  # Popen signals only its own, still-unreaped child
+            proc.send_signal(signal.SIGCONT)  # a paused member takes its SIGTERM now
             try:
                 proc.wait(timeout=STOP_GRACE)
             except subprocess.TimeoutExpired:
@@ -245,10 +246,14 @@ class Member:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig):
-        """Sends `sig` to the member's process if it runs (SIGSTOP / SIGCONT)."""
+        """Sends `sig` to the member's process if it runs (SIGSTOP / SIGCONT); False once the
+        harness has retired the member."""
         with self.lock:
+            if self.retired and sig != signal.SIGCONT:
+                return False
             if self.alive():
                 self.proc.send_signal(sig)
+            return True
 
     def serves(self):
         """One bounded probe: a kazoo session on this member alone that can read `/`."""
@@ -309,6 +314,14 @@ def zookeeper_members(workdir, args):
     link_ports = iter(ports[12:])
     tls = args.tls
 
+    # The election proxy of each directed link, by (src, dst).
+    election_proxy = {}
+
+    def back_to(src, dst):
+        """The address a member of higher id dials back on an election connection from `src`:
+        the election proxy of the link dst -> src (see linkproxy.zookeeper_election_address)."""
+        return lambda: f"127.0.0.1:{election_proxy[(dst, src)]}"
+
     def server_lines(me):
         """Member `me`'s view: its own quorum and election ports, the others' proxies."""
         lines = []
@@ -316,8 +329,11 @@ def zookeeper_members(workdir, args):
             quorum, election = peer_ports[2 * j], peer_ports[2 * j + 1]
             if args.links and j != me:
                 pq, pe = next(link_ports), next(link_ports)
+                election_proxy[(me + 1, j + 1)] = pe
                 args.links.add(me + 1, j + 1, pq, quorum)
-                args.links.add(me + 1, j + 1, pe, election)
+                args.links.add(
+                    me + 1, j + 1, pe, election, zookeeper_election_address(back_to(me + 1, j + 1))
+                )
                 quorum, election = pq, pe
             lines.append(f"server.{j + 1}=127.0.0.1:{quorum}:{election}")
         return lines
@@ -654,7 +670,8 @@ class Control(threading.Thread):
             return "error the harness is stopping"
         if verb in ("pause", "resume"):
             log(f"control: {line}")
-            member.signal(signal.SIGSTOP if verb == "pause" else signal.SIGCONT)
+            if not member.signal(signal.SIGSTOP if verb == "pause" else signal.SIGCONT):
+                return "error the harness is stopping"
             return "ok"
         with self.locks[member.id]:
             log(f"control: {line}")
@@ -838,7 +855,6 @@ def main():
         if args.links:
             args.links.close()
         for m in members:
-            m.signal(signal.SIGCONT)  # a paused member would hold SIGTERM until STOP_GRACE
             m.stop(retire=True)
         if code != 0:
             for m in members:

@@ -15,7 +15,7 @@
 //! An operation of unknown outcome may take effect anywhere after its invocation or never;
 //! an unknown read is dropped (it changed nothing). Sequential creates of unknown outcome
 //! take effect on no visible name: a history should not list the children of a parent
-//! that gets sequential creates.
+//! that gets sequential creates, nor name a child it did not see created.
 
 pub mod history;
 pub mod model;
@@ -309,10 +309,18 @@ fn partition(
         }
         first_key.push(root);
     }
-    // A close joins its session's ephemerals (or stands alone).
+    // A close joins its session's ephemerals, and their parents when those change or are
+    // listed (or stands alone).
     for (i, e) in events.iter().enumerate() {
         if e.op == Op::CloseSession {
-            let keys = ephemerals.get(&e.session).cloned().unwrap_or_default();
+            let mut keys = ephemerals.get(&e.session).cloned().unwrap_or_default();
+            let parents: Vec<String> = keys
+                .iter()
+                .filter_map(|k| parent(k))
+                .filter(|p| dynamic.contains(p))
+                .map(str::to_string)
+                .collect();
+            keys.extend(parents);
             let anchor = keys
                 .first()
                 .cloned()
@@ -339,6 +347,22 @@ fn partition(
         .into_values()
         .filter(|(_, ev)| !ev.is_empty())
         .collect();
+    // A close answered at a known time also goes to every other part holding operations
+    // of its session, where it only ends the session: nothing the session asks after it
+    // takes effect there either. (A close of unknown time may come last in every part, so
+    // it restricts nothing outside its own.)
+    let known_closes: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i].op == Op::CloseSession && events[i].complete.is_some())
+        .collect();
+    for (_, members) in &mut out {
+        let sessions: HashSet<u64> = members.iter().map(|&i| events[i].session).collect();
+        let here: HashSet<usize> = members.iter().copied().collect();
+        for &c in &known_closes {
+            if sessions.contains(&events[c].session) && !here.contains(&c) {
+                members.push(c);
+            }
+        }
+    }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }

@@ -308,6 +308,49 @@ fn closed_sessions_sequential_creates_in_multis_and_malformed_events() {
     assert!(matches!(verdict(&[backwards]), Verdict::Invalid { .. }));
 }
 
+#[test]
+fn a_close_reaches_every_part_of_its_session() {
+    let node = |data: &str, owner: u64| Node {
+        data: data.as_bytes().to_vec(),
+        version: 0,
+        owner,
+    };
+    // An ephemeral of the initial tree goes with its session's close: its parent, listed,
+    // is in the close's part.
+    let mut initial = root();
+    initial.insert("/k/x".into(), node("", 0));
+    initial.insert("/k/x/e".into(), node("e", 101));
+    let h = vec![
+        ev(1, Op::CloseSession, (0, 10), Outcome::Ok(Ret::Done)),
+        ev(
+            2,
+            Op::GetChildren {
+                path: "/k/x".into(),
+            },
+            (20, 30),
+            Outcome::Ok(Ret::Children(Some(vec![]))),
+        ),
+    ];
+    assert!(matches!(
+        check(&h, &initial, Limits::default()),
+        Verdict::Linearizable { .. }
+    ));
+    // A write of unknown outcome that a session asks after its known close, on a znode
+    // of another part than its ephemerals, took no effect.
+    let mut initial = root();
+    initial.insert("/k/e".into(), node("", 101));
+    initial.insert("/k/b".into(), node("0", 0));
+    let h = vec![
+        ev(1, Op::CloseSession, (0, 10), Outcome::Ok(Ret::Done)),
+        ev(1, set("/k/b", "u"), (20, 0), Outcome::Unknown),
+        ev(2, get("/k/b"), (40, 50), data("u", 1)),
+    ];
+    assert!(matches!(
+        check(&h, &initial, Limits::default()),
+        Verdict::Violation(_)
+    ));
+}
+
 /// A tiny deterministic generator.
 struct Rng(u64);
 
