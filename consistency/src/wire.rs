@@ -10,6 +10,8 @@
 //!
 //! Each client has a session on one member only (its connect string names that member), so
 //! a pause or a kill of that member longer than the session timeout expires it.
+//!
+//! `ZKRAFT_HISTORY=PATH` writes each run's history to `PATH.<seed>`, an event a line.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -101,9 +103,13 @@ fn four_letter(addr: &str, word: &str) -> Option<String> {
 /// What a run does.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// How long faults and load last.
     pub duration: Duration,
+    /// Client sessions, spread over the members.
     pub clients: usize,
+    /// Znodes the clients contend on (and parents of their sequential znodes).
     pub keys: usize,
+    /// The kinds of fault to draw (those needing link proxies are left out without them).
     pub kinds: Vec<Kind>,
     /// The planted bug: reads without `sync`.
     pub stale_reads: bool,
@@ -125,7 +131,12 @@ impl Default for Options {
                 .collect(),
             stale_reads: false,
             session_timeout: Duration::from_secs(4),
-            limits: Limits::default(),
+            // About a minute of search in a release build: a schedule over it is reported
+            // undecided rather than holding the run.
+            limits: Limits {
+                max_steps: 5_000_000,
+                ..Limits::default()
+            },
         }
     }
 }
