@@ -340,13 +340,22 @@ fn heal(target: &Target, undo: &Undo) -> Result<(), String> {
     for m in &undo.paused {
         target.control(&format!("resume {m}"))?;
     }
-    // Started together: one member alone has no quorum and does not serve.
+    // Started together: one member alone has no quorum and does not serve. A member that
+    // does not serve within run.py's bound (a ZooKeeper member restarted after a partition
+    // has been seen to stay LOOKING) is killed and started once more: what is checked is
+    // safety, and the run goes on.
     let started: Vec<_> = undo
         .killed
         .iter()
         .map(|&m| {
             let t = target.clone();
-            std::thread::spawn(move || t.control(&format!("start {m}")))
+            std::thread::spawn(move || {
+                t.control(&format!("start {m}")).or_else(|e| {
+                    eprintln!("{e}: killed and started again");
+                    t.control(&format!("kill {m}"))?;
+                    t.control(&format!("start {m}"))
+                })
+            })
         })
         .collect();
     for s in started {
